@@ -1,0 +1,221 @@
+/**
+ * The validated identity of a blob: instance name, digest function, lowercase hex hash and size.
+ * Every proto digest entering bzutil becomes a `Digest` at the edge, so code further in never sees a
+ * malformed one. The size is part of the identity. Also owns the ByteStream resource-name grammar.
+ */
+import { reapi } from '../proto/index.js';
+import { StatusError } from '../errors/status-error.js';
+import {
+  type DigestFunction,
+  digestFunctionFromHexLength,
+  digestFunctionFromProto,
+  hashBytes,
+  hexLength,
+  isDigestFunctionName,
+  UNSUPPORTED_DIGEST_FUNCTION_NAMES,
+} from './digest-function.js';
+
+const HEX = /^[0-9a-f]+$/;
+
+/** Compression schemes named in resource names; only identity is served today. */
+export type Compressor = 'identity' | 'zstd' | 'deflate' | 'brotli';
+const COMPRESSORS: readonly string[] = ['identity', 'zstd', 'deflate', 'brotli'];
+
+/** Path segments that may not appear inside an instance name (they delimit resource names). */
+const RESERVED_SEGMENTS = new Set(['blobs', 'uploads', 'actions', 'actionResults', 'operations', 'capabilities', 'compressed-blobs']);
+
+export class Digest {
+  readonly key: string;
+
+  private constructor(
+    readonly instanceName: string,
+    readonly digestFunction: DigestFunction,
+    readonly hash: string,
+    readonly sizeBytes: number,
+  ) {
+    this.key = `${instanceName}\u0000${digestFunction}\u0000${hash}\u0000${sizeBytes}`;
+  }
+
+  /**
+   * Validates and builds a digest. `field` names the request field in error details.
+   * Throws INVALID_ARGUMENT (with a BadRequest field violation) on any malformed part.
+   */
+  static create(instanceName: string, digestFunction: DigestFunction | undefined, hash: string, sizeBytes: number, field = 'digest'): Digest {
+    const fn = digestFunction ?? digestFunctionFromHexLength(hash.length);
+    if (!fn) throw bad(field + '.hash', `Hash ${JSON.stringify(hash)} has ${hash.length} characters, which matches no supported digest function`);
+    if (hash.length !== hexLength(fn)) throw bad(field + '.hash', `Hash ${JSON.stringify(hash)} has ${hash.length} characters, but ${fn} hashes have ${hexLength(fn)}`);
+    if (!HEX.test(hash)) throw bad(field + '.hash', `Hash ${JSON.stringify(hash)} is not lowercase hexadecimal`);
+    if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0) throw bad(field + '.size_bytes', `Size ${JSON.stringify(sizeBytes)} is not a non-negative integer below 2^53`);
+    validateInstanceName(instanceName);
+    return new Digest(instanceName, fn, hash, sizeBytes);
+  }
+
+  /** From a wire Digest; `digestFunctionValue` is the request's digest_function (0 = infer from length). */
+  static fromProto(instanceName: string, digestFunctionValue: number | null | undefined, d: reapi.IDigest | null | undefined, field = 'digest'): Digest {
+    if (!d) throw bad(field, 'Digest is missing');
+    return Digest.create(instanceName, requestDigestFunction(digestFunctionValue, field), d.hash ?? '', toNumber(d.sizeBytes), field);
+  }
+
+  /** Parses the CLI form `<hash>/<size>` (also accepts `<hash>-<size>` and `<hash>:<size>`). */
+  static parse(text: string, opts: { instanceName?: string; digestFunction?: DigestFunction } = {}): Digest {
+    const m = /^([0-9a-fA-F]+)[/:-](\d+)$/.exec(text.trim());
+    if (!m) throw bad('digest', `Digest ${JSON.stringify(text)} is not of the form <hash>/<size>`);
+    return Digest.create(opts.instanceName ?? '', opts.digestFunction, m[1]!.toLowerCase(), Number(m[2]), 'digest');
+  }
+
+  /** The digest of `data`. */
+  static ofBytes(data: Uint8Array, opts: { instanceName?: string; digestFunction?: DigestFunction } = {}): Digest {
+    const fn = opts.digestFunction ?? 'sha256';
+    return new Digest(opts.instanceName ?? '', fn, hashBytes(fn, data), data.length);
+  }
+
+  static empty(opts: { instanceName?: string; digestFunction?: DigestFunction } = {}): Digest {
+    return Digest.ofBytes(new Uint8Array(0), opts);
+  }
+
+  get isEmpty(): boolean {
+    return this.sizeBytes === 0;
+  }
+
+  toProto(): reapi.IDigest {
+    return this.sizeBytes === 0 ? { hash: this.hash } : { hash: this.hash, sizeBytes: this.sizeBytes };
+  }
+
+  /** Same hash, size and function under another instance name. */
+  withInstanceName(instanceName: string): Digest {
+    return instanceName === this.instanceName ? this : Digest.create(instanceName, this.digestFunction, this.hash, this.sizeBytes);
+  }
+
+  equals(other: Digest): boolean {
+    return this.key === other.key;
+  }
+
+  /** `<hash>/<size>`, the form the CLI prints and accepts. */
+  toString(): string {
+    return `${this.hash}/${this.sizeBytes}`;
+  }
+
+  /** `blobs/<hash>/<size>`, the subject of a PreconditionFailure MISSING violation. */
+  toMissingSubject(): string {
+    return `blobs/${this.hash}/${this.sizeBytes}`;
+  }
+
+  /** The ByteStream Read resource name for this blob. */
+  toByteStreamReadPath(compressor: Compressor = 'identity'): string {
+    return [...instancePrefix(this.instanceName), ...this.blobSegments(compressor)].join('/');
+  }
+
+  /** The ByteStream Write resource name for this blob under upload id `uuid`. */
+  toByteStreamWritePath(uuid: string, compressor: Compressor = 'identity'): string {
+    return [...instancePrefix(this.instanceName), 'uploads', uuid, ...this.blobSegments(compressor)].join('/');
+  }
+
+  private blobSegments(compressor: Compressor): string[] {
+    // The digest-function segment is only written for functions whose hash length is ambiguous or
+    // non-default; SHA-256 stays implicit so that old clients understand our names.
+    const fnSegment = this.digestFunction === 'sha256' ? [] : [this.digestFunction];
+    const head = compressor === 'identity' ? ['blobs'] : ['compressed-blobs', compressor];
+    return [...head, ...fnSegment, this.hash, String(this.sizeBytes)];
+  }
+}
+
+export interface ParsedReadResourceName {
+  digest: Digest;
+  compressor: Compressor;
+}
+
+export interface ParsedWriteResourceName extends ParsedReadResourceName {
+  uploadId: string;
+  /** Anything after the size segment, which the spec allows for implementation-specific metadata. */
+  metadata: string;
+}
+
+/**
+ * Parses `{instance}/blobs/{fn/}{hash}/{size}` and `{instance}/compressed-blobs/{comp}/{fn/}{hash}/{size}`.
+ * The instance name may have several segments. Throws INVALID_ARGUMENT naming the bad part.
+ */
+export function parseReadResourceName(name: string, field = 'resource_name'): ParsedReadResourceName {
+  const segs = name.split('/');
+  const idx = segs.findIndex((s) => s === 'blobs' || s === 'compressed-blobs');
+  if (idx < 0) throw bad(field, `Resource name ${JSON.stringify(name)} has no "blobs" or "compressed-blobs" segment`);
+  const instanceName = segs.slice(0, idx).join('/');
+  const { digest, compressor, rest } = parseBlobPart(segs.slice(idx), instanceName, name, field);
+  if (rest.length) throw bad(field, `Resource name ${JSON.stringify(name)} has unexpected segments after the size`);
+  return { digest, compressor };
+}
+
+/**
+ * Parses `{instance}/uploads/{uuid}/blobs/{fn/}{hash}/{size}{/metadata}` and the compressed form.
+ */
+export function parseWriteResourceName(name: string, field = 'resource_name'): ParsedWriteResourceName {
+  const segs = name.split('/');
+  const idx = segs.indexOf('uploads');
+  if (idx < 0 || idx + 2 >= segs.length) throw bad(field, `Resource name ${JSON.stringify(name)} is not of the form {instance}/uploads/{uuid}/blobs/{hash}/{size}`);
+  const instanceName = segs.slice(0, idx).join('/');
+  const uploadId = segs[idx + 1]!;
+  if (!uploadId) throw bad(field, `Resource name ${JSON.stringify(name)} has an empty upload id`);
+  const { digest, compressor, rest } = parseBlobPart(segs.slice(idx + 2), instanceName, name, field);
+  return { digest, compressor, uploadId, metadata: rest.join('/') };
+}
+
+function parseBlobPart(segs: string[], instanceName: string, name: string, field: string): { digest: Digest; compressor: Compressor; rest: string[] } {
+  let i = 0;
+  let compressor: Compressor = 'identity';
+  if (segs[i] === 'compressed-blobs') {
+    const c = segs[i + 1] ?? '';
+    if (!COMPRESSORS.includes(c)) throw bad(field, `Resource name ${JSON.stringify(name)} names unknown compressor ${JSON.stringify(c)}`);
+    compressor = c as Compressor;
+    i += 2;
+  } else if (segs[i] === 'blobs') {
+    i += 1;
+  } else {
+    throw bad(field, `Resource name ${JSON.stringify(name)} lacks a "blobs" segment`);
+  }
+  let fn: DigestFunction | undefined;
+  const maybeFn = segs[i] ?? '';
+  if (isDigestFunctionName(maybeFn)) {
+    fn = maybeFn;
+    i += 1;
+  } else if (UNSUPPORTED_DIGEST_FUNCTION_NAMES.has(maybeFn)) {
+    throw bad(field, `Digest function ${JSON.stringify(maybeFn)} in ${JSON.stringify(name)} is not supported by this server`);
+  }
+  const hash = segs[i] ?? '';
+  const sizeText = segs[i + 1] ?? '';
+  if (!/^\d+$/.test(sizeText)) throw bad(field, `Resource name ${JSON.stringify(name)} has no valid size after the hash`);
+  const digest = Digest.create(instanceName, fn, hash, Number(sizeText), field);
+  return { digest, compressor, rest: segs.slice(i + 2) };
+}
+
+/** Rejects instance names that would make resource names ambiguous. */
+export function validateInstanceName(instanceName: string, field = 'instance_name'): void {
+  if (instanceName === '') return;
+  const segs = instanceName.split('/');
+  for (const s of segs) {
+    if (s === '' || s === '.' || s === '..') throw bad(field, `Instance name ${JSON.stringify(instanceName)} has an empty, "." or ".." segment`);
+    if (RESERVED_SEGMENTS.has(s)) throw bad(field, `Instance name ${JSON.stringify(instanceName)} contains reserved segment ${JSON.stringify(s)}`);
+  }
+}
+
+/** The digest function a request asks for; INVALID_ARGUMENT for values we do not implement. */
+export function requestDigestFunction(value: number | null | undefined, field = 'digest_function'): DigestFunction | undefined {
+  if (!value) return undefined;
+  const fn = digestFunctionFromProto(value);
+  if (!fn) throw bad(field, `Digest function ${value} (${reapi.DigestFunction.Value[value] ?? 'unknown'}) is not supported by this server`);
+  return fn;
+}
+
+function instancePrefix(instanceName: string): string[] {
+  return instanceName === '' ? [] : [instanceName];
+}
+
+function toNumber(v: unknown): number {
+  if (typeof v === 'number') return v;
+  if (v === null || v === undefined) return 0;
+  if (typeof v === 'string') return Number(v);
+  if (typeof v === 'object' && typeof (v as { toNumber?: unknown }).toNumber === 'function') return (v as { toNumber(): number }).toNumber();
+  return NaN;
+}
+
+function bad(field: string, description: string): StatusError {
+  return StatusError.invalidArgument(description, [{ field, description }]);
+}
