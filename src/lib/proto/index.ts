@@ -17,3 +17,4 @@ export import bytestream = pb.google.bytestream;
 export import longrunning = pb.google.longrunning;
 export import rpc = pb.google.rpc;
 export import protobuf = pb.google.protobuf;
+export import workerapi = pb.bzutil.worker.v1;

@@ -4,7 +4,7 @@
  * `grpc.makeGenericClientConstructor`, so both sides share one (de)serialisation path.
  */
 import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
-import { reapi, bytestream, longrunning, protobuf } from './index.js';
+import { reapi, bytestream, longrunning, protobuf, workerapi } from './index.js';
 
 interface MessageClass<T> {
   encode(m: T): { finish(): Uint8Array };
@@ -69,6 +69,11 @@ export const byteStreamService = {
   read: method('/google.bytestream.ByteStream/Read', bytestream.ReadRequest, bytestream.ReadResponse, { responseStream: true }),
   write: method('/google.bytestream.ByteStream/Write', bytestream.WriteRequest, bytestream.WriteResponse, { requestStream: true }),
   queryWriteStatus: method('/google.bytestream.ByteStream/QueryWriteStatus', bytestream.QueryWriteStatusRequest, bytestream.QueryWriteStatusResponse),
+} satisfies ServiceDefinition;
+
+export const workerQueueService = {
+  synchronize: method('/bzutil.worker.v1.WorkerQueue/Synchronize', workerapi.SynchronizeRequest, workerapi.SynchronizeResponse),
+  completeTask: method('/bzutil.worker.v1.WorkerQueue/CompleteTask', workerapi.CompleteTaskRequest, workerapi.CompleteTaskResponse),
 } satisfies ServiceDefinition;
 
 /** Encodes a message into a google.protobuf.Any. */
