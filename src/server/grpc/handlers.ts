@@ -1,0 +1,114 @@
+/**
+ * The one boundary between grpc-js and bzutil's services. Services are written as plain async
+ * functions that take the decoded request and a CallContext (with an AbortSignal that fires when the
+ * client goes away) and return, yield or throw. These wrappers turn them into grpc-js handlers and
+ * convert whatever they throw: StatusError keeps its code and google.rpc details (in
+ * grpc-status-details-bin), an AbortError becomes CANCELLED, anything else becomes INTERNAL and its
+ * stack is logged here, never sent to the client.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { toGrpcStatus } from '../../lib/errors/grpc-status.js';
+import { Code, StatusError, toStatusError } from '../../lib/errors/status-error.js';
+import type { Logger } from '../../lib/util/logger.js';
+
+export interface CallContext {
+  /** Fires when the client cancels or disconnects, or the deadline passes. */
+  signal: AbortSignal;
+  metadata: grpc.Metadata;
+  peer: string;
+}
+
+export type UnaryHandler<Req, Res> = (request: Req, ctx: CallContext) => Promise<Res>;
+export type ServerStreamHandler<Req, Res> = (request: Req, ctx: CallContext) => AsyncIterable<Res>;
+export type ClientStreamHandler<Req, Res> = (requests: AsyncIterable<Req>, ctx: CallContext) => Promise<Res>;
+
+export interface HandlerFactory {
+  unary<Req, Res>(name: string, handler: UnaryHandler<Req, Res>): grpc.handleUnaryCall<Req, Res>;
+  serverStream<Req, Res>(name: string, handler: ServerStreamHandler<Req, Res>): grpc.handleServerStreamingCall<Req, Res>;
+  clientStream<Req, Res>(name: string, handler: ClientStreamHandler<Req, Res>): grpc.handleClientStreamingCall<Req, Res>;
+}
+
+export function createHandlerFactory(logger: Logger): HandlerFactory {
+  const toStatus = (name: string, err: unknown) => {
+    const s = toStatusError(err);
+    if (s.code === Code.INTERNAL || s.code === Code.UNKNOWN) {
+      logger.error(`${name} failed`, { error: (s.cause as Error | undefined) ?? s });
+    } else {
+      logger.debug(`${name} returned ${s.codeName}`, { message: s.message });
+    }
+    return toGrpcStatus(s);
+  };
+
+  return {
+    unary: (name, handler) => (call, callback) => {
+      const ctx = contextOf(call);
+      handler(call.request, ctx).then(
+        (res) => callback(null, res),
+        (err) => callback(toStatus(name, err)),
+      );
+    },
+
+    serverStream: (name, handler) => (call) => {
+      const ctx = contextOf(call);
+      (async () => {
+        for await (const msg of handler(call.request, ctx)) {
+          if (ctx.signal.aborted) return;
+          if (!call.write(msg)) {
+            // Honour backpressure: wait until grpc-js has flushed, or the client is gone.
+            await waitForDrain(call, ctx.signal);
+          }
+        }
+        if (!ctx.signal.aborted) call.end();
+      })().catch((err) => {
+        if (ctx.signal.aborted) return;
+        call.emit('error', toStatus(name, err));
+      });
+    },
+
+    clientStream: (name, handler) => (call, callback) => {
+      const ctx = contextOf(call);
+      handler(readableToIterable<never>(call), ctx).then(
+        (res) => callback(null, res),
+        (err) => callback(toStatus(name, err)),
+      );
+    },
+  };
+}
+
+type AnyServerCall = NodeJS.EventEmitter & { metadata: grpc.Metadata; getPeer(): string };
+
+function contextOf(call: AnyServerCall): CallContext {
+  const controller = new AbortController();
+  call.on('cancelled', () => {
+    if (!controller.signal.aborted) controller.abort(StatusError.cancelled('The client cancelled the call'));
+  });
+  return { signal: controller.signal, metadata: call.metadata, peer: call.getPeer() };
+}
+
+function waitForDrain(stream: NodeJS.EventEmitter, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      stream.off('drain', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    stream.once('drain', done);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** A grpc-js readable request stream as an async iterable; errors and cancellation end it with a throw. */
+async function* readableToIterable<T>(call: grpc.ServerReadableStream<unknown, unknown>): AsyncGenerator<T> {
+  let cancelled = false;
+  call.on('cancelled', () => {
+    cancelled = true;
+    call.destroy(StatusError.cancelled('The client cancelled the call'));
+  });
+  try {
+    for await (const msg of call) yield msg as T;
+  } catch (err) {
+    if (cancelled) throw StatusError.cancelled('The client cancelled the call');
+    throw err;
+  }
+  if (cancelled) throw StatusError.cancelled('The client cancelled the call');
+}
