@@ -1,0 +1,195 @@
+/**
+ * Builds an action's input root on local disk from its Merkle tree in the CAS. Directory messages
+ * are fetched (each distinct one once) and validated before anything is written, missing blobs are
+ * found with one FindMissing call so the client learns about all of them at once, and files come from
+ * the worker's FileCache as hard links.
+ */
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import type { BlobStore, CallOptions } from '../blobstore/blob-store.js';
+import { Digest } from '../digest/digest.js';
+import { Code, StatusError, wrapStatus } from '../errors/status-error.js';
+import { reapi } from '../proto/index.js';
+import type { FileCache } from './file-cache.js';
+import { forEachLimited } from './for-each-limited.js';
+import { resolveRelativePath, toAbsolute, validateEntryName, validateSymlinkTarget } from './paths.js';
+
+/** Directory messages above this size are refused (a Directory is one message, not a stream). */
+const MAX_DIRECTORY_BYTES = 64 * 1024 * 1024;
+
+export interface InputMaterializerOptions {
+  contentAddressableStorage: BlobStore;
+  fileCache: FileCache;
+  /** How many Directory fetches and file links run at once. */
+  concurrency?: number;
+}
+
+interface FileToLink {
+  relativePath: string;
+  digest: Digest;
+  isExecutable: boolean;
+}
+
+export class InputMaterializer {
+  private readonly contentAddressableStorage: BlobStore;
+  private readonly fileCache: FileCache;
+  private readonly concurrency: number;
+
+  constructor(opts: InputMaterializerOptions) {
+    this.contentAddressableStorage = opts.contentAddressableStorage;
+    this.fileCache = opts.fileCache;
+    this.concurrency = opts.concurrency ?? 16;
+  }
+
+  /**
+   * Creates the tree rooted at `inputRootDigest` in `targetDirectory` (which must exist and be empty).
+   * Errors: FAILED_PRECONDITION with MISSING violations for absent blobs, INVALID_ARGUMENT for bad
+   * names, duplicates or escaping symlinks (nothing is written for those).
+   */
+  async materialize(inputRootDigest: Digest, targetDirectory: string, opts: CallOptions = {}): Promise<void> {
+    const directories = await this.fetchDirectories(inputRootDigest, opts);
+
+    // Walk the tree (by path; a Directory reused under two names is instantiated twice).
+    const dirsToCreate: string[] = [];
+    const files: FileToLink[] = [];
+    const symlinks: { relativePath: string; target: string }[] = [];
+    const walk = (digest: Digest, relativeDir: string, depth: number) => {
+      if (depth > 512) throw StatusError.invalidArgument(`Invalid input root: directories nest deeper than 512 levels at ${JSON.stringify(relativeDir)}`);
+      const dir = directories.get(digest.key)!;
+      const join = (name: string) => (relativeDir === '' ? name : `${relativeDir}/${name}`);
+      for (const node of dir.directories ?? []) {
+        const child = join(node.name ?? '');
+        dirsToCreate.push(child);
+        walk(childDigest(inputRootDigest, node.digest, child), child, depth + 1);
+      }
+      for (const node of dir.files ?? []) {
+        files.push({ relativePath: join(node.name ?? ''), digest: childDigest(inputRootDigest, node.digest, join(node.name ?? '')), isExecutable: !!node.isExecutable });
+      }
+      for (const node of dir.symlinks ?? []) {
+        // Checked per path, not per Directory: the same Directory may sit at different depths.
+        validateSymlinkTarget(relativeDir, node.name ?? '', node.target ?? '');
+        symlinks.push({ relativePath: join(node.name ?? ''), target: node.target ?? '' });
+      }
+    };
+    walk(inputRootDigest, '', 0);
+
+    // Ask the CAS once for every file the cache does not hold, so that all missing inputs are
+    // reported together (Bazel re-uploads exactly those and retries).
+    const wanted = new Map<string, Digest>();
+    for (const f of files) {
+      if (!f.digest.isEmpty && !this.fileCache.has(f.digest, f.isExecutable)) wanted.set(f.digest.key, f.digest);
+    }
+    if (wanted.size > 0) {
+      let missing: Digest[];
+      try {
+        missing = await this.contentAddressableStorage.findMissing([...wanted.values()], opts);
+      } catch (err) {
+        throw wrapStatus(err, 'Failed to check input files in the CAS');
+      }
+      if (missing.length > 0) throw StatusError.missingBlobs(missing);
+    }
+
+    for (const d of dirsToCreate) await fsp.mkdir(toAbsolute(targetDirectory, d));
+    await forEachLimited(files, this.concurrency, async (f) => {
+      try {
+        await this.fileCache.linkInto(f.digest, f.isExecutable, toAbsolute(targetDirectory, f.relativePath), opts);
+      } catch (err) {
+        throw wrapStatus(err, `Failed to create input file ${JSON.stringify(f.relativePath)}`);
+      }
+    });
+    for (const s of symlinks) await fsp.symlink(s.target, toAbsolute(targetDirectory, s.relativePath));
+  }
+
+  /** Fetches and validates every distinct Directory in the tree, breadth first. */
+  private async fetchDirectories(root: Digest, opts: CallOptions): Promise<Map<string, reapi.IDirectory>> {
+    const directories = new Map<string, reapi.IDirectory>();
+    const missing: Digest[] = [];
+    let frontier: { digest: Digest; where: string }[] = [{ digest: root, where: '' }];
+    const seen = new Set<string>([root.key]);
+    while (frontier.length > 0) {
+      const next: { digest: Digest; where: string }[] = [];
+      await forEachLimited(frontier, this.concurrency, async ({ digest, where }) => {
+        let bytes: Uint8Array;
+        try {
+          bytes = await this.contentAddressableStorage.get(digest, { ...opts, maxBytes: MAX_DIRECTORY_BYTES });
+        } catch (err) {
+          if (err instanceof StatusError && err.code === Code.NOT_FOUND) {
+            missing.push(digest);
+            return;
+          }
+          throw wrapStatus(err, `Failed to fetch input directory ${JSON.stringify(where || '.')} (${digest.toString()})`);
+        }
+        const actual = Digest.ofBytes(bytes, { instanceName: digest.instanceName, digestFunction: digest.digestFunction });
+        if (!actual.equals(digest)) {
+          throw new StatusError(Code.DATA_LOSS, `Failed to fetch input directory ${JSON.stringify(where || '.')}: the CAS returned ${actual.toString()} for ${digest.toString()}`);
+        }
+        let dir: reapi.Directory;
+        try {
+          dir = reapi.Directory.decode(bytes);
+        } catch (err) {
+          throw StatusError.invalidArgument(`Failed to decode input directory ${JSON.stringify(where || '.')} (${digest.toString()}): ${(err as Error).message}`);
+        }
+        validateDirectory(dir, where);
+        directories.set(digest.key, dir);
+        for (const node of dir.directories) {
+          const childWhere = where === '' ? (node.name ?? '') : `${where}/${node.name ?? ''}`;
+          const d = childDigest(root, node.digest, childWhere);
+          if (seen.has(d.key)) continue;
+          seen.add(d.key);
+          next.push({ digest: d, where: childWhere });
+        }
+      });
+      frontier = next;
+    }
+    if (missing.length > 0) throw StatusError.missingBlobs(missing);
+    return directories;
+  }
+}
+
+/**
+ * Creates the parent directories of every declared output (relative to the working directory), and
+ * the working directory itself, before the command runs, as REAPI requires. Validates the paths
+ * first: INVALID_ARGUMENT for absolute ones or ones that leave the input root.
+ */
+export async function createOutputParents(inputRoot: string, command: reapi.ICommand): Promise<void> {
+  const workingDirectory = resolveRelativePath('', command.workingDirectory ?? '', 'working_directory', { allowEmpty: true });
+  await fsp.mkdir(toAbsolute(inputRoot, workingDirectory), { recursive: true });
+  const declared: [string, readonly string[] | null | undefined][] = [
+    ['output_files', command.outputFiles],
+    ['output_directories', command.outputDirectories],
+    ['output_paths', command.outputPaths],
+  ];
+  for (const [field, paths] of declared) {
+    for (const p of paths ?? []) {
+      const relative = resolveRelativePath(workingDirectory, p, field);
+      const parent = path.posix.dirname(relative);
+      if (parent !== '.') await fsp.mkdir(toAbsolute(inputRoot, parent), { recursive: true });
+    }
+  }
+}
+
+/** Checks names, duplicates and symlink targets of one Directory. `where` is its path in the tree. */
+function validateDirectory(dir: reapi.Directory, where: string): void {
+  const label = where === '' ? 'the input root' : `input directory ${JSON.stringify(where)}`;
+  const names = new Set<string>();
+  const check = (name: string) => {
+    validateEntryName(name, label);
+    if (names.has(name)) {
+      throw StatusError.invalidArgument(`Invalid ${label}: entry ${JSON.stringify(name)} appears more than once`, [
+        { field: 'directory', description: `Duplicate entry ${JSON.stringify(name)}` },
+      ]);
+    }
+    names.add(name);
+  };
+  for (const f of dir.files) check(f.name ?? '');
+  for (const d of dir.directories) check(d.name ?? '');
+  for (const s of dir.symlinks) check(s.name ?? '');
+}
+
+/** A digest named inside the tree: same instance and digest function as the root. */
+function childDigest(root: Digest, proto: reapi.IDigest | null | undefined, where: string): Digest {
+  if (!proto) {
+    throw StatusError.invalidArgument(`Invalid input entry ${JSON.stringify(where)}: its digest is missing`, [{ field: where, description: 'Digest is missing' }]);
+  }
+  return Digest.create(root.instanceName, root.digestFunction, proto.hash ?? '', Number(proto.sizeBytes ?? 0), where);
+}

@@ -1,0 +1,187 @@
+/**
+ * Runs actions on this machine: a fresh directory per task, inputs hard-linked from the FileCache,
+ * the command started by a Runner, outputs collected and uploaded, everything timed into
+ * ExecutedActionMetadata, and the directory removed afterwards whatever happened. This is the
+ * worker's core; scheduling and reporting live in src/server/worker.ts.
+ */
+import { promises as fsp } from 'node:fs';
+import { createHash } from 'node:crypto';
+import * as path from 'node:path';
+import type { BlobStore } from '../blobstore/blob-store.js';
+import { Digest } from '../digest/digest.js';
+import { StatusError, wrapStatus } from '../errors/status-error.js';
+import type { protobuf, reapi } from '../proto/index.js';
+import { type Clock, systemClock } from '../util/clock.js';
+import { type Logger, silentLogger } from '../util/logger.js';
+import { abortStatus, attachError, type BuildExecutor, type ExecuteOptions, type ExecutionTask } from './build-executor.js';
+import type { FileCache } from './file-cache.js';
+import { createOutputParents, InputMaterializer } from './input-materializer.js';
+import { OutputUploader } from './output-uploader.js';
+import { resolveRelativePath, toAbsolute } from './paths.js';
+import type { Runner } from './runner.js';
+
+export interface LocalBuildExecutorOptions {
+  contentAddressableStorage: BlobStore;
+  runner: Runner;
+  /** Root of the worker's scratch space; actions run in `<workDir>/actions/<task id>`. */
+  workDir: string;
+  /** Reported in ExecutedActionMetadata.worker. */
+  workerName: string;
+  fileCache: FileCache;
+  clock?: Clock;
+  logger?: Logger;
+}
+
+export class LocalBuildExecutor implements BuildExecutor {
+  private readonly runner: Runner;
+  private readonly actionsDirectory: string;
+  private readonly workerName: string;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly materializer: InputMaterializer;
+  private readonly uploader: OutputUploader;
+
+  constructor(opts: LocalBuildExecutorOptions) {
+    this.runner = opts.runner;
+    this.actionsDirectory = path.join(opts.workDir, 'actions');
+    this.workerName = opts.workerName;
+    this.clock = opts.clock ?? systemClock;
+    this.logger = opts.logger ?? silentLogger;
+    this.materializer = new InputMaterializer({ contentAddressableStorage: opts.contentAddressableStorage, fileCache: opts.fileCache });
+    this.uploader = new OutputUploader({ contentAddressableStorage: opts.contentAddressableStorage });
+  }
+
+  /** The directory a task runs in (exists only while it runs). */
+  actionDirectoryOf(taskId: string): string {
+    return path.join(this.actionsDirectory, actionDirectoryName(taskId));
+  }
+
+  async execute(task: ExecutionTask, opts: ExecuteOptions = {}): Promise<reapi.IExecuteResponse> {
+    const { signal } = opts;
+    const metadata: reapi.IExecutedActionMetadata = {
+      worker: this.workerName,
+      ...(task.queuedTimestamp ? { queuedTimestamp: task.queuedTimestamp } : {}),
+      workerStartTimestamp: this.now(),
+    };
+    const result: reapi.IActionResult = { executionMetadata: metadata };
+    const response: reapi.IExecuteResponse = { result };
+    const actionDirectory = this.actionDirectoryOf(task.taskId);
+    const inputRoot = path.join(actionDirectory, 'root');
+    const stdoutPath = path.join(actionDirectory, 'stdout');
+    const stderrPath = path.join(actionDirectory, 'stderr');
+    const { instanceName, digestFunction } = task.actionDigest;
+    try {
+      await removeTree(actionDirectory);
+      await fsp.mkdir(inputRoot, { recursive: true });
+
+      opts.onStage?.('FETCHING_INPUTS');
+      metadata.inputFetchStartTimestamp = this.now();
+      try {
+        const input = task.action.inputRootDigest;
+        if (!input) throw StatusError.invalidArgument('Action has no input_root_digest', [{ field: 'action.input_root_digest', description: 'Required' }]);
+        const inputRootDigest = Digest.create(instanceName, digestFunction, input.hash ?? '', Number(input.sizeBytes ?? 0), 'action.input_root_digest');
+        await this.materializer.materialize(inputRootDigest, inputRoot, { signal });
+        await createOutputParents(inputRoot, task.command);
+      } catch (err) {
+        throw wrapStatus(err, 'Failed to prepare input root');
+      }
+      metadata.inputFetchCompletedTimestamp = this.now();
+
+      opts.onStage?.('RUNNING');
+      const workingDirectory = resolveRelativePath('', task.command.workingDirectory ?? '', 'working_directory', { allowEmpty: true });
+      metadata.executionStartTimestamp = this.now();
+      const run = await this.runner.run(
+        {
+          argv: task.command.arguments ?? [],
+          env: environmentOf(task.command),
+          cwd: toAbsolute(inputRoot, workingDirectory),
+          stdoutPath,
+          stderrPath,
+          timeoutMs: task.timeoutMs,
+        },
+        { signal },
+      );
+      metadata.executionCompletedTimestamp = this.now();
+      result.exitCode = run.exitCode;
+      if (run.cancelled) {
+        // Nobody will use the outputs of a cancelled task; skip the upload.
+        attachError(response, abortStatus(signal!));
+        return response;
+      }
+      if (run.timedOut) {
+        // Stdout, stderr and whatever outputs exist are still uploaded, for the user to debug with.
+        attachError(response, StatusError.deadlineExceeded(`Failed to run command: it exceeded its timeout of ${task.timeoutMs} ms`));
+      }
+
+      opts.onStage?.('UPLOADING_OUTPUTS');
+      metadata.outputUploadStartTimestamp = this.now();
+      const outputs = await this.uploader.uploadOutputs({ inputRoot, command: task.command, instanceName, digestFunction, stdoutPath, stderrPath }, { signal });
+      Object.assign(result, outputs);
+      metadata.outputUploadCompletedTimestamp = this.now();
+    } catch (err) {
+      if (signal?.aborted) attachError(response, abortStatus(signal));
+      attachError(response, err);
+    } finally {
+      try {
+        await removeTree(actionDirectory);
+      } catch (err) {
+        this.logger.warn('Failed to remove action directory', { taskId: task.taskId, directory: actionDirectory, error: err });
+      }
+      metadata.workerCompletedTimestamp = this.now();
+    }
+    return response;
+  }
+
+  private now(): protobuf.ITimestamp {
+    return toTimestamp(this.clock.now());
+  }
+}
+
+/** Milliseconds since the epoch as a google.protobuf.Timestamp. */
+export function toTimestamp(ms: number): protobuf.ITimestamp {
+  const seconds = Math.floor(ms / 1000);
+  return { seconds, nanos: Math.round((ms - seconds * 1000) * 1e6) };
+}
+
+/** Exactly the Command's variables: nothing from the worker's environment leaks into an action. */
+function environmentOf(command: reapi.ICommand): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const v of command.environmentVariables ?? []) env[v.name ?? ''] = v.value ?? '';
+  return env;
+}
+
+/**
+ * Task ids come from the scheduler and may hold any character; ids that are not plain file names are
+ * made safe, with a hash suffix so that two ids never share a directory.
+ */
+function actionDirectoryName(taskId: string): string {
+  if (/^[A-Za-z0-9._-]{1,100}$/.test(taskId) && taskId !== '.' && taskId !== '..') return taskId;
+  const safe = taskId.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 64);
+  return `${safe}-${createHash('sha256').update(taskId).digest('hex').slice(0, 16)}`;
+}
+
+/**
+ * Removes a directory tree an action has been let loose in: it may have made directories read-only,
+ * which rm refuses to empty, so permissions are restored and the removal retried.
+ */
+export async function removeTree(directory: string): Promise<void> {
+  try {
+    await fsp.rm(directory, { recursive: true, force: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EPERM' && code !== 'ENOTEMPTY') throw err;
+    await makeDirectoriesWritable(directory);
+    await fsp.rm(directory, { recursive: true, force: true });
+  }
+}
+
+async function makeDirectoriesWritable(directory: string): Promise<void> {
+  // Iterative, so that deep trees cannot exhaust the stack.
+  const stack = [directory];
+  while (stack.length > 0) {
+    const dir = stack.pop()!;
+    await fsp.chmod(dir, 0o700).catch(() => {});
+    const entries = await fsp.readdir(dir, { withFileTypes: true }).catch(() => []);
+    for (const e of entries) if (e.isDirectory()) stack.push(path.join(dir, e.name));
+  }
+}

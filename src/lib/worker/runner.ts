@@ -1,0 +1,219 @@
+/**
+ * Running one command as a child process, after Buildbarn's pkg/runner: the build executor decides
+ * *what* to run (argv, environment, directory, where output goes, how long it may take) and the
+ * runner owns *how*: process creation, output to files, timeouts and killing every process the
+ * command started.
+ */
+import { spawn } from 'node:child_process';
+import { constants as fsConstants, promises as fsp } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import * as path from 'node:path';
+import type { CallOptions } from '../blobstore/blob-store.js';
+import { StatusError } from '../errors/status-error.js';
+import { type Clock, systemClock } from '../util/clock.js';
+
+export interface RunRequest {
+  /** argv[0] is resolved against the PATH in `env` (or DEFAULT_SEARCH_PATH) unless it contains "/". */
+  argv: readonly string[];
+  /** The complete environment of the process: nothing of the worker's own environment is added. */
+  env: Readonly<Record<string, string>>;
+  /** Absolute directory the process starts in. */
+  cwd: string;
+  /** Files that receive the process's stdout and stderr (created or truncated). */
+  stdoutPath: string;
+  stderrPath: string;
+  /** Kill the process group after this long; 0 or Infinity for no limit. */
+  timeoutMs: number;
+}
+
+export interface RunResult {
+  /** The exit status; 128 + signal number when the process was killed by a signal (as shells report). */
+  exitCode: number;
+  /** The timeout ran out and the process group was killed. */
+  timedOut: boolean;
+  /** The caller's signal fired and the process group was killed. */
+  cancelled: boolean;
+  /** The signal that ended the main process, if any. */
+  signal?: NodeJS.Signals;
+}
+
+/** Runs commands; implementations decide where and how (local child process, sandbox, ...). */
+export interface Runner {
+  /**
+   * Runs the command to completion. A command that cannot be started (missing or non-executable
+   * argv[0]) rejects with INVALID_ARGUMENT; a non-zero exit, a timeout or a cancellation is a result.
+   */
+  run(request: RunRequest, opts?: CallOptions): Promise<RunResult>;
+}
+
+/** PATH used to find argv[0] when the Command sets none, as Bazel's own local execution does. */
+export const DEFAULT_SEARCH_PATH = '/usr/bin:/bin';
+
+export interface LocalRunnerOptions {
+  /** Time between SIGTERM and SIGKILL when a timed-out or cancelled command is stopped. */
+  killGraceMs?: number;
+  /** Clock for timeouts and the kill grace period (tests pass a FakeClock). */
+  clock?: Clock;
+}
+
+/**
+ * Runs a command as a local child process in its own process group, with stdout and stderr written to
+ * files (never buffered in memory, so output size does not matter). On timeout or cancellation the
+ * whole group gets SIGTERM and, after a grace period, SIGKILL; once the main process exits, any
+ * stragglers it left in the group are killed too, so no action outlives its task.
+ */
+export class LocalRunner implements Runner {
+  private readonly killGraceMs: number;
+  private readonly clock: Clock;
+
+  constructor(opts: LocalRunnerOptions = {}) {
+    this.killGraceMs = opts.killGraceMs ?? 2_000;
+    this.clock = opts.clock ?? systemClock;
+  }
+
+  async run(request: RunRequest, opts: CallOptions = {}): Promise<RunResult> {
+    const argv0 = request.argv[0];
+    if (argv0 === undefined || argv0 === '') {
+      throw StatusError.invalidArgument('Failed to start command: the argument list is empty', [
+        { field: 'command.arguments', description: 'At least one argument (the program) is required' },
+      ]);
+    }
+    opts.signal?.throwIfAborted();
+    const executable = await resolveExecutable(argv0, request.env.PATH ?? DEFAULT_SEARCH_PATH, request.cwd);
+
+    const stdout = await fsp.open(request.stdoutPath, 'w');
+    let stderr: fsp.FileHandle | undefined;
+    try {
+      stderr = await fsp.open(request.stderrPath, 'w');
+      return await this.spawnAndWait(executable, request, stdout.fd, stderr.fd, opts.signal);
+    } finally {
+      await stdout.close();
+      await stderr?.close();
+    }
+  }
+
+  private spawnAndWait(executable: string, request: RunRequest, stdoutFd: number, stderrFd: number, signal?: AbortSignal): Promise<RunResult> {
+    return new Promise<RunResult>((resolve, reject) => {
+      let child;
+      try {
+        child = spawn(executable, request.argv.slice(1), {
+          cwd: request.cwd,
+          env: { ...request.env },
+          argv0: request.argv[0],
+          detached: true,
+          stdio: ['ignore', stdoutFd, stderrFd],
+        });
+      } catch (err) {
+        reject(startError(request.argv[0]!, err));
+        return;
+      }
+      let timedOut = false;
+      let cancelled = false;
+      let killing = false;
+      // Fires when the process has exited, to stop the timeout and grace timers.
+      const done = new AbortController();
+
+      const killGroup = (sig: NodeJS.Signals) => {
+        if (child.pid === undefined) return;
+        try {
+          process.kill(-child.pid, sig);
+        } catch {
+          // ESRCH: the group is already gone.
+        }
+      };
+      const stop = () => {
+        if (killing) return;
+        killing = true;
+        killGroup('SIGTERM');
+        this.clock.sleep(this.killGraceMs, done.signal).then(
+          () => killGroup('SIGKILL'),
+          () => {},
+        );
+      };
+      const onAbort = () => {
+        cancelled = true;
+        stop();
+      };
+
+      child.once('error', (err) => {
+        done.abort();
+        signal?.removeEventListener('abort', onAbort);
+        reject(startError(request.argv[0]!, err));
+      });
+      child.once('spawn', () => {
+        if (signal?.aborted) onAbort();
+        else signal?.addEventListener('abort', onAbort, { once: true });
+        if (request.timeoutMs > 0 && Number.isFinite(request.timeoutMs)) {
+          this.clock.sleep(request.timeoutMs, done.signal).then(
+            () => {
+              if (killing) return;
+              timedOut = true;
+              stop();
+            },
+            () => {},
+          );
+        }
+      });
+      child.once('exit', (code, sig) => {
+        done.abort();
+        signal?.removeEventListener('abort', onAbort);
+        // Background processes the command left behind must not outlive it.
+        killGroup('SIGKILL');
+        const exitCode = code ?? (sig ? 128 + (osConstants.signals[sig] ?? 0) : 1);
+        resolve({ exitCode, timedOut, cancelled, ...(sig ? { signal: sig } : {}) });
+      });
+    });
+  }
+}
+
+/**
+ * Finds the file to execute for `argv0`: a name with a "/" is taken relative to the working
+ * directory; a bare name is looked up in `searchPath` (relative entries also against `cwd`), the way
+ * execvp would but using the *command's* PATH rather than the worker's.
+ */
+export async function resolveExecutable(argv0: string, searchPath: string, cwd: string): Promise<string> {
+  if (argv0.includes('/')) {
+    const candidate = path.resolve(cwd, argv0);
+    await checkExecutable(argv0, candidate, true);
+    return candidate;
+  }
+  for (const dir of searchPath.split(':')) {
+    const candidate = path.resolve(cwd, dir === '' ? '.' : dir, argv0);
+    if (await checkExecutable(argv0, candidate, false)) return candidate;
+  }
+  throw StatusError.invalidArgument(`Failed to start command: ${JSON.stringify(argv0)} not found in PATH ${JSON.stringify(searchPath)}`, [
+    { field: 'command.arguments[0]', description: 'Program not found' },
+  ]);
+}
+
+async function checkExecutable(argv0: string, candidate: string, mustExist: boolean): Promise<boolean> {
+  try {
+    const st = await fsp.stat(candidate);
+    if (!st.isFile()) {
+      if (!mustExist) return false;
+      throw StatusError.invalidArgument(`Failed to start command: ${JSON.stringify(argv0)} is not a regular file`);
+    }
+    await fsp.access(candidate, fsConstants.X_OK);
+    return true;
+  } catch (err) {
+    if (err instanceof StatusError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (!mustExist && (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EACCES')) return false;
+    throw startError(argv0, err);
+  }
+}
+
+function startError(argv0: string, err: unknown): StatusError {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT' || code === 'ENOTDIR') {
+    return StatusError.invalidArgument(`Failed to start command: ${JSON.stringify(argv0)} not found`, [
+      { field: 'command.arguments[0]', description: 'Program not found' },
+    ]);
+  }
+  if (code === 'EACCES' || code === 'ENOEXEC') {
+    return StatusError.invalidArgument(`Failed to start command: ${JSON.stringify(argv0)} is not executable`, [
+      { field: 'command.arguments[0]', description: 'Program is not executable' },
+    ]);
+  }
+  return StatusError.internal(`Failed to start command ${JSON.stringify(argv0)}: ${(err as Error).message}`, err);
+}
