@@ -19,6 +19,7 @@ import { pipeline } from 'node:stream/promises';
 import { Digest } from '../digest/digest.js';
 import { type DigestFunction, digestFunctionToProto, newHasher } from '../digest/digest-function.js';
 import { Code, StatusError, hasCode, isAbortError, toStatusError, wrapStatus } from '../errors/status-error.js';
+import { fsStatusError } from '../errors/fs-status.js';
 import { reapi, bytestream } from '../proto/index.js';
 import { byteStreamService, capabilitiesService, contentAddressableStorageService } from '../proto/services.js';
 import { mapConcurrent } from '../util/concurrency.js';
@@ -411,7 +412,7 @@ export class CasClient {
       await rm(temp, { force: true });
       if (err instanceof StatusError) throw err;
       if (isAbortError(err)) throw StatusError.cancelled(`Download of blob ${digest} was cancelled`);
-      throw wrapStatus(fsError(err), `Failed to write blob ${digest} to ${JSON.stringify(path)}`);
+      throw wrapStatus(fsStatusError(err), `Failed to write blob ${digest} to ${JSON.stringify(path)}`);
     }
   }
 
@@ -576,7 +577,7 @@ function chunk<T>(items: readonly T[], size: number): T[][] {
 async function itemBytes(item: UploadItem): Promise<Uint8Array> {
   if ('data' in item) return item.data;
   const file = await open(item.path, 'r').catch((err) => {
-    throw wrapStatus(fsError(err), `Failed to open ${JSON.stringify(item.path)} for blob ${item.digest}`);
+    throw wrapStatus(fsStatusError(err), `Failed to open ${JSON.stringify(item.path)} for blob ${item.digest}`);
   });
   try {
     // Read one byte more than expected, to notice a file that grew since it was hashed.
@@ -610,31 +611,6 @@ async function writeFileAtomic(path: string, data: Uint8Array, isExecutable: boo
     await rename(temp, path);
   } catch (err) {
     await rm(temp, { force: true });
-    throw wrapStatus(fsError(err), `Failed to write ${JSON.stringify(path)}`);
-  }
-}
-
-/**
- * Maps a Node.js filesystem error to the status code that says what the user must fix.
- */
-export function fsError(err: unknown): StatusError {
-  if (err instanceof StatusError) return err;
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  const message = err instanceof Error ? err.message : String(err);
-  switch (code) {
-    case 'ENOENT':
-      return new StatusError(Code.NOT_FOUND, message, [], { cause: err });
-    case 'EACCES':
-    case 'EPERM':
-      return new StatusError(Code.PERMISSION_DENIED, message, [], { cause: err });
-    case 'ENOSPC':
-    case 'EDQUOT':
-      return new StatusError(Code.RESOURCE_EXHAUSTED, message, [], { cause: err });
-    case 'ENOTDIR':
-    case 'EISDIR':
-    case 'EEXIST':
-      return new StatusError(Code.FAILED_PRECONDITION, message, [], { cause: err });
-    default:
-      return toStatusError(err);
+    throw wrapStatus(fsStatusError(err), `Failed to write ${JSON.stringify(path)}`);
   }
 }
