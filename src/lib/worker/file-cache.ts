@@ -161,7 +161,8 @@ export class FileCache {
     try {
       const hasher = newHasher(digest.digestFunction);
       let sizeBytes = 0;
-      const source = this.contentAddressableStorage.read(digest);
+      // The empty blob is always present by definition; no need to ask.
+      const source = digest.isEmpty ? [] : this.contentAddressableStorage.read(digest);
       async function* hashed(): AsyncIterable<Uint8Array> {
         for await (const chunk of source) {
           hasher.update(chunk);
