@@ -23,7 +23,7 @@ import { fsStatusError } from '../errors/fs-status.js';
 import { reapi, bytestream } from '../proto/index.js';
 import { byteStreamService, capabilitiesService, contentAddressableStorageService } from '../proto/services.js';
 import { mapConcurrent } from '../util/concurrency.js';
-import { MAX_MESSAGE_BYTES, MESSAGE_HEADROOM_BYTES, type RemoteCallOptions, type RemoteConnection } from './connection.js';
+import { MAX_MESSAGE_BYTES, MESSAGE_HEADROOM_BYTES, type RemoteCallOptions, type RemoteConnection, instanceRequestFields } from './connection.js';
 import { type ResolvedRetryOptions, type RetryOptions, backoffMs, isRetryable, resolveRetryOptions, withRetry } from './retry.js';
 
 /** Batch limit used when the server advertises none: one message, minus room for framing. */
@@ -79,6 +79,10 @@ export interface DownloadFileItem {
 /** A source of bytes that can be reopened at an offset, which is what makes a write resumable. */
 type WriteSource = Uint8Array | { path: string } | AsyncIterable<Uint8Array>;
 
+/**
+ * A CAS client bound to one instance name and digest function: every request names this client's
+ * instance, and blobs are matched by `<hash>/<size>`, whatever instance name a Digest carries.
+ */
 export class CasClient {
   readonly instanceName: string;
   readonly digestFunction: DigestFunction;
@@ -158,9 +162,9 @@ export class CasClient {
           o,
         ),
       );
-      for (const d of res.missingBlobDigests ?? []) missingKeys.add(this.fromProto(d, 'missing_blob_digests').key);
+      for (const d of res.missingBlobDigests ?? []) missingKeys.add(this.fromProto(d, 'missing_blob_digests').toString());
     });
-    return unique.filter((d) => missingKeys.has(d.key));
+    return unique.filter((d) => missingKeys.has(d.toString()));
   }
 
   /**
@@ -170,13 +174,13 @@ export class CasClient {
    */
   async uploadBlobs(items: readonly UploadItem[], opts: UploadOptions = {}): Promise<UploadResult> {
     const byKey = new Map<string, UploadItem>();
-    for (const item of items) if (!byKey.has(item.digest.key)) byKey.set(item.digest.key, item);
+    for (const item of items) if (!byKey.has(item.digest.toString())) byKey.set(item.digest.toString(), item);
     const unique = [...byKey.values()];
-    const missing = new Set((await this.findMissingBlobs(unique.map((i) => i.digest), opts)).map((d) => d.key));
-    const toSend = unique.filter((i) => missing.has(i.digest.key));
+    const missing = new Set((await this.findMissingBlobs(unique.map((i) => i.digest), opts)).map((d) => d.toString()));
+    const toSend = unique.filter((i) => missing.has(i.digest.toString()));
     const result: UploadResult = { uploadedBlobs: 0, uploadedBytes: 0, skippedBlobs: 0, skippedBytes: 0 };
     for (const i of unique) {
-      if (!missing.has(i.digest.key)) {
+      if (!missing.has(i.digest.toString())) {
         result.skippedBlobs++;
         result.skippedBytes += i.digest.sizeBytes;
       }
@@ -208,15 +212,31 @@ export class CasClient {
     return result;
   }
 
+  /**
+   * Stores one blob without asking FindMissingBlobs first: BatchUpdateBlobs when small, ByteStream
+   * Write otherwise (a stream always goes through ByteStream). The BlobStore `put` of GrpcBlobStore.
+   */
+  async putBlob(digest: Digest, data: Uint8Array | AsyncIterable<Uint8Array>, opts: RemoteCallOptions = {}): Promise<void> {
+    if (digest.isEmpty) return;
+    if (data instanceof Uint8Array) {
+      const limit = await this.maxBatchTotalSizeBytes(opts);
+      if (digest.sizeBytes <= this.byteStreamThresholdBytes && digest.sizeBytes + BATCH_ENTRY_OVERHEAD_BYTES <= limit) {
+        if (data.length !== digest.sizeBytes) throw StatusError.invalidArgument(`Failed to upload blob ${digest}: got ${data.length} bytes`);
+        return this.batchUpdate([{ digest, data }], opts);
+      }
+    }
+    await this.writeBlob(digest, data, opts);
+  }
+
   private async batchUpdate(batch: readonly UploadItem[], opts: RemoteCallOptions): Promise<void> {
     const requests = await Promise.all(batch.map(async (item) => ({ digest: item.digest.toProto(), data: await itemBytes(item) })));
     const res = await this.call(`Failed to upload ${batch.length} blob(s) with BatchUpdateBlobs`, opts, (o) =>
       this.connection.unary(contentAddressableStorageService.batchUpdateBlobs, { ...this.requestBase(), requests }, o),
     );
     const statuses = new Map<string, reapi.BatchUpdateBlobsResponse.IResponse>();
-    for (const r of res.responses ?? []) statuses.set(this.fromProto(r.digest, 'responses.digest').key, r);
+    for (const r of res.responses ?? []) statuses.set(this.fromProto(r.digest, 'responses.digest').toString(), r);
     for (const item of batch) {
-      const r = statuses.get(item.digest.key);
+      const r = statuses.get(item.digest.toString());
       if (!r) throw StatusError.internal(`Failed to upload blob ${item.digest}: the server returned no status for it`);
       if (r.status && r.status.code) throw wrapStatus(StatusError.fromProto(r.status), `Failed to upload blob ${item.digest}`);
     }
@@ -228,7 +248,7 @@ export class CasClient {
    * stream is not, and fails instead.
    */
   async writeBlob(digest: Digest, source: WriteSource, opts: RemoteCallOptions = {}): Promise<void> {
-    const resourceName = digest.toByteStreamWritePath(randomUUID());
+    const resourceName = this.onServer(digest).toByteStreamWritePath(randomUUID());
     const resumable = source instanceof Uint8Array || (typeof source === 'object' && 'path' in source);
     let offset = 0;
     for (let attempt = 1; ; attempt++) {
@@ -331,7 +351,7 @@ export class CasClient {
     const end = opts.limit ? Math.min(digest.sizeBytes, start + opts.limit) : digest.sizeBytes;
     let position = start;
     if (position >= end) return;
-    const resourceName = digest.toByteStreamReadPath();
+    const resourceName = this.onServer(digest).toByteStreamReadPath();
     for (let attempt = 1; ; attempt++) {
       try {
         const request = { resourceName, readOffset: position, readLimit: end - position };
@@ -360,7 +380,7 @@ export class CasClient {
     const limit = await this.maxBatchTotalSizeBytes(opts);
     if (digest.sizeBytes <= this.byteStreamThresholdBytes && digest.sizeBytes + BATCH_ENTRY_OVERHEAD_BYTES <= limit) {
       const got = await this.batchRead([digest], opts);
-      return got.get(digest.key)!;
+      return got.get(digest.toString())!;
     }
     const out = new Uint8Array(digest.sizeBytes);
     let position = 0;
@@ -372,15 +392,15 @@ export class CasClient {
     return out;
   }
 
-  /** Reads many blobs, small ones packed into BatchReadBlobs. Resolves to bytes by `Digest.key`. */
+  /** Reads many blobs, small ones packed into BatchReadBlobs. Resolves to bytes by `<hash>/<size>` (`Digest.toString()`). */
   async downloadBlobs(digests: readonly Digest[], opts: RemoteCallOptions = {}): Promise<Map<string, Uint8Array>> {
     const out = new Map<string, Uint8Array>();
     const { batches, large } = await this.planReads(dedupe(digests), opts);
     await mapConcurrent([...large.map((d) => [d]), ...batches], this.concurrency, async (group) => {
-      if (group.length === 1 && large.includes(group[0]!)) out.set(group[0]!.key, await this.readBlob(group[0]!, opts));
+      if (group.length === 1 && large.includes(group[0]!)) out.set(group[0]!.toString(), await this.readBlob(group[0]!, opts));
       else for (const [k, v] of await this.batchRead(group, opts)) out.set(k, v);
     });
-    for (const d of digests) if (d.isEmpty) out.set(d.key, new Uint8Array(0));
+    for (const d of digests) if (d.isEmpty) out.set(d.toString(), new Uint8Array(0));
     return out;
   }
 
@@ -424,14 +444,14 @@ export class CasClient {
   async downloadToFiles(items: readonly DownloadFileItem[], opts: RemoteCallOptions = {}): Promise<void> {
     const pathsByKey = new Map<string, DownloadFileItem[]>();
     for (const item of items) {
-      const list = pathsByKey.get(item.digest.key);
+      const list = pathsByKey.get(item.digest.toString());
       if (list) list.push(item);
-      else pathsByKey.set(item.digest.key, [item]);
+      else pathsByKey.set(item.digest.toString(), [item]);
     }
     const digests = [...pathsByKey.values()].map((l) => l[0]!.digest);
     const { batches, large } = await this.planReads(digests.filter((d) => !d.isEmpty), opts);
     const writeAll = async (digest: Digest, data: Uint8Array) => {
-      for (const item of pathsByKey.get(digest.key)!) await writeFileAtomic(item.path, data, item.isExecutable ?? false);
+      for (const item of pathsByKey.get(digest.toString())!) await writeFileAtomic(item.path, data, item.isExecutable ?? false);
     };
     type Job = { batch: Digest[] } | { single: Digest } | { empty: Digest };
     const jobs: Job[] = [
@@ -441,7 +461,7 @@ export class CasClient {
     ];
     await mapConcurrent(jobs, this.concurrency, async (job) => {
       if ('single' in job) {
-        const [firstItem, ...rest] = pathsByKey.get(job.single.key)!;
+        const [firstItem, ...rest] = pathsByKey.get(job.single.toString())!;
         await this.downloadToFile(job.single, firstItem!.path, { ...opts, isExecutable: firstItem!.isExecutable });
         for (const item of rest) {
           // Copies of a large blob stream again rather than buffering it.
@@ -449,7 +469,7 @@ export class CasClient {
         }
       } else if ('batch' in job) {
         const got = await this.batchRead(job.batch, opts);
-        for (const d of job.batch) await writeAll(d, got.get(d.key)!);
+        for (const d of job.batch) await writeAll(d, got.get(d.toString())!);
       } else {
         await writeAll(job.empty, new Uint8Array(0));
       }
@@ -495,15 +515,15 @@ export class CasClient {
       this.connection.unary(contentAddressableStorageService.batchReadBlobs, { ...this.requestBase(), digests: digests.map((d) => d.toProto()) }, o),
     );
     const byKey = new Map<string, reapi.BatchReadBlobsResponse.IResponse>();
-    for (const r of res.responses ?? []) byKey.set(this.fromProto(r.digest, 'responses.digest').key, r);
+    for (const r of res.responses ?? []) byKey.set(this.fromProto(r.digest, 'responses.digest').toString(), r);
     const out = new Map<string, Uint8Array>();
     for (const d of digests) {
-      const r = byKey.get(d.key);
+      const r = byKey.get(d.toString());
       if (!r) throw StatusError.internal(`Failed to read blob ${d}: the server returned no status for it`);
       if (r.status && r.status.code) throw wrapStatus(StatusError.fromProto(r.status), `Failed to read blob ${d}`);
       const data = r.data ?? new Uint8Array(0);
       this.verify(d, data);
-      out.set(d.key, data);
+      out.set(d.toString(), data);
     }
     return out;
   }
@@ -533,10 +553,13 @@ export class CasClient {
   }
 
   private requestBase(): { instanceName: string; digestFunction?: number } {
-    // SHA-256 stays implicit so that servers predating the digest_function field understand us.
-    return this.digestFunction === 'sha256'
-      ? { instanceName: this.instanceName }
-      : { instanceName: this.instanceName, digestFunction: digestFunctionToProto(this.digestFunction) };
+    return instanceRequestFields(this.instanceName, this.digestFunction);
+  }
+
+
+  /** The digest under this client's instance name: the client always speaks to one instance. */
+  private onServer(digest: Digest): Digest {
+    return digest.withInstanceName(this.instanceName);
   }
 
   private fromProto(d: reapi.IDigest | null | undefined, field: string): Digest {
@@ -565,7 +588,7 @@ export function packBatches<T>(items: readonly T[], sizeOf: (item: T) => number,
 
 function dedupe(digests: readonly Digest[]): Digest[] {
   const seen = new Set<string>();
-  return digests.filter((d) => (seen.has(d.key) ? false : (seen.add(d.key), true)));
+  return digests.filter((d) => (seen.has(d.toString()) ? false : (seen.add(d.toString()), true)));
 }
 
 function chunk<T>(items: readonly T[], size: number): T[][] {

@@ -10,6 +10,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { fromGrpcError } from '../errors/grpc-status.js';
 import { StatusError } from '../errors/status-error.js';
+import { type DigestFunction, digestFunctionToProto } from '../digest/digest-function.js';
 import { reapi } from '../proto/index.js';
 
 /** The largest message bzutil sends; Bazel's Java gRPC rejects anything bigger. */
@@ -229,4 +230,12 @@ export class RemoteConnection {
 
 function callOptions(opts: RemoteCallOptions): grpc.CallOptions {
   return opts.deadlineMs !== undefined ? { deadline: Date.now() + opts.deadlineMs } : {};
+}
+
+/**
+ * The instance_name and digest_function fields of a REAPI request. SHA-256 stays implicit so that
+ * servers predating the digest_function field (and Bazel-compatible caches) understand us.
+ */
+export function instanceRequestFields(instanceName: string, digestFunction: DigestFunction): { instanceName: string; digestFunction?: number } {
+  return digestFunction === 'sha256' ? { instanceName } : { instanceName, digestFunction: digestFunctionToProto(digestFunction) };
 }

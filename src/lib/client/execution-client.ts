@@ -1,0 +1,119 @@
+/**
+ * The remote Execution and Operations services: start an action, follow its Operation stream,
+ * reattach to it by name, and decode what the Operation carries (ExecuteOperationMetadata and
+ * ExecuteResponse packed in Any). Used by the `execute` and `get_operation` commands.
+ */
+import type { Digest } from '../digest/digest.js';
+import type { DigestFunction } from '../digest/digest-function.js';
+import { StatusError, wrapStatus } from '../errors/status-error.js';
+import { reapi, type longrunning } from '../proto/index.js';
+import { executionService, operationsService, unpackAny } from '../proto/services.js';
+import { type RemoteCallOptions, type RemoteConnection, instanceRequestFields } from './connection.js';
+import { type ResolvedRetryOptions, type RetryOptions, resolveRetryOptions, withRetry } from './retry.js';
+
+export interface ExecutionClientOptions {
+  instanceName?: string;
+  digestFunction?: DigestFunction;
+  retry?: RetryOptions;
+}
+
+export interface ExecuteOptions extends RemoteCallOptions {
+  skipCacheLookup?: boolean;
+  /** ExecutionPolicy.priority: lower runs sooner; 0 is the server default. */
+  priority?: number;
+}
+
+/** An Operation with its Any fields decoded. */
+export interface DecodedOperation {
+  name: string;
+  done: boolean;
+  /** QUEUED, EXECUTING, COMPLETED... from the metadata; UNKNOWN when absent. */
+  stage: keyof typeof reapi.ExecutionStage.Value;
+  metadata?: reapi.IExecuteOperationMetadata;
+  response?: reapi.IExecuteResponse;
+  /** Operation.error: the execution could not be carried out at all (as opposed to a failing action). */
+  error?: StatusError;
+}
+
+const METADATA_TYPE = 'build.bazel.remote.execution.v2.ExecuteOperationMetadata';
+const RESPONSE_TYPE = 'build.bazel.remote.execution.v2.ExecuteResponse';
+
+/** Decodes the metadata, response and error of an Operation. */
+export function decodeOperation(op: longrunning.IOperation): DecodedOperation {
+  const metadata = unpackAny(METADATA_TYPE, reapi.ExecuteOperationMetadata, op.metadata);
+  const response = unpackAny(RESPONSE_TYPE, reapi.ExecuteResponse, op.response);
+  const stageValue = metadata?.stage ?? reapi.ExecutionStage.Value.UNKNOWN;
+  const stage = (reapi.ExecutionStage.Value[stageValue] ?? 'UNKNOWN') as DecodedOperation['stage'];
+  const decoded: DecodedOperation = { name: op.name ?? '', done: op.done ?? false, stage };
+  if (metadata) decoded.metadata = metadata;
+  if (response) decoded.response = response;
+  if (op.error && op.error.code) decoded.error = StatusError.fromProto(op.error);
+  return decoded;
+}
+
+export class ExecutionClient {
+  readonly instanceName: string;
+  private readonly digestFunction: DigestFunction;
+  private readonly retry: ResolvedRetryOptions;
+
+  constructor(
+    readonly connection: RemoteConnection,
+    opts: ExecutionClientOptions = {},
+  ) {
+    this.instanceName = opts.instanceName ?? '';
+    this.digestFunction = opts.digestFunction ?? 'sha256';
+    this.retry = resolveRetryOptions(opts.retry);
+  }
+
+  /**
+   * Starts (or joins) the execution of `actionDigest` and yields each Operation update until done.
+   * Not retried: a dropped stream should be resumed with `waitExecution(name)`.
+   */
+  async *execute(actionDigest: Digest, opts: ExecuteOptions = {}): AsyncGenerator<longrunning.IOperation> {
+    const request: reapi.IExecuteRequest = {
+      ...instanceRequestFields(this.instanceName, this.digestFunction),
+      actionDigest: actionDigest.toProto(),
+      skipCacheLookup: opts.skipCacheLookup ?? false,
+    };
+    if (opts.priority) request.executionPolicy = { priority: opts.priority };
+    try {
+      yield* this.connection.serverStream(executionService.execute, request, opts);
+    } catch (err) {
+      throw wrapStatus(err, `Failed to execute action ${actionDigest}`);
+    }
+  }
+
+  /** Reattaches to a running operation and yields its updates until done. NOT_FOUND if unknown. */
+  async *waitExecution(name: string, opts: RemoteCallOptions = {}): AsyncGenerator<longrunning.IOperation> {
+    try {
+      yield* this.connection.serverStream(executionService.waitExecution, { name }, opts);
+    } catch (err) {
+      throw wrapStatus(err, `Failed to wait for operation ${JSON.stringify(name)}`);
+    }
+  }
+
+  /** The latest state of an operation. NOT_FOUND if unknown. */
+  getOperation(name: string, opts: RemoteCallOptions = {}): Promise<longrunning.IOperation> {
+    return this.retried(`Failed to get operation ${JSON.stringify(name)}`, opts, () => this.connection.unary(operationsService.getOperation, { name }, opts));
+  }
+
+  listOperations(request: longrunning.IListOperationsRequest = {}, opts: RemoteCallOptions = {}): Promise<longrunning.IListOperationsResponse> {
+    return this.retried('Failed to list operations', opts, () => this.connection.unary(operationsService.listOperations, request, opts));
+  }
+
+  async cancelOperation(name: string, opts: RemoteCallOptions = {}): Promise<void> {
+    await this.retried(`Failed to cancel operation ${JSON.stringify(name)}`, opts, () => this.connection.unary(operationsService.cancelOperation, { name }, opts));
+  }
+
+  async deleteOperation(name: string, opts: RemoteCallOptions = {}): Promise<void> {
+    await this.retried(`Failed to delete operation ${JSON.stringify(name)}`, opts, () => this.connection.unary(operationsService.deleteOperation, { name }, opts));
+  }
+
+  private async retried<T>(step: string, opts: RemoteCallOptions, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await withRetry(this.retry, fn, opts.signal);
+    } catch (err) {
+      throw wrapStatus(err, step);
+    }
+  }
+}
