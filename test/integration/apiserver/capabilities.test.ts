@@ -1,0 +1,44 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { Code } from '../../../src/lib/errors/status-error.js';
+import { MAX_SEND_MESSAGE_BYTES } from '../../../src/server/grpc/server.js';
+import { type Harness, expectStatus, reapi, startHarness, unary } from './harness.js';
+
+describe('apiserver Capabilities', () => {
+  let h: Harness | undefined;
+  afterEach(async () => {
+    await h?.close();
+    h = undefined;
+  });
+
+  it('advertises SHA-256, AC updates, a batch limit under 4 MiB and API versions 2.0 to 2.3, without execution', async () => {
+    h = await startHarness();
+    const caps = await unary<reapi.ServerCapabilities>(h.capabilities, 'getCapabilities', { instanceName: '' });
+    const cache = caps.cacheCapabilities!;
+    expect(cache.digestFunctions).toEqual([reapi.DigestFunction.Value.SHA256]);
+    expect(cache.actionCacheUpdateCapabilities?.updateEnabled).toBe(true);
+    expect(cache.maxBatchTotalSizeBytes).toBeGreaterThan(0);
+    expect(cache.maxBatchTotalSizeBytes).toBeLessThan(MAX_SEND_MESSAGE_BYTES);
+    expect(cache.symlinkAbsolutePathStrategy).toBe(reapi.SymlinkAbsolutePathStrategy.Value.ALLOWED);
+    expect(cache.supportedCompressors).toEqual([]);
+    expect(caps.lowApiVersion).toMatchObject({ major: 2, minor: 0, patch: 0 });
+    expect(caps.highApiVersion).toMatchObject({ major: 2, minor: 3, patch: 0 });
+    expect(caps.deprecatedApiVersion).toMatchObject({ major: 2, minor: 0 });
+    expect(caps.executionCapabilities ?? undefined).toBeUndefined();
+  });
+
+  it('reflects configuration: disabled AC updates, disallowed absolute symlinks, a smaller batch limit', async () => {
+    h = await startHarness({
+      capabilities: { actionCacheUpdateEnabled: false, symlinkAbsolutePathStrategy: 'DISALLOWED', maxBatchTotalSizeBytes: 1000 },
+    });
+    const caps = await unary<reapi.ServerCapabilities>(h.capabilities, 'getCapabilities', { instanceName: 'main' });
+    expect(caps.cacheCapabilities?.actionCacheUpdateCapabilities?.updateEnabled).toBe(false);
+    expect(caps.cacheCapabilities?.symlinkAbsolutePathStrategy).toBe(reapi.SymlinkAbsolutePathStrategy.Value.DISALLOWED);
+    expect(caps.cacheCapabilities?.maxBatchTotalSizeBytes).toBe(1000);
+  });
+
+  it('rejects a malformed instance name with a BadRequest violation', async () => {
+    h = await startHarness();
+    const err = await expectStatus(unary(h.capabilities, 'getCapabilities', { instanceName: 'a//b' }), Code.INVALID_ARGUMENT);
+    expect(err.fieldViolations().map((v) => v.field)).toEqual(['instance_name']);
+  });
+});
