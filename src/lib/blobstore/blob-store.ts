@@ -14,6 +14,7 @@
  * - Memory use of `read` and of streaming `put` does not grow with blob size.
  */
 import type { Digest } from '../digest/digest.js';
+import { hashBytes } from '../digest/digest-function.js';
 
 export interface CallOptions {
   /** Aborts the call; implementations reject with an AbortError or CANCELLED StatusError. */
@@ -63,3 +64,28 @@ export abstract class ForwardingBlobStore implements BlobStore {
     return this.base.findMissing(digests, opts);
   }
 }
+
+/**
+ * True for the empty blob of the digest's function (size 0 and the hash of no bytes). Every store
+ * reports it present and serves it without storing anything, as REAPI requires of servers: clients
+ * may reference it without ever uploading it.
+ */
+export function isEmptyBlob(digest: Digest): boolean {
+  return digest.sizeBytes === 0 && digest.hash === emptyHash(digest);
+}
+
+const EMPTY_HASHES = new Map<string, string>();
+function emptyHash(digest: Digest): string {
+  let hash = EMPTY_HASHES.get(digest.digestFunction);
+  if (hash === undefined) {
+    hash = hashBytes(digest.digestFunction, new Uint8Array(0));
+    EMPTY_HASHES.set(digest.digestFunction, hash);
+  }
+  return hash;
+}
+
+/**
+ * Largest chunk a store's `read` yields. Keeps memory per read bounded and leaves room under gRPC's
+ * 4 MiB message limit, so ByteStream can forward chunks without re-slicing them.
+ */
+export const MAX_READ_CHUNK_BYTES = 1024 * 1024;

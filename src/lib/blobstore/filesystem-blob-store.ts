@@ -1,0 +1,392 @@
+/**
+ * A content-addressed blob store on local disk, bounded by bytes with least-recently-used eviction.
+ * It is the store of a single apiserver or a worker's local cache: blobs survive restarts (the index
+ * is rebuilt by scanning the directory at open), large blobs stream through with bounded memory, and
+ * a blob becomes visible only by an atomic rename once all its bytes are on disk, so a failed,
+ * aborted or rejected upload (e.g. a VerifyingBlobStore mismatch) never leaves a partial blob.
+ *
+ * Layout: `<path>/<instance>/<digest function>/<hash[0..2]>/<hash>-<size>`, where `<instance>` is
+ * `_` for the empty instance name and the percent-encoded name otherwise (`/`, `_` and `.` encoded,
+ * so no instance directory can be `_` or start with `.`). Uploads in progress live in `<path>/.tmp`,
+ * on the same filesystem so that the final rename is atomic; leftovers are removed at open.
+ *
+ * The store does not check that content matches its digest (stack a VerifyingBlobStore on top for
+ * the CAS); the action cache keeps ActionResults under action digests whose size differs from the
+ * content's. Capacity is accounted in bytes actually stored.
+ *
+ * An in-memory index (key -> stored size, in recency order) answers `findMissing` without touching
+ * the disk. After a restart, recency is approximated by file modification time.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Dirent } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import * as path from 'node:path';
+import { Digest } from '../digest/digest.js';
+import { type DigestFunction, isDigestFunctionName } from '../digest/digest-function.js';
+import { Code, StatusError, isAbortError } from '../errors/status-error.js';
+import { type Logger, silentLogger } from '../util/logger.js';
+import { mapConcurrent } from '../util/concurrency.js';
+import { absentDigests } from './absent-digests.js';
+import { abortable, throwIfAborted, toChunks } from './abort.js';
+import { type BlobStore, type CallOptions, type GetOptions, isEmptyBlob, MAX_READ_CHUNK_BYTES, type ReadOptions } from './blob-store.js';
+import { resolveReadRange } from './read-range.js';
+
+export interface FilesystemBlobStoreOptions {
+  /** Directory holding the blobs; created if absent. */
+  path: string;
+  /** Total bytes kept on disk; least-recently used blobs are deleted beyond it. */
+  maxSizeBytes: number;
+  logger?: Logger;
+  /**
+   * fsync each blob before it becomes visible. Off by default: a cache may lose its newest blobs on
+   * power loss, and losing them only costs a re-upload.
+   * @default false
+   */
+  fsync?: boolean;
+}
+
+const TEMP_DIR_NAME = '.tmp';
+const BLOB_FILE_NAME = /^([0-9a-f]+)-(\d+)$/;
+const SCAN_STAT_CONCURRENCY = 64;
+
+export class FilesystemBlobStore implements BlobStore {
+  /** Key -> stored size in bytes, in recency order: the first entry is the least recently used. */
+  private readonly index = new Map<string, number>();
+  private storedSizeBytes = 0;
+  /** Per-key queue serialising renames into place with eviction unlinks of the same file. */
+  private readonly keyLocks = new Map<string, Promise<void>>();
+  private readonly tempDir: string;
+
+  private constructor(
+    private readonly root: string,
+    private readonly maxSizeBytes: number,
+    private readonly logger: Logger,
+    private readonly fsync: boolean,
+  ) {
+    this.tempDir = path.join(root, TEMP_DIR_NAME);
+  }
+
+  /** Opens (creating if needed) the store at `opts.path` and rebuilds its index from the files there. */
+  static async open(opts: FilesystemBlobStoreOptions): Promise<FilesystemBlobStore> {
+    if (!Number.isSafeInteger(opts.maxSizeBytes) || opts.maxSizeBytes <= 0) {
+      throw StatusError.invalidArgument(`Failed to open filesystem blob store: maxSizeBytes ${JSON.stringify(opts.maxSizeBytes)} is not a positive integer`, [
+        { field: 'maxSizeBytes', description: 'Must be a positive integer' },
+      ]);
+    }
+    const root = path.resolve(opts.path);
+    const store = new FilesystemBlobStore(root, opts.maxSizeBytes, opts.logger ?? silentLogger, opts.fsync ?? false);
+    try {
+      await fsp.mkdir(root, { recursive: true });
+      // Uploads interrupted by a crash can never complete: start with an empty temp directory.
+      await fsp.rm(store.tempDir, { recursive: true, force: true });
+      await fsp.mkdir(store.tempDir, { recursive: true });
+      await store.rebuildIndex();
+    } catch (err) {
+      throw fsError(err, `Failed to open filesystem blob store at ${JSON.stringify(root)}`);
+    }
+    return store;
+  }
+
+  /** Bytes currently stored, as accounted by the index. */
+  get sizeBytes(): number {
+    return this.storedSizeBytes;
+  }
+
+  /** Number of blobs in the index. */
+  get blobCount(): number {
+    return this.index.size;
+  }
+
+  /** Waits for background deletions of evicted blobs; call before removing the directory. */
+  async close(): Promise<void> {
+    while (this.keyLocks.size > 0) await Promise.all([...this.keyLocks.values()]);
+  }
+
+  async get(digest: Digest, opts: GetOptions = {}): Promise<Uint8Array> {
+    throwIfAborted(opts.signal);
+    const sizeBytes = this.touch(digest.key);
+    if (sizeBytes === undefined) {
+      if (isEmptyBlob(digest)) return new Uint8Array(0);
+      throw notFound(digest);
+    }
+    if (opts.maxBytes !== undefined && sizeBytes > opts.maxBytes) {
+      throw StatusError.resourceExhausted(`Failed to get blob ${digest.toString()}: ${sizeBytes} bytes exceed the limit of ${opts.maxBytes}`);
+    }
+    try {
+      const data = await fsp.readFile(this.blobPath(digest), { signal: opts.signal });
+      return new Uint8Array(data.buffer, data.byteOffset, data.length);
+    } catch (err) {
+      throw this.readError(err, digest);
+    }
+  }
+
+  async *read(digest: Digest, opts: ReadOptions = {}): AsyncGenerator<Uint8Array, void, undefined> {
+    throwIfAborted(opts.signal);
+    const sizeBytes = this.touch(digest.key);
+    if (sizeBytes === undefined) {
+      if (isEmptyBlob(digest)) {
+        resolveReadRange(digest, 0, opts);
+        return;
+      }
+      throw notFound(digest);
+    }
+    const range = resolveReadRange(digest, sizeBytes, opts);
+    if (range.start === range.end) return;
+    let handle: FileHandle;
+    try {
+      handle = await fsp.open(this.blobPath(digest), 'r');
+    } catch (err) {
+      throw this.readError(err, digest);
+    }
+    // Strictly pull-based: one chunk is read only when the consumer asks for it, so at most one
+    // chunk per reader is in memory whatever the blob size.
+    try {
+      for (let position = range.start; position < range.end; ) {
+        throwIfAborted(opts.signal);
+        const chunk = Buffer.allocUnsafe(Math.min(MAX_READ_CHUNK_BYTES, range.end - position));
+        let bytesRead: number;
+        try {
+          ({ bytesRead } = await handle.read(chunk, 0, chunk.length, position));
+        } catch (err) {
+          throw fsError(err, `Failed to read blob ${digest.toString()}`);
+        }
+        if (bytesRead === 0) {
+          throw new StatusError(
+            Code.DATA_LOSS,
+            `Failed to read blob ${digest.toString()}: its file ended after ${position - range.start} of ${range.end - range.start} bytes`,
+          );
+        }
+        position += bytesRead;
+        yield chunk.subarray(0, bytesRead);
+      }
+    } finally {
+      await handle.close().catch(() => {});
+    }
+  }
+
+  async put(digest: Digest, data: Uint8Array | AsyncIterable<Uint8Array>, opts: CallOptions = {}): Promise<void> {
+    throwIfAborted(opts.signal);
+    if (isEmptyBlob(digest)) {
+      // Always present and never stored; still consume the source so that its errors surface.
+      for await (const _ of abortable(toChunks(data), opts.signal));
+      return;
+    }
+    const tempPath = path.join(this.tempDir, `${digest.hash}-${digest.sizeBytes}.${randomUUID()}`);
+    let handle: FileHandle | undefined;
+    try {
+      handle = await fsp.open(tempPath, 'wx');
+      let writtenBytes = 0;
+      for await (const chunk of abortable(toChunks(data), opts.signal)) {
+        writtenBytes += chunk.length;
+        if (writtenBytes > this.maxSizeBytes) {
+          throw StatusError.resourceExhausted(
+            `Failed to store blob ${digest.toString()}: more than ${this.maxSizeBytes} bytes, the filesystem store's capacity`,
+          );
+        }
+        await writeFully(handle, chunk);
+      }
+      if (this.fsync) await handle.sync();
+      const toClose = handle;
+      handle = undefined;
+      await toClose.close();
+      await this.commit(digest, tempPath, writtenBytes);
+    } catch (err) {
+      await handle?.close().catch(() => {});
+      await fsp.rm(tempPath, { force: true }).catch(() => {});
+      throw fsError(err, `Failed to store blob ${digest.toString()}`);
+    }
+  }
+
+  async findMissing(digests: readonly Digest[], opts: CallOptions = {}): Promise<Digest[]> {
+    throwIfAborted(opts.signal);
+    // Present blobs are about to be referenced by the caller: refresh them so they are not evicted first.
+    return absentDigests(digests, (key) => this.touch(key) !== undefined);
+  }
+
+  /** Renames the finished temp file into place and accounts it once, then evicts beyond capacity. */
+  private commit(digest: Digest, tempPath: string, sizeBytes: number): Promise<void> {
+    const finalPath = this.blobPath(digest);
+    return this.withKeyLock(digest.key, async () => {
+      await fsp.mkdir(path.dirname(finalPath), { recursive: true });
+      await fsp.rename(tempPath, finalPath);
+      // A concurrent upload of the same blob may have committed first: replace, don't double count.
+      const previous = this.index.get(digest.key);
+      if (previous !== undefined) {
+        this.index.delete(digest.key);
+        this.storedSizeBytes -= previous;
+      }
+      this.index.set(digest.key, sizeBytes);
+      this.storedSizeBytes += sizeBytes;
+      this.evict(digest.key);
+    });
+  }
+
+  /** Drops least-recently used blobs from the index until within capacity; files are deleted in the background. */
+  private evict(keep: string): void {
+    for (const [key, sizeBytes] of this.index) {
+      if (this.storedSizeBytes <= this.maxSizeBytes) break;
+      if (key === keep) continue;
+      this.index.delete(key);
+      this.storedSizeBytes -= sizeBytes;
+      this.logger.debug('Evicting blob', { key: key.replaceAll('\u0000', '/'), sizeBytes });
+      void this.withKeyLock(key, async () => {
+        // Re-uploaded since it was chosen for eviction: the new file must stay.
+        if (this.index.has(key)) return;
+        try {
+          await fsp.unlink(this.keyPath(key));
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.logger.warn('Failed to delete evicted blob', { key, err });
+        }
+      });
+    }
+  }
+
+  private withKeyLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.keyLocks.get(key) ?? Promise.resolve();
+    const result = previous.then(fn);
+    const settled = result.then(
+      () => {},
+      () => {},
+    );
+    this.keyLocks.set(key, settled);
+    void settled.then(() => {
+      if (this.keyLocks.get(key) === settled) this.keyLocks.delete(key);
+    });
+    return result;
+  }
+
+  /** Moves a key to the most-recently-used end; returns its stored size, or undefined when absent. */
+  private touch(key: string): number | undefined {
+    const sizeBytes = this.index.get(key);
+    if (sizeBytes !== undefined) {
+      this.index.delete(key);
+      this.index.set(key, sizeBytes);
+    }
+    return sizeBytes;
+  }
+
+  private readError(err: unknown, digest: Digest): unknown {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      // Deleted behind our back (or by a concurrent eviction): forget it, unless a re-upload is committing.
+      if (!this.keyLocks.has(digest.key)) {
+        const sizeBytes = this.index.get(digest.key);
+        if (sizeBytes !== undefined) {
+          this.index.delete(digest.key);
+          this.storedSizeBytes -= sizeBytes;
+          this.logger.warn('Blob in the index was missing from disk', { digest: digest.toString(), instanceName: digest.instanceName });
+        }
+      }
+      return notFound(digest);
+    }
+    return fsError(err, `Failed to read blob ${digest.toString()}`);
+  }
+
+  private blobPath(digest: Digest): string {
+    return filePath(this.root, digest.instanceName, digest.digestFunction, digest.hash, digest.sizeBytes);
+  }
+
+  /** The file of an index key (`<instance>\0<function>\0<hash>\0<size>`; the instance may itself hold NULs). */
+  private keyPath(key: string): string {
+    const parts = key.split('\u0000');
+    const sizeBytes = Number(parts.pop());
+    const hash = parts.pop()!;
+    const fn = parts.pop() as DigestFunction;
+    return filePath(this.root, parts.join('\u0000'), fn, hash, sizeBytes);
+  }
+
+  private async rebuildIndex(): Promise<void> {
+    const found: { key: string; filePath: string }[] = [];
+    for (const instanceEntry of await readDirs(this.root)) {
+      if (instanceEntry.name.startsWith('.')) continue;
+      const instanceName = unescapeInstanceName(instanceEntry.name);
+      if (instanceName === undefined) {
+        this.logger.warn('Ignoring unexpected directory in blob store', { path: path.join(this.root, instanceEntry.name) });
+        continue;
+      }
+      const instanceDir = path.join(this.root, instanceEntry.name);
+      for (const fnEntry of await readDirs(instanceDir)) {
+        if (!isDigestFunctionName(fnEntry.name)) continue;
+        const fnDir = path.join(instanceDir, fnEntry.name);
+        for (const prefixEntry of await readDirs(fnDir)) {
+          const prefixDir = path.join(fnDir, prefixEntry.name);
+          for (const fileName of await fsp.readdir(prefixDir)) {
+            const m = BLOB_FILE_NAME.exec(fileName);
+            const digest = m && m[1]!.startsWith(prefixEntry.name) ? tryDigest(instanceName, fnEntry.name, m[1]!, Number(m[2])) : undefined;
+            if (!digest) {
+              this.logger.warn('Ignoring unexpected file in blob store', { path: path.join(prefixDir, fileName) });
+              continue;
+            }
+            found.push({ key: digest.key, filePath: path.join(prefixDir, fileName) });
+          }
+        }
+      }
+    }
+    const stats = await mapConcurrent(found, SCAN_STAT_CONCURRENCY, async (f) => {
+      const st = await fsp.stat(f.filePath);
+      return { key: f.key, sizeBytes: st.size, mtimeMs: st.mtimeMs };
+    });
+    stats.sort((a, b) => a.mtimeMs - b.mtimeMs);
+    for (const s of stats) {
+      this.index.set(s.key, s.sizeBytes);
+      this.storedSizeBytes += s.sizeBytes;
+    }
+    this.logger.info('Opened filesystem blob store', { path: this.root, blobCount: this.index.size, sizeBytes: this.storedSizeBytes });
+    // The capacity may have been lowered since the last run.
+    const newest = stats.at(-1);
+    if (newest) this.evict(newest.key);
+  }
+}
+
+/** `_` for the empty instance name, else the percent-encoded name with `_` and `.` encoded too. */
+export function escapeInstanceName(instanceName: string): string {
+  if (instanceName === '') return '_';
+  return encodeURIComponent(instanceName).replace(/[_.]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
+}
+
+function unescapeInstanceName(dirName: string): string | undefined {
+  if (dirName === '_') return '';
+  try {
+    const name = decodeURIComponent(dirName);
+    return escapeInstanceName(name) === dirName ? name : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function filePath(root: string, instanceName: string, fn: DigestFunction, hash: string, sizeBytes: number): string {
+  return path.join(root, escapeInstanceName(instanceName), fn, hash.slice(0, 2), `${hash}-${sizeBytes}`);
+}
+
+function tryDigest(instanceName: string, fn: DigestFunction, hash: string, sizeBytes: number): Digest | undefined {
+  try {
+    return Digest.create(instanceName, fn, hash, sizeBytes);
+  } catch {
+    return undefined;
+  }
+}
+
+async function readDirs(dir: string): Promise<Dirent[]> {
+  return (await fsp.readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory());
+}
+
+async function writeFully(handle: FileHandle, chunk: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < chunk.length) {
+    const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset);
+    offset += bytesWritten;
+  }
+}
+
+function notFound(digest: Digest): StatusError {
+  return StatusError.notFound(`Blob ${digest.toString()} not found`);
+}
+
+/** Keeps StatusErrors and AbortErrors; maps a full disk to RESOURCE_EXHAUSTED and anything else to INTERNAL. */
+function fsError(err: unknown, step: string): unknown {
+  if (err instanceof StatusError || isAbortError(err)) return err;
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return StatusError.resourceExhausted(`${step}: no space left on device (${code})`);
+  const message = err instanceof Error ? err.message : String(err);
+  return StatusError.internal(`${step}: ${message}`, err);
+}
