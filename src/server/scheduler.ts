@@ -1,0 +1,105 @@
+/**
+ * The scheduler process: Execution, google.longrunning Operations and the WorkerQueue over one
+ * InMemoryBuildQueue, plus (by default) Capabilities with execution advertised, CAS, ByteStream and
+ * ActionCache on the same port, because Bazel sends all of its CAS traffic to the endpoint given as
+ * --remote_executor. Whether the stores are in-process or forward to a separate apiserver is the
+ * caller's choice: pass memory/filesystem stores, or gRPC-backed ones.
+ */
+import type { ActionCache } from '../lib/actioncache/action-cache.js';
+import type { BlobStore } from '../lib/blobstore/blob-store.js';
+import { capabilitiesService, executionService, operationsService, workerQueueService } from '../lib/proto/services.js';
+import { InMemoryBuildQueue, type InMemoryBuildQueueOptions } from '../lib/scheduler/in-memory-build-queue.js';
+import { createLogger } from '../lib/util/logger.js';
+import { registerStorageServices, type StorageServices } from './apiserver.js';
+import { createHandlerFactory } from './grpc/handlers.js';
+import { bindGrpcServer, createGrpcServer, shutdownGrpcServer } from './grpc/server.js';
+import { createExecutionService } from './services/execution-service.js';
+import { createOperationsService } from './services/operations-service.js';
+import { createWorkerQueueService } from './services/worker-queue-service.js';
+import { type CapabilitiesConfig, createCapabilitiesService, resolveCapabilitiesConfig } from './services/capabilities-service.js';
+
+export const DEFAULT_SCHEDULER_LISTEN_ADDRESS = '0.0.0.0:9099';
+
+/** Every int32 priority is honoured (lower runs first), so the whole range is advertised. */
+const ALL_PRIORITIES = [{ minPriority: -2_147_483_648, maxPriority: 2_147_483_647 }];
+
+export interface SchedulerConfig extends InMemoryBuildQueueOptions {
+  /** `host:port` to listen on; port 0 picks a free one. @default DEFAULT_SCHEDULER_LISTEN_ADDRESS */
+  listenAddress?: string;
+  /**
+   * Also serve CAS, ByteStream and ActionCache from `contentAddressableStorage` and `actionCache`
+   * on this port. Capabilities is served either way.
+   * @default true
+   */
+  serveStorage?: boolean;
+  /** What Capabilities advertises; `execution` is always set, with every priority unless given. */
+  capabilities?: CapabilitiesConfig;
+}
+
+export interface Scheduler {
+  /** The port actually bound (useful with port 0). */
+  port: number;
+  /** `host:port` as bound, for clients and workers. */
+  address: string;
+  buildQueue: InMemoryBuildQueue;
+  /** Ends held calls (workers get empty answers, followers UNAVAILABLE) and stops the server. */
+  close(): Promise<void>;
+}
+
+/** Builds the queue, registers the services and listens on `config.listenAddress`. */
+export async function startScheduler(config: SchedulerConfig): Promise<Scheduler> {
+  const logger = config.logger ?? createLogger({ component: 'scheduler' });
+  const listenAddress = config.listenAddress ?? DEFAULT_SCHEDULER_LISTEN_ADDRESS;
+  const capabilities = resolveCapabilitiesConfig({
+    ...config.capabilities,
+    execution: { priorityRanges: ALL_PRIORITIES, ...config.capabilities?.execution },
+  });
+  const buildQueue = new InMemoryBuildQueue({ ...config, logger: logger.child('queue') });
+
+  const server = createGrpcServer();
+  const handlers = createHandlerFactory(logger);
+  let storage: StorageServices | undefined;
+  if (config.serveStorage ?? true) {
+    storage = registerStorageServices(server, {
+      contentAddressableStorage: config.contentAddressableStorage,
+      actionCache: config.actionCache,
+      logger,
+      capabilities,
+      clock: config.clock,
+    });
+  } else {
+    server.addService(capabilitiesService, createCapabilitiesService(handlers, capabilities));
+  }
+  server.addService(executionService, createExecutionService(handlers, { buildQueue, digestFunctions: capabilities.digestFunctions }));
+  server.addService(operationsService, createOperationsService(handlers, { buildQueue }));
+  server.addService(workerQueueService, createWorkerQueueService(handlers, { buildQueue }));
+
+  let port: number;
+  try {
+    port = await bindGrpcServer(server, listenAddress);
+  } catch (err) {
+    buildQueue.close();
+    storage?.close();
+    server.forceShutdown();
+    throw err;
+  }
+  const host = listenAddress.slice(0, listenAddress.lastIndexOf(':'));
+  const address = `${host}:${port}`;
+  logger.info('scheduler listening', { address, storage: storage ? 'served' : 'not served' });
+
+  let closing: Promise<void> | undefined;
+  return {
+    port,
+    address,
+    buildQueue,
+    close: () => {
+      closing ??= (async () => {
+        // First release the calls the queue holds, so the server can drain instead of waiting.
+        buildQueue.close();
+        await shutdownGrpcServer(server);
+        storage?.close();
+      })();
+      return closing;
+    },
+  };
+}

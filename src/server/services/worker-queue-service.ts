@@ -1,0 +1,28 @@
+/**
+ * bzutil's WorkerQueue (proto/bzutil/worker/v1/worker.proto) over a BuildQueue: workers long-poll
+ * Synchronize for tasks and cancellations and hand results in through CompleteTask. A worker that
+ * disconnects while its Synchronize is held is noticed through the call's AbortSignal.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { StatusError } from '../../lib/errors/status-error.js';
+import type { workerapi } from '../../lib/proto/index.js';
+import type { BuildQueue } from '../../lib/scheduler/build-queue.js';
+import type { HandlerFactory } from '../grpc/handlers.js';
+
+/** The WorkerQueue service implementation for grpc-js. */
+export function createWorkerQueueService(handlers: HandlerFactory, deps: { buildQueue: BuildQueue }): grpc.UntypedServiceImplementation {
+  const queue = deps.buildQueue;
+  return {
+    synchronize: handlers.unary<workerapi.SynchronizeRequest, workerapi.ISynchronizeResponse>('WorkerQueue.Synchronize', (request, ctx) =>
+      queue.synchronize(request, { signal: ctx.signal }),
+    ),
+
+    completeTask: handlers.unary<workerapi.CompleteTaskRequest, workerapi.ICompleteTaskResponse>('WorkerQueue.CompleteTask', async (request) => {
+      if (!request.taskId) {
+        throw StatusError.invalidArgument('Failed to complete task: task_id is empty', [{ field: 'task_id', description: 'Must name the task' }]);
+      }
+      await queue.completeTask(request);
+      return {};
+    }),
+  };
+}
