@@ -3,8 +3,7 @@
  * separate apiserver and workers can fetch inputs and store outputs through the same interface the
  * servers use for local storage. Reads and streaming writes go through ByteStream (memory bounded),
  * whole small blobs through the batch calls; NOT_FOUND and every other code arrive unchanged.
- *
- * Requests name the instance the CasClient was created for, whatever instance a Digest carries.
+ * Each request names the instance its digests carry.
  */
 import type { CasClient } from '../client/cas-client.js';
 import type { Digest } from '../digest/digest.js';
@@ -29,8 +28,7 @@ export class GrpcBlobStore implements BlobStore {
     return this.cas.putBlob(digest, data, { signal: opts.signal });
   }
 
-  async findMissing(digests: readonly Digest[], opts: CallOptions = {}): Promise<Digest[]> {
-    const missing = new Set((await this.cas.findMissingBlobs(digests, { signal: opts.signal })).map((d) => d.toString()));
-    return digests.filter((d) => missing.has(d.toString()));
+  findMissing(digests: readonly Digest[], opts: CallOptions = {}): Promise<Digest[]> {
+    return this.cas.findMissingBlobs(digests, { signal: opts.signal });
   }
 }

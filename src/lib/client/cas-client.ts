@@ -80,8 +80,9 @@ export interface DownloadFileItem {
 type WriteSource = Uint8Array | { path: string } | AsyncIterable<Uint8Array>;
 
 /**
- * A CAS client bound to one instance name and digest function: every request names this client's
- * instance, and blobs are matched by `<hash>/<size>`, whatever instance name a Digest carries.
+ * Requests name the instance and digest function each Digest carries (digests of different
+ * instances go in separate requests); the client's own `instanceName` and `digestFunction` are
+ * what `digestOf`/`parseDigest` create and what Capabilities is asked for.
  */
 export class CasClient {
   readonly instanceName: string;
@@ -151,20 +152,20 @@ export class CasClient {
 
   /** Returns the subset of `digests` that the CAS lacks, in argument order, deduplicated. */
   async findMissingBlobs(digests: readonly Digest[], opts: RemoteCallOptions = {}): Promise<Digest[]> {
-    const unique = dedupe(digests).filter((d) => !d.isEmpty);
-    const batches = chunk(unique, FIND_MISSING_BATCH_DIGESTS);
+    const unique = dedupe(digests).filter((d) => !isEmptyBlob(d));
+    const batches = groupByInstance(unique, (d) => d).flatMap((group) => chunk(group, FIND_MISSING_BATCH_DIGESTS));
     const missingKeys = new Set<string>();
     await mapConcurrent(batches, this.concurrency, async (batch) => {
       const res = await this.call(`Failed to find missing blobs among ${batch.length} digest(s)`, opts, (o) =>
         this.connection.unary(
           contentAddressableStorageService.findMissingBlobs,
-          { ...this.requestBase(), blobDigests: batch.map((d) => d.toProto()) },
+          { ...requestFields(batch[0]!), blobDigests: batch.map((d) => d.toProto()) },
           o,
         ),
       );
-      for (const d of res.missingBlobDigests ?? []) missingKeys.add(this.fromProto(d, 'missing_blob_digests').toString());
+      for (const d of res.missingBlobDigests ?? []) missingKeys.add(digestLike(batch[0]!, d, 'missing_blob_digests').key);
     });
-    return unique.filter((d) => missingKeys.has(d.toString()));
+    return unique.filter((d) => missingKeys.has(d.key));
   }
 
   /**
@@ -174,13 +175,13 @@ export class CasClient {
    */
   async uploadBlobs(items: readonly UploadItem[], opts: UploadOptions = {}): Promise<UploadResult> {
     const byKey = new Map<string, UploadItem>();
-    for (const item of items) if (!byKey.has(item.digest.toString())) byKey.set(item.digest.toString(), item);
+    for (const item of items) if (!byKey.has(item.digest.key)) byKey.set(item.digest.key, item);
     const unique = [...byKey.values()];
-    const missing = new Set((await this.findMissingBlobs(unique.map((i) => i.digest), opts)).map((d) => d.toString()));
-    const toSend = unique.filter((i) => missing.has(i.digest.toString()));
+    const missing = new Set((await this.findMissingBlobs(unique.map((i) => i.digest), opts)).map((d) => d.key));
+    const toSend = unique.filter((i) => missing.has(i.digest.key));
     const result: UploadResult = { uploadedBlobs: 0, uploadedBytes: 0, skippedBlobs: 0, skippedBytes: 0 };
     for (const i of unique) {
-      if (!missing.has(i.digest.toString())) {
+      if (!missing.has(i.digest.key)) {
         result.skippedBlobs++;
         result.skippedBytes += i.digest.sizeBytes;
       }
@@ -189,7 +190,9 @@ export class CasClient {
 
     const limit = await this.maxBatchTotalSizeBytes(opts);
     const isSmall = (d: Digest) => d.sizeBytes <= this.byteStreamThresholdBytes && d.sizeBytes + BATCH_ENTRY_OVERHEAD_BYTES <= limit;
-    const batches = packBatches(toSend.filter((i) => isSmall(i.digest)), (i) => i.digest.sizeBytes, limit);
+    const batches = groupByInstance(toSend.filter((i) => isSmall(i.digest)), (i) => i.digest).flatMap((group) =>
+      packBatches(group, (i) => i.digest.sizeBytes, limit),
+    );
     const large = toSend.filter((i) => !isSmall(i.digest));
     const done = (d: Digest) => {
       result.uploadedBlobs++;
@@ -217,7 +220,7 @@ export class CasClient {
    * Write otherwise (a stream always goes through ByteStream). The BlobStore `put` of GrpcBlobStore.
    */
   async putBlob(digest: Digest, data: Uint8Array | AsyncIterable<Uint8Array>, opts: RemoteCallOptions = {}): Promise<void> {
-    if (digest.isEmpty) return;
+    if (isEmptyBlob(digest)) return;
     if (data instanceof Uint8Array) {
       const limit = await this.maxBatchTotalSizeBytes(opts);
       if (digest.sizeBytes <= this.byteStreamThresholdBytes && digest.sizeBytes + BATCH_ENTRY_OVERHEAD_BYTES <= limit) {
@@ -231,12 +234,12 @@ export class CasClient {
   private async batchUpdate(batch: readonly UploadItem[], opts: RemoteCallOptions): Promise<void> {
     const requests = await Promise.all(batch.map(async (item) => ({ digest: item.digest.toProto(), data: await itemBytes(item) })));
     const res = await this.call(`Failed to upload ${batch.length} blob(s) with BatchUpdateBlobs`, opts, (o) =>
-      this.connection.unary(contentAddressableStorageService.batchUpdateBlobs, { ...this.requestBase(), requests }, o),
+      this.connection.unary(contentAddressableStorageService.batchUpdateBlobs, { ...requestFields(batch[0]!.digest), requests }, o),
     );
     const statuses = new Map<string, reapi.BatchUpdateBlobsResponse.IResponse>();
-    for (const r of res.responses ?? []) statuses.set(this.fromProto(r.digest, 'responses.digest').toString(), r);
+    for (const r of res.responses ?? []) statuses.set(digestLike(batch[0]!.digest, r.digest, 'responses.digest').key, r);
     for (const item of batch) {
-      const r = statuses.get(item.digest.toString());
+      const r = statuses.get(item.digest.key);
       if (!r) throw StatusError.internal(`Failed to upload blob ${item.digest}: the server returned no status for it`);
       if (r.status && r.status.code) throw wrapStatus(StatusError.fromProto(r.status), `Failed to upload blob ${item.digest}`);
     }
@@ -248,7 +251,7 @@ export class CasClient {
    * stream is not, and fails instead.
    */
   async writeBlob(digest: Digest, source: WriteSource, opts: RemoteCallOptions = {}): Promise<void> {
-    const resourceName = this.onServer(digest).toByteStreamWritePath(randomUUID());
+    const resourceName = digest.toByteStreamWritePath(randomUUID());
     const resumable = source instanceof Uint8Array || (typeof source === 'object' && 'path' in source);
     let offset = 0;
     for (let attempt = 1; ; attempt++) {
@@ -288,7 +291,7 @@ export class CasClient {
       finished = finishWrite;
     };
     try {
-      for await (const data of chunks) {
+      for await (const data of untilAborted(chunks, opts.signal)) {
         // The server may answer early, e.g. because it already holds the blob.
         if (call.settled) break;
         if (position + data.length > digest.sizeBytes) {
@@ -350,8 +353,9 @@ export class CasClient {
     if (start < 0 || start > digest.sizeBytes) throw StatusError.outOfRange(`Failed to read blob ${digest}: offset ${start} is outside the blob`);
     const end = opts.limit ? Math.min(digest.sizeBytes, start + opts.limit) : digest.sizeBytes;
     let position = start;
-    if (position >= end) return;
-    const resourceName = this.onServer(digest).toByteStreamReadPath();
+    // A zero-size digest with another hash is not the empty blob: let the server answer for it.
+    if (position >= end && (digest.sizeBytes > 0 || isEmptyBlob(digest))) return;
+    const resourceName = digest.toByteStreamReadPath();
     for (let attempt = 1; ; attempt++) {
       try {
         const request = { resourceName, readOffset: position, readLimit: end - position };
@@ -376,11 +380,11 @@ export class CasClient {
 
   /** The whole blob in memory, hash-verified. Use `downloadToFile` for blobs of unbounded size. */
   async readBlob(digest: Digest, opts: RemoteCallOptions = {}): Promise<Uint8Array> {
-    if (digest.isEmpty) return new Uint8Array(0);
+    if (isEmptyBlob(digest)) return new Uint8Array(0);
     const limit = await this.maxBatchTotalSizeBytes(opts);
     if (digest.sizeBytes <= this.byteStreamThresholdBytes && digest.sizeBytes + BATCH_ENTRY_OVERHEAD_BYTES <= limit) {
       const got = await this.batchRead([digest], opts);
-      return got.get(digest.toString())!;
+      return got.get(digest.key)!;
     }
     const out = new Uint8Array(digest.sizeBytes);
     let position = 0;
@@ -392,15 +396,15 @@ export class CasClient {
     return out;
   }
 
-  /** Reads many blobs, small ones packed into BatchReadBlobs. Resolves to bytes by `<hash>/<size>` (`Digest.toString()`). */
+  /** Reads many blobs, small ones packed into BatchReadBlobs. Resolves to bytes by `Digest.key`. */
   async downloadBlobs(digests: readonly Digest[], opts: RemoteCallOptions = {}): Promise<Map<string, Uint8Array>> {
     const out = new Map<string, Uint8Array>();
     const { batches, large } = await this.planReads(dedupe(digests), opts);
     await mapConcurrent([...large.map((d) => [d]), ...batches], this.concurrency, async (group) => {
-      if (group.length === 1 && large.includes(group[0]!)) out.set(group[0]!.toString(), await this.readBlob(group[0]!, opts));
+      if (group.length === 1 && large.includes(group[0]!)) out.set(group[0]!.key, await this.readBlob(group[0]!, opts));
       else for (const [k, v] of await this.batchRead(group, opts)) out.set(k, v);
     });
-    for (const d of digests) if (d.isEmpty) out.set(d.toString(), new Uint8Array(0));
+    for (const d of digests) if (isEmptyBlob(d)) out.set(d.key, new Uint8Array(0));
     return out;
   }
 
@@ -444,24 +448,24 @@ export class CasClient {
   async downloadToFiles(items: readonly DownloadFileItem[], opts: RemoteCallOptions = {}): Promise<void> {
     const pathsByKey = new Map<string, DownloadFileItem[]>();
     for (const item of items) {
-      const list = pathsByKey.get(item.digest.toString());
+      const list = pathsByKey.get(item.digest.key);
       if (list) list.push(item);
-      else pathsByKey.set(item.digest.toString(), [item]);
+      else pathsByKey.set(item.digest.key, [item]);
     }
     const digests = [...pathsByKey.values()].map((l) => l[0]!.digest);
-    const { batches, large } = await this.planReads(digests.filter((d) => !d.isEmpty), opts);
+    const { batches, large } = await this.planReads(digests.filter((d) => !isEmptyBlob(d)), opts);
     const writeAll = async (digest: Digest, data: Uint8Array) => {
-      for (const item of pathsByKey.get(digest.toString())!) await writeFileAtomic(item.path, data, item.isExecutable ?? false);
+      for (const item of pathsByKey.get(digest.key)!) await writeFileAtomic(item.path, data, item.isExecutable ?? false);
     };
     type Job = { batch: Digest[] } | { single: Digest } | { empty: Digest };
     const jobs: Job[] = [
       ...large.map((single) => ({ single })),
       ...batches.map((batch) => ({ batch })),
-      ...digests.filter((d) => d.isEmpty).map((empty) => ({ empty })),
+      ...digests.filter((d) => isEmptyBlob(d)).map((empty) => ({ empty })),
     ];
     await mapConcurrent(jobs, this.concurrency, async (job) => {
       if ('single' in job) {
-        const [firstItem, ...rest] = pathsByKey.get(job.single.toString())!;
+        const [firstItem, ...rest] = pathsByKey.get(job.single.key)!;
         await this.downloadToFile(job.single, firstItem!.path, { ...opts, isExecutable: firstItem!.isExecutable });
         for (const item of rest) {
           // Copies of a large blob stream again rather than buffering it.
@@ -469,7 +473,7 @@ export class CasClient {
         }
       } else if ('batch' in job) {
         const got = await this.batchRead(job.batch, opts);
-        for (const d of job.batch) await writeAll(d, got.get(d.toString())!);
+        for (const d of job.batch) await writeAll(d, got.get(d.key)!);
       } else {
         await writeAll(job.empty, new Uint8Array(0));
       }
@@ -482,7 +486,7 @@ export class CasClient {
     let pageToken = '';
     for (let attempt = 1; ; attempt++) {
       try {
-        const request = { ...this.requestBase(), rootDigest: rootDigest.toProto(), pageToken };
+        const request = { ...requestFields(rootDigest), rootDigest: rootDigest.toProto(), pageToken };
         for await (const page of this.connection.serverStream(contentAddressableStorageService.getTree, request, opts)) {
           directories.push(...(page.directories ?? []));
           pageToken = page.nextPageToken ?? '';
@@ -502,28 +506,28 @@ export class CasClient {
 
   private async planReads(digests: readonly Digest[], opts: RemoteCallOptions): Promise<{ batches: Digest[][]; large: Digest[] }> {
     const limit = await this.maxBatchTotalSizeBytes(opts);
-    const nonEmpty = digests.filter((d) => !d.isEmpty);
+    const nonEmpty = digests.filter((d) => !isEmptyBlob(d));
     const isSmall = (d: Digest) => d.sizeBytes <= this.byteStreamThresholdBytes && d.sizeBytes + BATCH_ENTRY_OVERHEAD_BYTES <= limit;
     return {
-      batches: packBatches(nonEmpty.filter(isSmall), (d) => d.sizeBytes, limit),
+      batches: groupByInstance(nonEmpty.filter(isSmall), (d) => d).flatMap((group) => packBatches(group, (d) => d.sizeBytes, limit)),
       large: nonEmpty.filter((d) => !isSmall(d)),
     };
   }
 
   private async batchRead(digests: readonly Digest[], opts: RemoteCallOptions): Promise<Map<string, Uint8Array>> {
     const res = await this.call(`Failed to read ${digests.length} blob(s) with BatchReadBlobs`, opts, (o) =>
-      this.connection.unary(contentAddressableStorageService.batchReadBlobs, { ...this.requestBase(), digests: digests.map((d) => d.toProto()) }, o),
+      this.connection.unary(contentAddressableStorageService.batchReadBlobs, { ...requestFields(digests[0]!), digests: digests.map((d) => d.toProto()) }, o),
     );
     const byKey = new Map<string, reapi.BatchReadBlobsResponse.IResponse>();
-    for (const r of res.responses ?? []) byKey.set(this.fromProto(r.digest, 'responses.digest').toString(), r);
+    for (const r of res.responses ?? []) byKey.set(digestLike(digests[0]!, r.digest, 'responses.digest').key, r);
     const out = new Map<string, Uint8Array>();
     for (const d of digests) {
-      const r = byKey.get(d.toString());
+      const r = byKey.get(d.key);
       if (!r) throw StatusError.internal(`Failed to read blob ${d}: the server returned no status for it`);
       if (r.status && r.status.code) throw wrapStatus(StatusError.fromProto(r.status), `Failed to read blob ${d}`);
       const data = r.data ?? new Uint8Array(0);
       this.verify(d, data);
-      out.set(d.toString(), data);
+      out.set(d.key, data);
     }
     return out;
   }
@@ -552,19 +556,6 @@ export class CasClient {
     }
   }
 
-  private requestBase(): { instanceName: string; digestFunction?: number } {
-    return instanceRequestFields(this.instanceName, this.digestFunction);
-  }
-
-
-  /** The digest under this client's instance name: the client always speaks to one instance. */
-  private onServer(digest: Digest): Digest {
-    return digest.withInstanceName(this.instanceName);
-  }
-
-  private fromProto(d: reapi.IDigest | null | undefined, field: string): Digest {
-    return Digest.fromProto(this.instanceName, digestFunctionToProto(this.digestFunction), d, field);
-  }
 }
 
 /** Greedy packing in argument order: each batch's sizes plus per-entry overhead stay within `limitBytes`. */
@@ -586,9 +577,61 @@ export function packBatches<T>(items: readonly T[], sizeOf: (item: T) => number,
   return batches;
 }
 
+/** Iterates `source` but rejects with CANCELLED as soon as `signal` fires, even while the source is stalled. */
+async function* untilAborted<T>(source: AsyncIterable<T>, signal: AbortSignal | undefined): AsyncGenerator<T> {
+  if (!signal) return yield* source;
+  const iterator = source[Symbol.asyncIterator]();
+  let onAbort = (): void => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(StatusError.cancelled('The upload was cancelled'));
+  });
+  aborted.catch(() => {});
+  if (signal.aborted) onAbort();
+  else signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    for (;;) {
+      const next = await Promise.race([iterator.next(), aborted]);
+      if (next.done) return;
+      yield next.value;
+    }
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    // Not awaited: a stalled source would never finish returning.
+    iterator.return?.().catch(() => {});
+  }
+}
+
+/** The empty blob of a digest's function: always present, never sent. */
+function isEmptyBlob(d: Digest): boolean {
+  return d.sizeBytes === 0 && d.hash === Digest.empty({ digestFunction: d.digestFunction }).hash;
+}
+
+/** Request fields naming the instance and digest function of `d` (requests never mix them). */
+function requestFields(d: Digest): { instanceName: string; digestFunction?: number } {
+  return instanceRequestFields(d.instanceName, d.digestFunction);
+}
+
+/** A digest from a response, under the instance and function of the request it answers. */
+function digestLike(like: Digest, proto: reapi.IDigest | null | undefined, field: string): Digest {
+  return Digest.fromProto(like.instanceName, digestFunctionToProto(like.digestFunction), proto, field);
+}
+
+/** Splits items by the instance name and digest function of their digests, keeping order. */
+function groupByInstance<T>(items: readonly T[], digestOf: (item: T) => Digest): T[][] {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const d = digestOf(item);
+    const key = `${d.instanceName}\u0000${d.digestFunction}`;
+    const group = groups.get(key);
+    if (group) group.push(item);
+    else groups.set(key, [item]);
+  }
+  return [...groups.values()];
+}
+
 function dedupe(digests: readonly Digest[]): Digest[] {
   const seen = new Set<string>();
-  return digests.filter((d) => (seen.has(d.toString()) ? false : (seen.add(d.toString()), true)));
+  return digests.filter((d) => (seen.has(d.key) ? false : (seen.add(d.key), true)));
 }
 
 function chunk<T>(items: readonly T[], size: number): T[][] {

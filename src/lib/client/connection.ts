@@ -64,6 +64,8 @@ export interface ConnectionOptions {
   toolName?: string;
   /** Extra grpc-js channel options (tests). */
   channelOptions?: grpc.ChannelOptions;
+  /** grpc-js client interceptors, e.g. to observe calls in tests. */
+  interceptors?: grpc.Interceptor[];
 }
 
 export interface RemoteCallOptions {
@@ -108,6 +110,7 @@ export class RemoteConnection {
       'grpc.keepalive_permit_without_calls': 0,
       'grpc.primary_user_agent': `${opts.toolName ?? 'bzutil'}`,
       ...opts.channelOptions,
+      ...(opts.interceptors ? { interceptors: opts.interceptors } : {}),
     });
     this.baseMetadata = new grpc.Metadata();
     for (const [k, v] of Object.entries(opts.metadata ?? {})) this.baseMetadata.set(k, v);
