@@ -6,6 +6,8 @@
  * offsets never exceed 2^53, and numbers are far cheaper than Long objects on hot paths.
  */
 import minimal from 'protobufjs/minimal.js';
+// Before the generated code: int64 prototype defaults must be numbers, not Longs.
+import './protobuf-runtime.js';
 import pb from './generated/protos.cjs';
 
 minimal.util.Long = undefined as never;
