@@ -30,7 +30,12 @@ describe('apiserver ByteStream', () => {
   });
 
   const readBlob = async (resourceName: string, readOffset = 0, readLimit = 0) => {
-    const msgs = await readStream<bytestream.ReadResponse>(h!.byteStream, 'read', { resourceName, readOffset, readLimit });
+    // Zero offsets and limits are left unset, as Bazel sends them.
+    const msgs = await readStream<bytestream.ReadResponse>(h!.byteStream, 'read', {
+      resourceName,
+      ...(readOffset ? { readOffset } : {}),
+      ...(readLimit ? { readLimit } : {}),
+    });
     return { data: concat(msgs.map((m) => m.data)), chunkSizes: msgs.map((m) => m.data.length) };
   };
   const isMissing = async (d: Digest) =>

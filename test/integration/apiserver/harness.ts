@@ -111,10 +111,17 @@ export async function writeBlob(
 ): Promise<bytestream.WriteResponse> {
   const chunkSizeBytes = opts.chunkSizeBytes ?? 16 * 1024;
   const { call, response } = openWrite(client);
-  let offset = opts.startOffset ?? 0;
+  const start = opts.startOffset ?? 0;
+  let offset = start;
   do {
     const end = Math.min(offset + chunkSizeBytes, data.length);
-    call.write({ resourceName, writeOffset: offset, data: data.subarray(offset, end), finishWrite: end === data.length });
+    // Like Bazel: the resource name only on the first message, zero-valued fields left unset.
+    call.write({
+      ...(offset === start ? { resourceName } : {}),
+      ...(offset > 0 ? { writeOffset: offset } : {}),
+      data: data.subarray(offset, end),
+      ...(end === data.length ? { finishWrite: true } : {}),
+    });
     offset = end;
   } while (offset < data.length);
   call.end();
