@@ -10,7 +10,7 @@ import { attachError, type ExecutionStage, type ExecutionTask } from '../../../s
 import { FileCache } from '../../../src/lib/worker/file-cache.js';
 import { LocalBuildExecutor } from '../../../src/lib/worker/local-build-executor.js';
 import { LocalRunner } from '../../../src/lib/worker/runner.js';
-import { blobText, isProcessAlive, newMemoryStore, putTree, RecordingBlobStore, type TreeSpec, waitFor } from './worker-test-helpers.js';
+import { blobText, isProcessAlive, killProcesses, newMemoryStore, putTree, RecordingBlobStore, type TreeSpec, waitFor } from './worker-test-helpers.js';
 
 describe('LocalBuildExecutor', () => {
   let workDir: string;
@@ -33,13 +33,7 @@ describe('LocalBuildExecutor', () => {
     });
   });
   afterEach(() => {
-    for (const pid of pids.splice(0)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
+    killProcesses(pids);
     rmSync(workDir, { recursive: true, force: true });
   });
 

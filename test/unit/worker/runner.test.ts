@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Code, StatusError } from '../../../src/lib/errors/status-error.js';
 import { FakeClock } from '../../../src/lib/util/clock.js';
 import { LocalRunner, type RunRequest } from '../../../src/lib/worker/runner.js';
-import { isProcessAlive, waitFor } from './worker-test-helpers.js';
+import { isProcessAlive, killProcesses, waitFor } from './worker-test-helpers.js';
 
 describe('LocalRunner', () => {
   let dir: string;
@@ -15,13 +15,7 @@ describe('LocalRunner', () => {
     dir = mkdtempSync(path.join(tmpdir(), 'bzutil-runner-'));
   });
   afterEach(() => {
-    for (const pid of started.splice(0)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
+    killProcesses(started);
     rmSync(dir, { recursive: true, force: true });
   });
 
