@@ -19,8 +19,10 @@ export interface LoadActionOptions extends CallOptions {
   defaultTimeoutMs: number;
   /** Actions asking for longer are rejected with INVALID_ARGUMENT. */
   maxTimeoutMs: number;
-  /** Largest Action, Command or Directory message accepted; they must fit in one task message. */
+  /** Largest Action or Command accepted; both travel to the worker in one task message. @default 4 MiB */
   maxMessageBytes?: number;
+  /** Largest Directory accepted (directories stay here, so this only bounds memory). @default 16 MiB */
+  maxDirectoryBytes?: number;
   /** Directory fetches in flight at once. */
   concurrency?: number;
 }
@@ -35,6 +37,7 @@ export interface LoadedAction {
 }
 
 const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+const DEFAULT_MAX_DIRECTORY_BYTES = 16 * 1024 * 1024;
 /** FindMissingBlobs batches; large trees have hundreds of thousands of files. */
 const FIND_MISSING_BATCH = 10_000;
 
@@ -66,7 +69,7 @@ export async function loadAction(contentAddressableStorage: BlobStore, actionDig
 
   const [commandBytes, tree] = await Promise.all([
     fetchBlob(cas, commandDigest, 'Command', maxBytes, opts),
-    walkInputRoot(cas, inputRootDigest, maxBytes, opts),
+    walkInputRoot(cas, inputRootDigest, opts.maxDirectoryBytes ?? DEFAULT_MAX_DIRECTORY_BYTES, opts),
   ]);
   const absentFiles: Digest[] = [];
   for (let i = 0; i < tree.files.length; i += FIND_MISSING_BATCH) {

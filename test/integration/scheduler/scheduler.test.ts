@@ -15,6 +15,7 @@ import {
   workerQueueService,
 } from '../../../src/lib/proto/services.js';
 import { EXECUTE_OPERATION_METADATA_TYPE, EXECUTE_RESPONSE_TYPE } from '../../../src/lib/scheduler/operation-snapshot.js';
+import { FakeClock } from '../../../src/lib/util/clock.js';
 import { silentLogger } from '../../../src/lib/util/logger.js';
 import { type Scheduler, startScheduler } from '../../../src/server/scheduler.js';
 import { createStores, okResponse, type TestStores, uploadAction } from '../../unit/scheduler/scheduler-fixtures.js';
@@ -248,5 +249,64 @@ describe('scheduler over gRPC', () => {
     expect(caps.executionCapabilities?.execEnabled).toBe(true);
     expect(caps.executionCapabilities?.digestFunction).toBe(reapi.DigestFunction.Value.SHA256);
     expect(caps.cacheCapabilities?.digestFunctions).toContain(reapi.DigestFunction.Value.SHA256);
+  });
+});
+
+describe('scheduler over gRPC: worker loss', () => {
+  it('requeues the task of a worker that hangs up, and a second worker finishes it', async () => {
+    // A scheduler on a fake clock, so that the lease runs out without waiting.
+    const clock = new FakeClock(1_700_000_000_000);
+    for (const c of clients) c.close();
+    await scheduler.close();
+    clients = [];
+    scheduler = await startScheduler({
+      listenAddress: '127.0.0.1:0',
+      contentAddressableStorage: stores.cas,
+      actionCache: stores.actionCache,
+      logger: silentLogger,
+      clock,
+      workerLeaseMs: 5_000,
+    });
+    execution = connect(executionService, 'Execution');
+    workerQueue = connect(workerQueueService, 'WorkerQueue');
+
+    const { actionDigest } = await uploadAction(stores.cas);
+    const s = stream(execution, 'execute', { actionDigest: actionDigest.toProto() });
+    const all = readOperations(s);
+    const first = await synchronize('w1');
+    const taskId = first.tasks[0]!.taskId;
+
+    // w1 holds its next Synchronize, then its connection goes away.
+    const dying = connect(workerQueueService, 'WorkerQueue');
+    const call = (dying['synchronize'] as (req: unknown, cb: Callback<unknown>) => grpc.ClientUnaryCall).call(
+      dying,
+      { workerId: 'w1', slots: 1, runningTaskIds: [taskId] },
+      () => {},
+    );
+    call.cancel();
+
+    // Once the server has seen the hang-up and the lease has run out, the task is requeued.
+    // w2 long-polls meanwhile; time moves a second per I/O turn, a bounded number of times.
+    let second: workerapi.SynchronizeResponse | undefined;
+    for (let round = 0; round < 10 && !second?.tasks.length; round++) {
+      let answer: workerapi.SynchronizeResponse | undefined;
+      const poll = synchronize('w2').then((r) => (answer = r));
+      for (let step = 0; step < 20 && !answer; step++) {
+        await clock.advance(1_000);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      second = await poll;
+    }
+    expect(second?.tasks).toHaveLength(1);
+    expect(second!.tasks[0]!.taskId).not.toBe(taskId);
+    await completeTask('w2', second!.tasks[0]!.taskId, okResponse(0, 'from w2'));
+
+    const ops = await all;
+    // Followers report the state when they look: the requeue and the reassignment to w2 happen in
+    // one turn, so the intermediate QUEUED may or may not be seen.
+    const stages = ops.map(stageOf);
+    expect(stages.slice(0, 2)).toEqual(['QUEUED', 'EXECUTING']);
+    expect(stages.slice(-2)).toEqual(['EXECUTING', 'COMPLETED']);
+    expect(new TextDecoder().decode(responseOf(ops[ops.length - 1]!)!.result!.stdoutRaw)).toBe('from w2');
   });
 });
