@@ -17,7 +17,7 @@ import {
 import { EXECUTE_OPERATION_METADATA_TYPE, EXECUTE_RESPONSE_TYPE } from '../../../src/lib/scheduler/operation-snapshot.js';
 import { FakeClock } from '../../../src/lib/util/clock.js';
 import { silentLogger } from '../../../src/lib/util/logger.js';
-import { type Scheduler, startScheduler } from '../../../src/server/scheduler.js';
+import { type Scheduler, type SchedulerConfig, startScheduler } from '../../../src/server/scheduler.js';
 import { createStores, okResponse, type TestStores, uploadAction } from '../../unit/scheduler/scheduler-fixtures.js';
 
 type Callback<T> = (err: grpc.ServiceError | null, res?: T) => void;
@@ -27,7 +27,7 @@ interface GenericClient extends grpc.Client {
 
 let stores: TestStores;
 let scheduler: Scheduler;
-let clients: GenericClient[];
+let clients: GenericClient[] = [];
 let execution: GenericClient;
 let operations: GenericClient;
 let workerQueue: GenericClient;
@@ -97,25 +97,34 @@ function completeTask(workerId: string, taskId: string, response: reapi.IExecute
   return unary(workerQueue, 'completeTask', { workerId, taskId, response } satisfies workerapi.ICompleteTaskRequest);
 }
 
-beforeEach(async () => {
-  stores = createStores();
-  clients = [];
+/** (Re)starts the scheduler under test with `opts` and connects a client per service. */
+async function restart(opts: Partial<SchedulerConfig> = {}): Promise<void> {
+  await stop();
   scheduler = await startScheduler({
     listenAddress: '127.0.0.1:0',
     contentAddressableStorage: stores.cas,
     actionCache: stores.actionCache,
     logger: silentLogger,
+    ...opts,
   });
   execution = connect(executionService, 'Execution');
   operations = connect(operationsService, 'Operations');
   workerQueue = connect(workerQueueService, 'WorkerQueue');
   capabilities = connect(capabilitiesService, 'Capabilities');
+}
+
+async function stop(): Promise<void> {
+  for (const c of clients) c.close();
+  clients = [];
+  await scheduler?.close();
+}
+
+beforeEach(async () => {
+  stores = createStores();
+  await restart();
 });
 
-afterEach(async () => {
-  for (const c of clients) c.close();
-  await scheduler.close();
-});
+afterEach(stop);
 
 describe('scheduler over gRPC', () => {
   it('streams QUEUED, EXECUTING and a done COMPLETED operation for an executed action', async () => {
@@ -256,19 +265,7 @@ describe('scheduler over gRPC: worker loss', () => {
   it('requeues the task of a worker that hangs up, and a second worker finishes it', async () => {
     // A scheduler on a fake clock, so that the lease runs out without waiting.
     const clock = new FakeClock(1_700_000_000_000);
-    for (const c of clients) c.close();
-    await scheduler.close();
-    clients = [];
-    scheduler = await startScheduler({
-      listenAddress: '127.0.0.1:0',
-      contentAddressableStorage: stores.cas,
-      actionCache: stores.actionCache,
-      logger: silentLogger,
-      clock,
-      workerLeaseMs: 5_000,
-    });
-    execution = connect(executionService, 'Execution');
-    workerQueue = connect(workerQueueService, 'WorkerQueue');
+    await restart({ clock, workerLeaseMs: 5_000 });
 
     const { actionDigest } = await uploadAction(stores.cas);
     const s = stream(execution, 'execute', { actionDigest: actionDigest.toProto() });
