@@ -66,7 +66,7 @@ describe('worker with the real scheduler', () => {
   });
 
   /** Uploads Command and Action, calls Execute and returns the ExecuteResponse of the final Operation. */
-  const execute = async (command: reapi.ICommand, inputRoot: Digest): Promise<reapi.ExecuteResponse> => {
+  const execute = async (command: reapi.ICommand, inputRoot: Digest): Promise<reapi.IExecuteResponse> => {
     const cmd = encodeWithDigest(reapi.Command, command);
     await store.put(cmd.digest, cmd.bytes);
     const action = encodeWithDigest(reapi.Action, { commandDigest: cmd.digest.toProto(), inputRootDigest: inputRoot.toProto(), doNotCache: true });
