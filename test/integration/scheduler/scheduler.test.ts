@@ -79,7 +79,7 @@ function stageOf(op: longrunning.IOperation): string {
   return reapi.ExecutionStage.Value[md?.stage ?? 0]!;
 }
 
-function responseOf(op: longrunning.IOperation): reapi.ExecuteResponse | undefined {
+function responseOf(op: longrunning.IOperation): reapi.IExecuteResponse | undefined {
   return unpackAny(EXECUTE_RESPONSE_TYPE, reapi.ExecuteResponse, op.response);
 }
 
@@ -93,7 +93,7 @@ function synchronize(workerId: string, runningTaskIds: string[] = []): Promise<w
   } satisfies workerapi.ISynchronizeRequest);
 }
 
-function completeTask(workerId: string, taskId: string, response: reapi.IExecuteResponse): Promise<unknown> {
+function completeTask(workerId: string, taskId: string | null | undefined, response: reapi.IExecuteResponse): Promise<unknown> {
   return unary(workerQueue, 'completeTask', { workerId, taskId, response } satisfies workerapi.ICompleteTaskRequest);
 }
 
@@ -235,7 +235,7 @@ describe('scheduler over gRPC', () => {
     const first = await firstOperation(s);
     const rest = readOperations(s);
     const res = await synchronize('w1');
-    const taskId = res.tasks[0]!.taskId;
+    const taskId = res.tasks[0]!.taskId!;
     const held = synchronize('w1', [taskId]);
     await unary(operations, 'cancelOperation', { name: first.name });
     expect((await held).cancelTaskIds).toEqual([taskId]);
@@ -271,7 +271,7 @@ describe('scheduler over gRPC: worker loss', () => {
     const s = stream(execution, 'execute', { actionDigest: actionDigest.toProto() });
     const all = readOperations(s);
     const first = await synchronize('w1');
-    const taskId = first.tasks[0]!.taskId;
+    const taskId = first.tasks[0]!.taskId!;
 
     // w1 holds its next Synchronize, then its connection goes away.
     const dying = connect(workerQueueService, 'WorkerQueue');

@@ -207,7 +207,7 @@ describe('InMemoryBuildQueue: action cache', () => {
       await queue.completeTask({ workerId: 'w1', taskId: res.tasks![0]!.taskId, response: c.response });
       const done = await untilCompleted(op);
       // The worker's status is kept as it was reported.
-      expect(done.response?.status?.code).toBe(c.response.status.code);
+      expect(done.response?.status?.code).toBe(c.response.status?.code);
       const hit = await stores.actionCache.getActionResult(actionDigest).then(
         () => true,
         (e: StatusError) => (e.code === Code.NOT_FOUND ? false : Promise.reject(e)),
