@@ -215,5 +215,9 @@ function startError(argv0: string, err: unknown): StatusError {
       { field: 'command.arguments[0]', description: 'Program is not executable' },
     ]);
   }
+  if (code === 'ERR_INVALID_ARG_VALUE' || code === 'ERR_INVALID_ARG_TYPE') {
+    // Node refuses NUL bytes in arguments and environment entries, and "=" in variable names.
+    return StatusError.invalidArgument(`Failed to start command ${JSON.stringify(argv0)}: ${(err as Error).message}`);
+  }
   return StatusError.internal(`Failed to start command ${JSON.stringify(argv0)}: ${(err as Error).message}`, err);
 }

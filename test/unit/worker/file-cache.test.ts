@@ -61,6 +61,36 @@ describe('FileCache', () => {
     for (let i = 0; i < 8; i++) expect(statSync(path.join(dir, `t${i}`)).size).toBe(100_000);
   });
 
+  it("does not fail another caller's fetch when the first caller gives up", async () => {
+    const memory = newMemoryStore();
+    const digest = await putBlob(memory, 'shared');
+    // Reads wait for the gate, so both callers are attached to the same download.
+    let openGate!: () => void;
+    const gate = new Promise<void>((r) => (openGate = r));
+    const gated = new RecordingBlobStore({
+      get: (d, o) => memory.get(d, o),
+      put: (d, data, o) => memory.put(d, data, o),
+      findMissing: (ds, o) => memory.findMissing(ds, o),
+      read: (d, o) =>
+        (async function* () {
+          await gate;
+          yield* memory.read(d, o);
+        })(),
+    });
+    const cache = await open(gated);
+    const impatient = new AbortController();
+
+    const first = cache.linkInto(digest, false, path.join(dir, 'first'), { signal: impatient.signal });
+    const second = cache.linkInto(digest, false, path.join(dir, 'second'));
+    impatient.abort();
+    openGate();
+
+    await expect(first).rejects.toThrow();
+    await second;
+    expect(readFileSync(path.join(dir, 'second'), 'utf8')).toBe('shared');
+    expect(gated.count('read')).toBe(1);
+  });
+
   it('evicts the least recently used entries beyond its size limit', async () => {
     const store = new RecordingBlobStore(newMemoryStore());
     const a = await putBlob(store, 'a'.repeat(40));

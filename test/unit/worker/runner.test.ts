@@ -84,6 +84,11 @@ describe('LocalRunner', () => {
     expect((err as StatusError).message).toContain('is not executable');
   });
 
+  it('rejects an environment Node cannot pass (NUL in a value) with INVALID_ARGUMENT', async () => {
+    const err = await new LocalRunner().run(request(['/usr/bin/env'], { env: { BAD: 'a\u0000b' } })).catch((e: unknown) => e);
+    expect((err as StatusError).code).toBe(Code.INVALID_ARGUMENT);
+  });
+
   it('kills the whole process group on timeout and keeps the partial output', async () => {
     const clock = new FakeClock();
     const pidsFile = path.join(dir, 'pids');
