@@ -123,6 +123,8 @@ interface WorkerState {
   readonly tasks: Map<string, TaskState>;
   /** Task ids to send in the next Synchronize response's cancel_task_ids. */
   readonly pendingCancels: Set<string>;
+  /** Tasks the worker reported that the scheduler does not know, already told to cancel. */
+  readonly unknownTasksCancelled: Set<string>;
   poll?: PendingPoll;
   syncCount: number;
   /** When the worker last called or was last answered; the lease runs from here while no poll is held. */
@@ -314,6 +316,7 @@ export class InMemoryBuildQueue implements BuildQueue {
         slots: 0,
         tasks: new Map(),
         pendingCancels: new Set(),
+        unknownTasksCancelled: new Set(),
         syncCount: 0,
         lastSeenMs: this.clock.now(),
       };
@@ -358,7 +361,10 @@ export class InMemoryBuildQueue implements BuildQueue {
       w.poll = poll;
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       this.clock.sleep(waitMs, timer.signal).then(
-        () => poll.answer(this.takeWork(w)),
+        () => {
+          // Checked before takeWork: tasks taken for an already answered call would be lost.
+          if (!settled) poll.answer(this.takeWork(w));
+        },
         () => {},
       );
     });
@@ -744,7 +750,14 @@ export class InMemoryBuildQueue implements BuildQueue {
         this.loseTask(task, `worker ${JSON.stringify(worker.name)} no longer reports task ${task.id}`);
       }
     }
-    for (const id of listed) if (!worker.tasks.has(id)) worker.pendingCancels.add(id);
+    // Each unknown task is cancelled once: the worker lists it until the kill and its report are
+    // done, and answering every such call at once with the same cancellation would make it spin.
+    for (const id of listed) {
+      if (worker.tasks.has(id) || worker.unknownTasksCancelled.has(id)) continue;
+      worker.pendingCancels.add(id);
+      worker.unknownTasksCancelled.add(id);
+    }
+    for (const id of worker.unknownTasksCancelled) if (!listed.has(id)) worker.unknownTasksCancelled.delete(id);
   }
 
   /** Requeues the execution of a task whose worker lost it, or fails it after `maxAttempts`. */

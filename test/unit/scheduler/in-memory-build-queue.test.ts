@@ -440,9 +440,14 @@ describe('InMemoryBuildQueue: worker loss', () => {
     expect(again.tasks![0]!.taskId).not.toBe(taskId);
   });
 
-  it('asks a worker to cancel tasks it runs that the scheduler does not know', async () => {
+  it('asks a worker once to cancel a task it runs that the scheduler does not know', async () => {
     const res = await sync('w1', { running: ['stale-task'] });
     expect(res.cancelTaskIds).toEqual(['stale-task']);
+    // While the worker still lists it (killing, reporting), the call is held rather than answered again.
+    const held = sync('w1', { running: ['stale-task'] });
+    expect(await isSettled(held)).toBe(false);
+    await clock.advance(10_000);
+    expect((await held).cancelTaskIds).toEqual([]);
   });
 });
 
