@@ -8,11 +8,12 @@ import { isEmptyBlob } from './blob-store.js';
 /** Returns the digests for which `isPresent(key)` is false, deduplicated, in argument order. */
 export function absentDigests(digests: readonly Digest[], isPresent: (key: string) => boolean): Digest[] {
   const missing: Digest[] = [];
-  const seen = new Set<string>();
+  // Only absent keys need deduplicating, and they are usually few: no set over every argument.
+  const missingKeys = new Set<string>();
   for (const digest of digests) {
-    if (seen.has(digest.key)) continue;
-    seen.add(digest.key);
-    if (!isEmptyBlob(digest) && !isPresent(digest.key)) missing.push(digest);
+    if (isEmptyBlob(digest) || isPresent(digest.key) || missingKeys.has(digest.key)) continue;
+    missingKeys.add(digest.key);
+    missing.push(digest);
   }
   return missing;
 }

@@ -30,6 +30,7 @@ import { mapConcurrent } from '../util/concurrency.js';
 import { absentDigests } from './absent-digests.js';
 import { abortable, throwIfAborted, toChunks } from './abort.js';
 import { type BlobStore, type CallOptions, type GetOptions, isEmptyBlob, MAX_READ_CHUNK_BYTES, type ReadOptions } from './blob-store.js';
+import { LruIndex } from './lru-index.js';
 import { resolveReadRange } from './read-range.js';
 
 export interface FilesystemBlobStoreOptions {
@@ -51,8 +52,8 @@ const BLOB_FILE_NAME = /^([0-9a-f]+)-(\d+)$/;
 const SCAN_STAT_CONCURRENCY = 64;
 
 export class FilesystemBlobStore implements BlobStore {
-  /** Key -> stored size in bytes, in recency order: the first entry is the least recently used. */
-  private readonly index = new Map<string, number>();
+  /** Key -> stored size in bytes, with recency for eviction. */
+  private readonly index = new LruIndex<number>();
   private storedSizeBytes = 0;
   /** Per-key queue serialising renames into place with eviction unlinks of the same file. */
   private readonly keyLocks = new Map<string, Promise<void>>();
@@ -211,20 +212,15 @@ export class FilesystemBlobStore implements BlobStore {
       await fsp.mkdir(path.dirname(finalPath), { recursive: true });
       await fsp.rename(tempPath, finalPath);
       // A concurrent upload of the same blob may have committed first: replace, don't double count.
-      const previous = this.index.get(digest.key);
-      if (previous !== undefined) {
-        this.index.delete(digest.key);
-        this.storedSizeBytes -= previous;
-      }
-      this.index.set(digest.key, sizeBytes);
-      this.storedSizeBytes += sizeBytes;
+      const previous = this.index.set(digest.key, sizeBytes);
+      this.storedSizeBytes += sizeBytes - (previous ?? 0);
       this.evict(digest.key);
     });
   }
 
   /** Drops least-recently used blobs from the index until within capacity; files are deleted in the background. */
   private evict(keep: string): void {
-    for (const [key, sizeBytes] of this.index) {
+    for (const [key, sizeBytes] of this.index.oldestFirst()) {
       if (this.storedSizeBytes <= this.maxSizeBytes) break;
       if (key === keep) continue;
       this.index.delete(key);
@@ -258,21 +254,15 @@ export class FilesystemBlobStore implements BlobStore {
 
   /** Moves a key to the most-recently-used end; returns its stored size, or undefined when absent. */
   private touch(key: string): number | undefined {
-    const sizeBytes = this.index.get(key);
-    if (sizeBytes !== undefined) {
-      this.index.delete(key);
-      this.index.set(key, sizeBytes);
-    }
-    return sizeBytes;
+    return this.index.touch(key);
   }
 
   private readError(err: unknown, digest: Digest): unknown {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
       // Deleted behind our back (or by a concurrent eviction): forget it, unless a re-upload is committing.
       if (!this.keyLocks.has(digest.key)) {
-        const sizeBytes = this.index.get(digest.key);
+        const sizeBytes = this.index.delete(digest.key);
         if (sizeBytes !== undefined) {
-          this.index.delete(digest.key);
           this.storedSizeBytes -= sizeBytes;
           this.logger.warn('Blob in the index was missing from disk', { digest: digest.toString(), instanceName: digest.instanceName });
         }

@@ -8,6 +8,7 @@ import { StatusError } from '../errors/status-error.js';
 import { absentDigests } from './absent-digests.js';
 import { abortable, throwIfAborted } from './abort.js';
 import { type BlobStore, type CallOptions, type GetOptions, isEmptyBlob, type ReadOptions } from './blob-store.js';
+import { LruIndex } from './lru-index.js';
 import { resolveReadRange, sliceChunks } from './read-range.js';
 
 export interface MemoryBlobStoreOptions {
@@ -16,8 +17,8 @@ export interface MemoryBlobStoreOptions {
 }
 
 export class MemoryBlobStore implements BlobStore {
-  /** Blobs in recency order: the first entry is the least recently used. */
-  private readonly blobs = new Map<string, Uint8Array>();
+  /** Blobs by digest key, with recency for eviction. */
+  private readonly blobs = new LruIndex<Uint8Array>();
   private storedSizeBytes = 0;
   private readonly maxSizeBytes: number;
 
@@ -65,37 +66,22 @@ export class MemoryBlobStore implements BlobStore {
     throwIfAborted(opts.signal);
     if (isEmptyBlob(digest) && bytes.length === 0) return;
     if (bytes.length > this.maxSizeBytes) throw this.tooLarge(digest, bytes.length);
-    const previous = this.blobs.get(digest.key);
-    if (previous) {
-      this.blobs.delete(digest.key);
-      this.storedSizeBytes -= previous.length;
-    }
-    this.blobs.set(digest.key, bytes);
-    this.storedSizeBytes += bytes.length;
+    const previous = this.blobs.set(digest.key, bytes);
+    this.storedSizeBytes += bytes.length - (previous?.length ?? 0);
     this.evict();
   }
 
   async findMissing(digests: readonly Digest[], opts: CallOptions = {}): Promise<Digest[]> {
     throwIfAborted(opts.signal);
     // A blob a client was told is present is about to be referenced: keep it warm.
-    return absentDigests(digests, (key) => this.touch(key) !== undefined);
+    return absentDigests(digests, (key) => this.blobs.touch(key) !== undefined);
   }
 
   private lookup(digest: Digest): Uint8Array {
-    const data = this.touch(digest.key);
+    const data = this.blobs.touch(digest.key);
     if (data) return data;
     if (isEmptyBlob(digest)) return new Uint8Array(0);
     throw StatusError.notFound(`Blob ${digest.toString()} not found`);
-  }
-
-  /** Moves a blob to the most-recently-used end; returns it, or undefined when absent. */
-  private touch(key: string): Uint8Array | undefined {
-    const data = this.blobs.get(key);
-    if (data) {
-      this.blobs.delete(key);
-      this.blobs.set(key, data);
-    }
-    return data;
   }
 
   private async collect(digest: Digest, data: AsyncIterable<Uint8Array>, signal: AbortSignal | undefined): Promise<Uint8Array> {
@@ -116,7 +102,7 @@ export class MemoryBlobStore implements BlobStore {
   }
 
   private evict(): void {
-    for (const [key, data] of this.blobs) {
+    for (const [key, data] of this.blobs.oldestFirst()) {
       if (this.storedSizeBytes <= this.maxSizeBytes) break;
       this.blobs.delete(key);
       this.storedSizeBytes -= data.length;
