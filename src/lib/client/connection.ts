@@ -131,7 +131,7 @@ export class RemoteConnection {
         callOptions(opts),
         (err, res) => {
           opts.signal?.removeEventListener('abort', onAbort);
-          if (err) reject(fromGrpcError(err));
+          if (err) reject(clientError(err));
           else resolve(res!);
         },
       );
@@ -162,7 +162,7 @@ export class RemoteConnection {
       finished = true;
     } catch (err) {
       finished = true;
-      throw fromGrpcError(err);
+      throw clientError(err);
     } finally {
       opts.signal?.removeEventListener('abort', onAbort);
       if (!finished) call.cancel();
@@ -189,7 +189,7 @@ export class RemoteConnection {
       (err, res) => {
         settled = true;
         opts.signal?.removeEventListener('abort', onAbort);
-        if (err) rejectResponse(fromGrpcError(err));
+        if (err) rejectResponse(clientError(err));
         else resolveResponse(res!);
       },
     );
@@ -203,7 +203,7 @@ export class RemoteConnection {
         new Promise<void>((resolve, reject) => {
           if (settled) return resolve();
           const flushed = call.write(message, (err?: Error | null) => {
-            if (err && !settled) reject(fromGrpcError(err));
+            if (err && !settled) reject(clientError(err));
           });
           if (flushed) return resolve();
           const done = () => {
@@ -229,6 +229,13 @@ export class RemoteConnection {
   close(): void {
     this.client.close();
   }
+}
+
+/** fromGrpcError, minus grpc-js's dangling "Resolution note: " when it has nothing to note. */
+function clientError(err: unknown): StatusError {
+  const s = fromGrpcError(err);
+  const message = s.message.replace(/\.?\s*Resolution note:\s*$/, '');
+  return message === s.message ? s : new StatusError(s.code, message, s.details, { cause: s.cause ?? err });
 }
 
 function callOptions(opts: RemoteCallOptions): grpc.CallOptions {

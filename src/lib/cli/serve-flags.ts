@@ -1,0 +1,84 @@
+/**
+ * Flags shared by the `serve` commands, and the defaults that make `bzutil serve all` work with no
+ * configuration: storage and scratch space under the user's cache directory, one worker slot per CPU.
+ */
+import { Flags } from '@oclif/core';
+import { availableParallelism, homedir } from 'node:os';
+import { join } from 'node:path';
+import { parseKeyValues } from './flags.js';
+
+/** `$XDG_CACHE_HOME/bzutil`, else `~/.cache/bzutil`. */
+export function defaultCacheDir(): string {
+  const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  return join(base, 'bzutil');
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3, t: 1024 ** 4, tb: 1024 ** 4, tib: 1024 ** 4 };
+
+/** Parses sizes like `512M`, `10G`, `1.5GiB` or plain bytes. */
+export function parseSizeBytes(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
+  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) throw new Error(`Invalid size ${JSON.stringify(text)}: use bytes or a number with K, M, G or T (e.g. 10G)`);
+  const bytes = Math.floor(Number(m[1]) * unit);
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new Error(`Invalid size ${JSON.stringify(text)}: must be positive`);
+  return bytes;
+}
+
+export const storageFlags = {
+  storage_dir: Flags.string({
+    summary: 'Directory for the CAS and action cache (created if missing).',
+    description: 'Defaults to $XDG_CACHE_HOME/bzutil/storage or ~/.cache/bzutil/storage.',
+    aliases: ['storage-dir'],
+  }),
+  max_size: Flags.string({
+    summary: 'CAS capacity; least recently used blobs are evicted beyond it (e.g. 10G).',
+    default: '10G',
+    aliases: ['max-size'],
+  }),
+  in_memory: Flags.boolean({
+    summary: 'Keep the CAS and action cache in memory only (lost on exit).',
+    default: false,
+    aliases: ['in-memory'],
+  }),
+};
+
+export const workerFlags = {
+  slots: Flags.integer({
+    summary: 'How many actions the worker runs at once.',
+    description: 'Defaults to the number of CPUs.',
+    min: 0,
+  }),
+  work_dir: Flags.string({
+    summary: 'Worker scratch space: one directory per running action plus the input file cache.',
+    description: 'Defaults to $XDG_CACHE_HOME/bzutil/work or ~/.cache/bzutil/work. It must not be shared by two workers.',
+    aliases: ['work-dir'],
+  }),
+  platform: Flags.string({
+    summary: 'Platform properties this worker satisfies, as name=value (comma-separated or repeated).',
+    multiple: true,
+    delimiter: ',',
+    default: [],
+  }),
+};
+
+export function resolveSlots(slots: number | undefined): number {
+  return slots ?? availableParallelism();
+}
+
+export function resolvePlatform(entries: readonly string[]): { name: string; value: string }[] {
+  return parseKeyValues(entries, 'platform');
+}
+
+/** Resolves after SIGINT or SIGTERM. */
+export function waitForShutdownSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      resolve(signal);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
