@@ -6,7 +6,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { repoRoot } from '../../helpers/serve-process.js';
@@ -55,8 +55,11 @@ export interface BazelResult {
   output: string;
 }
 
-/** Common flags: quiet logs, no network, generous remote timeouts. */
-export const COMMON_FLAGS = ['--nosandbox_debug', '--color=no', '--curses=no', '--show_progress_rate_limit=30', '--noshow_loading_progress'];
+/**
+ * Common flags: quiet logs, and no convenience symlinks in the workspace (several output bases
+ * share one workspace, and another base's bazel-<name> link would be read as part of //...).
+ */
+export const COMMON_FLAGS = ['--symlink_prefix=/', '--nosandbox_debug', '--color=no', '--curses=no', '--show_progress_rate_limit=30', '--noshow_loading_progress'];
 
 /** Runs `bazel --output_base=<ob> <args>` in the workspace; resolves with the exit code and output. */
 export function runBazel(ws: Workspace, outputBase: string, args: string[], timeoutMs = 600_000): Promise<BazelResult> {
@@ -73,6 +76,12 @@ export function runBazel(ws: Workspace, outputBase: string, args: string[], time
     }, timeoutMs);
     child.once('exit', (code) => {
       clearTimeout(timer);
+      // BZUTIL_BAZEL_LOG_DIR keeps every invocation's output for debugging.
+      const logDir = process.env.BZUTIL_BAZEL_LOG_DIR;
+      if (logDir) {
+        mkdirSync(logDir, { recursive: true });
+        writeFileSync(join(logDir, `${Date.now()}-${args[0]}.log`), `bazel ${[...startup, ...args].join(' ')}\n${output}`);
+      }
       resolve({ code: code ?? -1, output });
     });
   });
@@ -94,18 +103,24 @@ export const COMPARED_OUTPUTS = [
 
 /**
  * Maps each compared output (files inside tree artifacts included) to its sha256, executable bit and,
- * for symlinks, target — read through the workspace's bazel-bin link.
+ * for symlinks, target — read from the output base's bazel-bin.
  */
-export function collectOutputs(ws: Workspace): Record<string, string> {
-  const bin = join(ws.dir, 'bazel-bin');
+export async function collectOutputs(ws: Workspace, outputBase: string): Promise<Record<string, string>> {
+  const info = await runBazel(ws, outputBase, ['info', 'bazel-bin']);
+  if (info.code !== 0) throw new Error(`bazel info bazel-bin failed:\n${info.output}`);
+  const bin = info.output.trim().split('\n').at(-1)!.trim();
   const out: Record<string, string> = {};
-  const visit = (rel: string) => {
+  const visit = (rel: string, isRoot: boolean) => {
     const p = join(bin, rel);
     const st = lstatSync(p);
     if (st.isSymbolicLink()) out[rel] = `symlink:${readlinkSync(p)}`;
     else if (st.isDirectory()) {
+      const names = readdirSync(p).sort();
+      // Bazel 4.2.3 drops empty subdirectories of tree artifacts whenever it downloads them from any
+      // cache, its own --disk_cache included (bazelbuild/bazel#15789), so they cannot be compared.
+      if (names.length === 0 && !isRoot) return;
       out[rel + '/'] = 'dir';
-      for (const name of readdirSync(p).sort()) visit(`${rel}/${name}`);
+      for (const name of names) visit(`${rel}/${name}`, false);
     } else {
       const exec = (st.mode & 0o100) !== 0 ? 'x' : '-';
       out[rel] = `${exec}:${createHash('sha256').update(readFileSync(p)).digest('hex')}`;
@@ -113,7 +128,7 @@ export function collectOutputs(ws: Workspace): Record<string, string> {
   };
   for (const rel of COMPARED_OUTPUTS) {
     if (!existsSync(join(bin, rel))) throw new Error(`Expected output ${rel} is missing from ${bin}`);
-    visit(rel);
+    visit(rel, true);
   }
   return out;
 }

@@ -39,7 +39,7 @@ describe.skipIf(!haveBazel)('Bazel 4.2.3 against bzutil', () => {
     ws = copyWorkspace('e2e');
     const result = await build(join(ws.root, 'ob-local'), ['build', ...COMMON_FLAGS, '//...']);
     expectSuccess(result, 'local build');
-    localOutputs = collectOutputs(ws);
+    localOutputs = await collectOutputs(ws, join(ws.root, 'ob-local'));
     // The local build must not leave outputs behind for the remote builds to reuse.
     expectSuccess(await build(join(ws.root, 'ob-local'), ['clean']), 'clean');
   }, BAZEL_TIMEOUT_MS);
@@ -63,7 +63,7 @@ describe.skipIf(!haveBazel)('Bazel 4.2.3 against bzutil', () => {
     it('builds with outputs byte-identical to a local build', async () => {
       const result = await build(ob(), ['build', ...COMMON_FLAGS, `--remote_cache=${remote}`, '//...']);
       expectSuccess(result, 'remote-cache build');
-      expect(collectOutputs(ws)).toEqual(localOutputs);
+      expect(await collectOutputs(ws, ob())).toEqual(localOutputs);
     }, BAZEL_TIMEOUT_MS);
 
     it('rebuilds after bazel clean entirely from remote cache hits', async () => {
@@ -74,7 +74,7 @@ describe.skipIf(!haveBazel)('Bazel 4.2.3 against bzutil', () => {
       const executed = Object.entries(summary).filter(([kind]) => kind !== 'total' && kind !== 'internal' && kind !== 'remote cache hit');
       expect(executed, `processes that were not cache hits: ${JSON.stringify(summary)}`).toEqual([]);
       expect(summary['remote cache hit']).toBeGreaterThan(10);
-      expect(collectOutputs(ws)).toEqual(localOutputs);
+      expect(await collectOutputs(ws, ob())).toEqual(localOutputs);
     }, BAZEL_TIMEOUT_MS);
   });
 
@@ -97,7 +97,7 @@ describe.skipIf(!haveBazel)('Bazel 4.2.3 against bzutil', () => {
       const summary = processSummary(result.output);
       expect(summary.remote, `expected remote processes in ${JSON.stringify(summary)}`).toBeGreaterThan(10);
       for (const local of ['linux-sandbox', 'local', 'processwrapper-sandbox']) expect(summary[local] ?? 0).toBe(0);
-      expect(collectOutputs(ws)).toEqual(localOutputs);
+      expect(await collectOutputs(ws, ob())).toEqual(localOutputs);
     }, BAZEL_TIMEOUT_MS);
 
     it('runs a cc_test remotely and it passes', async () => {
@@ -113,7 +113,7 @@ describe.skipIf(!haveBazel)('Bazel 4.2.3 against bzutil', () => {
       const summary = processSummary(result.output);
       const executed = Object.entries(summary).filter(([kind]) => kind !== 'total' && kind !== 'internal' && kind !== 'remote cache hit');
       expect(executed, `processes that were not cache hits: ${JSON.stringify(summary)}`).toEqual([]);
-      expect(collectOutputs(ws)).toEqual(localOutputs);
+      expect(await collectOutputs(ws, ob())).toEqual(localOutputs);
     }, BAZEL_TIMEOUT_MS);
 
     it('fails the build when an action fails, showing its stderr', async () => {
