@@ -52,14 +52,19 @@ export function validateOutputPath(path: string, field: string): void {
  * (a file `a` and a file `a/b`), including the stream files `stdout` and `stderr`.
  */
 export function checkNoOverlaps(entries: readonly { path: string; what: string }[]): void {
-  const sorted = [...entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  for (let i = 1; i < sorted.length; i++) {
-    const prev = sorted[i - 1]!;
-    const cur = sorted[i]!;
-    if (cur.path === prev.path || cur.path.startsWith(prev.path + '/')) {
-      throw StatusError.invalidArgument(
-        `Failed to download the outputs: ${prev.what} ${JSON.stringify(prev.path)} and ${cur.what} ${JSON.stringify(cur.path)} would overlap`,
-      );
+  const byPath = new Map<string, { path: string; what: string }>();
+  const fail = (a: { path: string; what: string }, b: { path: string; what: string }) =>
+    StatusError.invalidArgument(`Failed to download the outputs: ${a.what} ${JSON.stringify(a.path)} and ${b.what} ${JSON.stringify(b.path)} would overlap`);
+  for (const entry of entries) {
+    const same = byPath.get(entry.path);
+    if (same) throw fail(same, entry);
+    byPath.set(entry.path, entry);
+  }
+  // Every ancestor of every path: an entry there would contain another one.
+  for (const entry of entries) {
+    for (let i = entry.path.indexOf('/'); i > 0; i = entry.path.indexOf('/', i + 1)) {
+      const ancestor = byPath.get(entry.path.slice(0, i));
+      if (ancestor) throw fail(ancestor, entry);
     }
   }
 }

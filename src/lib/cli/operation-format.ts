@@ -99,9 +99,12 @@ export interface OperationView {
 
 const PRECONDITION_FAILURE_TYPE = 'type.googleapis.com/google.rpc.PreconditionFailure';
 
-/** Converts a google.rpc.Status (or StatusError) into its view, listing MISSING blobs separately. */
+/**
+ * Converts a google.rpc.Status (or StatusError) into its view, listing MISSING blobs separately. An
+ * absent Status, or one without a code, is OK: proto3 does not send default values.
+ */
 export function toStatusView(status: rpc.IStatus | StatusError | null | undefined): StatusView {
-  const s = status instanceof StatusError ? status : StatusError.fromProto(status ?? {});
+  const s = status instanceof StatusError ? status : StatusError.fromProto({ ...status, code: status?.code ?? Code.OK });
   const view: StatusView = { code: s.code, codeName: s.codeName, message: s.message };
   const missing = missingBlobSubjects(s);
   if (missing.length > 0) view.missingBlobs = missing;
