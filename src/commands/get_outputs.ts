@@ -37,7 +37,7 @@ accident. Every path in the result is checked before anything is written.`;
   static override flags = {
     ...schedulerFlags,
     cas_addr: Flags.string({
-      summary: 'Address of the CAS holding the outputs. @default the value of --grpc_addr',
+      summary: 'Address of the CAS holding the outputs; defaults to --grpc_addr (the scheduler serves the CAS too).',
       aliases: ['cas-addr'],
       helpGroup: 'REMOTE',
     }),
