@@ -154,9 +154,9 @@ export function assertDigestFunctionServed(served: readonly DigestFunction[], di
 }
 
 /** The Capabilities service implementation for grpc-js. */
-export function createCapabilitiesService(handlers: HandlerFactory, config: CapabilitiesConfig | ResolvedCapabilitiesConfig = {}): grpc.UntypedServiceImplementation {
-  const resolved = isResolved(config) ? config : resolveCapabilitiesConfig(config);
-  const capabilities = buildServerCapabilities(resolved);
+export function createCapabilitiesService(handlers: HandlerFactory, config: CapabilitiesConfig = {}): grpc.UntypedServiceImplementation {
+  // Resolving is idempotent, so an already resolved configuration may be passed too.
+  const capabilities = buildServerCapabilities(resolveCapabilitiesConfig(config));
   return {
     getCapabilities: handlers.unary<reapi.GetCapabilitiesRequest, reapi.IServerCapabilities>('Capabilities.GetCapabilities', async (request) => {
       // Validates the instance name, so a malformed one fails here rather than at the first upload.
@@ -164,8 +164,4 @@ export function createCapabilitiesService(handlers: HandlerFactory, config: Capa
       return capabilities;
     }),
   };
-}
-
-function isResolved(config: CapabilitiesConfig | ResolvedCapabilitiesConfig): config is ResolvedCapabilitiesConfig {
-  return Array.isArray(config.digestFunctions) && typeof config.maxBatchTotalSizeBytes === 'number' && typeof config.actionCacheUpdateEnabled === 'boolean' && typeof config.symlinkAbsolutePathStrategy === 'string';
 }

@@ -235,6 +235,26 @@ describe('apiserver ByteStream', () => {
     expect(badSize.fieldViolations()[0]?.field).toMatch(/^resource_name/);
   });
 
+  it('rejects a Write whose first message names no resource, and one that changes resource mid-stream', async () => {
+    h = await startHarness();
+    const { call, response } = openWrite(h.byteStream);
+    call.write({ data: new Uint8Array(4) });
+    call.end();
+    const err = await expectStatus(response, Code.INVALID_ARGUMENT);
+    expect(err.fieldViolations()[0]?.field).toBe('resource_name');
+
+    const data = pseudoRandomBytes(2 * CHUNK, 37);
+    const d = Digest.ofBytes(data);
+    const name = d.toByteStreamWritePath(randomUUID());
+    const second = openWrite(h.byteStream);
+    second.call.write({ resourceName: name, data: data.subarray(0, CHUNK) });
+    second.call.write({ resourceName: Digest.ofBytes(data.subarray(0, 10)).toByteStreamWritePath(randomUUID()), writeOffset: CHUNK, data: data.subarray(CHUNK) });
+    second.call.end();
+    const changed = await expectStatus(second.response, Code.INVALID_ARGUMENT);
+    expect(changed.fieldViolations()[0]?.field).toBe('resource_name');
+    expect(await isMissing(d)).toBe(true);
+  });
+
   it('keeps instance names apart', async () => {
     h = await startHarness();
     const data = pseudoRandomBytes(1000, 29);
