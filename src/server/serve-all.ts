@@ -20,6 +20,8 @@ export interface ServeAllConfig {
   workDir: string;
   slots: number;
   platform: { name: string; value: string }[];
+  /** How long a silent worker keeps its tasks before they are requeued. @default 30 s */
+  workerLeaseMs?: number;
   logger: Logger;
 }
 
@@ -46,6 +48,7 @@ export async function startAll(config: ServeAllConfig): Promise<ServeAll> {
       listenAddress: config.schedulerListenAddress,
       contentAddressableStorage: apiserver.contentAddressableStorage,
       actionCache: apiserver.actionCache,
+      workerLeaseMs: config.workerLeaseMs,
       logger: logger.child('scheduler'),
     });
     if (config.slots > 0) {

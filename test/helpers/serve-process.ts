@@ -20,7 +20,7 @@ export interface ServeProcess {
 
 /**
  * Runs `bzutil serve <args>` and resolves once every service in `expect` printed its
- * "<service> listening on <address>" line on stdout.
+ * "<service> listening on <address>" line (a worker: "worker polling <scheduler>") on stdout.
  */
 export async function startServe(args: string[], expect: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<ServeProcess> {
   const child = spawn(process.execPath, [binPath, 'serve', ...args], {
@@ -39,7 +39,8 @@ export async function startServe(args: string[], expect: string[], opts: { timeo
     const timer = setTimeout(() => reject(new Error(`serve ${args.join(' ')} did not report ${expect.join(', ')} in time.\nstdout: ${stdout}\nstderr: ${stderr}`)), opts.timeoutMs ?? 30_000);
     child.stdout!.on('data', (d: Buffer) => {
       stdout += d.toString();
-      for (const m of stdout.matchAll(/^(\w+) listening on (\S+)$/gm)) addresses[m[1]!] = m[2]!;
+      // Servers print "<service> listening on <address>"; a worker prints "worker polling <scheduler> ...".
+      for (const m of stdout.matchAll(/^(\w+) (?:listening on|polling) (\S+)/gm)) addresses[m[1]!] = m[2]!;
       if (expect.every((s) => addresses[s])) {
         clearTimeout(timer);
         resolve();

@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
 import { join } from 'node:path';
 import { BzutilCommand, usageError } from '../../lib/cli/base-command.js';
-import { defaultCacheDir, parseSizeBytes, resolvePlatform, resolveSlots, storageFlags, waitForShutdownSignal, workerFlags } from '../../lib/cli/serve-flags.js';
+import { defaultCacheDir, parseDurationMs, parseSizeBytes, resolvePlatform, resolveSlots, schedulerFlags, storageFlags, waitForShutdownSignal, workerFlags } from '../../lib/cli/serve-flags.js';
 import { createLogger, type LogLevel } from '../../lib/util/logger.js';
 import { DEFAULT_APISERVER_LISTEN_ADDRESS } from '../../server/apiserver.js';
 import { DEFAULT_SCHEDULER_LISTEN_ADDRESS } from '../../server/scheduler.js';
@@ -33,6 +33,7 @@ Each server prints "<service> listening on <host:port>" on stdout once it accept
       default: DEFAULT_SCHEDULER_LISTEN_ADDRESS,
       aliases: ['scheduler-listen'],
     }),
+    ...schedulerFlags,
     ...storageFlags,
     ...workerFlags,
     log_level: Flags.option({ summary: 'Least severe log level printed on stderr.', options: ['debug', 'info', 'warn', 'error'] as const, default: 'info', aliases: ['log-level'] })(),
@@ -43,9 +44,11 @@ Each server prints "<service> listening on <host:port>" on stdout once it accept
     const logger = createLogger({ level: flags.log_level as LogLevel });
     let maxSizeBytes: number;
     let platform: { name: string; value: string }[];
+    let workerLeaseMs: number;
     try {
       maxSizeBytes = parseSizeBytes(flags.max_size);
       platform = resolvePlatform(flags.platform);
+      workerLeaseMs = parseDurationMs(flags.worker_lease);
     } catch (err) {
       throw usageError((err as Error).message, err);
     }
@@ -59,6 +62,7 @@ Each server prints "<service> listening on <host:port>" on stdout once it accept
       workDir: flags.work_dir ?? join(cacheDir, 'work'),
       slots: resolveSlots(flags.slots),
       platform,
+      workerLeaseMs,
       logger,
     });
     process.stdout.write(`apiserver listening on ${all.apiserver.address}\n`);

@@ -44,7 +44,7 @@ reconnects with backoff when the scheduler goes away. Give each worker its own -
       platform,
       logger,
     });
-    process.stdout.write(`worker ${worker.workerId} polling ${flags.scheduler} with ${slots} slot(s)\n`);
+    process.stdout.write(`worker polling ${flags.scheduler} with ${slots} slot(s) as ${worker.workerId}\n`);
     const signal = await waitForShutdownSignal();
     logger.info(`Received ${signal}, shutting down`);
     await worker.close();

@@ -25,6 +25,25 @@ export function parseSizeBytes(text: string): number {
   return bytes;
 }
 
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** Parses durations like `500ms`, `30s`, `5m` or `1h` (a bare number is seconds). */
+export function parseDurationMs(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text);
+  if (!m) throw new Error(`Invalid duration ${JSON.stringify(text)}: use a number with ms, s, m or h (e.g. 30s)`);
+  const ms = Math.round(Number(m[1]) * DURATION_UNITS[m[2] ?? 's']!);
+  if (!Number.isSafeInteger(ms) || ms <= 0) throw new Error(`Invalid duration ${JSON.stringify(text)}: must be positive`);
+  return ms;
+}
+
+export const schedulerFlags = {
+  worker_lease: Flags.string({
+    summary: 'How long a worker may go silent before its actions are requeued on other workers (e.g. 30s).',
+    default: '30s',
+    aliases: ['worker-lease'],
+  }),
+};
+
 export const storageFlags = {
   storage_dir: Flags.string({
     summary: 'Directory for the CAS and action cache (created if missing).',
