@@ -1,0 +1,132 @@
+/**
+ * Every process the benchmark starts: the servers under test, the raw grpc-js baseline server and
+ * the driver processes that act as clients. They are tracked in one registry so that the runner
+ * stops each of them by its own pid at the end, on failure and on Ctrl-C, and nothing outlives it.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { binPath, driverPath, repoRoot } from './paths.js';
+
+const children = new Set<ChildProcess>();
+const STDERR_TAIL_CHARS = 20_000;
+
+/** A server child process that reported where it listens. */
+export interface ServeProcess {
+  /** Addresses by service name, e.g. { apiserver: '127.0.0.1:41234', scheduler: '127.0.0.1:41235' }. */
+  addresses: Record<string, string>;
+  pid: number;
+  /** Milliseconds from spawn until every expected service listened (includes index rebuilds). */
+  startupMs: number;
+  /** The last part of what the process wrote to stderr, for error messages. */
+  logs(): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Spawns `node <script> <args>` and resolves once each name in `expect` printed
+ * `<name> listening on <address>` on stdout.
+ */
+export async function startListeningProcess(script: string, args: string[], expect: string[], timeoutMs = 300_000): Promise<ServeProcess> {
+  const startedAt = performance.now();
+  const child = spawn(process.execPath, [script, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  track(child);
+  let stdout = '';
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-STDERR_TAIL_CHARS);
+  });
+  const addresses: Record<string, string> = {};
+  const describe = `${script.replace(repoRoot + '/', '')} ${args.join(' ')}`;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`Failed to start ${describe}: no "listening" line within ${timeoutMs} ms.\nstderr: ${stderr}`)), timeoutMs);
+      child.stdout!.on('data', (d: Buffer) => {
+        stdout += d.toString();
+        for (const m of stdout.matchAll(/^(\w+) listening on (\S+)$/gm)) addresses[m[1]!] = m[2]!;
+        if (expect.every((s) => addresses[s])) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`Failed to start ${describe}: it exited (${code ?? signal}).\nstderr: ${stderr}`));
+      });
+    });
+  } catch (err) {
+    await stopChild(child);
+    throw err;
+  }
+  // Keep draining stdout so that the child never blocks on a full pipe.
+  child.stdout!.resume();
+  return {
+    addresses,
+    pid: child.pid!,
+    startupMs: performance.now() - startedAt,
+    logs: () => stderr,
+    stop: () => stopChild(child),
+  };
+}
+
+/** `bzutil serve <args>` from the regular build. */
+export function startServe(args: string[], expect: string[], timeoutMs?: number): Promise<ServeProcess> {
+  return startListeningProcess(binPath, ['serve', ...args], expect, timeoutMs);
+}
+
+/**
+ * Runs one driver job (`dist-bench/bench/driver.js <job> <params>`) in a fresh process and resolves
+ * to the JSON it prints. A fresh process per job keeps clients independent of the runner's own heap
+ * and timers, and is what "client in another process" means for the baselines.
+ */
+export async function runDriver<T>(job: string, params: unknown, timeoutMs: number): Promise<T> {
+  const child = spawn(process.execPath, [driverPath, job, JSON.stringify(params)], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  track(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-STDERR_TAIL_CHARS)));
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill('SIGKILL');
+  }, timeoutMs);
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('exit', (c, s) => resolve([c, s])));
+  clearTimeout(timer);
+  if (timedOut) throw new Error(`Driver job ${job} did not finish within ${Math.round(timeoutMs / 1000)} s.\nstderr: ${stderr.trim()}`);
+  if (code !== 0) {
+    const why = stderr.trim().split('\n').slice(-20).join('\n');
+    throw new Error(`Driver job ${job} failed (${code ?? signal}): ${why}`);
+  }
+  const lastLine = stdout.trim().split('\n').at(-1) ?? '';
+  try {
+    return JSON.parse(lastLine) as T;
+  } catch {
+    throw new Error(`Driver job ${job} printed no JSON result: ${JSON.stringify(stdout.slice(-500))}`);
+  }
+}
+
+/** Stops every process still running: SIGTERM, then SIGKILL after `graceMs`. */
+export async function stopAllChildren(graceMs = 10_000): Promise<void> {
+  await Promise.all([...children].map((c) => stopChild(c, graceMs)));
+}
+
+/** Synchronous last resort for `process.on('exit')`: SIGKILL whatever is left, by pid. */
+export function killAllChildrenNow(): void {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+}
+
+function track(child: ChildProcess): void {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+}
+
+function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
