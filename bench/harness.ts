@@ -41,12 +41,12 @@ const SETTINGS: Record<BenchMode, BenchSettings> = {
     repetitions: 2,
     streamBytes: 256 * MiB,
     sha256Bytes: 1 * GiB,
-    smallBlobCount: 10_000,
-    unaryCalls: 20_000,
+    smallBlobCount: 5_000,
+    unaryCalls: 10_000,
     findMissingStoreBlobs: 100_000,
     findMissingQueries: 30,
-    executeSequential: 50,
-    executeThroughput: 100,
+    executeSequential: 40,
+    executeThroughput: 80,
   },
 };
 

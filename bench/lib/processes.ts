@@ -67,6 +67,25 @@ export async function startListeningProcess(script: string, args: string[], expe
   };
 }
 
+/** Arguments of `bzutil serve all` on loopback ports with a filesystem CAS in `storageDir` and quiet logs. */
+export function serveAllArgs(storageDir: string, workDir: string, slots = 2): string[] {
+  return [
+    'all',
+    '--apiserver_listen=127.0.0.1:0',
+    '--scheduler_listen=127.0.0.1:0',
+    `--slots=${slots}`,
+    `--storage_dir=${storageDir}`,
+    `--work_dir=${workDir}`,
+    '--max_size=64G',
+    '--log_level=warn',
+  ];
+}
+
+/** Timeout of one large transfer: generous (5 MiB/s), so that only a hang trips it. */
+export function transferTimeoutMs(sizeBytes: number): number {
+  return Math.max(60_000, (sizeBytes / (5 * 1024 * 1024)) * 1000);
+}
+
 /** `bzutil serve <args>` from the regular build. */
 export function startServe(args: string[], expect: string[], timeoutMs?: number): Promise<ServeProcess> {
   return startListeningProcess(binPath, ['serve', ...args], expect, timeoutMs);

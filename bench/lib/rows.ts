@@ -13,6 +13,8 @@ export interface RowSpec {
   /** Values of the repetitions; the row reports their median. */
   samples: readonly number[];
   baseline?: number;
+  /** Leave the ratio empty, e.g. when the target is a difference and the baseline may be near 0. */
+  noRatio?: boolean;
   target?: string;
   /** Decides `met` from the median and the ratio; omit for rows that are only reported. */
   meets?: (value: number, ratio: number | null) => boolean;
@@ -22,7 +24,7 @@ export interface RowSpec {
 export function row(spec: RowSpec): BenchmarkRow {
   const value = median(spec.samples);
   const baseline = spec.baseline ?? null;
-  const ratio = baseline ? value / baseline : null;
+  const ratio = baseline && !spec.noRatio ? value / baseline : null;
   return {
     id: spec.id,
     what: spec.what,

@@ -12,7 +12,8 @@ import { MiB, formatBytes, percentile } from '../lib/stats.js';
 import type { BenchContext, BenchmarkRow } from '../lib/types.js';
 
 export const UNARY_IN_FLIGHT = 100;
-const SPAWN_COUNT = 200;
+const SPAWN_COUNT = 100;
+const UNARY_LATENCY_CALLS = 1_000;
 
 /** Baseline row ids other suites look up in `ctx.baselines`. */
 export const BASELINE = {
@@ -66,7 +67,7 @@ export async function runBaselines(ctx: BenchContext): Promise<BenchmarkRow[]> {
       }
       const r = await runDriver<TimedResult>('raw-unary-rate', { address, calls: settings.unaryCalls, inFlight: UNARY_IN_FLIGHT }, 120_000);
       unaryRate.push(settings.unaryCalls / r.seconds);
-      const l = await runDriver<LatencyResult>('raw-unary-latency', { address, calls: 2_000 }, 120_000);
+      const l = await runDriver<LatencyResult>('raw-unary-latency', { address, calls: UNARY_LATENCY_CALLS }, 120_000);
       unaryP50.push(percentile(l.latenciesMs, 50));
       const w = await runDriver<TimedResult>('disk-write', { dir: diskDir, totalBytes: settings.streamBytes, seed: `disk-${rep}` }, streamTimeoutMs);
       disk.push(settings.streamBytes / MiB / w.seconds);
@@ -91,7 +92,7 @@ export async function runBaselines(ctx: BenchContext): Promise<BenchmarkRow[]> {
     add(BASELINE.download(c), `raw grpc-js server stream, ${size} in ${formatBytes(c)} messages`, 'MiB/s', down.get(c)!);
   }
   add(BASELINE.unaryRate, `raw grpc-js no-op unary calls, ${UNARY_IN_FLIGHT} in flight, ${settings.unaryCalls} calls`, 'calls/s', unaryRate);
-  add(BASELINE.unaryP50, 'raw grpc-js no-op unary call, sequential, p50 of 2000', 'ms', unaryP50);
+  add(BASELINE.unaryP50, `raw grpc-js no-op unary call, sequential, p50 of ${UNARY_LATENCY_CALLS}`, 'ms', unaryP50);
   add(BASELINE.diskWrite, `sequential write of ${size} in 1 MiB writes to the storage filesystem`, 'MiB/s', disk);
   add(BASELINE.spawnP50, `spawn and reap \`true\` from Node, p50 of ${SPAWN_COUNT} (2 at once)`, 'ms', spawnP50);
   add(BASELINE.spawnRate, `spawn and reap \`true\` from Node, 2 at once`, 'procs/s', spawnRate);

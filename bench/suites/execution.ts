@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { NoopActionsResult } from '../jobs/execution-jobs.js';
-import { runDriver } from '../lib/processes.js';
+import { runDriver, serveAllArgs } from '../lib/processes.js';
 import { row, rowsOrFailure } from '../lib/rows.js';
 import { percentile } from '../lib/stats.js';
 import type { BenchContext, BenchmarkRow } from '../lib/types.js';
@@ -28,18 +28,7 @@ export async function runExecutionBenchmark(ctx: BenchContext): Promise<Benchmar
     ],
     ctx.log,
     async () => {
-      const server = await ctx.startServe(
-        [
-          'all',
-          '--apiserver_listen=127.0.0.1:0',
-          '--scheduler_listen=127.0.0.1:0',
-          `--slots=${SLOTS}`,
-          `--storage_dir=${join(ctx.tmpDir, 'e1-storage')}`,
-          `--work_dir=${join(ctx.tmpDir, 'e1-work')}`,
-          '--log_level=warn',
-        ],
-        ['apiserver', 'scheduler'],
-      );
+      const server = await ctx.startServe(serveAllArgs(join(ctx.tmpDir, 'e1-storage'), join(ctx.tmpDir, 'e1-work'), SLOTS), ['apiserver', 'scheduler']);
       const p50s: number[] = [];
       const p99s: number[] = [];
       const rates: number[] = [];

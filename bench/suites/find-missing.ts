@@ -5,6 +5,7 @@
  * reported as a side figure.
  */
 import { randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LatencyResult, TimedResult } from '../jobs/raw-jobs.js';
 import { runDriver } from '../lib/processes.js';
@@ -67,6 +68,9 @@ export async function runFindMissingBenchmark(ctx: BenchContext): Promise<Benchm
         ];
       } finally {
         await server.stop();
+        const removing = performance.now();
+        await rm(storageDir, { recursive: true, force: true });
+        ctx.log(`C5: removed the store in ${((performance.now() - removing) / 1000).toFixed(1)} s`);
       }
     },
   );
