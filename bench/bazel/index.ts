@@ -13,6 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { BazelFailedError, BazelOutputBase, bazelOnPath, COMMON_BUILD_FLAGS, notAllCacheHits, parseElapsedMs, parseProcessSummary, type BazelRun } from './bazel-invocation.js';
+import { profileBreakdown, serverPhaseBreakdown } from './phase-breakdown.js';
 import { FULL_SHAPE, generateWorkspace, QUICK_SHAPE, type GeneratedWorkspace } from './generate-workspace.js';
 import { startServeAll, type ServeAll } from './serve-all-process.js';
 
@@ -50,6 +51,8 @@ interface Sample {
   wallMs: number;
   bazelElapsedMs: number | undefined;
   processes: Record<string, number> | undefined;
+  /** Where the time went: Bazel's profile by category, and for remote builds the server's view. */
+  breakdown: Record<string, unknown>;
 }
 
 /** The samples of one configuration, or why its figure cannot be trusted. */
@@ -87,6 +90,7 @@ export function ratioRow(
     wallSeconds: seconds(s).map((x) => round(x, 2)),
     bazelElapsedSeconds: s.samples.map((x) => (x.bazelElapsedMs === undefined ? null : x.bazelElapsedMs / 1000)),
     processes: s.samples.at(-1)?.processes ?? null,
+    breakdownOfLastRun: s.samples.at(-1)?.breakdown ?? null,
   });
   const value = invalid ? NaN : median(seconds(ours));
   const base = invalid ? NaN : median(seconds(baseline));
@@ -149,6 +153,7 @@ export async function runBazelBenchmarks(ctx: BazelBenchContext): Promise<BenchR
     const b1Remote: Series = { samples: [] };
     let idleRssBytes = NaN;
     let peakRssBytes = NaN;
+    const serverCpuSeconds: number[] = [];
     for (let rep = 0; rep < repetitions; rep++) {
       await measure(ctx, b1Local, `B1 local #${rep + 1}`, local, ['build', ...COMMON_BUILD_FLAGS, jobs], (s) => {
         if (!s) return 'Bazel printed no process summary';
@@ -166,7 +171,8 @@ export async function runBazelBenchmarks(ctx: BazelBenchContext): Promise<BenchR
       const mem = server.memory();
       if (mem && Number.isNaN(idleRssBytes)) idleRssBytes = mem.rssBytes;
       const remoteFlags = ['build', ...COMMON_BUILD_FLAGS, jobs, `--remote_executor=grpc://${server.schedulerAddress}`, '--remote_local_fallback=false'];
-      await measure(ctx, b1Remote, `B1 remote #${rep + 1}`, remote, remoteFlags, (s) => {
+      const cpuBefore = server.cpuSeconds();
+      const sample = await measure(ctx, b1Remote, `B1 remote #${rep + 1}`, remote, remoteFlags, (s) => {
         if (!s) return 'Bazel printed no process summary';
         if ((s.remote ?? 0) === 0) return `no process ran remotely: ${JSON.stringify(s)}`;
         if (localKinds(s) > 0) return `some processes ran locally: ${JSON.stringify(s)}`;
@@ -174,6 +180,15 @@ export async function runBazelBenchmarks(ctx: BazelBenchContext): Promise<BenchR
       });
       const after = server.memory();
       if (after) peakRssBytes = Number.isNaN(peakRssBytes) ? after.peakRssBytes : Math.max(peakRssBytes, after.peakRssBytes);
+      const cpuAfter = server.cpuSeconds();
+      if (sample) {
+        // The server is fresh each repetition, so its operations are exactly this build's actions.
+        sample.breakdown.server = await serverPhaseBreakdown(binPath, server.schedulerAddress);
+        if (cpuBefore !== undefined && cpuAfter !== undefined) {
+          sample.breakdown.serverCpuSeconds = round(cpuAfter - cpuBefore, 2);
+          serverCpuSeconds.push(round(cpuAfter - cpuBefore, 2));
+        }
+      }
     }
     const rows: BenchRow[] = [];
     rows.push(ratioRow('B1', 'cold --remote_executor build (serve all, empty storage) vs local sandboxed build', b1Remote, b1Local, 1.25, common));
@@ -221,7 +236,7 @@ export async function runBazelBenchmarks(ctx: BazelBenchContext): Promise<BenchR
       ratio: round(peakRssBytes / idleRssBytes, 2),
       target: 'reported',
       met: null,
-      extra: { ...common, ...(Number.isNaN(peakRssBytes) ? { invalid: b1Remote.invalid ?? 'could not read /proc/<pid>/status' } : {}) },
+      extra: { ...common, serverCpuSecondsDuringB1: serverCpuSeconds, ...(Number.isNaN(peakRssBytes) ? { invalid: b1Remote.invalid ?? 'could not read /proc/<pid>/status' } : {}) },
     });
     ctx.log(`Bazel bench: done in ${round((performance.now() - startedAt) / 1000, 1)} s`);
     return rows;
@@ -262,22 +277,36 @@ async function measure(
   ob: BazelOutputBase,
   buildArgs: string[],
   check: (summary: Record<string, number> | undefined) => string | undefined,
-): Promise<void> {
-  if (series.invalid) return;
+): Promise<Sample | undefined> {
+  if (series.invalid) return undefined;
   let run: BazelRun;
+  const prepStartedAt = performance.now();
   try {
     await ob.runOk(['clean'], `clean before ${what}`);
     await ob.runOk([...buildArgs, '--nobuild', '//...'], `analyse before ${what}`);
+  } catch (err) {
+    return fail(err);
+  }
+  const prepMs = performance.now() - prepStartedAt;
+  try {
     run = await ob.runOk([...buildArgs, '//...'], what);
   } catch (err) {
-    series.invalid = err instanceof BazelFailedError ? `${err.what} failed (exit ${err.result.code})` : (err as Error).message;
-    ctx.log(`${what}: ${(err as Error).message}`);
-    return;
+    return fail(err);
   }
   const processes = parseProcessSummary(run.output);
   const problem = check(processes);
-  const sample: Sample = { wallMs: run.wallMs, bazelElapsedMs: parseElapsedMs(run.output), processes };
+  const sample: Sample = { wallMs: run.wallMs, bazelElapsedMs: parseElapsedMs(run.output), processes, breakdown: { bazelProfile: profileBreakdown(ob.outputBase) } };
   series.samples.push(sample);
-  ctx.log(`${what}: ${round(run.wallMs / 1000, 2)} s wall (Bazel: ${sample.bazelElapsedMs ?? '?'} ms) ${JSON.stringify(processes ?? {})}${problem ? ` INVALID: ${problem}` : ''}`);
+  ctx.log(
+    `${what}: ${round(run.wallMs / 1000, 2)} s wall (Bazel: ${sample.bazelElapsedMs ?? '?'} ms; clean + analysis before it: ${round(prepMs / 1000, 1)} s) ` +
+      `${JSON.stringify(processes ?? {})}${problem ? ` INVALID: ${problem}` : ''}`,
+  );
   if (problem) series.invalid = `${what}: ${problem}`;
+  return sample;
+
+  function fail(err: unknown): undefined {
+    series.invalid = err instanceof BazelFailedError ? `${err.what} failed (exit ${err.result.code})` : (err as Error).message;
+    ctx.log(`${what}: ${(err as Error).message}`);
+    return undefined;
+  }
 }

@@ -34,6 +34,30 @@ export function readMemoryUsage(pid: number): MemoryUsage | undefined {
   return rssBytes === undefined || peakRssBytes === undefined ? undefined : { rssBytes, peakRssBytes };
 }
 
+/**
+ * CPU time (user + system) `pid` itself has used, in seconds, from /proc/<pid>/stat (its children,
+ * the actions a worker runs, are not included); undefined when unavailable.
+ */
+export function readCpuSeconds(pid: number): number | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // The command name (field 2) may hold spaces; the fields after its closing parenthesis do not.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(fields[11]);
+  const stime = Number(fields[12]);
+  return Number.isFinite(utime) && Number.isFinite(stime) ? (utime + stime) / clockTicksPerSecond() : undefined;
+}
+
+let clockTicks: number | undefined;
+function clockTicksPerSecond(): number {
+  clockTicks ??= Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+  return clockTicks;
+}
+
 /** A running `bzutil serve all` child with its own temp storage. */
 export interface ServeAll {
   pid: number;
@@ -44,6 +68,8 @@ export interface ServeAll {
   /** The tail of what it wrote to stderr. */
   logs(): string;
   memory(): MemoryUsage | undefined;
+  /** CPU seconds the server process has used so far. */
+  cpuSeconds(): number | undefined;
   /** SIGTERM (then SIGKILL after a grace period) and removal of its temp directories. */
   stop(): Promise<void>;
 }
@@ -93,6 +119,7 @@ export async function startServeAll(opts: ServeAllOptions): Promise<ServeAll> {
     schedulerAddress: proc.addresses.scheduler!,
     logs: () => proc.logs(),
     memory: () => readMemoryUsage(proc.pid),
+    cpuSeconds: () => readCpuSeconds(proc.pid),
     stop: async () => {
       await proc.stop();
       removeRoot();
