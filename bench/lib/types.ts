@@ -39,6 +39,8 @@ export interface BenchSettings {
   streamBytes: number;
   /** Bytes hashed by the SHA-256 baseline. */
   sha256Bytes: number;
+  /** M1's two blob sizes (a quarter and the full size), each moved through a fresh server. */
+  memoryProbeBytes: readonly [small: number, large: number];
   /** Small blobs per C3 repetition. */
   smallBlobCount: number;
   /** Unary calls per repetition of the no-op rate baseline. */

@@ -1,7 +1,7 @@
 /**
- * M1's "flat with blob size" and C2's memory bound: each transfer runs against a fresh `serve all`
- * (over the storage C1 filled), and the server's peak RSS above its idle RSS is compared between a
- * blob of the full size and one of a quarter of it. A fresh process per transfer matters: once a
+ * M1's "flat with blob size" and C2's memory bound: each transfer runs against a fresh `serve all`,
+ * and the server's peak RSS above its idle RSS is compared between a blob of the full size and one
+ * of a quarter of it (`settings.memoryProbeBytes`). A fresh process per transfer matters: once a
  * transfer has grown the V8 heap, the next one reuses that memory and its own growth is invisible.
  */
 import { join } from 'node:path';
@@ -20,25 +20,25 @@ export interface MemoryBenchmarkInput {
   storageDir: string;
   workDir: string;
   runId: string;
-  /** Seed of a blob of `settings.streamBytes` already in the storage (uploaded by C1). */
-  largeBlobSeed: string;
 }
 
 type Transfer = { kind: 'upload'; chunkBytes: number; sizeBytes: number; seed: string } | { kind: 'download'; sizeBytes: number; seed: string };
 
 export async function runMemoryBenchmarks(ctx: BenchContext, input: MemoryBenchmarkInput): Promise<BenchmarkRow[]> {
-  const size = ctx.settings.streamBytes;
-  const quarter = size / 4;
+  const [quarter, size] = ctx.settings.memoryProbeBytes;
   const casDir = join(input.storageDir, 'cas');
   const seed = (what: string, sizeBytes: number) => `${input.runId}-m1-${what}-${sizeBytes}`;
   const pairs = [
     { id: 'M1-flat-up-16k', verb: 'upload in 16 KiB messages', small: upload(16 * 1024, quarter), large: upload(16 * 1024, size) },
     { id: 'M1-flat-up-1m', verb: 'upload in 1 MiB messages', small: upload(MiB, quarter), large: upload(MiB, size) },
-    // The quarter-size download reads the blob the 1 MiB quarter-size upload just stored.
-    { id: 'M1-flat-down', verb: 'download', small: { kind: 'download', sizeBytes: quarter, seed: seed(`up-${MiB}`, quarter) }, large: { kind: 'download', sizeBytes: size, seed: input.largeBlobSeed } },
+    // Downloads read the blobs the 1 MiB uploads just stored.
+    { id: 'M1-flat-down', verb: 'download', small: download(quarter), large: download(size) },
   ] as const satisfies readonly { id: string; verb: string; small: Transfer; large: Transfer }[];
   function upload(chunkBytes: number, sizeBytes: number): Transfer {
     return { kind: 'upload', chunkBytes, sizeBytes, seed: seed(`up-${chunkBytes}`, sizeBytes) };
+  }
+  function download(sizeBytes: number): Transfer {
+    return { kind: 'download', sizeBytes, seed: seed(`up-${MiB}`, sizeBytes) };
   }
 
   /** Growth in MiB of a fresh server's RSS (peak minus idle) over one transfer. */

@@ -2,8 +2,8 @@
  * C1 (ByteStream upload), C2 (ByteStream download) and C3 (many small blobs) against one
  * `bzutil serve all` process with a filesystem CAS, driven from driver processes over loopback; the
  * server's peak memory during C1 and C2 is M1's "during C1/C2" figure. Memory growth against blob
- * size is measured afterwards on fresh servers (see memory.ts), because a heap that earlier
- * transfers have grown hides the growth of later ones.
+ * size is measured afterwards on fresh servers over the same storage (see memory.ts), because
+ * memory that earlier transfers made the process take hides the growth of later ones.
  */
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
@@ -105,8 +105,7 @@ export async function runStorageBenchmarks(ctx: BenchContext): Promise<Benchmark
   } finally {
     await server.stop();
   }
-  // Fresh servers over the same storage: the C1 blob of repetition 1 (1 MiB messages) is there to download.
-  rows.push(...(await runMemoryBenchmarks(ctx, { storageDir, workDir, runId, largeBlobSeed: seedOf(MiB, 0) })));
+  rows.push(...(await runMemoryBenchmarks(ctx, { storageDir, workDir, runId })));
   return rows;
 }
 
