@@ -13,6 +13,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
+import type { ListOperationsResult } from '../../src/commands/list_operations.js';
+import type { ExecutionMetadataView } from '../../src/lib/cli/operation-format.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -31,21 +33,11 @@ export function phaseStats(durationsMs: number[]): PhaseStats {
   return { count: sorted.length, totalMs: Math.round(sorted.reduce((s, x) => s + x, 0)), p50Ms: at(0.5), p90Ms: at(0.9) };
 }
 
-/** The timestamps of ExecutedActionMetadata as `list_operations --json` prints them (ISO strings). */
-interface MetadataView {
-  queuedTimestamp?: string;
-  workerStartTimestamp?: string;
-  inputFetchStartTimestamp?: string;
-  inputFetchCompletedTimestamp?: string;
-  executionStartTimestamp?: string;
-  executionCompletedTimestamp?: string;
-  outputUploadStartTimestamp?: string;
-  outputUploadCompletedTimestamp?: string;
-  workerCompletedTimestamp?: string;
-}
+/** The ExecutedActionMetadata timestamps as `list_operations --json` prints them (ISO strings). */
+type TimestampField = Extract<keyof ExecutionMetadataView, `${string}Timestamp`>;
 
 /** Consecutive timestamp pairs and the phase between them; the gaps are the worker's bookkeeping. */
-const SERVER_PHASES: [string, keyof MetadataView, keyof MetadataView][] = [
+const SERVER_PHASES: [string, TimestampField, TimestampField][] = [
   ['queued', 'queuedTimestamp', 'workerStartTimestamp'],
   ['workerSetup', 'workerStartTimestamp', 'inputFetchStartTimestamp'],
   ['inputFetch', 'inputFetchStartTimestamp', 'inputFetchCompletedTimestamp'],
@@ -56,7 +48,7 @@ const SERVER_PHASES: [string, keyof MetadataView, keyof MetadataView][] = [
 ];
 
 /** Per-phase statistics over the executed (not cached) operations' metadata. */
-export function summariseServerPhases(metadata: MetadataView[]): Record<string, PhaseStats> {
+export function summariseServerPhases(metadata: Partial<ExecutionMetadataView>[]): Record<string, PhaseStats> {
   const out: Record<string, PhaseStats> = {};
   for (const [name, from, to] of SERVER_PHASES) {
     const durations: number[] = [];
@@ -81,11 +73,11 @@ export async function serverPhaseBreakdown(binPath: string, schedulerAddress: st
       maxBuffer: 512 * 1024 * 1024,
       timeout: 120_000,
     });
-    const parsed = JSON.parse(stdout) as { operations?: { response?: { cachedResult?: boolean; result?: { executionMetadata?: MetadataView } } }[] };
-    const metadata = (parsed.operations ?? [])
+    const parsed = JSON.parse(stdout) as ListOperationsResult;
+    const metadata = parsed.operations
       .filter((op) => !op.response?.cachedResult)
       .map((op) => op.response?.result?.executionMetadata)
-      .filter((m): m is MetadataView => m !== undefined);
+      .filter((m): m is ExecutionMetadataView => m !== undefined);
     return summariseServerPhases(metadata);
   } catch (err) {
     return { error: `Failed to list the scheduler's operations: ${(err as Error).message.split('\n')[0]}` };
