@@ -45,7 +45,7 @@ const SETTINGS: Record<BenchMode, BenchSettings> = {
     memoryProbeBytes: [32 * MiB, 128 * MiB],
     smallBlobCount: 3_000,
     unaryCalls: 5_000,
-    findMissingStoreBlobs: 100_000,
+    findMissingStoreBlobs: 50_000,
     findMissingQueries: 30,
     executeSequential: 40,
     executeThroughput: 80,
