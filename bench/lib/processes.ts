@@ -7,6 +7,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { binPath, driverPath, repoRoot } from './paths.js';
 
 const children = new Set<ChildProcess>();
+/** Set once the runner stops everything (end of run, Ctrl-C): no new process may start after it. */
+let stopping = false;
 const STDERR_TAIL_CHARS = 20_000;
 
 /** A server child process that reported where it listens. */
@@ -27,8 +29,7 @@ export interface ServeProcess {
  */
 export async function startListeningProcess(script: string, args: string[], expect: string[], timeoutMs = 300_000): Promise<ServeProcess> {
   const startedAt = performance.now();
-  const child = spawn(process.execPath, [script, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-  track(child);
+  const child = spawnNode([script, ...args]);
   let stdout = '';
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => {
@@ -97,8 +98,7 @@ export function startServe(args: string[], expect: string[], timeoutMs?: number)
  * and timers, and is what "client in another process" means for the baselines.
  */
 export async function runDriver<T>(job: string, params: unknown, timeoutMs: number): Promise<T> {
-  const child = spawn(process.execPath, [driverPath, job, JSON.stringify(params)], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-  track(child);
+  const child = spawnNode([driverPath, job, JSON.stringify(params)]);
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -123,14 +123,22 @@ export async function runDriver<T>(job: string, params: unknown, timeoutMs: numb
   }
 }
 
-/** Stops every process still running: SIGTERM, then SIGKILL after `graceMs`. */
+/** Stops every process still running (SIGTERM, then SIGKILL after `graceMs`) and refuses new ones. */
 export async function stopAllChildren(graceMs = 10_000): Promise<void> {
+  stopping = true;
   await Promise.all([...children].map((c) => stopChild(c, graceMs)));
 }
 
 /** Synchronous last resort for `process.on('exit')`: SIGKILL whatever is left, by pid. */
 export function killAllChildrenNow(): void {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+}
+
+function spawnNode(args: string[]): ChildProcess {
+  if (stopping) throw new Error('The benchmark is stopping: no new process is started');
+  const child = spawn(process.execPath, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  track(child);
+  return child;
 }
 
 function track(child: ChildProcess): void {
