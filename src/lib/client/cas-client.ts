@@ -16,6 +16,7 @@ import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { abortable } from '../blobstore/abort.js';
 import { Digest } from '../digest/digest.js';
 import { type DigestFunction, digestFunctionToProto, newHasher } from '../digest/digest-function.js';
 import { Code, StatusError, hasCode, isAbortError, toStatusError, wrapStatus } from '../errors/status-error.js';
@@ -579,25 +580,13 @@ export function packBatches<T>(items: readonly T[], sizeOf: (item: T) => number,
 
 /** Iterates `source` but rejects with CANCELLED as soon as `signal` fires, even while the source is stalled. */
 async function* untilAborted<T>(source: AsyncIterable<T>, signal: AbortSignal | undefined): AsyncGenerator<T> {
-  if (!signal) return yield* source;
-  const iterator = source[Symbol.asyncIterator]();
-  let onAbort = (): void => {};
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(StatusError.cancelled('The upload was cancelled'));
-  });
-  aborted.catch(() => {});
-  if (signal.aborted) onAbort();
-  else signal.addEventListener('abort', onAbort, { once: true });
+  // `abortable` listens per step: racing each step against one long-lived promise would keep every
+  // chunk of the upload reachable until it ended, so memory would grow with the blob's size.
   try {
-    for (;;) {
-      const next = await Promise.race([iterator.next(), aborted]);
-      if (next.done) return;
-      yield next.value;
-    }
-  } finally {
-    signal.removeEventListener('abort', onAbort);
-    // Not awaited: a stalled source would never finish returning.
-    iterator.return?.().catch(() => {});
+    yield* abortable(source, signal);
+  } catch (err) {
+    if (isAbortError(err)) throw StatusError.cancelled('The upload was cancelled');
+    throw err;
   }
 }
 
