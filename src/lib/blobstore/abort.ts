@@ -28,35 +28,71 @@ export function toChunks(data: Uint8Array | AsyncIterable<Uint8Array>): AsyncIte
 /**
  * Iterates `source` but rejects with an AbortError as soon as `signal` fires, even while the source
  * is still waiting for its next chunk, and then asks the source to close.
+ *
+ * Written as a plain iterator with one abort listener per iteration rather than racing every step
+ * against a long-lived "aborted" promise: each `Promise.race` leaves a reaction on a promise that
+ * never settles, and those reactions kept every chunk of an upload reachable until it ended, so a
+ * streaming put's memory grew with the blob's size.
  */
-export async function* abortable<T>(source: AsyncIterable<T>, signal: AbortSignal | undefined): AsyncGenerator<T, void, undefined> {
-  if (!signal) {
-    yield* source;
-    return;
-  }
-  throwIfAborted(signal);
-  const iterator = source[Symbol.asyncIterator]();
-  let onAbort = (): void => {};
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(abortError(signal));
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-  aborted.catch(() => {});
-  let finished = false;
-  try {
-    for (;;) {
-      const step = await Promise.race([iterator.next(), aborted]);
-      if (step.done) {
+export function abortable<T>(source: AsyncIterable<T>, signal: AbortSignal | undefined): AsyncIterable<T> {
+  if (!signal) return source;
+  return {
+    [Symbol.asyncIterator](): AsyncIterator<T> {
+      let iterator: AsyncIterator<T> | undefined;
+      let finished = false;
+      /** Rejects the `next()` in progress, if any. */
+      let rejectPending: ((err: unknown) => void) | undefined;
+      const onAbort = (): void => {
+        const reject = rejectPending;
+        rejectPending = undefined;
+        finish(true);
+        reject?.(abortError(signal));
+      };
+      /** Stops listening; asks the source to close unless it ended or failed by itself. */
+      const finish = (closeSource: boolean): void => {
+        if (finished) return;
         finished = true;
-        return;
-      }
-      yield step.value;
-    }
-  } finally {
-    signal.removeEventListener('abort', onAbort);
-    // Not awaited: a source stuck in next() would otherwise hold the caller hostage.
-    if (!finished) iterator.return?.().catch(() => {});
-  }
+        signal.removeEventListener('abort', onAbort);
+        // Not awaited: a source stuck in next() would otherwise hold the caller hostage.
+        if (closeSource) iterator?.return?.()?.catch(() => {});
+      };
+      return {
+        next: (): Promise<IteratorResult<T>> => {
+          if (signal.aborted) {
+            finish(true);
+            return Promise.reject(abortError(signal));
+          }
+          if (finished) return Promise.resolve({ value: undefined, done: true });
+          if (!iterator) {
+            iterator = source[Symbol.asyncIterator]();
+            signal.addEventListener('abort', onAbort, { once: true });
+          }
+          const current = iterator;
+          return new Promise<IteratorResult<T>>((resolve, reject) => {
+            rejectPending = reject;
+            current.next().then(
+              (step) => {
+                if (rejectPending !== reject) return; // aborted meanwhile: already rejected
+                rejectPending = undefined;
+                if (step.done) finish(false);
+                resolve(step);
+              },
+              (err: unknown) => {
+                if (rejectPending !== reject) return;
+                rejectPending = undefined;
+                finish(false);
+                reject(err);
+              },
+            );
+          });
+        },
+        return: (): Promise<IteratorResult<T>> => {
+          finish(true);
+          return Promise.resolve({ value: undefined, done: true });
+        },
+      };
+    },
+  };
 }
 
 /** Waits for `promise`, but rejects with an AbortError as soon as `signal` fires (the work itself goes on). */
