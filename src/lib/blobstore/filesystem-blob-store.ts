@@ -50,6 +50,10 @@ export interface FilesystemBlobStoreOptions {
 const TEMP_DIR_NAME = '.tmp';
 const BLOB_FILE_NAME = /^([0-9a-f]+)-(\d+)$/;
 const SCAN_STAT_CONCURRENCY = 64;
+/** Size of the batches a streamed upload is written in (see BatchingFileWriter). */
+const WRITE_BATCH_BYTES = 1024 * 1024;
+/** Smallest batch buffer, for blobs that declare a tiny size (action cache keys may understate it). */
+const MIN_WRITE_BATCH_BYTES = 4096;
 
 export class FilesystemBlobStore implements BlobStore {
   /** Key -> stored size in bytes, with recency for eviction. */
@@ -175,8 +179,10 @@ export class FilesystemBlobStore implements BlobStore {
     }
     const tempPath = path.join(this.tempDir, `${digest.hash}-${digest.sizeBytes}.${randomUUID()}`);
     let handle: FileHandle | undefined;
+    let writer: BatchingFileWriter | undefined;
     try {
       handle = await fsp.open(tempPath, 'wx');
+      writer = new BatchingFileWriter(handle, Math.min(WRITE_BATCH_BYTES, Math.max(digest.sizeBytes, MIN_WRITE_BATCH_BYTES)));
       let writtenBytes = 0;
       for await (const chunk of abortable(toChunks(data), opts.signal)) {
         writtenBytes += chunk.length;
@@ -185,14 +191,17 @@ export class FilesystemBlobStore implements BlobStore {
             `Failed to store blob ${digest.toString()}: more than ${this.maxSizeBytes} bytes, the filesystem store's capacity`,
           );
         }
-        await writeFully(handle, chunk);
+        await writer.write(chunk);
       }
+      await writer.flush();
       if (this.fsync) await handle.sync();
       const toClose = handle;
       handle = undefined;
       await toClose.close();
       await this.commit(digest, tempPath, writtenBytes);
     } catch (err) {
+      // Let a write in flight finish before the file is closed and removed.
+      await writer?.settle();
       await handle?.close().catch(() => {});
       await fsp.rm(tempPath, { force: true }).catch(() => {});
       throw fsError(err, `Failed to store blob ${digest.toString()}`);
@@ -358,6 +367,77 @@ function tryDigest(instanceName: string, fn: DigestFunction, hash: string, sizeB
 
 async function readDirs(dir: string): Promise<Dirent[]> {
   return (await fsp.readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory());
+}
+
+/**
+ * Gathers a stream's chunks (16 KiB each from Bazel) into batches of up to `batchBytes` and writes
+ * each batch while the next one fills. One write per small chunk made every chunk wait for a round
+ * trip through libuv's thread pool, which bounded uploads far below what the disk and the network
+ * can do. Chunks are copied into the batch (never kept), so a producer may reuse its buffers as soon
+ * as `write` resolves; memory is two batches per upload, whatever the blob size.
+ */
+class BatchingFileWriter {
+  private current?: Buffer;
+  private spare?: Buffer;
+  private filledBytes = 0;
+  private inFlight?: Promise<void>;
+
+  constructor(
+    private readonly handle: FileHandle,
+    private readonly batchBytes: number,
+  ) {}
+
+  /** Takes `chunk`; waits only when a full batch must wait for the previous write. */
+  async write(chunk: Uint8Array): Promise<void> {
+    if (this.filledBytes === 0 && chunk.length >= this.batchBytes) {
+      // Already large enough: write it as it is, and wait, since the producer owns the bytes.
+      await this.drain();
+      await writeFully(this.handle, chunk);
+      return;
+    }
+    for (let offset = 0; offset < chunk.length; ) {
+      const batch = (this.current ??= this.spare ?? Buffer.allocUnsafe(this.batchBytes));
+      if (batch === this.spare) this.spare = undefined;
+      const n = Math.min(chunk.length - offset, batch.length - this.filledBytes);
+      batch.set(n === chunk.length ? chunk : chunk.subarray(offset, offset + n), this.filledBytes);
+      this.filledBytes += n;
+      offset += n;
+      if (this.filledBytes === batch.length) await this.startWrite();
+    }
+  }
+
+  /** Writes what is left and waits until every byte is written. */
+  async flush(): Promise<void> {
+    if (this.filledBytes > 0) await this.startWrite();
+    await this.drain();
+  }
+
+  /** Waits for the write in flight, if any, ignoring its outcome (for cleanup after a failure). */
+  async settle(): Promise<void> {
+    await this.inFlight?.catch(() => {});
+    this.inFlight = undefined;
+  }
+
+  private async startWrite(): Promise<void> {
+    // The previous batch's buffer becomes free once its write is done.
+    await this.drain();
+    const batch = this.current!;
+    const bytes = batch.subarray(0, this.filledBytes);
+    this.current = undefined;
+    this.filledBytes = 0;
+    const written = writeFully(this.handle, bytes).then(() => {
+      this.spare = batch;
+    });
+    // Observed by the next drain(); never an unhandled rejection meanwhile.
+    written.catch(() => {});
+    this.inFlight = written;
+  }
+
+  private async drain(): Promise<void> {
+    const inFlight = this.inFlight;
+    this.inFlight = undefined;
+    await inFlight;
+  }
 }
 
 async function writeFully(handle: FileHandle, chunk: Uint8Array): Promise<void> {

@@ -146,6 +146,37 @@ describe('FilesystemBlobStore', () => {
     expect(store.sizeBytes).toBe(0);
   });
 
+  it('stores chunks of every size in order, whether they fill, straddle or exceed a write batch', async () => {
+    const store = await open(8 * 1024 * 1024);
+    const data = patternBytes(5 * 1024 * 1024 + 123);
+    const digest = Digest.ofBytes(data);
+    // 16 KiB (Bazel's size), odd sizes crossing the 1 MiB batch boundary, and one chunk larger than a batch.
+    const sizes = [16 * 1024, 16 * 1024, 1000 * 1024, 7, 1536 * 1024, 3, 512 * 1024 + 1];
+    const chunks: Uint8Array[] = [];
+    let offset = 0;
+    for (const size of sizes) {
+      chunks.push(data.subarray(offset, offset + size));
+      offset += size;
+    }
+    chunks.push(data.subarray(offset));
+    await store.put(digest, chunksOf(...chunks));
+    expect(Buffer.from(await store.get(digest)).equals(Buffer.from(data))).toBe(true);
+    expect(await tempFiles()).toEqual([]);
+  });
+
+  it('removes the temp file of an upload that fails while a batch is being written', async () => {
+    const store = await open(8 * 1024 * 1024);
+    const data = patternBytes(4 * 1024 * 1024);
+    const digest = Digest.ofBytes(data);
+    const failing = (async function* () {
+      for (let offset = 0; offset < 3 * 1024 * 1024; offset += 16 * 1024) yield data.subarray(offset, offset + 16 * 1024);
+      throw StatusError.invalidArgument('Failed to store blob: the client went away');
+    })();
+    expectCode(await rejectionOf(store.put(digest, failing)), Code.INVALID_ARGUMENT);
+    expect(await tempFiles()).toEqual([]);
+    expect(await store.findMissing([digest])).toEqual([digest]);
+  });
+
   it('accounts the bytes stored, not the size in the digest', async () => {
     // The action cache stores ActionResults under action digests, whose size describes the Action.
     const store = await open();
