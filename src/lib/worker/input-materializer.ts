@@ -153,7 +153,8 @@ export class InputMaterializer {
  */
 export async function createOutputParents(inputRoot: string, command: reapi.ICommand): Promise<void> {
   const workingDirectory = resolveRelativePath('', command.workingDirectory ?? '', 'working_directory', { allowEmpty: true });
-  await fsp.mkdir(toAbsolute(inputRoot, workingDirectory), { recursive: true });
+  // The input root itself exists already; only a working directory below it may need creating.
+  if (workingDirectory !== '') await fsp.mkdir(toAbsolute(inputRoot, workingDirectory), { recursive: true });
   const declared: [string, readonly string[] | null | undefined][] = [
     ['output_files', command.outputFiles],
     ['output_directories', command.outputDirectories],

@@ -71,8 +71,7 @@ export class LocalBuildExecutor implements BuildExecutor {
     const stderrPath = path.join(actionDirectory, 'stderr');
     const { instanceName, digestFunction } = task.actionDigest;
     try {
-      await removeTree(actionDirectory);
-      await fsp.mkdir(inputRoot, { recursive: true });
+      await createActionDirectory(actionDirectory, inputRoot);
 
       opts.onStage?.('FETCHING_INPUTS');
       metadata.inputFetchStartTimestamp = this.now();
@@ -123,7 +122,7 @@ export class LocalBuildExecutor implements BuildExecutor {
       attachError(response, err);
     } finally {
       try {
-        await removeTree(actionDirectory);
+        await removeActionDirectory(actionDirectory, inputRoot, [stdoutPath, stderrPath]);
       } catch (err) {
         this.logger.warn('Failed to remove action directory', { taskId: task.taskId, directory: actionDirectory, error: err });
       }
@@ -158,6 +157,40 @@ function actionDirectoryName(taskId: string): string {
   if (/^[A-Za-z0-9._-]{1,100}$/.test(taskId) && taskId !== '.' && taskId !== '..') return taskId;
   const safe = taskId.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 64);
   return `${safe}-${createHash('sha256').update(taskId).digest('hex').slice(0, 16)}`;
+}
+
+/**
+ * Creates `<actionDirectory>/root` in one call. Task ids are unique, so the directory is almost always
+ * new; only when mkdir reports that `actionDirectory` already existed (a leftover of an earlier
+ * attempt with the same id) is it removed and created afresh. This saves the removal's file system
+ * round trips on every task.
+ */
+async function createActionDirectory(actionDirectory: string, inputRoot: string): Promise<void> {
+  // Resolves with the first directory it created; anything at or above actionDirectory means fresh.
+  const created = await fsp.mkdir(inputRoot, { recursive: true });
+  if (created !== undefined && created !== inputRoot) return;
+  await removeTree(actionDirectory);
+  await fsp.mkdir(inputRoot, { recursive: true });
+}
+
+/**
+ * Removes an action directory. Most actions leave only what the executor created (stdout, stderr and
+ * an input root they emptied or never filled), which a few concurrent unlink/rmdir calls remove;
+ * anything else (inputs, outputs, read-only directories) falls back to removeTree.
+ */
+async function removeActionDirectory(actionDirectory: string, inputRoot: string, files: readonly string[]): Promise<void> {
+  const attempts = await Promise.allSettled([...files.map((f) => fsp.unlink(f)), fsp.rmdir(inputRoot)]);
+  const clean = attempts.every((a) => a.status === 'fulfilled' || (a.reason as NodeJS.ErrnoException).code === 'ENOENT');
+  if (clean) {
+    try {
+      await fsp.rmdir(actionDirectory);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      // Something else appeared in the directory: remove it the thorough way.
+    }
+  }
+  await removeTree(actionDirectory);
 }
 
 /**

@@ -76,8 +76,10 @@ export class OutputUploader {
         await collector.collect(p, resolveRelativePath(workingDirectory, p, 'output_directories'), 'directory', result);
       }
     }
-    if (request.stdoutPath) result.stdoutDigest = await collector.collectLog(request.stdoutPath, 'stdout');
-    if (request.stderrPath) result.stderrDigest = await collector.collectLog(request.stderrPath, 'stderr');
+    [result.stdoutDigest, result.stderrDigest] = await Promise.all([
+      request.stdoutPath ? collector.collectLog(request.stdoutPath, 'stdout') : undefined,
+      request.stderrPath ? collector.collectLog(request.stderrPath, 'stderr') : undefined,
+    ]);
     await this.upload([...collector.blobs.values()], opts);
     for (const key of Object.keys(result) as (keyof CollectedOutputs)[]) if (result[key] === undefined) delete result[key];
     return result;
@@ -167,6 +169,8 @@ class Collector {
   async collectLog(filePath: string, name: string): Promise<reapi.IDigest | undefined> {
     let digest: Digest;
     try {
+      // Most commands print nothing: one stat answers that without opening and reading the file.
+      if ((await fsp.stat(filePath)).size === 0) return undefined;
       digest = await this.hashFile(filePath, name);
     } catch (err) {
       throw wrapStatus(err, `Failed to store ${name}`);

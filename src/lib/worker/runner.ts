@@ -81,14 +81,16 @@ export class LocalRunner implements Runner {
     opts.signal?.throwIfAborted();
     const executable = await resolveExecutable(argv0, request.env.PATH ?? DEFAULT_SEARCH_PATH, request.cwd);
 
-    const stdout = await fsp.open(request.stdoutPath, 'w');
-    let stderr: fsp.FileHandle | undefined;
+    const [stdout, stderr] = await openOutputFiles(request.stdoutPath, request.stderrPath);
+    let closed: Promise<unknown> | undefined;
     try {
-      stderr = await fsp.open(request.stderrPath, 'w');
-      return await this.spawnAndWait(executable, request, stdout.fd, stderr.fd, opts.signal);
+      const exited = this.spawnAndWait(executable, request, stdout.fd, stderr.fd, opts.signal);
+      // spawn() has forked by the time it returns and the child holds its own copies of the
+      // descriptors, so ours are closed while it runs rather than after it exits.
+      closed = Promise.all([stdout.close(), stderr.close()]);
+      return await exited;
     } finally {
-      await stdout.close();
-      await stderr?.close();
+      await (closed ?? Promise.all([stdout.close(), stderr.close()]));
     }
   }
 
@@ -186,14 +188,25 @@ export async function resolveExecutable(argv0: string, searchPath: string, cwd: 
   ]);
 }
 
+/** Opens (creating or truncating) both output files at once; neither is left open on failure. */
+async function openOutputFiles(stdoutPath: string, stderrPath: string): Promise<[fsp.FileHandle, fsp.FileHandle]> {
+  const [stdout, stderr] = await Promise.allSettled([fsp.open(stdoutPath, 'w'), fsp.open(stderrPath, 'w')]);
+  if (stdout.status === 'fulfilled' && stderr.status === 'fulfilled') return [stdout.value, stderr.value];
+  if (stdout.status === 'fulfilled') await stdout.value.close();
+  if (stderr.status === 'fulfilled') await stderr.value.close();
+  throw stdout.status === 'rejected' ? stdout.reason : (stderr as PromiseRejectedResult).reason;
+}
+
 async function checkExecutable(argv0: string, candidate: string, mustExist: boolean): Promise<boolean> {
   try {
-    const st = await fsp.stat(candidate);
-    if (!st.isFile()) {
+    // Both questions at once: one file system round trip instead of two on every spawn.
+    const [stat, access] = await Promise.allSettled([fsp.stat(candidate), fsp.access(candidate, fsConstants.X_OK)]);
+    if (stat.status === 'rejected') throw stat.reason;
+    if (!stat.value.isFile()) {
       if (!mustExist) return false;
       throw StatusError.invalidArgument(`Failed to start command: ${JSON.stringify(argv0)} is not a regular file`);
     }
-    await fsp.access(candidate, fsConstants.X_OK);
+    if (access.status === 'rejected') throw access.reason;
     return true;
   } catch (err) {
     if (err instanceof StatusError) throw err;

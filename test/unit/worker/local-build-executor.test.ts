@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -98,6 +98,31 @@ describe('LocalBuildExecutor', () => {
     expect(response.status).toBeUndefined();
     expect(existsSync(executor.actionDirectoryOf(t.taskId))).toBe(false);
     expect(readdirSync(path.join(workDir, 'actions'))).toEqual([]);
+  });
+
+  it('removes the action directory afterwards when the action wrote next to its input root', async () => {
+    const t = await task({ arguments: sh('echo side > ../side; mkdir ../extra; echo x > ../extra/f') });
+
+    const response = await executor.execute(t);
+
+    expect(response.status).toBeUndefined();
+    expect(readdirSync(path.join(workDir, 'actions'))).toEqual([]);
+  });
+
+  it('replaces a leftover action directory of an earlier attempt with the same task id', async () => {
+    const t = await task({ arguments: sh('ls -A ..; ls -A') });
+    // A previous process died mid-action and left its directory, inputs and logs behind.
+    const stale = executor.actionDirectoryOf(t.taskId);
+    mkdirSync(path.join(stale, 'root', 'old'), { recursive: true });
+    writeFileSync(path.join(stale, 'root', 'old', 'file'), 'old');
+    writeFileSync(path.join(stale, 'leftover'), 'old');
+
+    const response = await executor.execute(t);
+
+    expect(response.status).toBeUndefined();
+    // Only what this attempt created: its logs and an empty input root.
+    expect(await blobText(store, response.result?.stdoutDigest)).toBe('root\nstderr\nstdout\n');
+    expect(existsSync(stale)).toBe(false);
   });
 
   it('fills ExecutedActionMetadata with ordered timestamps', async () => {
