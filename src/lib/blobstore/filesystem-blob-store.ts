@@ -62,6 +62,8 @@ export class FilesystemBlobStore implements BlobStore {
   /** Per-key queue serialising renames into place with eviction unlinks of the same file. */
   private readonly keyLocks = new Map<string, Promise<void>>();
   private readonly tempDir: string;
+  /** Shard directories known to exist (bounded: instances x digest functions x 256). */
+  private readonly createdDirs = new Set<string>();
 
   private constructor(
     private readonly root: string,
@@ -218,13 +220,33 @@ export class FilesystemBlobStore implements BlobStore {
   private commit(digest: Digest, tempPath: string, sizeBytes: number): Promise<void> {
     const finalPath = this.blobPath(digest);
     return this.withKeyLock(digest.key, async () => {
-      await fsp.mkdir(path.dirname(finalPath), { recursive: true });
-      await fsp.rename(tempPath, finalPath);
+      await this.renameIntoPlace(tempPath, finalPath);
       // A concurrent upload of the same blob may have committed first: replace, don't double count.
       const previous = this.index.set(digest.key, sizeBytes);
       this.storedSizeBytes += sizeBytes - (previous ?? 0);
       this.evict(digest.key);
     });
+  }
+
+  /**
+   * Renames a finished temp file to its final path, creating the shard directory the first time
+   * (a `mkdir -p` per commit cost a thread-pool round trip for every small blob); if the directory
+   * was removed behind our back, it is created again.
+   */
+  private async renameIntoPlace(tempPath: string, finalPath: string): Promise<void> {
+    const dir = path.dirname(finalPath);
+    if (this.createdDirs.has(dir)) {
+      try {
+        await fsp.rename(tempPath, finalPath);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        this.createdDirs.delete(dir);
+      }
+    }
+    await fsp.mkdir(dir, { recursive: true });
+    this.createdDirs.add(dir);
+    await fsp.rename(tempPath, finalPath);
   }
 
   /** Drops least-recently used blobs from the index until within capacity; files are deleted in the background. */

@@ -177,6 +177,18 @@ describe('FilesystemBlobStore', () => {
     expect(await store.findMissing([digest])).toEqual([digest]);
   });
 
+  it('recreates a shard directory that was removed after it first stored a blob there', async () => {
+    const store = await open();
+    const a = blob('first in its shard');
+    await store.put(a.digest, a.data);
+    await fs.rm(path.join(dir, '_'), { recursive: true });
+    const b = blob('after the directory was removed');
+    await store.put(b.digest, b.data);
+    await store.put(a.digest, a.data);
+    expect(Buffer.from(await store.get(a.digest)).toString()).toBe('first in its shard');
+    expect(Buffer.from(await store.get(b.digest)).toString()).toBe('after the directory was removed');
+  });
+
   it('accounts the bytes stored, not the size in the digest', async () => {
     // The action cache stores ActionResults under action digests, whose size describes the Action.
     const store = await open();
