@@ -33,7 +33,10 @@ export class Digest {
     readonly hash: string,
     readonly sizeBytes: number,
   ) {
-    this.key = `${instanceName}\u0000${digestFunction}\u0000${hash}\u0000${sizeBytes}`;
+    // Array#join yields a flat string. A template literal yields a rope (cons string), and V8 walks
+    // ropes on Map lookups: FindMissingBlobs of 10k digests against a large index looked keys up
+    // several times slower that way.
+    this.key = [instanceName, digestFunction, hash, String(sizeBytes)].join('\u0000');
   }
 
   /**
