@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import type { CallOptions } from '../blobstore/blob-store.js';
 import { StatusError } from '../errors/status-error.js';
 import { type Clock, systemClock } from '../util/clock.js';
+import { SpawnError, type SpawnerProcess, sharedSpawner } from './spawner-process.js';
 
 export interface RunRequest {
   /** argv[0] is resolved against the PATH in `env` (or DEFAULT_SEARCH_PATH) unless it contains "/". */
@@ -54,6 +55,20 @@ export interface LocalRunnerOptions {
   killGraceMs?: number;
   /** Clock for timeouts and the kill grace period (tests pass a FakeClock). */
   clock?: Clock;
+  /**
+   * Who forks: a SpawnerProcess (a small helper process, see spawner-process.ts: forking a large
+   * process is slow and blocks its event loop), or 'inline' for child_process.spawn in this process.
+   * @default sharedSpawner()
+   */
+  spawner?: SpawnerProcess | 'inline';
+}
+
+/** The part of ChildProcess the runner uses; SpawnedCommand has the same shape. */
+interface StartedChild {
+  readonly pid?: number | undefined;
+  once(event: 'spawn', listener: () => void): unknown;
+  once(event: 'error', listener: (err: Error) => void): unknown;
+  once(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): unknown;
 }
 
 /**
@@ -65,10 +80,12 @@ export interface LocalRunnerOptions {
 export class LocalRunner implements Runner {
   private readonly killGraceMs: number;
   private readonly clock: Clock;
+  private readonly spawner: SpawnerProcess | 'inline';
 
   constructor(opts: LocalRunnerOptions = {}) {
     this.killGraceMs = opts.killGraceMs ?? 2_000;
     this.clock = opts.clock ?? systemClock;
+    this.spawner = opts.spawner ?? sharedSpawner();
   }
 
   async run(request: RunRequest, opts: CallOptions = {}): Promise<RunResult> {
@@ -81,10 +98,39 @@ export class LocalRunner implements Runner {
     opts.signal?.throwIfAborted();
     const executable = await resolveExecutable(argv0, request.env.PATH ?? DEFAULT_SEARCH_PATH, request.cwd);
 
+    const spawner = this.spawner;
+    if (spawner !== 'inline') {
+      // The helper creates the output files itself.
+      return await this.spawnAndWait(
+        request,
+        () =>
+          spawner.spawn({
+            file: executable,
+            args: request.argv.slice(1),
+            argv0,
+            cwd: request.cwd,
+            env: request.env,
+            stdoutPath: request.stdoutPath,
+            stderrPath: request.stderrPath,
+          }),
+        opts.signal,
+      );
+    }
     const [stdout, stderr] = await openOutputFiles(request.stdoutPath, request.stderrPath);
     let closed: Promise<unknown> | undefined;
     try {
-      const exited = this.spawnAndWait(executable, request, stdout.fd, stderr.fd, opts.signal);
+      const exited = this.spawnAndWait(
+        request,
+        () =>
+          spawn(executable, request.argv.slice(1), {
+            cwd: request.cwd,
+            env: { ...request.env },
+            argv0,
+            detached: true,
+            stdio: ['ignore', stdout.fd, stderr.fd],
+          }),
+        opts.signal,
+      );
       // spawn() has forked by the time it returns and the child holds its own copies of the
       // descriptors, so ours are closed while it runs rather than after it exits.
       closed = Promise.all([stdout.close(), stderr.close()]);
@@ -94,17 +140,12 @@ export class LocalRunner implements Runner {
     }
   }
 
-  private spawnAndWait(executable: string, request: RunRequest, stdoutFd: number, stderrFd: number, signal?: AbortSignal): Promise<RunResult> {
+  /** Starts the child (in its own process group) and waits for it, enforcing timeout and cancellation. */
+  private spawnAndWait(request: RunRequest, start: () => StartedChild, signal?: AbortSignal): Promise<RunResult> {
     return new Promise<RunResult>((resolve, reject) => {
-      let child;
+      let child: StartedChild;
       try {
-        child = spawn(executable, request.argv.slice(1), {
-          cwd: request.cwd,
-          env: { ...request.env },
-          argv0: request.argv[0],
-          detached: true,
-          stdio: ['ignore', stdoutFd, stderrFd],
-        });
+        child = start();
       } catch (err) {
         reject(startError(request.argv[0]!, err));
         return;
@@ -140,7 +181,8 @@ export class LocalRunner implements Runner {
       child.once('error', (err) => {
         done.abort();
         signal?.removeEventListener('abort', onAbort);
-        reject(startError(request.argv[0]!, err));
+        // An output file that cannot be created is the caller's problem, not the program's.
+        reject(err instanceof SpawnError && err.stage === 'open' ? err : startError(request.argv[0]!, err));
       });
       child.once('spawn', () => {
         if (signal?.aborted) onAbort();

@@ -1,13 +1,24 @@
 import { mkdtempSync, readFileSync, rmSync, existsSync, mkdirSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Code, StatusError } from '../../../src/lib/errors/status-error.js';
 import { FakeClock } from '../../../src/lib/util/clock.js';
-import { LocalRunner, type RunRequest } from '../../../src/lib/worker/runner.js';
+import { LocalRunner as BaseLocalRunner, type LocalRunnerOptions, type RunRequest } from '../../../src/lib/worker/runner.js';
+import { SpawnerProcess } from '../../../src/lib/worker/spawner-process.js';
 import { isProcessAlive, killProcesses, waitFor } from './worker-test-helpers.js';
 
-describe('LocalRunner', () => {
+// Every behaviour holds whether the command is forked by the helper process (the default) or inline.
+describe.each(['helper process', 'inline'] as const)('LocalRunner (spawning %s)', (mode) => {
+  const spawner = mode === 'inline' ? ('inline' as const) : new SpawnerProcess();
+  class LocalRunner extends BaseLocalRunner {
+    constructor(opts: LocalRunnerOptions = {}) {
+      super({ spawner, ...opts });
+    }
+  }
+  afterAll(() => {
+    if (spawner !== 'inline') spawner.close();
+  });
   let dir: string;
   const started: number[] = [];
 
@@ -149,6 +160,12 @@ describe('LocalRunner', () => {
     await waitFor(() => !isProcessAlive(pid), 'the process to die');
   });
 
+  it('reports an output file that cannot be created as a file system error, not as a missing program', async () => {
+    const err = (await new LocalRunner().run(request(['true'], { stdoutPath: path.join(dir, 'no', 'such', 'dir', 'stdout') })).catch((e: unknown) => e)) as NodeJS.ErrnoException;
+    expect(err).not.toBeInstanceOf(StatusError);
+    expect(err.code).toBe('ENOENT');
+  });
+
   it('kills background processes the command leaves behind when it exits', async () => {
     const pidFile = path.join(dir, 'pid');
     const result = await new LocalRunner().run(request(['sh', '-c', `sleep 100 >/dev/null 2>&1 & echo $! > ${pidFile}; exit 0`]));
@@ -156,5 +173,41 @@ describe('LocalRunner', () => {
     started.push(pid);
     expect(result.exitCode).toBe(0);
     await waitFor(() => !isProcessAlive(pid), 'the straggler to die');
+  });
+});
+
+describe('LocalRunner with a spawner process that dies', () => {
+  let dir: string;
+  const started: number[] = [];
+  const spawner = new SpawnerProcess();
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'bzutil-runner-'));
+  });
+  afterEach(() => {
+    spawner.close();
+    killProcesses(started);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('fails the running command with INTERNAL, kills its process group, and starts a new helper for the next', async () => {
+    const pidFile = path.join(dir, 'pid');
+    const runner = new BaseLocalRunner({ spawner });
+    const base = { env: { PATH: '/usr/bin:/bin' }, cwd: dir, stdoutPath: path.join(dir, 'stdout'), stderrPath: path.join(dir, 'stderr'), timeoutMs: 0 };
+    const running = runner.run({ ...base, argv: ['sh', '-c', `echo $$ > ${pidFile}.tmp; mv ${pidFile}.tmp ${pidFile}; sleep 100`] });
+    await waitFor(() => existsSync(pidFile), 'the command to start');
+    const pid = Number(readFileSync(pidFile, 'utf8'));
+    started.push(pid);
+    const helperPid = spawner.helperPid!;
+    process.kill(helperPid, 'SIGKILL');
+
+    const err = (await running.catch((e: unknown) => e)) as StatusError;
+    expect(err).toBeInstanceOf(StatusError);
+    expect(err.code).toBe(Code.INTERNAL);
+    expect(err.message).toContain('spawner process exited');
+    await waitFor(() => !isProcessAlive(pid), 'the orphaned command to die');
+
+    const next = await runner.run({ ...base, argv: ['true'] });
+    expect(next.exitCode).toBe(0);
+    expect(spawner.helperPid).not.toBe(helperPid);
   });
 });
