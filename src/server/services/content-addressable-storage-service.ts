@@ -56,15 +56,32 @@ export function createContentAddressableStorageService(
     findMissingBlobs: handlers.unary<reapi.FindMissingBlobsRequest, reapi.IFindMissingBlobsResponse>(
       'ContentAddressableStorage.FindMissingBlobs',
       async (request, ctx) => {
-        const unique = new Map<string, Digest>();
-        request.blobDigests.forEach((d, i) => {
-          const digest = digestFromRequest(served, request.instanceName, request.digestFunction, d, `blob_digests[${i}]`);
+        const protos = request.blobDigests;
+        const digests: Digest[] = [];
+        for (let i = 0; i < protos.length; i++) {
+          let digest: Digest;
+          try {
+            digest = digestFromRequest(served, request.instanceName, request.digestFunction, protos[i], 'blob_digests');
+          } catch {
+            // Only a failure names the position: formatting it for each of 10k digests costs more
+            // than the validation itself. Validating again throws the same error with that field.
+            digest = digestFromRequest(served, request.instanceName, request.digestFunction, protos[i], `blob_digests[${i}]`);
+          }
           // The empty blob is always present: no store needs to be asked about it.
-          if (!isEmptyBlob(digest) && !unique.has(digest.key)) unique.set(digest.key, digest);
-        });
-        if (unique.size === 0) return { missingBlobDigests: [] };
-        const missing = await cas.findMissing([...unique.values()], { signal: ctx.signal });
-        return { missingBlobDigests: missing.map((d) => d.toProto()) };
+          if (!isEmptyBlob(digest)) digests.push(digest);
+        }
+        if (digests.length === 0) return { missingBlobDigests: [] };
+        // Duplicates are rare; deduplicating only the (usually few) absent digests is cheaper than
+        // a set over the whole request, and answers each absent blob once whatever the store does.
+        const missing = await cas.findMissing(digests, { signal: ctx.signal });
+        const reported = new Set<string>();
+        const missingBlobDigests: reapi.IDigest[] = [];
+        for (const d of missing) {
+          if (reported.has(d.key)) continue;
+          reported.add(d.key);
+          missingBlobDigests.push(d.toProto());
+        }
+        return { missingBlobDigests };
       },
     ),
 

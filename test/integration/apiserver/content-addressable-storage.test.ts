@@ -33,6 +33,17 @@ describe('apiserver ContentAddressableStorage', () => {
       expect(err.fieldViolations()[0]?.field).toBe('blob_digests[1].hash');
     });
 
+    it('validates every digest of a large request, naming the position of a late malformed one', async () => {
+      h = await startHarness();
+      const digests = Array.from({ length: 3000 }, (_, i) => Digest.ofBytes(text(`blob ${i}`)).toProto());
+      digests[2999] = { hash: 'A'.repeat(64), sizeBytes: 1 };
+      const err = await expectStatus(unary(h.cas, 'findMissingBlobs', { blobDigests: digests }), Code.INVALID_ARGUMENT);
+      expect(err.fieldViolations()[0]?.field).toBe('blob_digests[2999].hash');
+      digests[2999] = { hash: 'a'.repeat(64), sizeBytes: -1 };
+      const negative = await expectStatus(unary(h.cas, 'findMissingBlobs', { blobDigests: digests }), Code.INVALID_ARGUMENT);
+      expect(negative.fieldViolations()[0]?.field).toBe('blob_digests[2999].size_bytes');
+    });
+
     it('rejects a digest function the server does not serve', async () => {
       h = await startHarness();
       const sha1 = Digest.ofBytes(text('x'), { digestFunction: 'sha1' });

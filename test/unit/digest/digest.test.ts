@@ -60,6 +60,16 @@ describe('Digest', () => {
     expect(invalid(() => Digest.create('', 'sha256', 'g'.repeat(64), 1)).fieldViolations()[0]?.field).toBe('digest.hash');
   });
 
+  it('accepts every lowercase hex digit and rejects the characters next to them', () => {
+    const all = '0123456789abcdef'.repeat(4);
+    expect(Digest.create('', 'sha256', all, 1).hash).toBe(all);
+    // The neighbours of the accepted ranges in ASCII: '/', ':', '`', 'g', and uppercase.
+    for (const c of ['/', ':', '`', 'g', 'A', 'F', ' ', '\u0000', 'é']) {
+      expect(invalid(() => Digest.create('', 'sha256', c + HASH.slice(1), 1)).fieldViolations()[0]?.field).toBe('digest.hash');
+      expect(invalid(() => Digest.create('', 'sha256', HASH.slice(1) + c, 1)).fieldViolations()[0]?.field).toBe('digest.hash');
+    }
+  });
+
   it('rejects negative, fractional and unsafe sizes with a size_bytes violation', () => {
     for (const sizeBytes of [-1, 1.5, 2 ** 53, Number.NaN]) {
       const err = invalid(() => Digest.create('', 'sha256', HASH, sizeBytes));
@@ -87,6 +97,15 @@ describe('Digest', () => {
   it('rejects instance names with empty, dot or reserved segments', () => {
     for (const name of ['a//b', './a', 'a/..', 'x/blobs/y', 'uploads', 'a/compressed-blobs']) invalid(() => Digest.create(name, 'sha256', HASH, 1));
     expect(Digest.create('a/b/c', 'sha256', HASH, 1).instanceName).toBe('a/b/c');
+  });
+
+  it('validates every instance name, also right after a valid one was accepted', () => {
+    // Validation results are remembered for the last valid name: a different name is checked again.
+    expect(Digest.create('main', 'sha256', HASH, 1).instanceName).toBe('main');
+    expect(Digest.create('main', 'sha256', HASH, 2).instanceName).toBe('main');
+    expect(invalid(() => Digest.create('main/blobs', 'sha256', HASH, 1)).fieldViolations()[0]?.field).toBe('instance_name');
+    expect(invalid(() => Digest.fromProto('main//x', 0, { hash: HASH, sizeBytes: 1 })).fieldViolations()[0]?.field).toBe('instance_name');
+    expect(Digest.create('main', 'sha256', HASH, 3).instanceName).toBe('main');
   });
 
   it('keys digests by instance name, function, hash and size', () => {
