@@ -155,7 +155,7 @@ export class CasClient {
   async findMissingBlobs(digests: readonly Digest[], opts: RemoteCallOptions = {}): Promise<Digest[]> {
     const unique = dedupe(digests).filter((d) => !isEmptyBlob(d));
     const batches = groupByInstance(unique, (d) => d).flatMap((group) => chunk(group, FIND_MISSING_BATCH_DIGESTS));
-    const missingKeys = new Set<string>();
+    const missing = new Set<Digest>();
     await mapConcurrent(batches, this.concurrency, async (batch) => {
       const res = await this.call(`Failed to find missing blobs among ${batch.length} digest(s)`, opts, (o) =>
         this.connection.unary(
@@ -164,9 +164,9 @@ export class CasClient {
           o,
         ),
       );
-      for (const d of res.missingBlobDigests ?? []) missingKeys.add(digestLike(batch[0]!, d, 'missing_blob_digests').key);
+      for (const d of matchAnswered(batch, res.missingBlobDigests ?? [])) missing.add(d);
     });
-    return unique.filter((d) => missingKeys.has(d.key));
+    return unique.filter((d) => missing.has(d));
   }
 
   /**
@@ -605,8 +605,46 @@ function digestLike(like: Digest, proto: reapi.IDigest | null | undefined, field
   return Digest.fromProto(like.instanceName, digestFunctionToProto(like.digestFunction), proto, field);
 }
 
+/**
+ * The digests of `batch` that a FindMissingBlobs answer names, without re-parsing the answer: servers
+ * (ours included) answer in request order, so a forward scan matches each entry in passing; entries
+ * out of order fall back to a lookup table, and entries that were never asked about are ignored.
+ */
+function matchAnswered(batch: readonly Digest[], answered: readonly reapi.IDigest[]): Digest[] {
+  const out: Digest[] = [];
+  let next = 0;
+  let byName: Map<string, Digest> | undefined;
+  for (const a of answered) {
+    const hash = a.hash ?? '';
+    const sizeBytes = Number(a.sizeBytes ?? 0);
+    let found: Digest | undefined;
+    for (let i = next; i < batch.length; i++) {
+      const d = batch[i]!;
+      if (d.hash === hash && d.sizeBytes === sizeBytes) {
+        found = d;
+        next = i + 1;
+        break;
+      }
+    }
+    if (!found) {
+      byName ??= new Map(batch.map((d) => [`${d.hash}/${d.sizeBytes}`, d]));
+      found = byName.get(`${hash}/${sizeBytes}`);
+    }
+    if (found) out.push(found);
+  }
+  return out;
+}
+
 /** Splits items by the instance name and digest function of their digests, keeping order. */
 function groupByInstance<T>(items: readonly T[], digestOf: (item: T) => Digest): T[][] {
+  if (items.length === 0) return [];
+  // The common case: one instance and one function, with no key to build per item.
+  const first = digestOf(items[0]!);
+  const sameAsFirst = (item: T): boolean => {
+    const d = digestOf(item);
+    return d.instanceName === first.instanceName && d.digestFunction === first.digestFunction;
+  };
+  if (items.every(sameAsFirst)) return [[...items]];
   const groups = new Map<string, T[]>();
   for (const item of items) {
     const d = digestOf(item);
