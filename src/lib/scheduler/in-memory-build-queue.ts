@@ -384,6 +384,13 @@ export class InMemoryBuildQueue implements BuildQueue {
       this.dispatch();
       return;
     }
+    if ((request.response?.status?.code ?? Code.OK) === Code.UNAVAILABLE && !execution.cancelRequested) {
+      // The worker could not run it (shutting down, or no free slot): another attempt, on any worker,
+      // may succeed, exactly as when a worker disappears.
+      this.loseTask(task, `worker reported UNAVAILABLE: ${request.response?.status?.message ?? ''}`);
+      this.dispatch();
+      return;
+    }
     execution.task = undefined;
     const response = this.normalizeResponse(execution, task.worker, request.response);
     if (execution.cancelRequested) {

@@ -412,6 +412,29 @@ describe('InMemoryBuildQueue: worker loss', () => {
     expect(queue.getOperation(done.name).response?.status?.code).toBe(Code.UNAVAILABLE);
   });
 
+  it('requeues a task its worker reports as UNAVAILABLE (e.g. shutting down) and runs it elsewhere', async () => {
+    const { actionDigest } = await uploadAction(stores.cas);
+    const op = start(actionDigest);
+    await nextSnapshot(op);
+    const first = await sync('w1');
+    expect((await nextSnapshot(op)).stage).toBe('EXECUTING');
+
+    // w1 stops before running it and says so.
+    await queue.completeTask({
+      workerId: 'w1',
+      taskId: first.tasks![0]!.taskId,
+      response: { status: StatusError.unavailable('Worker is shutting down').toProto() },
+    });
+    expect((await nextSnapshot(op)).stage).toBe('QUEUED');
+
+    // w2 takes the new attempt and finishes it.
+    const second = await sync('w2');
+    expect(second.tasks).toHaveLength(1);
+    await queue.completeTask({ workerId: 'w2', taskId: second.tasks![0]!.taskId, response: okResponse() });
+    const done = await untilCompleted(op);
+    expect(done.response?.status?.code ?? Code.OK).toBe(Code.OK);
+  });
+
   it('keeps a worker alive while its long-poll is outstanding', async () => {
     setup({ workerLeaseMs: 5_000, longPollMs: 60_000 });
     const { actionDigest } = await uploadAction(stores.cas);
