@@ -48,12 +48,13 @@ export function createHandlerFactory(logger: Logger): HandlerFactory {
     serverStream: (name, handler) => (call) => {
       const { ctx, settle } = contextOf(call);
       (async () => {
+        // Backpressure by written messages rather than grpc-js's 16-message buffer: with 1 MiB
+        // ByteStream chunks that buffer alone (and its serialized copies) held tens of MiB per read.
+        const unsent = new UnsentMessages(ctx.signal);
         for await (const msg of handler(call.request, ctx)) {
           if (ctx.signal.aborted) return;
-          if (!call.write(msg)) {
-            // Honour backpressure: wait until grpc-js has flushed, or the client is gone.
-            await waitForDrain(call, ctx.signal);
-          }
+          call.write(msg, unsent.track());
+          await unsent.below(MAX_UNSENT_MESSAGES);
         }
         if (!ctx.signal.aborted) {
           settle();
@@ -112,16 +113,40 @@ function contextOf(call: AnyServerCall): { ctx: CallContext; settle: () => void 
   };
 }
 
-function waitForDrain(stream: NodeJS.EventEmitter, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      stream.off('drain', done);
-      signal.removeEventListener('abort', done);
-      resolve();
+/** Most messages of a server stream handed to grpc-js and not yet written to the HTTP/2 stream. */
+const MAX_UNSENT_MESSAGES = 2;
+
+/** Counts a server stream's messages until grpc-js reports them written (or failed). */
+class UnsentMessages {
+  private count = 0;
+  private wake?: () => void;
+
+  constructor(private readonly signal: AbortSignal) {}
+
+  /** Counts one more message; returns the write callback that uncounts it. */
+  track(): () => void {
+    this.count++;
+    return () => {
+      this.count--;
+      const wake = this.wake;
+      this.wake = undefined;
+      wake?.();
     };
-    stream.once('drain', done);
-    signal.addEventListener('abort', done, { once: true });
-  });
+  }
+
+  /** Waits until fewer than `max` messages are unsent, or the client is gone. */
+  async below(max: number): Promise<void> {
+    while (this.count >= max && !this.signal.aborted) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          this.signal.removeEventListener('abort', done);
+          resolve();
+        };
+        this.wake = done;
+        this.signal.addEventListener('abort', done, { once: true });
+      });
+    }
+  }
 }
 
 /** A grpc-js readable request stream as an async iterable; errors and cancellation end it with a throw. */
