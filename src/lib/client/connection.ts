@@ -17,6 +17,8 @@ import { reapi } from '../proto/index.js';
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 /** Room for framing and fields around the payload of a 4 MiB message. */
 export const MESSAGE_HEADROOM_BYTES = 64 * 1024;
+/** HTTP/2 receive window of client connections. */
+export const CLIENT_FLOW_CONTROL_WINDOW_BYTES = 8 * 1024 * 1024;
 
 export interface ParsedAddress {
   /** `host:port` as grpc-js wants it (IPv6 hosts in brackets). */
@@ -108,6 +110,10 @@ export class RemoteConnection {
       'grpc.keepalive_time_ms': opts.keepaliveTimeMs ?? 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.keepalive_permit_without_calls': 0,
+      // HTTP/2's default 64 KiB receive window stalls a 1 MiB ReadResponse on 16 window updates;
+      // a larger window lets downloads stream at the server's pace (bounded: at most this much is
+      // buffered per connection).
+      'grpc-node.flow_control_window': CLIENT_FLOW_CONTROL_WINDOW_BYTES,
       'grpc.primary_user_agent': `${opts.toolName ?? 'bzutil'}`,
       ...opts.channelOptions,
       ...(opts.interceptors ? { interceptors: opts.interceptors } : {}),
