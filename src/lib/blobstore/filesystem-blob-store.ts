@@ -27,7 +27,7 @@ import { type DigestFunction, isDigestFunctionName } from '../digest/digest-func
 import { Code, StatusError, isAbortError } from '../errors/status-error.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { absentDigests } from './absent-digests.js';
-import { abortable, throwIfAborted, toChunks } from './abort.js';
+import { abortable, throwIfAborted, toChunks } from '../util/abort.js';
 import { type BlobStore, type CallOptions, type GetOptions, isEmptyBlob, MAX_READ_CHUNK_BYTES, type ReadOptions } from './blob-store.js';
 import { LruIndex } from './lru-index.js';
 import { resolveReadRange } from './read-range.js';

@@ -6,7 +6,7 @@
 import type { Digest } from '../digest/digest.js';
 import { StatusError } from '../errors/status-error.js';
 import { absentDigests } from './absent-digests.js';
-import { abortable, throwIfAborted } from './abort.js';
+import { abortable, throwIfAborted } from '../util/abort.js';
 import { type BlobStore, type CallOptions, type GetOptions, isEmptyBlob, type ReadOptions } from './blob-store.js';
 import { LruIndex } from './lru-index.js';
 import { resolveReadRange, sliceChunks } from './read-range.js';

@@ -12,7 +12,7 @@
 import type { Digest } from '../digest/digest.js';
 import { Code, hasCode } from '../errors/status-error.js';
 import { type Logger, silentLogger } from '../util/logger.js';
-import { raceAbort } from './abort.js';
+import { raceAbort } from '../util/abort.js';
 import type { BlobStore, CallOptions, GetOptions, ReadOptions } from './blob-store.js';
 
 export interface ReadCachingBlobStoreOptions {

@@ -16,7 +16,7 @@ import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { abortable } from '../blobstore/abort.js';
+import { abortable } from '../util/abort.js';
 import { Digest } from '../digest/digest.js';
 import { type DigestFunction, digestFunctionToProto, newHasher } from '../digest/digest-function.js';
 import { Code, StatusError, hasCode, isAbortError, toStatusError, wrapStatus } from '../errors/status-error.js';
