@@ -22,6 +22,8 @@ import { runBaselines } from './suites/baselines.js';
 import { runExecutionBenchmark } from './suites/execution.js';
 import { runFindMissingBenchmark } from './suites/find-missing.js';
 import { runStorageBenchmarks } from './suites/storage.js';
+// Type only (erased at run time): the Bazel suite itself is loaded on demand, if it is there.
+import type { BenchRow as BazelRow } from './bazel/index.js';
 
 const SETTINGS: Record<BenchMode, BenchSettings> = {
   full: {
@@ -97,19 +99,6 @@ const SUITES: Suite[] = [
   { name: 'FindMissingBlobs (C5)', ids: ['C5'], run: runFindMissingBenchmark },
   { name: 'execution (E1)', ids: ['E1'], run: runExecutionBenchmark },
 ];
-
-/** A row as bench/bazel reports it: NaN for an invalid figure, with `extra.invalid` saying why. */
-interface BazelRow {
-  id: string;
-  what: string;
-  value: number | null;
-  unit: string;
-  baseline: number | null;
-  ratio: number | null;
-  target: string;
-  met: boolean | null;
-  extra?: Record<string, unknown>;
-}
 
 /**
  * The Bazel suite of bench/bazel (B1, B2 and M1 during B1), if it is there. Its
