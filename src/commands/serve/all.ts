@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
 import { join } from 'node:path';
 import { BzutilCommand, usageError } from '../../lib/cli/base-command.js';
-import { defaultCacheDir, parseDurationMs, parseSizeBytes, resolvePlatform, resolveSlots, schedulerFlags, storageFlags, waitForShutdownSignal, workerFlags } from '../../lib/cli/serve-flags.js';
+import { defaultCacheDir, logLevelFlag, parseDurationMs, parseSizeBytes, resolvePlatform, resolveSlots, schedulerFlags, storageFlags, waitForShutdownSignal, workerFlags } from '../../lib/cli/serve-flags.js';
 import { createLogger, type LogLevel } from '../../lib/util/logger.js';
 import { DEFAULT_APISERVER_LISTEN_ADDRESS } from '../../server/apiserver.js';
 import { DEFAULT_SCHEDULER_LISTEN_ADDRESS } from '../../server/scheduler.js';
@@ -36,7 +36,7 @@ Each server prints "<service> listening on <host:port>" on stdout once it accept
     ...schedulerFlags,
     ...storageFlags,
     ...workerFlags,
-    log_level: Flags.option({ summary: 'Least severe log level printed on stderr.', options: ['debug', 'info', 'warn', 'error'] as const, default: 'info', aliases: ['log-level'] })(),
+    log_level: logLevelFlag,
   };
 
   async run(): Promise<void> {

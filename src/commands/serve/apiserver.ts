@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
 import { join } from 'node:path';
 import { BzutilCommand, usageError } from '../../lib/cli/base-command.js';
-import { defaultCacheDir, parseSizeBytes, storageFlags, waitForShutdownSignal } from '../../lib/cli/serve-flags.js';
+import { defaultCacheDir, logLevelFlag, parseSizeBytes, storageFlags, waitForShutdownSignal } from '../../lib/cli/serve-flags.js';
 import { createLogger, type LogLevel } from '../../lib/util/logger.js';
 import { DEFAULT_APISERVER_LISTEN_ADDRESS, startApiServer } from '../../server/apiserver.js';
 
@@ -20,7 +20,7 @@ are evicted beyond --max_size. Prints "apiserver listening on <host:port>" on st
   static override flags = {
     listen: Flags.string({ summary: 'host:port to listen on (port 0 picks a free port).', default: DEFAULT_APISERVER_LISTEN_ADDRESS }),
     ...storageFlags,
-    log_level: Flags.option({ summary: 'Least severe log level printed on stderr.', options: ['debug', 'info', 'warn', 'error'] as const, default: 'info', aliases: ['log-level'] })(),
+    log_level: logLevelFlag,
   };
 
   async run(): Promise<void> {

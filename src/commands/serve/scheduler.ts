@@ -2,7 +2,7 @@ import { Flags } from '@oclif/core';
 import { GrpcActionCache } from '../../lib/actioncache/grpc-action-cache.js';
 import { GrpcBlobStore } from '../../lib/blobstore/grpc-blob-store.js';
 import { BzutilCommand, usageError } from '../../lib/cli/base-command.js';
-import { parseDurationMs, schedulerFlags, waitForShutdownSignal } from '../../lib/cli/serve-flags.js';
+import { logLevelFlag, parseDurationMs, schedulerFlags, waitForShutdownSignal } from '../../lib/cli/serve-flags.js';
 import { createLogger, type LogLevel } from '../../lib/util/logger.js';
 import { DEFAULT_SCHEDULER_LISTEN_ADDRESS, startScheduler } from '../../server/scheduler.js';
 
@@ -21,7 +21,7 @@ needs only --remote_executor=grpc://host:9099. Prints "scheduler listening on <h
     listen: Flags.string({ summary: 'host:port to listen on (port 0 picks a free port).', default: DEFAULT_SCHEDULER_LISTEN_ADDRESS }),
     cas: Flags.string({ summary: 'Address of the apiserver holding the CAS and action cache.', default: 'localhost:12100', aliases: ['cas_addr', 'cas-addr'] }),
     ...schedulerFlags,
-    log_level: Flags.option({ summary: 'Least severe log level printed on stderr.', options: ['debug', 'info', 'warn', 'error'] as const, default: 'info', aliases: ['log-level'] })(),
+    log_level: logLevelFlag,
   };
 
   async run(): Promise<void> {

@@ -2,7 +2,7 @@ import { Flags } from '@oclif/core';
 import { join } from 'node:path';
 import { GrpcBlobStore } from '../../lib/blobstore/grpc-blob-store.js';
 import { BzutilCommand, usageError } from '../../lib/cli/base-command.js';
-import { defaultCacheDir, resolvePlatform, resolveSlots, waitForShutdownSignal, workerFlags } from '../../lib/cli/serve-flags.js';
+import { defaultCacheDir, logLevelFlag, resolvePlatform, resolveSlots, waitForShutdownSignal, workerFlags } from '../../lib/cli/serve-flags.js';
 import { createLogger, type LogLevel } from '../../lib/util/logger.js';
 import { startWorker } from '../../server/worker.js';
 
@@ -21,7 +21,7 @@ reconnects with backoff when the scheduler goes away. Give each worker its own -
     scheduler: Flags.string({ summary: 'Address of the scheduler.', default: 'localhost:9099', aliases: ['scheduler_addr', 'scheduler-addr'] }),
     cas: Flags.string({ summary: 'Address of the CAS (the apiserver, or the scheduler which forwards to it).', default: 'localhost:12100', aliases: ['cas_addr', 'cas-addr'] }),
     ...workerFlags,
-    log_level: Flags.option({ summary: 'Least severe log level printed on stderr.', options: ['debug', 'info', 'warn', 'error'] as const, default: 'info', aliases: ['log-level'] })(),
+    log_level: logLevelFlag,
   };
 
   async run(): Promise<void> {

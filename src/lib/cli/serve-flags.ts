@@ -44,6 +44,14 @@ export const schedulerFlags = {
   }),
 };
 
+/** How much the servers log on stderr. */
+export const logLevelFlag = Flags.option({
+  summary: 'Least severe log level printed on stderr.',
+  options: ['debug', 'info', 'warn', 'error'] as const,
+  default: 'info',
+  aliases: ['log-level'],
+})();
+
 export const storageFlags = {
   storage_dir: Flags.string({
     summary: 'Directory for the CAS and action cache (created if missing).',
