@@ -3,11 +3,18 @@
  * Listens on 127.0.0.1 (port 0), prints `raw listening on <address>`, stops on SIGTERM/SIGINT.
  */
 import * as grpc from '@grpc/grpc-js';
-import { RAW_CHANNEL_OPTIONS, decodeDownloadRequest, rawService } from './raw-service.js';
+import {
+  SERVER_FLOW_CONTROL_WINDOW_BYTES,
+  setConnectionReceiveWindow,
+  setStreamReceiveWindow,
+} from '../../src/server/grpc/server.js';
+import { RAW_SERVER_OPTIONS, decodeDownloadRequest, rawService } from './raw-service.js';
 
 const MAX_CHUNK_BYTES = 4 * 1024 * 1024;
 
-const server = new grpc.Server(RAW_CHANNEL_OPTIONS);
+const server = new grpc.Server(RAW_SERVER_OPTIONS);
+// The same HTTP/2 receive windows as bzutil's servers (createGrpcServer/bindGrpcServer).
+setStreamReceiveWindow(server, SERVER_FLOW_CONTROL_WINDOW_BYTES);
 server.addService(rawService, {
   upload: (call: grpc.ServerReadableStream<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
     let total = 0;
@@ -56,6 +63,7 @@ server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p
     process.stderr.write(`Failed to listen on 127.0.0.1:0: ${err.message}\n`);
     process.exit(1);
   }
+  setConnectionReceiveWindow(server, SERVER_FLOW_CONTROL_WINDOW_BYTES);
   process.stdout.write(`raw listening on 127.0.0.1:${port}\n`);
 });
 

@@ -1,10 +1,12 @@
 /**
  * The raw grpc-js baseline: the cheapest a gRPC byte stream or call can be on this machine with the
  * library bzutil uses. Messages are bare Buffers (identity serializers), nothing is hashed, parsed or
- * written to disk, and the channel options match bzutil's (4 MiB messages), so the gap between this
- * and a bzutil figure is what bzutil itself costs.
+ * written to disk, and the transport settings match bzutil's (4 MiB messages, the same HTTP/2
+ * receive windows on both sides), so the gap between this and a bzutil figure is what bzutil itself
+ * costs, not a transport setting the baseline lacks.
  */
 import type * as grpc from '@grpc/grpc-js';
+import { CLIENT_FLOW_CONTROL_WINDOW_BYTES } from '../../src/lib/client/connection.js';
 
 const identity = (b: Buffer): Buffer => b;
 
@@ -32,10 +34,16 @@ export const rawService = {
   noop: method('Noop', false, false),
 } satisfies grpc.ServiceDefinition;
 
-/** The channel and server options bzutil's own servers and clients use. */
-export const RAW_CHANNEL_OPTIONS = {
+/** The server options bzutil's own servers use (the receive window is set by raw-server.ts). */
+export const RAW_SERVER_OPTIONS = {
   'grpc.max_send_message_length': 4 * 1024 * 1024 + 64 * 1024,
   'grpc.max_receive_message_length': 4 * 1024 * 1024 + 64 * 1024,
+};
+
+/** The channel options bzutil's own clients use. */
+export const RAW_CHANNEL_OPTIONS = {
+  ...RAW_SERVER_OPTIONS,
+  'grpc-node.flow_control_window': CLIENT_FLOW_CONTROL_WINDOW_BYTES,
 };
 
 export function encodeDownloadRequest(totalBytes: number, chunkBytes: number): Buffer {
