@@ -125,6 +125,18 @@ export function createByteStreamService(handlers: HandlerFactory, deps: ByteStre
         return { committedSize: digest.sizeBytes };
       }
 
+      // A whole blob in one message (most of Bazel's uploads: every blob of up to 16 KiB) needs no
+      // resumable upload: it is verified and stored in one call, without the streaming machinery.
+      const firstData = first.value.data;
+      if (first.value.finishWrite && first.value.writeOffset === 0 && firstData?.length === digest.sizeBytes && uploads.get(key) === undefined) {
+        try {
+          await cas.put(digest, firstData, { signal: ctx.signal });
+        } catch (err) {
+          throw wrapStatus(err, `Failed to store blob ${digest.toString()}`);
+        }
+        return { committedSize: digest.sizeBytes };
+      }
+
       const upload = uploads.attach(key, digest, first.value.writeOffset, resourceName);
       try {
         let message = first.value;

@@ -97,6 +97,22 @@ describe('apiserver ByteStream', () => {
     await expectStatus(readBlob(wrong.toByteStreamReadPath()), Code.NOT_FOUND);
   });
 
+  it('stores a whole blob sent in one message, and refuses one whose content does not match', async () => {
+    h = await startHarness();
+    const data = pseudoRandomBytes(3_000, 11);
+    const digest = Digest.ofBytes(data);
+    const name = digest.toByteStreamWritePath(randomUUID());
+    expect((await writeBlob(h.byteStream, name, data)).committedSize).toBe(data.length);
+    expect((await readBlob(digest.toByteStreamReadPath())).data).toEqual(data);
+    expect(await queryWriteStatus(name)).toMatchObject({ committedSize: data.length, complete: true });
+
+    const other = pseudoRandomBytes(3_000, 12);
+    const wrong = Digest.create('', 'sha256', Digest.ofBytes(other).hash, data.length);
+    const err = await expectStatus(writeBlob(h.byteStream, wrong.toByteStreamWritePath(randomUUID()), data), Code.INVALID_ARGUMENT);
+    expect(err.fieldViolations()[0]?.field).toBe('digest.hash');
+    expect(await isMissing(wrong)).toBe(true);
+  });
+
   it('rejects more bytes than the resource name declares', async () => {
     h = await startHarness();
     const data = pseudoRandomBytes(40_000, 5);
