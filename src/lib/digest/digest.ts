@@ -58,12 +58,21 @@ export class Digest {
   /**
    * Validates and builds a digest. `field` names the request field in error details.
    * Throws INVALID_ARGUMENT (with a BadRequest field violation) on any malformed part.
+   * `hashIsLowercaseHex` is for wire decoders that already checked the hash's characters on its
+   * bytes (several times cheaper than on the string); the other checks are made all the same.
    */
-  static create(instanceName: string, digestFunction: DigestFunction | undefined, hash: string, sizeBytes: number, field = 'digest'): Digest {
+  static create(
+    instanceName: string,
+    digestFunction: DigestFunction | undefined,
+    hash: string,
+    sizeBytes: number,
+    field = 'digest',
+    hashIsLowercaseHex = false,
+  ): Digest {
     const fn = digestFunction ?? digestFunctionFromHexLength(hash.length);
     if (!fn) throw bad(field + '.hash', `Hash ${JSON.stringify(hash)} has ${hash.length} characters, which matches no supported digest function`);
     if (hash.length !== hexLength(fn)) throw bad(field + '.hash', `Hash ${JSON.stringify(hash)} has ${hash.length} characters, but ${fn} hashes have ${hexLength(fn)}`);
-    if (!isLowercaseHex(hash)) throw bad(field + '.hash', `Hash ${JSON.stringify(hash)} is not lowercase hexadecimal`);
+    if (!hashIsLowercaseHex && !isLowercaseHex(hash)) throw bad(field + '.hash', `Hash ${JSON.stringify(hash)} is not lowercase hexadecimal`);
     if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0) throw bad(field + '.size_bytes', `Size ${JSON.stringify(sizeBytes)} is not a non-negative integer below 2^53`);
     // A request's digests share its instance name: validate each distinct name once, not per digest.
     if (instanceName !== lastValidInstanceName) {

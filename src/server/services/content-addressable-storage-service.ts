@@ -8,8 +8,9 @@
 import type * as grpc from '@grpc/grpc-js';
 import { type BlobStore, isEmptyBlob } from '../../lib/blobstore/blob-store.js';
 import { Digest, requestDigestFunction, validateInstanceName } from '../../lib/digest/digest.js';
-import { digestFunctionToProto } from '../../lib/digest/digest-function.js';
+import { type DigestFunction, digestFunctionToProto } from '../../lib/digest/digest-function.js';
 import { Code, StatusError, hasCode, toStatusError, wrapStatus } from '../../lib/errors/status-error.js';
+import { WireDigest } from '../../lib/proto/find-missing-codec.js';
 import { reapi, type rpc } from '../../lib/proto/index.js';
 import { mapConcurrent } from '../../lib/util/concurrency.js';
 import type { Logger } from '../../lib/util/logger.js';
@@ -56,30 +57,19 @@ export function createContentAddressableStorageService(
     findMissingBlobs: handlers.unary<reapi.FindMissingBlobsRequest, reapi.IFindMissingBlobsResponse>(
       'ContentAddressableStorage.FindMissingBlobs',
       async (request, ctx) => {
-        const protos = request.blobDigests;
-        const digests: Digest[] = [];
-        for (let i = 0; i < protos.length; i++) {
-          let digest: Digest;
-          try {
-            digest = digestFromRequest(served, request.instanceName, request.digestFunction, protos[i], 'blob_digests');
-          } catch {
-            // Only a failure names the position: formatting it for each of 10k digests costs more
-            // than the validation itself. Validating again throws the same error with that field.
-            digest = digestFromRequest(served, request.instanceName, request.digestFunction, protos[i], `blob_digests[${i}]`);
-          }
-          // The empty blob is always present: no store needs to be asked about it.
-          if (!isEmptyBlob(digest)) digests.push(digest);
-        }
+        const digests = findMissingArguments(served, request);
         if (digests.length === 0) return { missingBlobDigests: [] };
         // Duplicates are rare; deduplicating only the (usually few) absent digests is cheaper than
         // a set over the whole request, and answers each absent blob once whatever the store does.
         const missing = await cas.findMissing(digests, { signal: ctx.signal });
         const reported = new Set<string>();
-        const missingBlobDigests: reapi.IDigest[] = [];
+        // Digest values go to the wire as they are (the FindMissingBlobs codec reads hash and
+        // sizeBytes), with no proto object per missing digest.
+        const missingBlobDigests: Digest[] = [];
         for (const d of missing) {
           if (reported.has(d.key)) continue;
           reported.add(d.key);
-          missingBlobDigests.push(d.toProto());
+          missingBlobDigests.push(d);
         }
         return { missingBlobDigests };
       },
@@ -218,6 +208,46 @@ export function createContentAddressableStorageService(
     }
     yield { directories: page, nextPageToken: '' };
   }
+}
+
+/**
+ * Validates every digest of a FindMissingBlobs request into a `Digest`, leaving out the empty blob
+ * (always present: no store needs to be asked about it). The request-level parts (instance name,
+ * digest function, whether it is served) are checked once, not per digest. Only a failure names the
+ * position: formatting `blob_digests[i]` for each of 10k digests cost more than validating them, so
+ * a digest that fails is validated again the slow way, which throws the error naming its field.
+ */
+function findMissingArguments(served: readonly DigestFunction[], request: reapi.FindMissingBlobsRequest): Digest[] {
+  const protos = request.blobDigests;
+  const instanceName = request.instanceName;
+  // The full check, which names the digest's field when it throws.
+  const full = (i: number): Digest => digestFromRequest(served, instanceName, request.digestFunction, protos[i], `blob_digests[${i}]`);
+  let requested: DigestFunction | undefined;
+  let requestedValid = true;
+  try {
+    requested = requestDigestFunction(request.digestFunction);
+  } catch {
+    // Refused by the full check, with the field of the first digest, as before.
+    requestedValid = false;
+  }
+  const digests: Digest[] = [];
+  for (let i = 0; i < protos.length; i++) {
+    const p = protos[i];
+    let digest: Digest | undefined;
+    if (requestedValid && p && typeof p.hash === 'string' && typeof p.sizeBytes === 'number') {
+      try {
+        // The FindMissingBlobs decoder checked the hash's characters on the wire bytes.
+        const hexChecked = p instanceof WireDigest && p.hashIsLowercaseHex;
+        digest = Digest.create(instanceName, requested, p.hash, p.sizeBytes, 'blob_digests', hexChecked);
+        if (!served.includes(digest.digestFunction)) digest = undefined;
+      } catch {
+        digest = undefined;
+      }
+    }
+    digest ??= full(i);
+    if (!isEmptyBlob(digest)) digests.push(digest);
+  }
+  return digests;
 }
 
 /**
