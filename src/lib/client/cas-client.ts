@@ -153,20 +153,24 @@ export class CasClient {
 
   /** Returns the subset of `digests` that the CAS lacks, in argument order, deduplicated. */
   async findMissingBlobs(digests: readonly Digest[], opts: RemoteCallOptions = {}): Promise<Digest[]> {
-    const unique = dedupe(digests).filter((d) => !isEmptyBlob(d));
-    const batches = groupByInstance(unique, (d) => d).flatMap((group) => chunk(group, FIND_MISSING_BATCH_DIGESTS));
+    // Duplicates are rare and the server answers each absent blob once: only the (usually few)
+    // missing digests are deduplicated, not a set built over every digest asked about.
+    const asked = digests.filter((d) => !isEmptyBlob(d));
+    const batches = groupByInstance(asked, (d) => d).flatMap((group) => chunk(group, FIND_MISSING_BATCH_DIGESTS));
     const missing = new Set<Digest>();
     await mapConcurrent(batches, this.concurrency, async (batch) => {
       const res = await this.call(`Failed to find missing blobs among ${batch.length} digest(s)`, opts, (o) =>
         this.connection.unary(
           contentAddressableStorageService.findMissingBlobs,
-          { ...requestFields(batch[0]!), blobDigests: batch.map((d) => d.toProto()) },
+          // Digest values are encoded as they are (the FindMissingBlobs codec reads hash and sizeBytes).
+          { ...requestFields(batch[0]!), blobDigests: batch },
           o,
         ),
       );
       for (const d of matchAnswered(batch, res.missingBlobDigests ?? [])) missing.add(d);
     });
-    return unique.filter((d) => missing.has(d));
+    if (missing.size === 0) return [];
+    return dedupe(asked.filter((d) => missing.has(d)));
   }
 
   /**

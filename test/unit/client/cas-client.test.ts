@@ -133,6 +133,21 @@ describe('CasClient.findMissingBlobs', () => {
     expect(missing[24_999]!.equals(digests[24_999]!)).toBe(true);
   });
 
+  it('reports each missing blob once, even when it is asked about twice in different requests', async () => {
+    const cas = new CasClient(connection);
+    const present = text('present');
+    await cas.uploadBlobs([{ digest: cas.digestOf(present), data: present }]);
+    const absent = Digest.ofBytes(text('absent'));
+    // A distinct but equal Digest value 12 000 positions later: the second request asks about it again.
+    const again = Digest.create('', 'sha256', absent.hash, absent.sizeBytes);
+    const filler = Array.from({ length: 12_000 }, (_, i) => Digest.create('', 'sha256', sha256(text(`filler ${i}`)), i + 1));
+    const missing = await cas.findMissingBlobs([absent, cas.digestOf(present), ...filler, again, cas.digestOf(present)]);
+    expect(missing).toHaveLength(12_001);
+    expect(missing[0]).toBe(absent);
+    expect(missing.filter((d) => d.equals(absent))).toHaveLength(1);
+    expect(missing.some((d) => d.equals(cas.digestOf(present)))).toBe(false);
+  });
+
   it('never reports the empty blob as missing and does not ask about it', async () => {
     const cas = new CasClient(connection);
     expect(await cas.findMissingBlobs([Digest.empty()])).toEqual([]);
