@@ -4,15 +4,15 @@
  */
 import type { Digest } from '../digest/digest.js';
 import { isEmptyBlob } from './blob-store.js';
+import { DigestSet } from './lru-index.js';
 
-/** Returns the digests for which `isPresent(key)` is false, deduplicated, in argument order. */
-export function absentDigests(digests: readonly Digest[], isPresent: (key: string) => boolean): Digest[] {
+/** Returns the digests for which `isPresent(digest)` is false, deduplicated, in argument order. */
+export function absentDigests(digests: readonly Digest[], isPresent: (digest: Digest) => boolean): Digest[] {
   const missing: Digest[] = [];
-  // Only absent keys need deduplicating, and they are usually few: no set over every argument.
-  const missingKeys = new Set<string>();
+  // Only absent digests need deduplicating, and they are usually few: no set over every argument.
+  const seen = new DigestSet();
   for (const digest of digests) {
-    if (isEmptyBlob(digest) || isPresent(digest.key) || missingKeys.has(digest.key)) continue;
-    missingKeys.add(digest.key);
+    if (isEmptyBlob(digest) || isPresent(digest) || !seen.add(digest)) continue;
     missing.push(digest);
   }
   return missing;

@@ -14,7 +14,7 @@
  * the CAS); the action cache keeps ActionResults under action digests whose size differs from the
  * content's. Capacity is accounted in bytes actually stored.
  *
- * An in-memory index (key -> stored size, in recency order) answers `findMissing` without touching
+ * An in-memory index (digest -> stored size, in recency order) answers `findMissing` without touching
  * the disk. After a restart, recency is approximated by file modification time.
  */
 import { randomUUID } from 'node:crypto';
@@ -29,7 +29,7 @@ import { type Logger, silentLogger } from '../util/logger.js';
 import { absentDigests } from './absent-digests.js';
 import { abortable, throwIfAborted, toChunks } from '../util/abort.js';
 import { type BlobStore, type CallOptions, type GetOptions, isEmptyBlob, MAX_READ_CHUNK_BYTES, type ReadOptions } from './blob-store.js';
-import { LruIndex } from './lru-index.js';
+import { LruIndex, digestKeyScheme } from './lru-index.js';
 import { resolveReadRange } from './read-range.js';
 
 export interface FilesystemBlobStoreOptions {
@@ -56,8 +56,8 @@ const WRITE_BATCH_BYTES = 1024 * 1024;
 const MIN_WRITE_BATCH_BYTES = 4096;
 
 export class FilesystemBlobStore implements BlobStore {
-  /** Key -> stored size in bytes, with recency for eviction. */
-  private readonly index = new LruIndex<number>();
+  /** Digest -> stored size in bytes, with recency for eviction. */
+  private readonly index = new LruIndex<number, Digest>(digestKeyScheme);
   private storedSizeBytes = 0;
   /** Per-key queue serialising renames into place with eviction unlinks of the same file. */
   private readonly keyLocks = new Map<string, Promise<void>>();
@@ -112,7 +112,7 @@ export class FilesystemBlobStore implements BlobStore {
 
   async get(digest: Digest, opts: GetOptions = {}): Promise<Uint8Array> {
     throwIfAborted(opts.signal);
-    const sizeBytes = this.touch(digest.key);
+    const sizeBytes = this.touch(digest);
     if (sizeBytes === undefined) {
       if (isEmptyBlob(digest)) return new Uint8Array(0);
       throw notFound(digest);
@@ -130,7 +130,7 @@ export class FilesystemBlobStore implements BlobStore {
 
   async *read(digest: Digest, opts: ReadOptions = {}): AsyncGenerator<Uint8Array, void, undefined> {
     throwIfAborted(opts.signal);
-    const sizeBytes = this.touch(digest.key);
+    const sizeBytes = this.touch(digest);
     if (sizeBytes === undefined) {
       if (isEmptyBlob(digest)) {
         resolveReadRange(digest, 0, opts);
@@ -217,7 +217,7 @@ export class FilesystemBlobStore implements BlobStore {
   async findMissing(digests: readonly Digest[], opts: CallOptions = {}): Promise<Digest[]> {
     throwIfAborted(opts.signal);
     // Present blobs are about to be referenced by the caller: refresh them so they are not evicted first.
-    return absentDigests(digests, (key) => this.touch(key) !== undefined);
+    return absentDigests(digests, (d) => this.touch(d) !== undefined);
   }
 
   private overCapacity(digest: Digest): StatusError {
@@ -230,9 +230,9 @@ export class FilesystemBlobStore implements BlobStore {
     return this.withKeyLock(digest.key, async () => {
       await this.renameIntoPlace(tempPath, finalPath);
       // A concurrent upload of the same blob may have committed first: replace, don't double count.
-      const previous = this.index.set(digest.key, sizeBytes);
+      const previous = this.index.set(digest, sizeBytes);
       this.storedSizeBytes += sizeBytes - (previous ?? 0);
-      this.evict(digest.key);
+      this.evict(digest);
     });
   }
 
@@ -258,20 +258,20 @@ export class FilesystemBlobStore implements BlobStore {
   }
 
   /** Drops least-recently used blobs from the index until within capacity; files are deleted in the background. */
-  private evict(keep: string): void {
-    for (const [key, sizeBytes] of this.index.oldestFirst()) {
+  private evict(keep: Digest): void {
+    for (const [digest, sizeBytes] of this.index.oldestFirst()) {
       if (this.storedSizeBytes <= this.maxSizeBytes) break;
-      if (key === keep) continue;
-      this.index.delete(key);
+      if (digestKeyScheme.equals(digest, keep)) continue;
+      this.index.delete(digest);
       this.storedSizeBytes -= sizeBytes;
-      this.logger.debug('Evicting blob', { key: key.replaceAll('\u0000', '/'), sizeBytes });
-      void this.withKeyLock(key, async () => {
+      this.logger.debug('Evicting blob', { digest: digest.toString(), instanceName: digest.instanceName, sizeBytes });
+      void this.withKeyLock(digest.key, async () => {
         // Re-uploaded since it was chosen for eviction: the new file must stay.
-        if (this.index.has(key)) return;
+        if (this.index.has(digest)) return;
         try {
-          await fsp.unlink(this.keyPath(key));
+          await fsp.unlink(this.blobPath(digest));
         } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.logger.warn('Failed to delete evicted blob', { key, err });
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.logger.warn('Failed to delete evicted blob', { digest: digest.toString(), err });
         }
       });
     }
@@ -292,15 +292,15 @@ export class FilesystemBlobStore implements BlobStore {
   }
 
   /** Moves a key to the most-recently-used end; returns its stored size, or undefined when absent. */
-  private touch(key: string): number | undefined {
-    return this.index.touch(key);
+  private touch(digest: Digest): number | undefined {
+    return this.index.touch(digest);
   }
 
   private readError(err: unknown, digest: Digest): unknown {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
       // Deleted behind our back (or by a concurrent eviction): forget it, unless a re-upload is committing.
       if (!this.keyLocks.has(digest.key)) {
-        const sizeBytes = this.index.delete(digest.key);
+        const sizeBytes = this.index.delete(digest);
         if (sizeBytes !== undefined) {
           this.storedSizeBytes -= sizeBytes;
           this.logger.warn('Blob in the index was missing from disk', { digest: digest.toString(), instanceName: digest.instanceName });
@@ -315,22 +315,13 @@ export class FilesystemBlobStore implements BlobStore {
     return filePath(this.root, digest.instanceName, digest.digestFunction, digest.hash, digest.sizeBytes);
   }
 
-  /** The file of an index key (`<instance>\0<function>\0<hash>\0<size>`; the instance may itself hold NULs). */
-  private keyPath(key: string): string {
-    const parts = key.split('\u0000');
-    const sizeBytes = Number(parts.pop());
-    const hash = parts.pop()!;
-    const fn = parts.pop() as DigestFunction;
-    return filePath(this.root, parts.join('\u0000'), fn, hash, sizeBytes);
-  }
-
   /**
    * Scans the store with synchronous readdir/stat calls, yielding to the event loop every
    * SCAN_FILES_PER_YIELD files. Start-up over a large store is nothing but these calls, and each one
    * through the libuv thread pool (fs/promises) cost several times the call itself.
    */
   private async rebuildIndex(): Promise<void> {
-    const stats: { key: string; sizeBytes: number; mtimeMs: number }[] = [];
+    const stats: { digest: Digest; sizeBytes: number; mtimeMs: number }[] = [];
     let sinceYield = 0;
     for (const instanceEntry of readDirsSync(this.root)) {
       if (instanceEntry.name.startsWith('.')) continue;
@@ -356,7 +347,7 @@ export class FilesystemBlobStore implements BlobStore {
             }
             // Gone since the listing (deleted by hand): nothing to index.
             const st = statSync(blobPath, { throwIfNoEntry: false });
-            if (st) stats.push({ key: digest.key, sizeBytes: st.size, mtimeMs: st.mtimeMs });
+            if (st) stats.push({ digest, sizeBytes: st.size, mtimeMs: st.mtimeMs });
             if (++sinceYield >= SCAN_FILES_PER_YIELD) {
               sinceYield = 0;
               await new Promise<void>((resolve) => setImmediate(resolve));
@@ -367,13 +358,13 @@ export class FilesystemBlobStore implements BlobStore {
     }
     stats.sort((a, b) => a.mtimeMs - b.mtimeMs);
     for (const s of stats) {
-      this.index.set(s.key, s.sizeBytes);
+      this.index.set(s.digest, s.sizeBytes);
       this.storedSizeBytes += s.sizeBytes;
     }
     this.logger.info('Opened filesystem blob store', { path: this.root, blobCount: this.index.size, sizeBytes: this.storedSizeBytes });
     // The capacity may have been lowered since the last run.
     const newest = stats.at(-1);
-    if (newest) this.evict(newest.key);
+    if (newest) this.evict(newest.digest);
   }
 }
 

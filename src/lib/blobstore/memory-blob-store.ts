@@ -8,7 +8,7 @@ import { StatusError } from '../errors/status-error.js';
 import { absentDigests } from './absent-digests.js';
 import { abortable, throwIfAborted } from '../util/abort.js';
 import { type BlobStore, type CallOptions, type GetOptions, isEmptyBlob, type ReadOptions } from './blob-store.js';
-import { LruIndex } from './lru-index.js';
+import { LruIndex, digestKeyScheme } from './lru-index.js';
 import { resolveReadRange, sliceChunks } from './read-range.js';
 
 export interface MemoryBlobStoreOptions {
@@ -17,8 +17,8 @@ export interface MemoryBlobStoreOptions {
 }
 
 export class MemoryBlobStore implements BlobStore {
-  /** Blobs by digest key, with recency for eviction. */
-  private readonly blobs = new LruIndex<Uint8Array>();
+  /** Blobs by digest, with recency for eviction. */
+  private readonly blobs = new LruIndex<Uint8Array, Digest>(digestKeyScheme);
   private storedSizeBytes = 0;
   private readonly maxSizeBytes: number;
 
@@ -66,7 +66,7 @@ export class MemoryBlobStore implements BlobStore {
     throwIfAborted(opts.signal);
     if (isEmptyBlob(digest) && bytes.length === 0) return;
     if (bytes.length > this.maxSizeBytes) throw this.tooLarge(digest, bytes.length);
-    const previous = this.blobs.set(digest.key, bytes);
+    const previous = this.blobs.set(digest, bytes);
     this.storedSizeBytes += bytes.length - (previous?.length ?? 0);
     this.evict();
   }
@@ -74,11 +74,11 @@ export class MemoryBlobStore implements BlobStore {
   async findMissing(digests: readonly Digest[], opts: CallOptions = {}): Promise<Digest[]> {
     throwIfAborted(opts.signal);
     // A blob a client was told is present is about to be referenced: keep it warm.
-    return absentDigests(digests, (key) => this.blobs.touch(key) !== undefined);
+    return absentDigests(digests, (d) => this.blobs.touch(d) !== undefined);
   }
 
   private lookup(digest: Digest): Uint8Array {
-    const data = this.blobs.touch(digest.key);
+    const data = this.blobs.touch(digest);
     if (data) return data;
     if (isEmptyBlob(digest)) return new Uint8Array(0);
     throw StatusError.notFound(`Blob ${digest.toString()} not found`);
@@ -102,9 +102,9 @@ export class MemoryBlobStore implements BlobStore {
   }
 
   private evict(): void {
-    for (const [key, data] of this.blobs.oldestFirst()) {
+    for (const [digest, data] of this.blobs.oldestFirst()) {
       if (this.storedSizeBytes <= this.maxSizeBytes) break;
-      this.blobs.delete(key);
+      this.blobs.delete(digest);
       this.storedSizeBytes -= data.length;
     }
   }

@@ -41,18 +41,25 @@ const COMPRESSORS: readonly string[] = ['identity', 'zstd', 'deflate', 'brotli']
 const RESERVED_SEGMENTS = new Set(['blobs', 'uploads', 'actions', 'actionResults', 'operations', 'capabilities', 'compressed-blobs']);
 
 export class Digest {
-  readonly key: string;
+  #key: string | undefined;
 
   private constructor(
     readonly instanceName: string,
     readonly digestFunction: DigestFunction,
     readonly hash: string,
     readonly sizeBytes: number,
-  ) {
+  ) {}
+
+  /**
+   * A string that identifies the digest (instance, function, hash and size), for Maps and Sets.
+   * Built on first use: the hot paths (FindMissingBlobs against a store's index) file digests by
+   * their hash instead (see lru-index.ts), and building and hashing a key string per digest was
+   * most of their cost.
+   */
+  get key(): string {
     // Array#join yields a flat string. A template literal would yield a rope (cons string), which V8
-    // must walk on every Map lookup: with keys looked up by the million (FindMissingBlobs of 10k
-    // digests against a large index), ropes made lookups several times slower.
-    this.key = [instanceName, digestFunction, hash, String(sizeBytes)].join('\u0000');
+    // must walk on every Map lookup.
+    return (this.#key ??= [this.instanceName, this.digestFunction, this.hash, String(this.sizeBytes)].join('\u0000'));
   }
 
   /**

@@ -7,6 +7,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import { type BlobStore, isEmptyBlob } from '../../lib/blobstore/blob-store.js';
+import { DigestSet } from '../../lib/blobstore/lru-index.js';
 import { Digest, requestDigestFunction, validateInstanceName } from '../../lib/digest/digest.js';
 import { type DigestFunction, digestFunctionToProto } from '../../lib/digest/digest-function.js';
 import { Code, StatusError, hasCode, toStatusError, wrapStatus } from '../../lib/errors/status-error.js';
@@ -62,15 +63,11 @@ export function createContentAddressableStorageService(
         // Duplicates are rare; deduplicating only the (usually few) absent digests is cheaper than
         // a set over the whole request, and answers each absent blob once whatever the store does.
         const missing = await cas.findMissing(digests, { signal: ctx.signal });
-        const reported = new Set<string>();
+        const reported = new DigestSet();
         // Digest values go to the wire as they are (the FindMissingBlobs codec reads hash and
         // sizeBytes), with no proto object per missing digest.
         const missingBlobDigests: Digest[] = [];
-        for (const d of missing) {
-          if (reported.has(d.key)) continue;
-          reported.add(d.key);
-          missingBlobDigests.push(d);
-        }
+        for (const d of missing) if (reported.add(d)) missingBlobDigests.push(d);
         return { missingBlobDigests };
       },
     ),

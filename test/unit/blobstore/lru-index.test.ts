@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { LruIndex } from '../../../src/lib/blobstore/lru-index.js';
+import { DigestSet, LruIndex, digestKeyScheme } from '../../../src/lib/blobstore/lru-index.js';
+import { Digest } from '../../../src/lib/digest/digest.js';
+
+/** Digests whose hashes share their first 7 hex digits, so that they land in one bucket. */
+const colliding = (tail: string, sizeBytes = 1, instanceName = '') => Digest.create(instanceName, 'sha256', 'abcdef0' + tail.padEnd(57, '0'), sizeBytes);
 
 const keys = (index: LruIndex<number>) => [...index.oldestFirst()].map(([k]) => k);
 
@@ -44,5 +48,43 @@ describe('LruIndex', () => {
     index.set('f', 1);
     expect(keys(index)).toEqual(['f']);
     expect(index.has('f')).toBe(true);
+  });
+
+  it('keys digests by value, telling apart digests that share a bucket', () => {
+    const index = new LruIndex<string, Digest>(digestKeyScheme);
+    const a = colliding('1');
+    const b = colliding('2');
+    const bBigger = colliding('2', 2);
+    const bElsewhere = colliding('2', 1, 'other');
+    expect(digestKeyScheme.bucketOf(a)).toBe(digestKeyScheme.bucketOf(bElsewhere));
+    for (const [d, v] of [[a, 'a'], [b, 'b'], [bBigger, 'b2'], [bElsewhere, 'b3']] as const) expect(index.set(d, v)).toBeUndefined();
+    expect(index.size).toBe(4);
+    // An equal but distinct Digest value finds the entry.
+    expect(index.touch(colliding('1'))).toBe('a');
+    expect(index.peek(colliding('2', 2))).toBe('b2');
+    expect(index.peek(colliding('3'))).toBeUndefined();
+    expect([...index.oldestFirst()].map(([, v]) => v)).toEqual(['b', 'b2', 'b3', 'a']);
+    // Removing from the middle of a bucket's chain keeps its neighbours.
+    expect(index.delete(colliding('2', 2))).toBe('b2');
+    expect(index.delete(colliding('2', 2))).toBeUndefined();
+    expect([b, bElsewhere, a].map((d) => index.peek(d))).toEqual(['b', 'b3', 'a']);
+    expect(index.set(colliding('2', 1, 'other'), 'b3 again')).toBe('b3');
+    expect([...index.oldestFirst()].map(([, v]) => v)).toEqual(['b', 'a', 'b3 again']);
+    for (const [d] of index.oldestFirst()) index.delete(d);
+    expect(index.size).toBe(0);
+    expect(index.has(a)).toBe(false);
+  });
+});
+
+describe('DigestSet', () => {
+  it('adds each digest once, comparing by value, also within a bucket', () => {
+    const set = new DigestSet();
+    expect(set.add(colliding('1'))).toBe(true);
+    expect(set.add(colliding('1'))).toBe(false);
+    expect(set.add(colliding('2'))).toBe(true);
+    expect(set.add(colliding('2', 5))).toBe(true);
+    expect(set.add(colliding('2', 5))).toBe(false);
+    expect(set.add(colliding('2'))).toBe(false);
+    expect(set.add(Digest.ofBytes(Buffer.from('x')))).toBe(true);
   });
 });
