@@ -4,7 +4,7 @@
  */
 import type { Digest } from '../digest/digest.js';
 import { isEmptyBlob } from './blob-store.js';
-import { DigestSet } from './lru-index.js';
+import { DigestSet } from '../digest/digest.js';
 
 /** Returns the digests for which `isPresent(digest)` is false, deduplicated, in argument order. */
 export function absentDigests(digests: readonly Digest[], isPresent: (digest: Digest) => boolean): Digest[] {

@@ -11,7 +11,7 @@
  * integers taken from the hash: looking up a digest then needs no key string built and hashed per
  * digest, which was most of the cost of answering FindMissingBlobs from the index.
  */
-import type { Digest } from '../digest/digest.js';
+import { type Digest, digestBucket, sameDigest } from '../digest/digest.js';
 
 /** How an index files its keys: `bucketOf` may map distinct keys to one bucket; `equals` tells them apart. */
 export interface KeyScheme<K> {
@@ -25,26 +25,11 @@ const stringKeyScheme: KeyScheme<string> = {
   equals: (a, b) => a === b,
 };
 
-/** Values of the characters '0'-'9' and 'a'-'f' (a Digest's hash is validated lowercase hex). */
-const HEX_VALUE = new Uint8Array(128);
-for (let i = 0; i < 16; i++) HEX_VALUE['0123456789abcdef'.charCodeAt(i)] = i;
-
 /**
- * Digests filed by the first 7 hex digits of their hash (28 bits: a small integer, which V8 hashes
- * without touching any string). Hashes are uniformly distributed, so buckets hold one digest but
- * for rare collisions; digests that differ only in size, function or instance share a bucket.
+ * Digests filed by `digestBucket` (the first 7 hex digits of the hash: a small integer, which V8
+ * hashes without touching any string) and compared by value.
  */
-export const digestKeyScheme: KeyScheme<Digest> = {
-  bucketOf(d) {
-    const h = d.hash;
-    let bucket = 0;
-    for (let i = 0; i < 7; i++) bucket = (bucket << 4) | HEX_VALUE[h.charCodeAt(i) & 0x7f]!;
-    return bucket;
-  },
-  equals(a, b) {
-    return a === b || (a.hash === b.hash && a.sizeBytes === b.sizeBytes && a.digestFunction === b.digestFunction && a.instanceName === b.instanceName);
-  },
-};
+export const digestKeyScheme: KeyScheme<Digest> = { bucketOf: digestBucket, equals: sameDigest };
 
 interface Node<K, V> {
   key: K;
@@ -158,31 +143,5 @@ export class LruIndex<V, K = string> {
     if (this.newest) this.newest.newer = node;
     else this.oldest = node;
     this.newest = node;
-  }
-}
-
-/**
- * A set of digests filed like `LruIndex` files them under `digestKeyScheme`, for deduplicating
- * thousands of digests per request without building a key string for each.
- */
-export class DigestSet {
-  private readonly buckets = new Map<number, Digest | Digest[]>();
-
-  /** Adds `digest`; false if an equal digest was already in the set. */
-  add(digest: Digest): boolean {
-    const bucket = digestKeyScheme.bucketOf(digest) as number;
-    const entry = this.buckets.get(bucket);
-    if (entry === undefined) {
-      this.buckets.set(bucket, digest);
-      return true;
-    }
-    if (Array.isArray(entry)) {
-      if (entry.some((d) => digestKeyScheme.equals(d, digest))) return false;
-      entry.push(digest);
-      return true;
-    }
-    if (digestKeyScheme.equals(entry, digest)) return false;
-    this.buckets.set(bucket, [entry, digest]);
-    return true;
   }
 }

@@ -17,7 +17,7 @@ import { dirname } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { abortable } from '../util/abort.js';
-import { Digest } from '../digest/digest.js';
+import { Digest, DigestSet } from '../digest/digest.js';
 import { type DigestFunction, digestFunctionToProto, newHasher } from '../digest/digest-function.js';
 import { Code, StatusError, hasCode, isAbortError, toStatusError, wrapStatus } from '../errors/status-error.js';
 import { fsStatusError } from '../errors/fs-status.js';
@@ -170,7 +170,8 @@ export class CasClient {
       for (const d of matchAnswered(batch, res.missingBlobDigests ?? [])) missing.add(d);
     });
     if (missing.size === 0) return [];
-    return dedupe(asked.filter((d) => missing.has(d)));
+    const reported = new DigestSet();
+    return asked.filter((d) => missing.has(d) && reported.add(d));
   }
 
   /**

@@ -258,3 +258,78 @@ function toNumber(v: unknown): number {
 function bad(field: string, description: string): StatusError {
   return StatusError.invalidArgument(description, [{ field, description }]);
 }
+
+/** Values of the characters '0'-'9' and 'a'-'f' (a Digest's hash is validated lowercase hex). */
+const HEX_VALUE = new Uint8Array(128);
+for (let i = 0; i < 16; i++) HEX_VALUE['0123456789abcdef'.charCodeAt(i)] = i;
+
+/**
+ * The first 7 hex digits of the hash as a 28-bit integer: a bucket for hash tables of digests that
+ * avoids building and hashing a key string per digest. Real hashes are uniformly distributed, so
+ * buckets rarely hold more than one digest; digests differing only in size, function or instance
+ * share one, and so may digests a client crafted (tables must bound the damage).
+ */
+export function digestBucket(d: Digest): number {
+  const h = d.hash;
+  let bucket = 0;
+  for (let i = 0; i < 7; i++) bucket = (bucket << 4) | HEX_VALUE[h.charCodeAt(i) & 0x7f]!;
+  return bucket;
+}
+
+/** Whether two digests are equal, without building their keys. */
+export function sameDigest(a: Digest, b: Digest): boolean {
+  return a === b || (a.hash === b.hash && a.sizeBytes === b.sizeBytes && a.digestFunction === b.digestFunction && a.instanceName === b.instanceName);
+}
+
+/**
+ * A set of digests for deduplicating thousands of digests per request without building a key string
+ * for each: an open-addressing table of indices (a typed array, no allocation per entry) probed by
+ * `digestBucket`. Buckets come from the hash's first digits, which a client chooses
+ * freely for digests it does not upload; should a probe grow long (crafted digests sharing their
+ * first digits), the set switches to a Set of key strings, whose hashing V8 seeds per process.
+ */
+export class DigestSet {
+  private slots = new Int32Array(64);
+  private readonly digests: Digest[] = [];
+  private keys: Set<string> | undefined;
+
+  /** Adds `digest`; false if an equal digest was already in the set. */
+  add(digest: Digest): boolean {
+    if (this.keys) return this.addKey(digest);
+    if ((this.digests.length + 1) * 2 > this.slots.length) this.grow();
+    const slots = this.slots;
+    const mask = slots.length - 1;
+    let i = digestBucket(digest) & mask;
+    for (let probes = 0; ; probes++, i = (i + 1) & mask) {
+      const slot = slots[i]!;
+      if (slot === 0) break;
+      if (sameDigest(this.digests[slot - 1]!, digest)) return false;
+      if (probes === MAX_PROBES) {
+        this.keys = new Set(this.digests.map((d) => d.key));
+        return this.addKey(digest);
+      }
+    }
+    this.digests.push(digest);
+    slots[i] = this.digests.length;
+    return true;
+  }
+
+  private addKey(digest: Digest): boolean {
+    const size = this.keys!.size;
+    return this.keys!.add(digest.key).size !== size;
+  }
+
+  private grow(): void {
+    const slots = new Int32Array(this.slots.length * 2);
+    const mask = slots.length - 1;
+    for (let n = 0; n < this.digests.length; n++) {
+      let i = digestBucket(this.digests[n]!) & mask;
+      while (slots[i] !== 0) i = (i + 1) & mask;
+      slots[i] = n + 1;
+    }
+    this.slots = slots;
+  }
+}
+
+/** Longest probe DigestSet tolerates before it falls back to key strings. */
+const MAX_PROBES = 32;

@@ -7,8 +7,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import { type BlobStore, isEmptyBlob } from '../../lib/blobstore/blob-store.js';
-import { DigestSet } from '../../lib/blobstore/lru-index.js';
-import { Digest, requestDigestFunction, validateInstanceName } from '../../lib/digest/digest.js';
+import { Digest, DigestSet, requestDigestFunction, validateInstanceName } from '../../lib/digest/digest.js';
 import { type DigestFunction, digestFunctionToProto } from '../../lib/digest/digest-function.js';
 import { Code, StatusError, hasCode, toStatusError, wrapStatus } from '../../lib/errors/status-error.js';
 import { WireDigest } from '../../lib/proto/find-missing-codec.js';

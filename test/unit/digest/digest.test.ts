@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Digest, parseReadResourceName, parseWriteResourceName, requestDigestFunction } from '../../../src/lib/digest/digest.js';
+import { Digest, DigestSet, parseReadResourceName, parseWriteResourceName, requestDigestFunction } from '../../../src/lib/digest/digest.js';
 import { Code, StatusError } from '../../../src/lib/errors/status-error.js';
 import { reapi } from '../../../src/lib/proto/index.js';
 
@@ -181,5 +181,36 @@ describe('ByteStream resource names', () => {
     }
     expect(Digest.create('a/b', 'sha256', HASH, 42).toByteStreamReadPath()).toBe(`a/b/blobs/${HASH}/42`);
     expect(Digest.create('', 'sha1', SHA1_HASH, 7).toByteStreamWritePath('u', 'zstd')).toBe(`uploads/u/compressed-blobs/zstd/sha1/${SHA1_HASH}/7`);
+  });
+});
+
+/** Digests whose hashes share their first 7 hex digits, so that they land in one bucket. */
+const colliding = (tail: string, sizeBytes = 1) => Digest.create('', 'sha256', 'abcdef0' + tail.padStart(57, '0'), sizeBytes);
+
+describe('DigestSet', () => {
+  it('adds each digest once, comparing by value, also within a bucket', () => {
+    const set = new DigestSet();
+    expect(set.add(colliding('1'))).toBe(true);
+    expect(set.add(colliding('1'))).toBe(false);
+    expect(set.add(colliding('2'))).toBe(true);
+    expect(set.add(colliding('2', 5))).toBe(true);
+    expect(set.add(colliding('2', 5))).toBe(false);
+    expect(set.add(colliding('2'))).toBe(false);
+    expect(set.add(Digest.ofBytes(Buffer.from('x')))).toBe(true);
+  });
+
+  it('stays correct when many digests share their first hex digits (crafted to collide)', () => {
+    const set = new DigestSet();
+    const many = Array.from({ length: 200 }, (_, i) => colliding(i.toString(16)));
+    for (const d of many) expect(set.add(d)).toBe(true);
+    for (const d of many) expect(set.add(colliding(d.hash.slice(7)))).toBe(false);
+    expect(set.add(colliding('fff'))).toBe(true);
+  });
+
+  it('grows past its initial table, keeping every digest', () => {
+    const set = new DigestSet();
+    const digests = Array.from({ length: 5000 }, (_, i) => Digest.ofBytes(Buffer.from(`blob ${i}`)));
+    expect(digests.map((d) => set.add(d)).every(Boolean)).toBe(true);
+    expect(digests.map((d) => set.add(Digest.create('', 'sha256', d.hash, d.sizeBytes))).some(Boolean)).toBe(false);
   });
 });
