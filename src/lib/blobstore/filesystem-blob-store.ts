@@ -390,7 +390,8 @@ function filePath(root: string, instanceName: string, fn: DigestFunction, hash: 
 
 function tryDigest(instanceName: string, fn: DigestFunction, hash: string, sizeBytes: number): Digest | undefined {
   try {
-    return Digest.create(instanceName, fn, hash, sizeBytes);
+    // BLOB_FILE_NAME matched the hash as lowercase hex already.
+    return Digest.create(instanceName, fn, hash, sizeBytes, 'digest', true);
   } catch {
     return undefined;
   }

@@ -33,6 +33,10 @@ function isLowercaseHex(text: string): boolean {
   return true;
 }
 
+/** Values of the characters '0'-'9' and 'a'-'f' (a Digest's hash is validated lowercase hex). */
+const HEX_VALUE = new Uint8Array(128);
+for (let i = 0; i < 16; i++) HEX_VALUE['0123456789abcdef'.charCodeAt(i)] = i;
+
 /** Compression schemes named in resource names; only identity is served today. */
 export type Compressor = 'identity' | 'zstd' | 'deflate' | 'brotli';
 const COMPRESSORS: readonly string[] = ['identity', 'zstd', 'deflate', 'brotli'];
@@ -42,13 +46,24 @@ const RESERVED_SEGMENTS = new Set(['blobs', 'uploads', 'actions', 'actionResults
 
 export class Digest {
   #key: string | undefined;
+  /** See `digestBucket`; computed while the hash is fresh in the cache, since every index lookup needs it. */
+  readonly #bucket: number;
 
   private constructor(
     readonly instanceName: string,
     readonly digestFunction: DigestFunction,
     readonly hash: string,
     readonly sizeBytes: number,
-  ) {}
+  ) {
+    let bucket = 0;
+    for (let i = 0; i < 7; i++) bucket = (bucket << 4) | HEX_VALUE[hash.charCodeAt(i) & 0x7f]!;
+    this.#bucket = bucket;
+  }
+
+  /** The digest's hash-table bucket (see `digestBucket`). */
+  get bucket(): number {
+    return this.#bucket;
+  }
 
   /**
    * A string that identifies the digest (instance, function, hash and size), for Maps and Sets.
@@ -259,10 +274,6 @@ function bad(field: string, description: string): StatusError {
   return StatusError.invalidArgument(description, [{ field, description }]);
 }
 
-/** Values of the characters '0'-'9' and 'a'-'f' (a Digest's hash is validated lowercase hex). */
-const HEX_VALUE = new Uint8Array(128);
-for (let i = 0; i < 16; i++) HEX_VALUE['0123456789abcdef'.charCodeAt(i)] = i;
-
 /**
  * The first 7 hex digits of the hash as a 28-bit integer: a bucket for hash tables of digests that
  * avoids building and hashing a key string per digest. Real hashes are uniformly distributed, so
@@ -270,10 +281,7 @@ for (let i = 0; i < 16; i++) HEX_VALUE['0123456789abcdef'.charCodeAt(i)] = i;
  * share one, and so may digests a client crafted (tables must bound the damage).
  */
 export function digestBucket(d: Digest): number {
-  const h = d.hash;
-  let bucket = 0;
-  for (let i = 0; i < 7; i++) bucket = (bucket << 4) | HEX_VALUE[h.charCodeAt(i) & 0x7f]!;
-  return bucket;
+  return d.bucket;
 }
 
 /** Whether two digests are equal, without building their keys. */
