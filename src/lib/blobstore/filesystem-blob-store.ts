@@ -44,6 +44,15 @@ export interface FilesystemBlobStoreOptions {
    * @default false
    */
   fsync?: boolean;
+  /**
+   * Open without a stat per file: each blob's size is read from its file name, and recency after a
+   * restart is the order the directories list files in rather than modification time. Stat was
+   * 70% of opening a 1M-blob store (14 s -> 4 s without). Only for a content-addressed store whose
+   * blobs are verified before they are stored (the CAS behind a VerifyingBlobStore): the action
+   * cache keeps results under action digests, whose sizes are not the files' sizes.
+   * @default false
+   */
+  sizesFromFileNames?: boolean;
 }
 
 const TEMP_DIR_NAME = '.tmp';
@@ -88,7 +97,7 @@ export class FilesystemBlobStore implements BlobStore {
       // Uploads interrupted by a crash can never complete: start with an empty temp directory.
       await fsp.rm(store.tempDir, { recursive: true, force: true });
       await fsp.mkdir(store.tempDir, { recursive: true });
-      await store.rebuildIndex();
+      await store.rebuildIndex(opts.sizesFromFileNames ?? false);
     } catch (err) {
       throw fsError(err, `Failed to open filesystem blob store at ${JSON.stringify(root)}`);
     }
@@ -320,7 +329,7 @@ export class FilesystemBlobStore implements BlobStore {
    * SCAN_FILES_PER_YIELD files. Start-up over a large store is nothing but these calls, and each one
    * through the libuv thread pool (fs/promises) cost several times the call itself.
    */
-  private async rebuildIndex(): Promise<void> {
+  private async rebuildIndex(sizesFromFileNames: boolean): Promise<void> {
     const stats: { digest: Digest; sizeBytes: number; mtimeMs: number }[] = [];
     let sinceYield = 0;
     for (const instanceEntry of readDirsSync(this.root)) {
@@ -345,9 +354,13 @@ export class FilesystemBlobStore implements BlobStore {
               this.logger.warn('Ignoring unexpected file in blob store', { path: blobPath });
               continue;
             }
-            // Gone since the listing (deleted by hand): nothing to index.
-            const st = statSync(blobPath, { throwIfNoEntry: false });
-            if (st) stats.push({ digest, sizeBytes: st.size, mtimeMs: st.mtimeMs });
+            if (sizesFromFileNames) {
+              stats.push({ digest, sizeBytes: digest.sizeBytes, mtimeMs: 0 });
+            } else {
+              // Gone since the listing (deleted by hand): nothing to index.
+              const st = statSync(blobPath, { throwIfNoEntry: false });
+              if (st) stats.push({ digest, sizeBytes: st.size, mtimeMs: st.mtimeMs });
+            }
             if (++sinceYield >= SCAN_FILES_PER_YIELD) {
               sinceYield = 0;
               await new Promise<void>((resolve) => setImmediate(resolve));
@@ -356,7 +369,7 @@ export class FilesystemBlobStore implements BlobStore {
         }
       }
     }
-    stats.sort((a, b) => a.mtimeMs - b.mtimeMs);
+    if (!sizesFromFileNames) stats.sort((a, b) => a.mtimeMs - b.mtimeMs);
     for (const s of stats) {
       this.index.set(s.digest, s.sizeBytes);
       this.storedSizeBytes += s.sizeBytes;

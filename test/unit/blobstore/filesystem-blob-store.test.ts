@@ -107,6 +107,27 @@ describe('FilesystemBlobStore', () => {
     await expect(fs.stat(path.join(dir, '_', 'sha256', cHash.slice(0, 2), `${cHash}-10`))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
+  it('can reopen without a stat per file, taking sizes from file names and still evicting down to capacity', async () => {
+    const first = await open(100);
+    const blobs = ['1'.repeat(10), '2'.repeat(10), '3'.repeat(10)].map(blob);
+    for (const b of blobs) await first.put(b.digest, b.data);
+    await first.close();
+    const full = await FilesystemBlobStore.open({ path: dir, maxSizeBytes: 100, sizesFromFileNames: true });
+    opened.push(full);
+    expect(full.blobCount).toBe(3);
+    expect(full.sizeBytes).toBe(30);
+    expect(await full.findMissing(blobs.map((b) => b.digest))).toEqual([]);
+    expect(Buffer.from(await full.get(blobs[1]!.digest)).toString()).toBe('2'.repeat(10));
+    await full.close();
+    const smaller = await FilesystemBlobStore.open({ path: dir, maxSizeBytes: 20, sizesFromFileNames: true });
+    opened.push(smaller);
+    await smaller.close();
+    expect(smaller.blobCount).toBe(2);
+    expect(smaller.sizeBytes).toBe(20);
+    const onDisk = await fs.readdir(path.join(dir, '_', 'sha256'), { recursive: true });
+    expect(onDisk.filter((name) => /-10$/.test(name))).toHaveLength(2);
+  });
+
   it('evicts down to a lowered capacity when reopened', async () => {
     const first = await open(100);
     for (const text of ['1'.repeat(10), '2'.repeat(10), '3'.repeat(10)]) await first.put(blob(text).digest, blob(text).data);
