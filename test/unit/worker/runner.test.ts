@@ -104,10 +104,11 @@ describe.each(['helper process', 'inline'] as const)('LocalRunner (spawning %s)'
     const clock = new FakeClock();
     const pidsFile = path.join(dir, 'pids');
     const running = new LocalRunner({ clock, killGraceMs: 1_000 }).run(
-      request(['sh', '-c', `sleep 100 & echo $! > ${pidsFile}.tmp; echo $$ >> ${pidsFile}.tmp; mv ${pidsFile}.tmp ${pidsFile}; echo partial; sleep 100`], {
+      request(['sh', '-c', `sleep 100 & echo $! > ${pidsFile}.tmp; echo $$ >> ${pidsFile}.tmp; echo partial; mv ${pidsFile}.tmp ${pidsFile}; sleep 100`], {
         timeoutMs: 5_000,
       }),
     );
+    // The pids file appears only after the partial output is written.
     await waitFor(() => existsSync(pidsFile), 'the command to record its pids');
     const pids = readFileSync(pidsFile, 'utf8').trim().split('\n').map(Number);
     started.push(...pids);
