@@ -151,6 +151,7 @@ class Worker {
       // Bounded: each task promise ends once its executor returns and its report is delivered or
       // given up on after closeGraceMs.
       while (this.taskPromises.size > 0) await Promise.all([...this.taskPromises]);
+      await this.executor.settled?.();
       this.client.close();
       this.logger.info('Worker stopped', { workerId: this.workerId });
     })();

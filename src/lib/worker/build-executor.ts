@@ -38,6 +38,8 @@ export interface BuildExecutor {
    * as the signal's reason (e.g. UNAVAILABLE when the worker shuts down).
    */
   execute(task: ExecutionTask, opts?: ExecuteOptions): Promise<reapi.IExecuteResponse>;
+  /** Resolves once the work an executor does after returning results (e.g. cleanup) is done. */
+  settled?(): Promise<void>;
 }
 
 /**

@@ -30,6 +30,11 @@ export interface LocalBuildExecutorOptions {
   fileCache: FileCache;
   clock?: Clock;
   logger?: Logger;
+  /**
+   * Action directories still being removed after their result was returned; a new task waits while
+   * this many are. @default 4
+   */
+  maxPendingCleanups?: number;
 }
 
 export class LocalBuildExecutor implements BuildExecutor {
@@ -40,8 +45,12 @@ export class LocalBuildExecutor implements BuildExecutor {
   private readonly logger: Logger;
   private readonly materializer: InputMaterializer;
   private readonly uploader: OutputUploader;
+  /** Removals of finished tasks' directories, by directory. */
+  private readonly cleanups = new Map<string, Promise<void>>();
+  private readonly maxPendingCleanups: number;
 
   constructor(opts: LocalBuildExecutorOptions) {
+    this.maxPendingCleanups = opts.maxPendingCleanups ?? 4;
     this.runner = opts.runner;
     this.actionsDirectory = path.join(opts.workDir, 'actions');
     this.workerName = opts.workerName;
@@ -56,8 +65,18 @@ export class LocalBuildExecutor implements BuildExecutor {
     return path.join(this.actionsDirectory, actionDirectoryName(taskId));
   }
 
+  /** Resolves once every finished task's directory is removed (for shutdown and tests). */
+  async settled(): Promise<void> {
+    while (this.cleanups.size > 0) await Promise.all([...this.cleanups.values()]);
+  }
+
   async execute(task: ExecutionTask, opts: ExecuteOptions = {}): Promise<reapi.IExecuteResponse> {
     const { signal } = opts;
+    const actionDirectory = this.actionDirectoryOf(task.taskId);
+    // An earlier attempt of the same task may still be removing this directory; and removals must
+    // not pile up faster than the disk does them.
+    await this.cleanups.get(actionDirectory);
+    while (this.cleanups.size >= this.maxPendingCleanups) await Promise.race(this.cleanups.values());
     const metadata: reapi.IExecutedActionMetadata = {
       worker: this.workerName,
       ...(task.queuedTimestamp ? { queuedTimestamp: task.queuedTimestamp } : {}),
@@ -65,7 +84,6 @@ export class LocalBuildExecutor implements BuildExecutor {
     };
     const result: reapi.IActionResult = { executionMetadata: metadata };
     const response: reapi.IExecuteResponse = { result };
-    const actionDirectory = this.actionDirectoryOf(task.taskId);
     const inputRoot = path.join(actionDirectory, 'root');
     const stdoutPath = path.join(actionDirectory, 'stdout');
     const stderrPath = path.join(actionDirectory, 'stderr');
@@ -121,14 +139,23 @@ export class LocalBuildExecutor implements BuildExecutor {
       if (signal?.aborted) attachError(response, abortStatus(signal));
       attachError(response, err);
     } finally {
-      try {
-        await removeActionDirectory(actionDirectory, inputRoot, [stdoutPath, stderrPath]);
-      } catch (err) {
-        this.logger.warn('Failed to remove action directory', { taskId: task.taskId, directory: actionDirectory, error: err });
-      }
+      // The result does not wait for the removal (tens of unlinks for a compile's inputs): it goes
+      // to the scheduler at once and the directory is removed meanwhile.
+      this.cleanUp(task.taskId, actionDirectory, inputRoot, [stdoutPath, stderrPath]);
       metadata.workerCompletedTimestamp = this.now();
     }
     return response;
+  }
+
+  private cleanUp(taskId: string, actionDirectory: string, inputRoot: string, files: readonly string[]): void {
+    const removal = removeActionDirectory(actionDirectory, inputRoot, files)
+      .catch((err: unknown) => {
+        this.logger.warn('Failed to remove action directory', { taskId, directory: actionDirectory, error: err });
+      })
+      .finally(() => {
+        if (this.cleanups.get(actionDirectory) === removal) this.cleanups.delete(actionDirectory);
+      });
+    this.cleanups.set(actionDirectory, removal);
   }
 
   private now(): protobuf.ITimestamp {

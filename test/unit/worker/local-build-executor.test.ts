@@ -32,8 +32,9 @@ describe('LocalBuildExecutor', () => {
       fileCache,
     });
   });
-  afterEach(() => {
+  afterEach(async () => {
     killProcesses(pids);
+    await executor.settled();
     rmSync(workDir, { recursive: true, force: true });
   });
 
@@ -96,6 +97,7 @@ describe('LocalBuildExecutor', () => {
     const response = await executor.execute(t);
 
     expect(response.status).toBeUndefined();
+    await executor.settled();
     expect(existsSync(executor.actionDirectoryOf(t.taskId))).toBe(false);
     expect(readdirSync(path.join(workDir, 'actions'))).toEqual([]);
   });
@@ -106,6 +108,7 @@ describe('LocalBuildExecutor', () => {
     const response = await executor.execute(t);
 
     expect(response.status).toBeUndefined();
+    await executor.settled();
     expect(readdirSync(path.join(workDir, 'actions'))).toEqual([]);
   });
 
@@ -122,7 +125,23 @@ describe('LocalBuildExecutor', () => {
     expect(response.status).toBeUndefined();
     // Only what this attempt created: its logs and an empty input root.
     expect(await blobText(store, response.result?.stdoutDigest)).toBe('root\nstderr\nstdout\n');
+    await executor.settled();
     expect(existsSync(stale)).toBe(false);
+  });
+
+  it('returns before the directory is removed, and runs the same task id again only once it is', async () => {
+    const t = await task({ arguments: sh('ls -A ..; ls -A; touch made-here') });
+
+    const first = await executor.execute(t);
+    // No settled() in between: the second attempt must still start in a fresh directory.
+    const second = await executor.execute(t);
+
+    for (const response of [first, second]) {
+      expect(response.status).toBeUndefined();
+      expect(await blobText(store, response.result?.stdoutDigest)).toBe('root\nstderr\nstdout\n');
+    }
+    await executor.settled();
+    expect(readdirSync(path.join(workDir, 'actions'))).toEqual([]);
   });
 
   it('fills ExecutedActionMetadata with ordered timestamps', async () => {
@@ -172,6 +191,7 @@ describe('LocalBuildExecutor', () => {
     expect(status.preconditionViolations()).toEqual([{ type: 'MISSING', subject: absent.toMissingSubject() }]);
     expect(response.result?.exitCode ?? 0).toBe(0);
     expect(response.result?.outputFiles).toBeUndefined();
+    await executor.settled();
     expect(existsSync(executor.actionDirectoryOf(t.taskId))).toBe(false);
   });
 
@@ -228,6 +248,7 @@ describe('LocalBuildExecutor', () => {
 
     expect(response.status?.code).toBe(Code.CANCELLED);
     await waitFor(() => !isProcessAlive(pid), 'the process to die');
+    await executor.settled();
     expect(existsSync(executor.actionDirectoryOf(t.taskId))).toBe(false);
   });
 
