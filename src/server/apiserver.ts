@@ -13,6 +13,7 @@ import { CompletenessCheckingActionCache } from '../lib/actioncache/completeness
 import type { BlobStore } from '../lib/blobstore/blob-store.js';
 import { FilesystemBlobStore } from '../lib/blobstore/filesystem-blob-store.js';
 import { MemoryBlobStore } from '../lib/blobstore/memory-blob-store.js';
+import { SmallBlobCachingBlobStore } from '../lib/blobstore/small-blob-caching-blob-store.js';
 import { VerifyingBlobStore } from '../lib/blobstore/verifying-blob-store.js';
 import { type Clock, systemClock } from '../lib/util/clock.js';
 import { type Logger, createLogger } from '../lib/util/logger.js';
@@ -30,6 +31,8 @@ import { type CapabilitiesConfig, type ResolvedCapabilitiesConfig, createCapabil
 import { createContentAddressableStorageService } from './services/content-addressable-storage-service.js';
 
 export const DEFAULT_APISERVER_LISTEN_ADDRESS = '0.0.0.0:12100';
+/** Memory for small blobs in front of the disk stores when none is configured (see ApiServerConfig). */
+export const DEFAULT_MEMORY_CACHE_SIZE_BYTES = 64 * 1024 * 1024;
 /** CAS capacity when none is configured: on disk, and in memory (`inMemory`). */
 export const DEFAULT_DISK_MAX_SIZE_BYTES = 10 * 1024 ** 3;
 export const DEFAULT_MEMORY_MAX_SIZE_BYTES = 1024 ** 3;
@@ -111,6 +114,12 @@ export interface ApiServerConfig {
   actionCacheMaxSizeBytes?: number;
   /** Keep everything in process memory (lost on restart); for tests and throwaway servers. */
   inMemory?: boolean;
+  /**
+   * Memory for recently written and read small blobs (up to 1 MiB each) in front of the disk stores:
+   * this much for the CAS and an eighth of it (at least 8 MiB) for the action cache; 0 turns it off.
+   * Ignored with `inMemory`. @default DEFAULT_MEMORY_CACHE_SIZE_BYTES
+   */
+  memoryCacheSizeBytes?: number;
   /** @default a logger writing to stderr */
   logger?: Logger;
   /** @default systemClock */
@@ -160,6 +169,11 @@ export async function startApiServer(config: ApiServerConfig = {}): Promise<ApiS
     closeStores.push(() => casStore.close(), () => acStore.close());
     casBackend = casStore;
     acBackend = acStore;
+    const memoryCacheSizeBytes = config.memoryCacheSizeBytes ?? DEFAULT_MEMORY_CACHE_SIZE_BYTES;
+    if (memoryCacheSizeBytes > 0) {
+      casBackend = new SmallBlobCachingBlobStore(casBackend, { maxSizeBytes: memoryCacheSizeBytes });
+      acBackend = new SmallBlobCachingBlobStore(acBackend, { maxSizeBytes: Math.max(8 * 1024 * 1024, Math.floor(memoryCacheSizeBytes / 8)) });
+    }
   }
   const contentAddressableStorage = new VerifyingBlobStore(casBackend);
   const actionCache = new CompletenessCheckingActionCache(new BlobStoreActionCache(acBackend), contentAddressableStorage);

@@ -15,6 +15,8 @@ export interface ServeAllConfig {
   /** Holds `cas/` and `ac/`. Ignored with `inMemory`. */
   storageDir: string;
   maxSizeBytes: number;
+  /** See ApiServerConfig.memoryCacheSizeBytes. */
+  memoryCacheSizeBytes?: number;
   inMemory: boolean;
   /** Worker scratch space: `actions/` and the input file cache `cache/`. */
   workDir: string;
@@ -38,6 +40,7 @@ export async function startAll(config: ServeAllConfig): Promise<ServeAll> {
     listenAddress: config.apiserverListenAddress,
     storageDir: config.storageDir,
     maxSizeBytes: config.maxSizeBytes,
+    ...(config.memoryCacheSizeBytes !== undefined ? { memoryCacheSizeBytes: config.memoryCacheSizeBytes } : {}),
     inMemory: config.inMemory,
     logger: logger.child('apiserver'),
   });

@@ -43,10 +43,12 @@ Each server prints "<service> listening on <host:port>" on stdout once it accept
     const { flags } = await this.parse(ServeAll);
     const logger = createLogger({ level: flags.log_level as LogLevel });
     let maxSizeBytes: number;
+    let memoryCacheSizeBytes: number;
     let platform: { name: string; value: string }[];
     let workerLeaseMs: number;
     try {
       maxSizeBytes = parseSizeBytes(flags.max_size);
+      memoryCacheSizeBytes = parseSizeBytes(flags.memory_cache, { allowZero: true });
       platform = resolvePlatform(flags.platform);
       workerLeaseMs = parseDurationMs(flags.worker_lease);
     } catch (err) {
@@ -58,6 +60,7 @@ Each server prints "<service> listening on <host:port>" on stdout once it accept
       schedulerListenAddress: flags.scheduler_listen,
       storageDir: flags.storage_dir ?? join(cacheDir, 'storage'),
       maxSizeBytes,
+      memoryCacheSizeBytes,
       inMemory: flags.in_memory,
       workDir: flags.work_dir ?? join(cacheDir, 'work'),
       slots: resolveSlots(flags.slots),

@@ -27,8 +27,10 @@ are evicted beyond --max_size. Prints "apiserver listening on <host:port>" on st
     const { flags } = await this.parse(ServeApiserver);
     const logger = createLogger({ level: flags.log_level as LogLevel, component: 'apiserver' });
     let maxSizeBytes: number;
+    let memoryCacheSizeBytes: number;
     try {
       maxSizeBytes = parseSizeBytes(flags.max_size);
+      memoryCacheSizeBytes = parseSizeBytes(flags.memory_cache, { allowZero: true });
     } catch (err) {
       throw usageError((err as Error).message, err);
     }
@@ -36,6 +38,7 @@ are evicted beyond --max_size. Prints "apiserver listening on <host:port>" on st
       listenAddress: flags.listen,
       storageDir: flags.storage_dir ?? join(defaultCacheDir(), 'storage'),
       maxSizeBytes,
+      memoryCacheSizeBytes,
       inMemory: flags.in_memory,
       logger,
     });

@@ -71,6 +71,17 @@ export class MemoryBlobStore implements BlobStore {
     this.evict();
   }
 
+  /** The blob if it is held (marking it recently used), without the NOT_FOUND error of `get`. */
+  getIfPresent(digest: Digest): Uint8Array | undefined {
+    return this.blobs.touch(digest);
+  }
+
+  /** Drops a blob if it is held. */
+  forget(digest: Digest): void {
+    const data = this.blobs.delete(digest);
+    if (data) this.storedSizeBytes -= data.length;
+  }
+
   async findMissing(digests: readonly Digest[], opts: CallOptions = {}): Promise<Digest[]> {
     throwIfAborted(opts.signal);
     // A blob a client was told is present is about to be referenced: keep it warm.

@@ -16,12 +16,14 @@ export function defaultCacheDir(): string {
 const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3, t: 1024 ** 4, tb: 1024 ** 4, tib: 1024 ** 4 };
 
 /** Parses sizes like `512M`, `10G`, `1.5GiB` or plain bytes. */
-export function parseSizeBytes(text: string): number {
+export function parseSizeBytes(text: string, opts: { allowZero?: boolean } = {}): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
   const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
   if (!m || unit === undefined) throw new Error(`Invalid size ${JSON.stringify(text)}: use bytes or a number with K, M, G or T (e.g. 10G)`);
   const bytes = Math.floor(Number(m[1]) * unit);
-  if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new Error(`Invalid size ${JSON.stringify(text)}: must be positive`);
+  if (!Number.isSafeInteger(bytes) || bytes < 0 || (bytes === 0 && !opts.allowZero)) {
+    throw new Error(`Invalid size ${JSON.stringify(text)}: must be positive`);
+  }
   return bytes;
 }
 
@@ -62,6 +64,13 @@ export const storageFlags = {
     summary: 'CAS capacity; least recently used blobs are evicted beyond it (e.g. 10G).',
     default: '10G',
     aliases: ['max-size'],
+  }),
+  memory_cache: Flags.string({
+    summary: 'Memory for recently used small blobs in front of the disk store (e.g. 256M; 0 turns it off).',
+    description:
+      'Blobs of up to 1 MiB that were recently written or read are served from memory, saving the file system round trips of a warm build; the action cache gets an eighth of it (at least 8 MiB) on top.',
+    default: '64M',
+    aliases: ['memory-cache'],
   }),
   in_memory: Flags.boolean({
     summary: 'Keep the CAS and action cache in memory only (lost on exit).',
