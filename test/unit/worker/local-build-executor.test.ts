@@ -223,6 +223,8 @@ describe('LocalBuildExecutor', () => {
     await waitFor(() => existsSync(path.join(root, 'sh.pid')) && readFileSync(path.join(root, 'sh.pid'), 'utf8').endsWith('\n'), 'the command to start');
     const started = ['bg.pid', 'sh.pid'].map((f) => Number(readFileSync(path.join(root, f), 'utf8')));
     pids.push(...started);
+    // The timeout is armed once the runner hears the process started, which may come a little later.
+    await waitFor(() => runnerClock.pendingSleeps === 1, 'the timeout to be armed');
     await runnerClock.advance(60_000);
     const response = await running;
 

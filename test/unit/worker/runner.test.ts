@@ -113,6 +113,9 @@ describe.each(['helper process', 'inline'] as const)('LocalRunner (spawning %s)'
     const pids = readFileSync(pidsFile, 'utf8').trim().split('\n').map(Number);
     started.push(...pids);
     expect(pids).toHaveLength(2);
+    // The timeout runs from the moment the runner learns the process started, which (through the
+    // spawner's IPC) may come after the command has already done its first steps.
+    await waitFor(() => clock.pendingSleeps === 1, 'the timeout to be armed');
     expect(pids.every(isProcessAlive)).toBe(true);
 
     // Nothing happens before the timeout...
@@ -136,6 +139,7 @@ describe.each(['helper process', 'inline'] as const)('LocalRunner (spawning %s)'
       request(['sh', '-c', `trap '' TERM; touch ${ready}; while :; do sleep 0.05; done`], { timeoutMs: 1_000 }),
     );
     await waitFor(() => existsSync(ready), 'the command to install its trap');
+    await waitFor(() => clock.pendingSleeps === 1, 'the timeout to be armed');
     await clock.advance(1_000);
     // The shell ignores SIGTERM; only the grace period's SIGKILL ends it.
     await clock.advance(2_000);
