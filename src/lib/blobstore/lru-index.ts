@@ -8,7 +8,7 @@
  *
  * Keys need not be strings: a `KeyScheme` maps each key to a bucket (a Map key) and compares keys
  * within a bucket. Stores key blobs by `Digest` through `digestKeyScheme`, whose buckets are small
- * integers taken from the hash: looking up a digest then needs no key string built and hashed per
+ * integers mixed from the digest with per-process random keys: looking up a digest then needs no key string built and hashed per
  * digest, which was most of the cost of answering FindMissingBlobs from the index.
  */
 import { type Digest, digestBucket, sameDigest } from '../digest/digest.js';
@@ -26,7 +26,7 @@ const stringKeyScheme: KeyScheme<string> = {
 };
 
 /**
- * Digests filed by `digestBucket` (the first 7 hex digits of the hash: a small integer, which V8
+ * Digests filed by `digestBucket` (a keyed mix computed once per Digest: a small integer, which V8
  * hashes without touching any string) and compared by value.
  */
 export const digestKeyScheme: KeyScheme<Digest> = { bucketOf: digestBucket, equals: sameDigest };

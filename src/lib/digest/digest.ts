@@ -3,6 +3,7 @@
  * Every proto digest entering bzutil becomes a `Digest` at the edge, so code further in never sees a
  * malformed one. The size is part of the identity. Also owns the ByteStream resource-name grammar.
  */
+import { randomBytes } from 'node:crypto';
 import { reapi } from '../proto/index.js';
 import { StatusError } from '../errors/status-error.js';
 import {
@@ -33,9 +34,35 @@ function isLowercaseHex(text: string): boolean {
   return true;
 }
 
-/** Values of the characters '0'-'9' and 'a'-'f' (a Digest's hash is validated lowercase hex). */
-const HEX_VALUE = new Uint8Array(128);
-for (let i = 0; i < 16; i++) HEX_VALUE['0123456789abcdef'.charCodeAt(i)] = i;
+/**
+ * Per-process random keys of `digestBucket`. Buckets must not be predictable: action cache keys are
+ * chosen freely by clients, and so are instance names and the digests FindMissingBlobs asks about,
+ * so a fixed function of the hash would let a client pile thousands of entries into one bucket.
+ */
+const BUCKET_KEYS = randomBytes(16);
+const BUCKET_KEY_HASH = BUCKET_KEYS.readUInt32LE(0);
+const BUCKET_KEY_SIZE = BUCKET_KEYS.readUInt32LE(4);
+const BUCKET_KEY_INSTANCE = BUCKET_KEYS.readUInt32LE(8);
+/** Mixes of the instance names seen lately (a request's digests share theirs). */
+const instanceMixes = new Map<string, number>();
+
+/** A keyed 32-bit mix of every character of `text`, starting from `seed`. */
+function keyedMix(text: string, seed: number): number {
+  let h = seed;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h;
+}
+
+function instanceMix(instanceName: string): number {
+  if (instanceName === '') return 0;
+  let mix = instanceMixes.get(instanceName);
+  if (mix === undefined) {
+    if (instanceMixes.size >= 1024) instanceMixes.clear();
+    mix = keyedMix(instanceName, BUCKET_KEY_INSTANCE);
+    instanceMixes.set(instanceName, mix);
+  }
+  return mix;
+}
 
 /** Compression schemes named in resource names; only identity is served today. */
 export type Compressor = 'identity' | 'zstd' | 'deflate' | 'brotli';
@@ -55,9 +82,14 @@ export class Digest {
     readonly hash: string,
     readonly sizeBytes: number,
   ) {
-    let bucket = 0;
-    for (let i = 0; i < 7; i++) bucket = (bucket << 4) | HEX_VALUE[hash.charCodeAt(i) & 0x7f]!;
-    this.#bucket = bucket;
+    let h = keyedMix(hash, BUCKET_KEY_HASH);
+    h ^= Math.imul((sizeBytes >>> 0) ^ BUCKET_KEY_SIZE, 0x9e3779b1) ^ Math.floor(sizeBytes / 0x1_0000_0000);
+    h ^= instanceMix(instanceName);
+    // Final avalanche, so that the low bits tables mask with depend on every input bit.
+    h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+    h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+    // 30 bits: V8 keeps such numbers unboxed (Smi), which Maps hash fastest.
+    this.#bucket = (h ^ (h >>> 16)) >>> 2;
   }
 
   /** The digest's hash-table bucket (see `digestBucket`). */
@@ -275,10 +307,11 @@ function bad(field: string, description: string): StatusError {
 }
 
 /**
- * The first 7 hex digits of the hash as a 28-bit integer: a bucket for hash tables of digests that
- * avoids building and hashing a key string per digest. Real hashes are uniformly distributed, so
- * buckets rarely hold more than one digest; digests differing only in size, function or instance
- * share one, and so may digests a client crafted (tables must bound the damage).
+ * A 30-bit bucket for hash tables of digests that avoids building and hashing a key string per
+ * digest: a keyed mix of the hash's characters, the size and the instance name (not the digest
+ * function: equal hashes of two functions are astronomically rare). The keys are random per
+ * process, so a client cannot choose digests (action cache keys, instance names, FindMissingBlobs
+ * queries) that share a bucket.
  */
 export function digestBucket(d: Digest): number {
   return d.bucket;
@@ -292,9 +325,8 @@ export function sameDigest(a: Digest, b: Digest): boolean {
 /**
  * A set of digests for deduplicating thousands of digests per request without building a key string
  * for each: an open-addressing table of indices (a typed array, no allocation per entry) probed by
- * `digestBucket`. Buckets come from the hash's first digits, which a client chooses
- * freely for digests it does not upload; should a probe grow long (crafted digests sharing their
- * first digits), the set switches to a Set of key strings, whose hashing V8 seeds per process.
+ * `digestBucket`. Buckets are keyed per process, so long probes should not happen; should one
+ * anyway, the set switches to a Set of key strings rather than slow down.
  */
 export class DigestSet {
   private slots = new Int32Array(64);

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { LruIndex, digestKeyScheme } from '../../../src/lib/blobstore/lru-index.js';
 import { Digest } from '../../../src/lib/digest/digest.js';
 
-/** Digests whose hashes share their first 7 hex digits, so that they land in one bucket. */
+/** Digests whose hashes share their first 57 hex digits. */
 const colliding = (tail: string, sizeBytes = 1, instanceName = '') => Digest.create(instanceName, 'sha256', 'abcdef0' + tail.padStart(57, '0'), sizeBytes);
 
 const keys = (index: LruIndex<number>) => [...index.oldestFirst()].map(([k]) => k);
@@ -51,12 +51,12 @@ describe('LruIndex', () => {
   });
 
   it('keys digests by value, telling apart digests that share a bucket', () => {
-    const index = new LruIndex<string, Digest>(digestKeyScheme);
+    // Every digest in one bucket, to exercise the chains.
+    const index = new LruIndex<string, Digest>({ bucketOf: () => 0, equals: digestKeyScheme.equals });
     const a = colliding('1');
     const b = colliding('2');
     const bBigger = colliding('2', 2);
     const bElsewhere = colliding('2', 1, 'other');
-    expect(digestKeyScheme.bucketOf(a)).toBe(digestKeyScheme.bucketOf(bElsewhere));
     for (const [d, v] of [[a, 'a'], [b, 'b'], [bBigger, 'b2'], [bElsewhere, 'b3']] as const) expect(index.set(d, v)).toBeUndefined();
     expect(index.size).toBe(4);
     // An equal but distinct Digest value finds the entry.
@@ -73,5 +73,17 @@ describe('LruIndex', () => {
     for (const [d] of index.oldestFirst()) index.delete(d);
     expect(index.size).toBe(0);
     expect(index.has(a)).toBe(false);
+  });
+
+  it('files equal digests in one bucket and spreads digests a client could craft alike', () => {
+    const bucket = (d: Digest) => digestKeyScheme.bucketOf(d);
+    expect(bucket(colliding('1', 5, 'x'))).toBe(bucket(colliding('1', 5, 'x')));
+    // Same first 57 hex digits; same hash with other sizes; same hash in other instances.
+    const families = [
+      Array.from({ length: 1000 }, (_, i) => colliding(i.toString(16))),
+      Array.from({ length: 1000 }, (_, i) => colliding('1', i + 1)),
+      Array.from({ length: 1000 }, (_, i) => colliding('1', 1, `instance-${i}`)),
+    ];
+    for (const family of families) expect(new Set(family.map(bucket)).size).toBeGreaterThan(990);
   });
 });
