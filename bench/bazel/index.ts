@@ -129,7 +129,15 @@ export async function runBazelBenchmarks(ctx: BazelBenchContext): Promise<BenchR
   const root = mkdtempSync(join(tmpdir(), 'bzutil-bench-bazel-'));
   const shape = ctx.quick ? QUICK_SHAPE : FULL_SHAPE;
   const startedAt = performance.now();
-  const workspace = generateWorkspace(join(root, 'ws'), fixtureDir, shape);
+  let workspace: GeneratedWorkspace;
+  try {
+    workspace = generateWorkspace(join(root, 'ws'), fixtureDir, shape);
+  } catch (err) {
+    rmSync(root, { recursive: true, force: true });
+    const reason = `the workspace could not be generated: ${(err as Error).message}`;
+    ctx.log(`Bazel bench: ${reason}`);
+    return ids.map((id) => invalidRow(id, reason));
+  }
   ctx.log(
     `Bazel bench: generated ${workspace.ccTargets} C/C++ targets (${workspace.ccLibraries} libraries, ${workspace.ccBinaries} binaries, ` +
       `${workspace.ccTests} tests) and ${workspace.genrules} genrules in ${workspace.dir}; ${repetitions} repetition(s), --jobs=${parallelism}, --slots=${parallelism}`,

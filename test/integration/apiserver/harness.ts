@@ -39,7 +39,14 @@ export interface Harness {
 
 export async function startHarness(config: Partial<ApiServerConfig> = {}): Promise<Harness> {
   const storageDir = await fs.mkdtemp(path.join(os.tmpdir(), 'bzutil-apiserver-'));
-  const server = await startApiServer({ listenAddress: '127.0.0.1:0', storageDir, logger: silentLogger, ...config });
+  let server: ApiServer;
+  try {
+    server = await startApiServer({ listenAddress: '127.0.0.1:0', storageDir, logger: silentLogger, ...config });
+  } catch (err) {
+    // Tests of start-up failures must not leave their storage behind.
+    await fs.rm(storageDir, { recursive: true, force: true });
+    throw err;
+  }
   const target = `127.0.0.1:${server.port}`;
   const creds = grpc.credentials.createInsecure();
   const clients = {
