@@ -53,6 +53,17 @@ function keyedMix(text: string, seed: number): number {
   return h;
 }
 
+function bucketOf(hash: string, sizeBytes: number, instanceName: string): number {
+  let h = keyedMix(hash, BUCKET_KEY_HASH);
+  h ^= Math.imul((sizeBytes >>> 0) ^ BUCKET_KEY_SIZE, 0x9e3779b1) ^ Math.floor(sizeBytes / 0x1_0000_0000);
+  h ^= instanceMix(instanceName);
+  // Final avalanche, so that the low bits tables mask with depend on every input bit.
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  // 30 bits: V8 keeps such numbers unboxed (Smi), which Maps hash fastest.
+  return (h ^ (h >>> 16)) >>> 2;
+}
+
 function instanceMix(instanceName: string): number {
   if (instanceName === '') return 0;
   let mix = instanceMixes.get(instanceName);
@@ -73,28 +84,21 @@ const RESERVED_SEGMENTS = new Set(['blobs', 'uploads', 'actions', 'actionResults
 
 export class Digest {
   #key: string | undefined;
-  /** See `digestBucket`; computed while the hash is fresh in the cache, since every index lookup needs it. */
-  readonly #bucket: number;
+  #bucket: number | undefined;
 
   private constructor(
     readonly instanceName: string,
     readonly digestFunction: DigestFunction,
     readonly hash: string,
     readonly sizeBytes: number,
-  ) {
-    let h = keyedMix(hash, BUCKET_KEY_HASH);
-    h ^= Math.imul((sizeBytes >>> 0) ^ BUCKET_KEY_SIZE, 0x9e3779b1) ^ Math.floor(sizeBytes / 0x1_0000_0000);
-    h ^= instanceMix(instanceName);
-    // Final avalanche, so that the low bits tables mask with depend on every input bit.
-    h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-    h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-    // 30 bits: V8 keeps such numbers unboxed (Smi), which Maps hash fastest.
-    this.#bucket = (h ^ (h >>> 16)) >>> 2;
-  }
+  ) {}
 
-  /** The digest's hash-table bucket (see `digestBucket`). */
+  /**
+   * The digest's hash-table bucket (see `digestBucket`), computed on first use: most digests (a
+   * client's Merkle tree, a parsed resource name) never go into a table.
+   */
   get bucket(): number {
-    return this.#bucket;
+    return (this.#bucket ??= bucketOf(this.hash, this.sizeBytes, this.instanceName));
   }
 
   /**
