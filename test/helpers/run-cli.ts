@@ -13,9 +13,10 @@ export interface CliRun {
 
 /**
  * Runs `bzutil <args>` and resolves with its exit code and output; never rejects on a non-zero exit.
- * The environment's BZUTIL_* endpoints are cleared so that only the flags given count.
+ * The environment's BZUTIL_* endpoints are cleared so that only the flags given count (unless `env`
+ * sets them, e.g. to run the seed's commands verbatim against servers on port 0).
  */
-export function runCli(args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<CliRun> {
+export function runCli(args: string[], opts: { cwd?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliRun> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
@@ -25,7 +26,7 @@ export function runCli(args: string[], opts: { cwd?: string; timeoutMs?: number 
         encoding: 'utf8',
         maxBuffer: 16 * 1024 * 1024,
         timeout: opts.timeoutMs ?? 60_000,
-        env: { ...process.env, BZUTIL_CAS_ADDR: '', BZUTIL_SCHEDULER_ADDR: '', BZUTIL_INSTANCE_NAME: '' },
+        env: { ...process.env, BZUTIL_CAS_ADDR: '', BZUTIL_SCHEDULER_ADDR: '', BZUTIL_INSTANCE_NAME: '', ...opts.env },
       },
       (err, stdout, stderr) => {
         const code = (err as { code?: unknown } | null)?.code;
