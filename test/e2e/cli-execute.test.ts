@@ -3,9 +3,9 @@
  * built binary) on ports 0: execute, get_operation, wait_execution, list_operations,
  * cancel_operation and get_outputs, with --json results parsed as each command's exported type.
  *
- * Exit codes asserted (src/lib/cli/base-command.ts): 0 for a failing action (it is a result), 1
- * with --fail_on_nonzero, 3 for refusals (missing inputs, unknown operation, not a scheduler), 4 for
- * an unreachable scheduler.
+ * Exit codes asserted (src/lib/cli/exit-codes.ts): 0 for a failing action (it is a result), 1
+ * with --fail_on_nonzero, 3 for a server refusal (not a scheduler), 4 for not found (missing inputs,
+ * unknown operation), 5 for an unreachable scheduler.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
