@@ -6,6 +6,7 @@ import { usageError } from '../lib/cli/base-command.js';
 import { type DownloadedOutputs, downloadActionOutputs, isEmptyOrAbsent } from '../lib/cli/download-outputs.js';
 import { ExecutionCommand, schedulerFlags } from '../lib/cli/execution-command.js';
 import { toStatusView } from '../lib/cli/operation-format.js';
+import { createProgress } from '../lib/cli/progress.js';
 import { StatusError } from '../lib/errors/status-error.js';
 import type { reapi } from '../lib/proto/index.js';
 import { prose } from '../lib/cli/help-text.js';
@@ -76,7 +77,13 @@ accident. Every path in the result is checked before anything is written.`);
       result = await actionCache.getActionResult(actionDigest!);
     }
 
-    const downloaded = await downloadActionOutputs(cas, result, flags.output, { replace: flags.force });
+    const progress = createProgress(`Downloading the outputs into ${flags.output}`, !this.jsonEnabled());
+    let downloaded: DownloadedOutputs;
+    try {
+      downloaded = await downloadActionOutputs(cas, result, flags.output, { replace: flags.force });
+    } finally {
+      progress.stop();
+    }
     for (const line of describeDownload(downloaded)) this.log(line);
     const out: GetOutputsResult = { ...downloaded, output: flags.output, exitCode: result.exitCode ?? 0 };
     if (flags.name) out.name = flags.name;

@@ -4,13 +4,37 @@
  * connect deadline names the address and the time spent, and is bounded), a digest function the
  * server does not offer, bare operation UUIDs on every operation command, and errors printed once.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { type Server, type Socket, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/run-cli.js';
-import { type ServeProcess, startServe } from '../helpers/serve-process.js';
+import { type ServeProcess, binPath, startServe } from '../helpers/serve-process.js';
+
+/** util-linux `script` gives the CLI a real pty whose size we set with stty. */
+const hasScript = (() => {
+  try {
+    execFileSync('script', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+if (!hasScript) console.warn('cli-ux.test.ts: `script` (util-linux) is absent: the pty progress tests are SKIPPED');
+
+/** Runs `bzutil <args>` on a pty of `columns` columns; resolves with everything it wrote, bounded in time. */
+function runOnPty(columns: number, args: string[]): Promise<{ exitCode: number; output: string }> {
+  const quoted = [process.execPath, binPath, ...args].map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(' ');
+  const env = { ...process.env, CI: undefined, TERM: 'xterm', NO_COLOR: undefined, FORCE_COLOR: undefined, BZUTIL_CAS_ADDR: '', BZUTIL_SCHEDULER_ADDR: '' };
+  return new Promise((resolve) => {
+    execFile('script', ['-qec', `stty cols ${columns} rows 24; exec ${quoted}`, '/dev/null'], { env, timeout: 30_000, maxBuffer: 1024 * 1024, encoding: 'utf8' }, (err, stdout) => {
+      const code = (err as { code?: unknown } | null)?.code;
+      resolve({ exitCode: err ? (typeof code === 'number' ? code : -1) : 0, output: stdout });
+    });
+  });
+}
 
 const CLIENT_COMMANDS = [
   'batch_download',
@@ -113,6 +137,25 @@ describe('deadlines', () => {
     const cas = await runCli(['find_missing_blobs', `--digests=${'0'.repeat(64)}/1`, `--cas=${address}`, '--rpc_timeout=1', '--json'], { timeoutMs: 30_000 });
     expect(cas.exitCode).toBe(5);
     expect(JSON.parse(cas.stdout)).toMatchObject({ status: 5, code: 'DEADLINE_EXCEEDED' });
+  });
+});
+
+describe('progress on a terminal', () => {
+  it.skipIf(!hasScript)('draws nothing on a 0-column pty (where ora used to loop forever) and blobs, bytes and rate on a sane one', async () => {
+    const dir = join(work, 'pty-dir');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'a.txt'), 'a'.repeat(3000));
+    const cas = `--cas=${serve.addresses.apiserver}`;
+
+    const narrow = await runOnPty(0, ['upload_dir', cas, dir]);
+    expect(narrow.exitCode).toBe(0);
+    expect(narrow.output).toMatch(/^[0-9a-f]{64}\/\d+\r?\n$/);
+
+    await writeFile(join(dir, 'b.txt'), 'b'.repeat(5000));
+    const wide = await runOnPty(80, ['upload_dir', cas, dir]);
+    expect(wide.exitCode).toBe(0);
+    expect(wide.output).toMatch(/Uploaded 2 blobs, [\d.]+ KiB \([\d.]+ [KMG]?i?B\/s\)/);
+    expect(wide.output).toMatch(/\n[0-9a-f]{64}\/\d+\r?\n/);
   });
 });
 
