@@ -37,7 +37,10 @@ export interface RemoteFlagValues {
   cas_addr?: string;
   instance_name: string;
   digest_function: DigestFunction;
-  /** `--rpc_timeout` in ms (Infinity: none). @default no deadline */
+  /**
+   * `--rpc_timeout` in ms (Infinity: none). Callers without it (the serve commands, whose servers
+   * start in any order) get no deadline and a refused connection retried with backoff.
+   */
   rpc_timeout?: number;
 }
 
@@ -54,7 +57,14 @@ export abstract class BzutilCommand<T> extends Command {
    */
   protected async connectCas(flags: RemoteFlagValues): Promise<CasClient> {
     const address = flags.cas ?? flags.cas_addr ?? '';
-    const opts = { what: 'the CAS', flag: '--cas', instanceName: flags.instance_name, digestFunction: flags.digest_function, rpcTimeoutMs: flags.rpc_timeout ?? Infinity };
+    const opts = {
+      what: 'the CAS',
+      flag: '--cas',
+      instanceName: flags.instance_name,
+      digestFunction: flags.digest_function,
+      rpcTimeoutMs: flags.rpc_timeout ?? Infinity,
+      retryRefused: flags.rpc_timeout === undefined,
+    };
     const { connection } = await this.connect(address, opts);
     return new CasClient(connection, { instanceName: flags.instance_name, digestFunction: flags.digest_function });
   }
