@@ -124,5 +124,34 @@ export function cleanMessage(message: string): string {
   if (parsing) text = `Invalid ${parsing[1]}: ${parsing[2]}`;
   const listed = /^The following errors? occurred:\n([\s\S]*)$/.exec(text);
   if (listed) text = listed[1]!.split('\n').map((l) => l.trim()).filter(Boolean).join('; ');
-  return text.replace(/\s+$/, '');
+  return dedupeSteps(text).replace(/\s+$/, '');
+}
+
+/** Digests, quoted names and operation names: what a step of an error message is about. */
+function subjectsOf(step: string): string[] {
+  return step.match(/[0-9a-f]{32,}\/\d+|"[^"]*"|operations\/[\w-]+/g) ?? [];
+}
+
+/**
+ * Error messages grow a prefix at each layer ("Failed to X: Failed to Y: <server text>"). When the
+ * client and the server both say "Failed to ..." about the same subject, the inner step repeats the
+ * outer one and is dropped; "Blob <d> not found" about a digest already named becomes "not found".
+ */
+export function dedupeSteps(message: string): string {
+  const out: string[] = [];
+  for (const step of message.split(': ')) {
+    const prev = out[out.length - 1];
+    if (prev !== undefined) {
+      const subjects = subjectsOf(step);
+      const prevSubjects = subjectsOf(prev);
+      if (/^Failed to /.test(step) && /^Failed to /.test(prev) && subjects.length > 0 && subjects.every((x) => prevSubjects.includes(x))) continue;
+      const blob = /^Blob (\S+) not found$/.exec(step);
+      if (blob && out.some((s) => s.includes(blob[1]!))) {
+        out.push('not found');
+        continue;
+      }
+    }
+    out.push(step);
+  }
+  return out.join(': ');
 }

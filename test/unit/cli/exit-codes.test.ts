@@ -37,4 +37,14 @@ describe('cleanMessage', () => {
     expect(cleanMessage('Nonexistent flag: --bogus\nSee more help with --help')).toBe('Nonexistent flag: --bogus');
     expect(cleanMessage('Failed to reach the CAS at x:1: refused\n')).toBe('Failed to reach the CAS at x:1: refused');
   });
+
+  it('says each step of a layered error once', () => {
+    const d = `${'0'.repeat(64)}/10`;
+    expect(cleanMessage(`Failed to get the action result of ${d}: Failed to get action result for action ${d}: Blob ${d} not found`)).toBe(
+      `Failed to get the action result of ${d}: not found`,
+    );
+    expect(cleanMessage(`Failed to read blob ${d}: Blob ${d} not found`)).toBe(`Failed to read blob ${d}: not found`);
+    // Different subjects are different steps.
+    expect(cleanMessage(`Failed to execute action ${d}: Failed to fetch input "a.txt": gone`)).toBe(`Failed to execute action ${d}: Failed to fetch input "a.txt": gone`);
+  });
 });
