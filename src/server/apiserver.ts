@@ -11,7 +11,7 @@ import { DEFAULT_APISERVER_LISTEN_ADDRESS, type LocalStorageOptions, localStorag
 import { type Clock, systemClock } from '../lib/util/clock.js';
 import { type Logger, createLogger } from '../lib/util/logger.js';
 import { bindGrpcServer, createGrpcServer, shutdownGrpcServer } from './grpc/server.js';
-import type { CapabilitiesConfig } from './services/capabilities-service.js';
+import type { CapabilitiesConfig } from './services/capabilities-config.js';
 import { registerStorageServices } from './storage-services.js';
 
 export { DEFAULT_APISERVER_LISTEN_ADDRESS, DEFAULT_DISK_MAX_SIZE_BYTES, DEFAULT_MEMORY_CACHE_SIZE_BYTES, DEFAULT_MEMORY_MAX_SIZE_BYTES } from '../lib/config/defaults.js';

@@ -19,7 +19,8 @@ import { bindGrpcServer, createGrpcServer, shutdownGrpcServer } from './grpc/ser
 import { createExecutionService } from './services/execution-service.js';
 import { createOperationsService } from './services/operations-service.js';
 import { createWorkerQueueService } from './services/worker-queue-service.js';
-import { type CapabilitiesConfig, createCapabilitiesService, resolveCapabilitiesConfig } from './services/capabilities-service.js';
+import { type CapabilitiesConfig, resolveCapabilitiesConfig } from './services/capabilities-config.js';
+import { createCapabilitiesService } from './services/capabilities-service.js';
 import { registerStorageServices, type StorageServices } from './storage-services.js';
 
 export { DEFAULT_SCHEDULER_LISTEN_ADDRESS } from '../lib/config/defaults.js';

@@ -14,7 +14,8 @@ import type { Logger } from '../lib/util/logger.js';
 import { createHandlerFactory } from './grpc/handlers.js';
 import { createActionCacheService } from './services/action-cache-service.js';
 import { createByteStreamService } from './services/byte-stream-service.js';
-import { type CapabilitiesConfig, type ResolvedCapabilitiesConfig, createCapabilitiesService, resolveCapabilitiesConfig } from './services/capabilities-service.js';
+import { type CapabilitiesConfig, type ResolvedCapabilitiesConfig, resolveCapabilitiesConfig } from './services/capabilities-config.js';
+import { createCapabilitiesService } from './services/capabilities-service.js';
 import { createContentAddressableStorageService } from './services/content-addressable-storage-service.js';
 
 export interface StorageServicesDeps {
