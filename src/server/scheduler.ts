@@ -60,6 +60,8 @@ export interface Scheduler {
   /** `host:port` as bound, for clients and workers. */
   address: string;
   buildQueue: InMemoryBuildQueue;
+  /** The CAS behind the queue and this port's storage services (see StorageServicesDeps.uploadsVerified). */
+  contentAddressableStorage: BlobStore;
   /** Ends held calls (workers get empty answers, followers UNAVAILABLE) and stops the server. */
   close(): Promise<void>;
 }
@@ -122,6 +124,7 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
     port,
     address,
     buildQueue,
+    contentAddressableStorage: stores.contentAddressableStorage,
     close: () => {
       closing ??= (async () => {
         // First release the calls the queue holds, so the server can drain instead of waiting.
