@@ -3,8 +3,8 @@
  * errors into `path: message` issues naming the key (`storage.cas.disk.max_size_bytes: expected a size
  * like "10GiB"`). Sizes and durations are checked by two keywords of ours (`x-size`, `x-duration`)
  * that parse them with lib/util/units and rewrite them in canonical form ("10GiB", "30s"), so that
- * two trees meaning the same thing print the same. `x-expected` is an annotation: the wording of the
- * error for its node.
+ * two trees meaning the same thing print the same. `x-expected` and `x-planned` are annotations: the
+ * wording of the error for a node, and the keys reserved for features not built yet.
  */
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject, type FuncKeywordDefinition, type ValidateFunction } from 'ajv';
@@ -21,6 +21,8 @@ function validator(): ValidateFunction {
   const schema = JSON.parse(readFileSync(CONFIG_SCHEMA_URL, 'utf8')) as Record<string, unknown>;
   const ajv = new Ajv({ allErrors: true, verbose: true, strict: true, allowUnionTypes: true });
   ajv.addKeyword({ keyword: 'x-expected', schemaType: 'string' });
+  // Keys reserved for features not built yet: refused like unknown keys, but said so.
+  ajv.addKeyword({ keyword: 'x-planned', schemaType: 'array' });
   ajv.addKeyword(normalizingKeyword('x-size', (value, allowZero) => formatSizeBytes(parseSizeBytes(value as string | number, { allowZero }))));
   ajv.addKeyword(normalizingKeyword('x-duration', (value, allowZero) => {
     if (typeof value !== 'string') throw new TypeError('not a string');
@@ -76,7 +78,9 @@ function toIssue(error: ErrorObject): ConfigIssue | undefined {
   switch (error.keyword) {
     case 'additionalProperties': {
       const key = String((error.params as { additionalProperty: string }).additionalProperty);
-      const allowed = Object.keys((error.parentSchema as { properties?: object }).properties ?? {});
+      const parent = error.parentSchema as { properties?: object; 'x-planned'?: string[] };
+      if (parent['x-planned']?.includes(key)) return { path: at(key), message: 'is planned but not supported yet' };
+      const allowed = Object.keys(parent.properties ?? {});
       return { path: at(key), message: `unknown key${allowed.length ? ` (expected one of ${allowed.join(', ')})` : ''}` };
     }
     case 'required':
