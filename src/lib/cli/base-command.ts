@@ -32,16 +32,12 @@ export interface ErrorJson {
 }
 
 export interface RemoteFlagValues {
-  /** The CAS address (`--cas`); `cas_addr` is accepted from callers that still use the seed's name. */
-  cas?: string;
-  cas_addr?: string;
+  /** The CAS address (`--cas`, alias `--cas_addr`). */
+  cas: string;
   instance_name: string;
   digest_function: DigestFunction;
-  /**
-   * `--rpc_timeout` in ms (Infinity: none). Callers without it (the serve commands, whose servers
-   * start in any order) get no deadline and a refused connection retried with backoff.
-   */
-  rpc_timeout?: number;
+  /** `--rpc_timeout` in ms (Infinity: none). */
+  rpc_timeout: number;
 }
 
 export abstract class BzutilCommand<T> extends Command {
@@ -56,16 +52,14 @@ export abstract class BzutilCommand<T> extends Command {
    * unreachable server is reported as such (exit 5) instead of hanging or looking like success.
    */
   protected async connectCas(flags: RemoteFlagValues): Promise<CasClient> {
-    const address = flags.cas ?? flags.cas_addr ?? '';
     const opts = {
       what: 'the CAS',
       flag: '--cas',
       instanceName: flags.instance_name,
       digestFunction: flags.digest_function,
-      rpcTimeoutMs: flags.rpc_timeout ?? Infinity,
-      retryRefused: flags.rpc_timeout === undefined,
+      rpcTimeoutMs: flags.rpc_timeout,
     };
-    const { connection } = await this.connect(address, opts);
+    const { connection } = await this.connect(flags.cas, opts);
     return new CasClient(connection, { instanceName: flags.instance_name, digestFunction: flags.digest_function });
   }
 

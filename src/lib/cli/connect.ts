@@ -12,7 +12,6 @@ import { digestFunctionFromProto } from '../digest/digest-function.js';
 import { Code, StatusError, hasCode, toStatusError } from '../errors/status-error.js';
 import type { reapi } from '../proto/index.js';
 import { capabilitiesService } from '../proto/services.js';
-import { resolveRetryOptions, withRetry } from '../client/retry.js';
 import { DEFAULT_CAS_ADDRESS, DEFAULT_SCHEDULER_ADDRESS } from './flags.js';
 import { usageError } from './exit-codes.js';
 
@@ -28,12 +27,6 @@ export interface ConnectOptions {
   digestFunction: DigestFunction;
   /** `--rpc_timeout` in ms; Infinity for none. */
   rpcTimeoutMs: number;
-  /**
-   * Retry a refused connection (UNAVAILABLE) with the default backoff (about 3 s over 5 attempts),
-   * for servers that start in any order (`serve scheduler`, `serve worker`). A server that accepts
-   * and does not answer is never retried: that is what made a hung server take 51 s.
-   */
-  retryRefused?: boolean;
 }
 
 /** A checked connection and what the server advertised (undefined when it has no Capabilities service). */
@@ -58,8 +51,8 @@ export async function connectChecked(address: string, opts: ConnectOptions, onOp
   const started = performance.now();
   let capabilities: reapi.IServerCapabilities;
   try {
-    const probe = () => connection.unary(capabilitiesService.getCapabilities, { instanceName: opts.instanceName }, { deadlineMs });
-    capabilities = opts.retryRefused ? await withRetry(resolveRetryOptions({ retryableCodes: [Code.UNAVAILABLE] }), probe) : await probe();
+    // One attempt: retrying a server that accepts and never answers is what used to take 51 s.
+    capabilities = await connection.unary(capabilitiesService.getCapabilities, { instanceName: opts.instanceName }, { deadlineMs });
   } catch (err) {
     // A server without the Capabilities service is still a server.
     if (hasCode(err, Code.UNIMPLEMENTED)) return { connection };

@@ -6,7 +6,7 @@
  * so that scripts set the endpoints once.
  */
 import { Flags } from '@oclif/core';
-import { parseDurationMs } from './serve-flags.js';
+import { parseDurationMs } from '../util/units.js';
 import { DIGEST_FUNCTIONS, type DigestFunction } from '../digest/digest-function.js';
 
 export const DEFAULT_CAS_ADDRESS = 'localhost:12100';
@@ -64,8 +64,8 @@ export const rpcTimeoutFlag = Flags.custom<number>({
 
 /** Milliseconds of an `--rpc_timeout` value; Infinity for 0 (no deadline). Throws on bad input. */
 export function parseRpcTimeout(text: string): number {
-  if (/^\s*0+(\.0+)?\s*(ms|s|m|h)?\s*$/.test(text)) return Infinity;
-  return parseDurationMs(text);
+  const ms = parseDurationMs(text, { allowZero: true });
+  return ms === 0 ? Infinity : ms;
 }
 
 /** The flags every command talking to the CAS takes. */

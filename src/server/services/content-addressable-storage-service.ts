@@ -16,7 +16,8 @@ import { mapConcurrent } from '../../lib/util/concurrency.js';
 import type { Logger } from '../../lib/util/logger.js';
 import type { CallContext, HandlerFactory } from '../grpc/handlers.js';
 import { MAX_SEND_MESSAGE_BYTES } from '../grpc/server.js';
-import { type ResolvedCapabilitiesConfig, assertDigestFunctionServed, digestFromRequest } from './capabilities-service.js';
+import type { ResolvedCapabilitiesConfig } from './capabilities-config.js';
+import { assertDigestFunctionServed, digestFromRequest } from './request-fields.js';
 
 /** Directories per GetTree response when the client leaves page_size unset. */
 export const DEFAULT_GET_TREE_PAGE_SIZE = 1000;

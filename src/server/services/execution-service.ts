@@ -7,12 +7,11 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { DigestFunction } from '../../lib/digest/digest-function.js';
-import { StatusError } from '../../lib/errors/status-error.js';
 import type { longrunning, reapi } from '../../lib/proto/index.js';
 import type { BuildQueue } from '../../lib/scheduler/build-queue.js';
 import { toLongrunningOperation } from '../../lib/scheduler/operation-snapshot.js';
 import type { HandlerFactory } from '../grpc/handlers.js';
-import { digestFromRequest } from './capabilities-service.js';
+import { digestFromRequest, requireName } from './request-fields.js';
 
 export interface ExecutionServiceDeps {
   buildQueue: BuildQueue;
@@ -45,13 +44,3 @@ export function createExecutionService(handlers: HandlerFactory, deps: Execution
   };
 }
 
-const BARE_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/**
- * The operation name to look up; INVALID_ARGUMENT when empty. A bare UUID (the seed's
- * `--name=b53b5e99-...`) names the default instance's `operations/<uuid>`.
- */
-export function requireName(name: string | null | undefined, field = 'name'): string {
-  if (!name) throw StatusError.invalidArgument('Failed to find operation: the operation name is empty', [{ field, description: 'Must name an operation' }]);
-  return BARE_UUID.test(name) ? `operations/${name.toLowerCase()}` : name;
-}

@@ -4,7 +4,7 @@ import { prose } from '../../../src/lib/cli/help-text.js';
 import { TransferMeter } from '../../../src/lib/cli/progress.js';
 import { canShowProgress, colorLevelFromEnv } from '../../../src/lib/cli/terminal.js';
 import { normalizeOperationName } from '../../../src/lib/client/execution-client.js';
-import { requireName } from '../../../src/server/services/execution-service.js';
+import { requireName } from '../../../src/server/services/request-fields.js';
 
 describe('canShowProgress', () => {
   it('draws only on a TTY of sane width, never at 0 columns, in a dumb terminal or in CI', () => {
