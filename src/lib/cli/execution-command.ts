@@ -163,7 +163,7 @@ export class ActionFailedError extends StatusError {
 
 /**
  * Missing inputs reported in a done operation (the worker found a blob gone after the scheduler's
- * check): the same refusal, with the same exit code 3, as when Execute itself reports them.
+ * check): the same refusal, with the same exit code 4 (not found), as when Execute itself reports them.
  */
 export function missingInputsError(view: OperationView): StatusError {
   const status = view.response!.status;
