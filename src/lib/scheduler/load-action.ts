@@ -12,7 +12,7 @@ import { Code, hasCode, StatusError, wrapStatus } from '../errors/status-error.j
 import { reapi } from '../proto/index.js';
 import { mapConcurrent } from '../util/concurrency.js';
 import { PlatformProperties } from './platform-properties.js';
-import { durationToMs } from './proto-time.js';
+import { durationToMs } from '../proto/proto-time.js';
 
 export interface LoadActionOptions extends CallOptions {
   /** Timeout applied when the Action sets none. */
