@@ -37,6 +37,12 @@ export interface InMemoryBuildQueueOptions {
   keepAliveMs?: number;
   /** Period of the sweeper (leases, platform timeouts, expiry). @default 1 s */
   sweepIntervalMs?: number;
+  /**
+   * Input trees whose Directory messages total at most this travel to the worker with the task, so
+   * the worker does not fetch them again; they are held in memory while the action is queued.
+   * @default 256 KiB
+   */
+  maxHandOverBytes?: number;
   /** Generates operation and task ids. @default crypto.randomUUID */
   newId?: () => string;
 }
@@ -53,6 +59,7 @@ export interface BuildQueueLimits {
   longPollMs: number;
   keepAliveMs: number;
   sweepIntervalMs: number;
+  maxHandOverBytes: number;
 }
 
 /** Applies defaults; INVALID_ARGUMENT for a non-positive value or a default timeout above the maximum. */
@@ -68,6 +75,7 @@ export function resolveLimits(opts: InMemoryBuildQueueOptions): BuildQueueLimits
     longPollMs: positive('longPollMs', opts.longPollMs, 10_000),
     keepAliveMs: positive('keepAliveMs', opts.keepAliveMs, 30_000),
     sweepIntervalMs: positive('sweepIntervalMs', opts.sweepIntervalMs, 1_000),
+    maxHandOverBytes: positive('maxHandOverBytes', opts.maxHandOverBytes, 256 * 1024),
   };
   if (limits.defaultTimeoutMs > limits.maxTimeoutMs) {
     throw StatusError.invalidArgument(

@@ -275,6 +275,7 @@ export class InMemoryBuildQueue implements BuildQueue {
       defaultTimeoutMs: this.limits.defaultTimeoutMs,
       maxTimeoutMs: this.limits.maxTimeoutMs,
       maxMessageBytes: MAX_ACTION_MESSAGE_BYTES,
+      maxHandOverBytes: this.limits.maxHandOverBytes,
       signal,
     });
     if (signal?.aborted) throw abortReason(signal);

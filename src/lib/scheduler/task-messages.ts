@@ -25,6 +25,7 @@ export function toTaskProto(execution: Execution, taskId: string): { task: worke
     command: loaded.command,
     timeout: msToDuration(loaded.timeoutMs),
     queuedTimestamp: msToTimestamp(execution.queuedAtMs),
+    ...(loaded.inputDirectories ? { inputDirectories: loaded.inputDirectories } : {}),
   };
   return { task, sizeBytes: workerapi.Task.encode(task).finish().length };
 }

@@ -97,7 +97,7 @@ export class LocalBuildExecutor implements BuildExecutor {
         const input = task.action.inputRootDigest;
         if (!input) throw StatusError.invalidArgument('Action has no input_root_digest', [{ field: 'action.input_root_digest', description: 'Required' }]);
         const inputRootDigest = Digest.create(instanceName, digestFunction, input.hash ?? '', Number(input.sizeBytes ?? 0), 'action.input_root_digest');
-        await this.materializer.materialize(inputRootDigest, inputRoot, { signal });
+        await this.materializer.materialize(inputRootDigest, inputRoot, { signal, resolved: task.inputDirectories });
         await createOutputParents(inputRoot, task.command);
       } catch (err) {
         throw wrapStatus(err, 'Failed to prepare input root');
