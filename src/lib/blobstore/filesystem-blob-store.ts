@@ -28,7 +28,7 @@ import { Code, StatusError, isAbortError } from '../errors/status-error.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { absentDigests } from './absent-digests.js';
 import { abortable, throwIfAborted, toChunks } from '../util/abort.js';
-import { type BlobStore, type CallOptions, type GetOptions, isEmptyBlob, MAX_READ_CHUNK_BYTES, type ReadOptions } from './blob-store.js';
+import { type BlobStore, type CallOptions, type GetOptions, MAX_READ_CHUNK_BYTES, type ReadOptions } from './blob-store.js';
 import { LruIndex, digestKeyScheme } from './lru-index.js';
 import { resolveReadRange } from './read-range.js';
 
@@ -123,7 +123,7 @@ export class FilesystemBlobStore implements BlobStore {
     throwIfAborted(opts.signal);
     const sizeBytes = this.touch(digest);
     if (sizeBytes === undefined) {
-      if (isEmptyBlob(digest)) return new Uint8Array(0);
+      if (digest.isEmpty) return new Uint8Array(0);
       throw notFound(digest);
     }
     if (opts.maxBytes !== undefined && sizeBytes > opts.maxBytes) {
@@ -141,7 +141,7 @@ export class FilesystemBlobStore implements BlobStore {
     throwIfAborted(opts.signal);
     const sizeBytes = this.touch(digest);
     if (sizeBytes === undefined) {
-      if (isEmptyBlob(digest)) {
+      if (digest.isEmpty) {
         resolveReadRange(digest, 0, opts);
         return;
       }
@@ -183,7 +183,7 @@ export class FilesystemBlobStore implements BlobStore {
 
   async put(digest: Digest, data: Uint8Array | AsyncIterable<Uint8Array>, opts: CallOptions = {}): Promise<void> {
     throwIfAborted(opts.signal);
-    if (isEmptyBlob(digest)) {
+    if (digest.isEmpty) {
       // Always present and never stored; still consume the source so that its errors surface.
       for await (const _ of abortable(toChunks(data), opts.signal));
       return;

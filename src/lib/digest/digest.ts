@@ -163,8 +163,13 @@ export class Digest {
     return Digest.ofBytes(new Uint8Array(0), opts);
   }
 
+  /**
+   * True for the empty blob of this digest's function (size 0 and the hash of no bytes). Every store
+   * reports it present and serves it without storing anything, as REAPI requires of servers: clients
+   * may reference it without ever uploading it. A size-0 digest with another hash is not empty.
+   */
   get isEmpty(): boolean {
-    return this.sizeBytes === 0;
+    return this.sizeBytes === 0 && this.hash === emptyHashOf(this.digestFunction);
   }
 
   toProto(): reapi.IDigest {
@@ -377,3 +382,14 @@ export class DigestSet {
 
 /** Longest probe DigestSet tolerates before it falls back to key strings. */
 const MAX_PROBES = 32;
+
+const EMPTY_HASHES = new Map<DigestFunction, string>();
+/** The hash of no bytes under `fn`, computed once per function. */
+function emptyHashOf(fn: DigestFunction): string {
+  let hash = EMPTY_HASHES.get(fn);
+  if (hash === undefined) {
+    hash = hashBytes(fn, new Uint8Array(0));
+    EMPTY_HASHES.set(fn, hash);
+  }
+  return hash;
+}

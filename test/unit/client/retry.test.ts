@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffMs, resolveRetryOptions, withRetry } from '../../../src/lib/client/retry.js';
+import { backoffMs, pauseBeforeRetry, resolveRetryOptions, withRetry } from '../../../src/lib/client/retry.js';
 import { Code, StatusError } from '../../../src/lib/errors/status-error.js';
 import { FakeClock } from '../../../src/lib/util/clock.js';
 import { createLimiter, mapConcurrent } from '../../../src/lib/util/concurrency.js';
@@ -45,6 +45,33 @@ describe('withRetry', () => {
 
   it('rejects nonsensical options early', () => {
     expect(() => resolveRetryOptions({ maxAttempts: 0 })).toThrow(TypeError);
+  });
+});
+
+describe('pauseBeforeRetry', () => {
+  it('says no (without waiting) for a non-retryable error, the last attempt, or an aborted call', async () => {
+    const opts = resolveRetryOptions({ clock: new FakeClock(), maxAttempts: 3 });
+    expect(await pauseBeforeRetry(opts, 1, StatusError.invalidArgument('bad'))).toBe(false);
+    expect(await pauseBeforeRetry(opts, 3, StatusError.unavailable('down'))).toBe(false);
+    const aborted = new AbortController();
+    aborted.abort();
+    expect(await pauseBeforeRetry(opts, 1, StatusError.unavailable('down'), aborted.signal)).toBe(false);
+  });
+
+  it('waits the backoff before saying yes, and turns an abort during the wait into CANCELLED', async () => {
+    const clock = new FakeClock();
+    const opts = resolveRetryOptions({ clock, random: () => 0.5, initialBackoffMs: 100 });
+    let answered: boolean | undefined;
+    void pauseBeforeRetry(opts, 1, StatusError.unavailable('down')).then((v) => (answered = v));
+    await clock.advance(49);
+    expect(answered).toBeUndefined();
+    await clock.advance(1);
+    expect(answered).toBe(true);
+
+    const stop = new AbortController();
+    const waiting = pauseBeforeRetry(opts, 1, StatusError.unavailable('down'), stop.signal);
+    stop.abort();
+    await expect(waiting).rejects.toMatchObject({ code: Code.CANCELLED });
   });
 });
 
