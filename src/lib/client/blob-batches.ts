@@ -7,10 +7,10 @@
 import type { Digest } from '../digest/digest.js';
 import type { reapi } from '../proto/index.js';
 
+export { FIND_MISSING_BATCH_DIGESTS } from '../proto/message-limits.js';
+
 /** Conservative encoded size of one batch entry without its data (digest, tags, lengths). */
 export const BATCH_ENTRY_OVERHEAD_BYTES = 200;
-/** Digests per FindMissingBlobs request (~80 bytes each, far under the message limit). */
-export const FIND_MISSING_BATCH_DIGESTS = 10_000;
 
 /** True when a blob of this size goes in a batch request rather than through ByteStream. */
 export function fitsInBatch(digest: Digest, byteStreamThresholdBytes: number, limitBytes: number): boolean {

@@ -13,14 +13,13 @@
  * reads and writes the files. Every error is a StatusError whose message names the step and the blob.
  */
 import { Digest, DigestSet } from '../digest/digest.js';
-import { type DigestFunction, digestFunctionToProto } from '../digest/digest-function.js';
+import { digestFunctionToProto } from '../digest/digest-function.js';
 import { Code, StatusError, hasCode, toStatusError, wrapStatus } from '../errors/status-error.js';
 import type { reapi } from '../proto/index.js';
 import { capabilitiesService, contentAddressableStorageService } from '../proto/services.js';
 import { mapConcurrent } from '../util/concurrency.js';
 import {
   BATCH_ENTRY_OVERHEAD_BYTES,
-  FIND_MISSING_BATCH_DIGESTS,
   chunk,
   dedupe,
   fitsInBatch,
@@ -29,29 +28,27 @@ import {
   planBatches,
 } from './blob-batches.js';
 import { ByteStreamClient, type WriteSource } from './byte-stream-client.js';
-import { MAX_MESSAGE_BYTES, MESSAGE_HEADROOM_BYTES, type RemoteCallOptions, type RemoteConnection, instanceRequestFields } from './connection.js';
+import { FIND_MISSING_BATCH_DIGESTS, MAX_BATCH_TOTAL_SIZE_BYTES } from '../proto/message-limits.js';
+import { type RemoteCallOptions, type RemoteConnection, instanceRequestFields } from './connection.js';
 import { readFileOfSize, writeFileAtomic, writeStreamVerified } from './local-files.js';
-import { type ResolvedRetryOptions, type RetryOptions, pauseBeforeRetry, resolveRetryOptions, withRetry } from './retry.js';
+import { pauseBeforeRetry, withRetry } from './retry.js';
+import { ServiceClient, type ServiceClientOptions } from './service-client.js';
 
-export { FIND_MISSING_BATCH_DIGESTS, packBatches } from './blob-batches.js';
+export { packBatches } from './blob-batches.js';
+export { FIND_MISSING_BATCH_DIGESTS } from '../proto/message-limits.js';
 
-/** Batch limit used when the server advertises none: one message, minus room for framing. */
-export const DEFAULT_MAX_BATCH_TOTAL_SIZE_BYTES = MAX_MESSAGE_BYTES - MESSAGE_HEADROOM_BYTES;
+/** Batch limit used when the server advertises none (and the cap on what it advertises). */
+export const DEFAULT_MAX_BATCH_TOTAL_SIZE_BYTES = MAX_BATCH_TOTAL_SIZE_BYTES;
 /** Blobs above this size go through ByteStream even when a batch could hold them. */
 export const DEFAULT_BYTESTREAM_THRESHOLD_BYTES = 1024 * 1024;
 /** Payload bytes per ByteStream message. */
 export const DEFAULT_CHUNK_SIZE_BYTES = 1024 * 1024;
 
-export interface CasClientOptions {
-  /** @default '' */
-  instanceName?: string;
-  /** @default 'sha256' */
-  digestFunction?: DigestFunction;
+export interface CasClientOptions extends ServiceClientOptions {
   /** Overrides the limit from GetCapabilities; never above the 4 MiB message limit. */
   maxBatchTotalSizeBytes?: number;
   /** Requests in flight at once. @default 16 */
   concurrency?: number;
-  retry?: RetryOptions;
   /** @default 1 MiB */
   byteStreamThresholdBytes?: number;
   /** @default 1 MiB */
@@ -86,23 +83,18 @@ export interface DownloadFileItem {
  * instances go in separate requests); the client's own `instanceName` and `digestFunction` are
  * what `digestOf`/`parseDigest` create and what Capabilities is asked for.
  */
-export class CasClient {
-  readonly instanceName: string;
-  readonly digestFunction: DigestFunction;
+export class CasClient extends ServiceClient {
   private readonly concurrency: number;
-  private readonly retry: ResolvedRetryOptions;
   private readonly byteStreamThresholdBytes: number;
   private readonly byteStream: ByteStreamClient;
   private capabilities?: Promise<reapi.IServerCapabilities>;
 
   constructor(
-    readonly connection: RemoteConnection,
+    connection: RemoteConnection,
     private readonly opts: CasClientOptions = {},
   ) {
-    this.instanceName = opts.instanceName ?? '';
-    this.digestFunction = opts.digestFunction ?? 'sha256';
+    super(connection, opts);
     this.concurrency = opts.concurrency ?? 16;
-    this.retry = resolveRetryOptions(opts.retry);
     this.byteStreamThresholdBytes = opts.byteStreamThresholdBytes ?? DEFAULT_BYTESTREAM_THRESHOLD_BYTES;
     this.byteStream = new ByteStreamClient(connection, this.retry, opts.chunkSizeBytes ?? DEFAULT_CHUNK_SIZE_BYTES);
     if (opts.maxBatchTotalSizeBytes !== undefined && opts.maxBatchTotalSizeBytes <= BATCH_ENTRY_OVERHEAD_BYTES) {

@@ -18,7 +18,7 @@ import { setMaxListeners } from 'node:events';
 import type { ActionCache } from '../actioncache/action-cache.js';
 import type { BlobStore, CallOptions } from '../blobstore/blob-store.js';
 import type { Digest } from '../digest/digest.js';
-import { Code, hasCode, isAbortError, StatusError } from '../errors/status-error.js';
+import { abortStatus, Code, hasCode, isAbortError, StatusError } from '../errors/status-error.js';
 import type { reapi, workerapi } from '../proto/index.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import { type Logger, silentLogger } from '../util/logger.js';
@@ -32,7 +32,6 @@ import { OperationFollower } from './operation-follower.js';
 import type { OperationSnapshot } from './operation-snapshot.js';
 import { InMemoryOperationTable, listPage, parseListRequest } from './operation-table.js';
 import {
-  abortReason,
   bump,
   cancelledResponse,
   type Execution,
@@ -278,7 +277,7 @@ export class InMemoryBuildQueue implements BuildQueue {
       maxHandOverBytes: this.limits.maxHandOverBytes,
       signal,
     });
-    if (signal?.aborted) throw abortReason(signal);
+    if (signal?.aborted) throw abortStatus(signal);
     this.throwIfClosed();
     if (entry.ownResponse) return;
     // Another caller may have queued the same action while we validated.

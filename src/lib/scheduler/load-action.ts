@@ -16,6 +16,7 @@ import { Code, hasCode, StatusError, wrapStatus } from '../errors/status-error.j
 import { reapi, type workerapi } from '../proto/index.js';
 import { mapConcurrent } from '../util/concurrency.js';
 import { PlatformProperties } from './platform-properties.js';
+import { FIND_MISSING_BATCH_DIGESTS, MAX_MESSAGE_BYTES } from '../proto/message-limits.js';
 import { durationToMs } from '../proto/proto-time.js';
 
 export interface LoadActionOptions extends CallOptions {
@@ -44,15 +45,12 @@ export interface LoadedAction {
   inputDirectories?: workerapi.IResolvedDirectory[];
 }
 
-const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 const DEFAULT_MAX_DIRECTORY_BYTES = 16 * 1024 * 1024;
 const DEFAULT_MAX_HAND_OVER_BYTES = 256 * 1024;
-/** FindMissingBlobs batches; large trees have hundreds of thousands of files. */
-const FIND_MISSING_BATCH = 10_000;
 
 /** Fetches and validates an action and its inputs. See the module comment for what is checked. */
 export async function loadAction(contentAddressableStorage: BlobStore, actionDigest: Digest, opts: LoadActionOptions): Promise<LoadedAction> {
-  const maxBytes = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  const maxBytes = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
   const { instanceName } = actionDigest;
   const fnValue = digestFunctionToProto(actionDigest.digestFunction);
   const cas = contentAddressableStorage;
@@ -81,8 +79,8 @@ export async function loadAction(contentAddressableStorage: BlobStore, actionDig
     walkInputRoot(cas, inputRootDigest, opts.maxDirectoryBytes ?? DEFAULT_MAX_DIRECTORY_BYTES, opts),
   ]);
   const absentFiles: Digest[] = [];
-  for (let i = 0; i < tree.files.length; i += FIND_MISSING_BATCH) {
-    const batch = tree.files.slice(i, i + FIND_MISSING_BATCH);
+  for (let i = 0; i < tree.files.length; i += FIND_MISSING_BATCH_DIGESTS) {
+    const batch = tree.files.slice(i, i + FIND_MISSING_BATCH_DIGESTS);
     try {
       absentFiles.push(...(await cas.findMissing(batch, { signal: opts.signal })));
     } catch (err) {

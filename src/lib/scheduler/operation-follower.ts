@@ -5,7 +5,8 @@
  */
 import type { Clock } from '../util/clock.js';
 import type { OperationSnapshot } from './operation-snapshot.js';
-import { abortReason, type OperationEntry, shuttingDown, snapshotOf } from './scheduler-state.js';
+import { abortStatus } from '../errors/status-error.js';
+import { type OperationEntry, shuttingDown, snapshotOf } from './scheduler-state.js';
 
 export class OperationFollower {
   constructor(
@@ -41,7 +42,7 @@ export class OperationFollower {
   waitForChange(entry: OperationEntry, seenVersion: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve, reject) => {
       if (entry.version !== seenVersion) return resolve();
-      if (signal?.aborted) return reject(abortReason(signal));
+      if (signal?.aborted) return reject(abortStatus(signal));
       if (this.closing.aborted) return reject(shuttingDown());
       const timer = new AbortController();
       let settled = false;
@@ -56,7 +57,7 @@ export class OperationFollower {
         else reject(err);
       };
       const onChange = () => finish();
-      const onAbort = () => finish(abortReason(signal!));
+      const onAbort = () => finish(abortStatus(signal!));
       const onClose = () => finish(shuttingDown());
       entry.listeners.add(onChange);
       signal?.addEventListener('abort', onAbort, { once: true });

@@ -102,8 +102,3 @@ export function cancelledResponse(message: string): reapi.IExecuteResponse {
 export function shuttingDown(): StatusError {
   return StatusError.unavailable('The scheduler is shutting down');
 }
-
-/** The error a follower or poll ends with when its caller goes away. */
-export function abortReason(signal: AbortSignal): StatusError {
-  return signal.reason instanceof StatusError ? signal.reason : StatusError.cancelled('The call was cancelled');
-}

@@ -12,7 +12,7 @@ import { Digest } from '../digest/digest.js';
 import { Code, StatusError, wrapStatus } from '../errors/status-error.js';
 import { reapi, type workerapi } from '../proto/index.js';
 import type { FileCache } from './file-cache.js';
-import { forEachLimited } from './for-each-limited.js';
+import { mapConcurrent } from '../util/concurrency.js';
 import { resolveRelativePath, toAbsolute, validateEntryName, validateSymlinkTarget } from './paths.js';
 
 /** Directory messages above this size are refused (a Directory is one message, not a stream). */
@@ -100,7 +100,7 @@ export class InputMaterializer {
     }
 
     for (const d of dirsToCreate) await fsp.mkdir(toAbsolute(targetDirectory, d));
-    await forEachLimited(files, this.concurrency, async (f) => {
+    await mapConcurrent(files, this.concurrency, async (f) => {
       try {
         await this.fileCache.linkInto(f.digest, f.isExecutable, toAbsolute(targetDirectory, f.relativePath), opts);
       } catch (err) {
@@ -132,7 +132,7 @@ export class InputMaterializer {
     };
     while (frontier.length > 0) {
       next = [];
-      await forEachLimited(frontier, this.concurrency, async ({ digest, where }) => {
+      await mapConcurrent(frontier, this.concurrency, async ({ digest, where }) => {
         const known = resolved?.get(digest.key);
         if (known) return void visit(digest, where, known);
         let bytes: Uint8Array;

@@ -10,14 +10,12 @@ import { Digest, validateInstanceName } from '../../lib/digest/digest.js';
 import { type DigestFunction, digestFunctionToProto } from '../../lib/digest/digest-function.js';
 import { StatusError } from '../../lib/errors/status-error.js';
 import { reapi, type semver } from '../../lib/proto/index.js';
+import { MAX_BATCH_TOTAL_SIZE_BYTES } from '../../lib/proto/message-limits.js';
 import { MAX_SEND_MESSAGE_BYTES } from '../grpc/server.js';
 import type { HandlerFactory } from '../grpc/handlers.js';
 
-/**
- * The largest batch (sum of blob sizes) we advertise by default: Bazel's 4 MiB message limit minus
- * 256 KiB of headroom for the per-blob framing (digest, status, field tags) of a full batch response.
- */
-export const DEFAULT_MAX_BATCH_TOTAL_SIZE_BYTES = MAX_SEND_MESSAGE_BYTES - 256 * 1024;
+/** What the CAS advertises as max_batch_total_size_bytes unless configured (see lib/proto/message-limits.ts). */
+export const DEFAULT_MAX_BATCH_TOTAL_SIZE_BYTES = MAX_BATCH_TOTAL_SIZE_BYTES;
 
 /** The REAPI versions whose features we serve: 2.3 adds digest_function fields and BatchReadBlobs compressors. */
 export const LOW_API_VERSION: semver.ISemVer = { major: 2, minor: 0, patch: 0 };

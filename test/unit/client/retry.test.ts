@@ -90,6 +90,24 @@ describe('mapConcurrent and createLimiter', () => {
     expect(peak).toBe(2);
   });
 
+  it('throws the first failure only after the calls already running have settled, and starts no more', async () => {
+    const started: number[] = [];
+    let running = 0;
+    const err = await mapConcurrent([0, 1, 2, 3, 4], 2, async (n) => {
+      started.push(n);
+      running++;
+      try {
+        if (n === 0) throw new Error('first fails');
+        for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+      } finally {
+        running--;
+      }
+    }).catch((e: Error) => e);
+    expect((err as Error).message).toBe('first fails');
+    expect(running).toBe(0);
+    expect(started).toEqual([0, 1]);
+  });
+
   it('hands a finished slot to a waiter without letting a newcomer overtake the limit', async () => {
     const limit = createLimiter(1);
     let active = 0;
