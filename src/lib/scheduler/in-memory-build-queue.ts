@@ -5,6 +5,7 @@
  * - operation-table.ts: operations by name, in-flight deduplication, expiry of finished ones;
  * - execution-queue.ts: executions waiting for a worker, by priority and platform;
  * - worker-registry.ts: workers, their tasks, cancellations and held long-polls;
+ * - task-dispatcher.ts: filling free worker slots from the queue, requeueing lost tasks;
  * - lease-sweeper.ts: what happens because time passes (leases, platform timeouts, expiry);
  * - operation-follower.ts: streaming an operation's changes to its callers.
  *
