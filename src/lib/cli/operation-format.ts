@@ -9,6 +9,9 @@
 import { type DecodedOperation } from '../client/execution-client.js';
 import { Code, StatusError } from '../errors/status-error.js';
 import { type longrunning, type protobuf, reapi, rpc } from '../proto/index.js';
+import { timestampToMs } from '../proto/proto-time.js';
+
+export { timestampToMs };
 
 /** A google.rpc.Status for people and scripts. */
 export interface StatusView {
@@ -125,15 +128,6 @@ export function missingBlobSubjects(err: StatusError): string[] {
 export function formatProtoDigest(d: reapi.IDigest | null | undefined): string | undefined {
   if (!d || !d.hash) return undefined;
   return `${d.hash}/${Number(d.sizeBytes ?? 0)}`;
-}
-
-/** Milliseconds since the epoch of a Timestamp; undefined when unset (all zero). */
-export function timestampToMs(t: protobuf.ITimestamp | null | undefined): number | undefined {
-  if (!t) return undefined;
-  const seconds = Number(t.seconds ?? 0);
-  const nanos = t.nanos ?? 0;
-  if (seconds === 0 && nanos === 0) return undefined;
-  return seconds * 1000 + nanos / 1e6;
 }
 
 function isoOf(t: protobuf.ITimestamp | null | undefined): string | undefined {
