@@ -43,6 +43,7 @@ export function createScheduler(config: ResolvedConfig, deps: ServerDeps, shared
   return startScheduler({
     listenAddress: section.listen_address,
     workerLeaseMs: parseDurationMs(section.worker_lease),
+    maxWorkerSlots: section.max_worker_slots,
     logger: deps.logger,
     clock: deps.clock,
     ...storage,

@@ -100,7 +100,7 @@ interface RunningTask {
 const WorkerQueueClient = grpc.makeGenericClientConstructor(workerQueueService, 'WorkerQueue');
 const INITIAL_BACKOFF_MS = 100;
 /** Answers to CompleteTask meaning the scheduler will never accept this result: stop retrying. */
-const TASK_GONE_CODES = new Set([Code.NOT_FOUND, Code.FAILED_PRECONDITION, Code.INVALID_ARGUMENT, Code.ALREADY_EXISTS]);
+const TASK_GONE_CODES = new Set([Code.NOT_FOUND, Code.FAILED_PRECONDITION, Code.INVALID_ARGUMENT, Code.ALREADY_EXISTS, Code.PERMISSION_DENIED]);
 
 class Worker {
   readonly workerId = randomUUID();
@@ -222,7 +222,7 @@ class Worker {
       }
       entry.phase = 'reporting';
       this.logger.info('Task finished', { taskId, exitCode: response.result?.exitCode ?? null, status: response.status?.code ? Code[response.status.code] : 'OK' });
-      await this.report(taskId, response);
+      await this.report(taskId, task.leaseToken ?? '', response);
       this.tasks.delete(taskId);
     })();
     this.taskPromises.add(promise);
@@ -230,8 +230,8 @@ class Worker {
   }
 
   /** Delivers a result, retrying with backoff until the scheduler has it or will never take it. */
-  private async report(taskId: string, response: reapi.IExecuteResponse): Promise<void> {
-    const request: workerapi.ICompleteTaskRequest = { workerId: this.workerId, taskId, response };
+  private async report(taskId: string, leaseToken: string, response: reapi.IExecuteResponse): Promise<void> {
+    const request: workerapi.ICompleteTaskRequest = { workerId: this.workerId, taskId, leaseToken, response };
     let backoffMs = INITIAL_BACKOFF_MS;
     for (let attempt = 1; ; attempt++) {
       try {

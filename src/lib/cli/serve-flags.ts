@@ -36,6 +36,11 @@ export const schedulerFlags = {
     summary: 'How long a worker may go silent before its actions are requeued (scheduler.worker_lease; default 30s).',
     aliases: ['worker-lease'],
   }),
+  max_worker_slots: Flags.integer({
+    summary: 'The most slots one worker is believed to have; a worker announcing more is capped (scheduler.max_worker_slots; default 256).',
+    min: 1,
+    aliases: ['max-worker-slots'],
+  }),
 };
 
 /** How much the servers log on stderr. */
@@ -95,6 +100,7 @@ export interface ServeFlagValues {
   apiserver_listen?: string;
   scheduler_listen?: string;
   worker_lease?: string;
+  max_worker_slots?: number;
   storage_dir?: string;
   max_size?: string;
   memory_cache?: string;
@@ -112,9 +118,9 @@ export function flagOverrides(role: ServeRole, flags: ServeFlagValues): BzutilCo
   const apiserverListen = role === 'apiserver' ? flags.listen : flags.apiserver_listen;
   const schedulerListen = role === 'scheduler' ? flags.listen : flags.scheduler_listen;
   if (apiserverListen !== undefined) tree.apiserver = { listen_address: apiserverListen };
-  if (schedulerListen !== undefined || flags.worker_lease !== undefined) {
+  if (schedulerListen !== undefined || flags.worker_lease !== undefined || flags.max_worker_slots !== undefined) {
     if (flags.worker_lease !== undefined) flagValue('worker_lease', () => parseDurationMs(flags.worker_lease!));
-    tree.scheduler = { listen_address: schedulerListen, worker_lease: flags.worker_lease };
+    tree.scheduler = { listen_address: schedulerListen, worker_lease: flags.worker_lease, max_worker_slots: flags.max_worker_slots };
   }
   if (flags.slots !== undefined || flags.work_dir !== undefined || flags.platform !== undefined || flags.scheduler !== undefined) {
     tree.worker = {

@@ -20,6 +20,8 @@ export interface ApiServerSection {
 export interface SchedulerSection {
   listen_address?: string;
   worker_lease?: DurationSetting;
+  /** The most slots one worker is believed to have, whatever it announces. */
+  max_worker_slots?: number;
 }
 
 export interface WorkerSection {

@@ -17,6 +17,8 @@ export const DEFAULT_MEMORY_CACHE_SIZE_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_DISK_MAX_SIZE_BYTES = 10 * 1024 ** 3;
 export const DEFAULT_MEMORY_MAX_SIZE_BYTES = 1024 ** 3;
 export const DEFAULT_WORKER_LEASE = '30s';
+/** Slots the scheduler believes a worker has at most (a worker claiming more is capped). */
+export const DEFAULT_MAX_WORKER_SLOTS = 256;
 export const DEFAULT_UPLOAD_IDLE_TIMEOUT = '1m';
 export const DEFAULT_FILE_CACHE_MAX_SIZE = '10GiB';
 
@@ -80,7 +82,7 @@ export function defaultConfig(role: ServeRole): BzutilConfig {
       return {
         log_level: 'info',
         apiserver: { listen_address: DEFAULT_APISERVER_LISTEN_ADDRESS, upload_idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT },
-        scheduler: { listen_address: DEFAULT_SCHEDULER_LISTEN_ADDRESS, worker_lease: DEFAULT_WORKER_LEASE },
+        scheduler: { listen_address: DEFAULT_SCHEDULER_LISTEN_ADDRESS, worker_lease: DEFAULT_WORKER_LEASE, max_worker_slots: DEFAULT_MAX_WORKER_SLOTS },
         worker: { ...worker, work_dir: join(defaultCacheDir(), 'work') },
         storage: localStorageConfig(),
       };
@@ -93,7 +95,7 @@ export function defaultConfig(role: ServeRole): BzutilConfig {
     case 'scheduler':
       return {
         log_level: 'info',
-        scheduler: { listen_address: DEFAULT_SCHEDULER_LISTEN_ADDRESS, worker_lease: DEFAULT_WORKER_LEASE },
+        scheduler: { listen_address: DEFAULT_SCHEDULER_LISTEN_ADDRESS, worker_lease: DEFAULT_WORKER_LEASE, max_worker_slots: DEFAULT_MAX_WORKER_SLOTS },
         storage: remoteStorageConfig(DEFAULT_REMOTE_APISERVER_ADDRESS, { actionCache: true }),
       };
     case 'worker':

@@ -114,6 +114,12 @@ export class StatusError extends Error {
   static alreadyExists(message: string): StatusError {
     return new StatusError(Code.ALREADY_EXISTS, message);
   }
+  static permissionDenied(message: string): StatusError {
+    return new StatusError(Code.PERMISSION_DENIED, message);
+  }
+  static unauthenticated(message: string): StatusError {
+    return new StatusError(Code.UNAUTHENTICATED, message);
+  }
   static aborted(message: string): StatusError {
     return new StatusError(Code.ABORTED, message);
   }

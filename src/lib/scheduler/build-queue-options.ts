@@ -27,6 +27,8 @@ export interface InMemoryBuildQueueOptions {
   platformQueueTimeoutMs?: number;
   /** A worker that has no Synchronize outstanding for this long is gone. @default 30 s */
   workerLeaseMs?: number;
+  /** The most slots one worker is believed to have, whatever it announces. @default 256 */
+  maxWorkerSlots?: number;
   /** Attempts of an execution before a lost worker fails it with UNAVAILABLE. @default 3 */
   maxAttempts?: number;
   /** How long finished operations stay queryable. @default 1 h */
@@ -54,6 +56,7 @@ export interface BuildQueueLimits {
   maxQueuedOperations: number;
   platformQueueTimeoutMs: number;
   workerLeaseMs: number;
+  maxWorkerSlots: number;
   maxAttempts: number;
   keepCompletedMs: number;
   longPollMs: number;
@@ -70,6 +73,7 @@ export function resolveLimits(opts: InMemoryBuildQueueOptions): BuildQueueLimits
     maxQueuedOperations: positive('maxQueuedOperations', opts.maxQueuedOperations, 10_000),
     platformQueueTimeoutMs: positive('platformQueueTimeoutMs', opts.platformQueueTimeoutMs, 60_000),
     workerLeaseMs: positive('workerLeaseMs', opts.workerLeaseMs, 30_000),
+    maxWorkerSlots: positive('maxWorkerSlots', opts.maxWorkerSlots, 256),
     maxAttempts: positive('maxAttempts', opts.maxAttempts, 3),
     keepCompletedMs: positive('keepCompletedMs', opts.keepCompletedMs, 60 * 60_000),
     longPollMs: positive('longPollMs', opts.longPollMs, 10_000),

@@ -64,7 +64,10 @@ export interface BuildQueue {
 
   /** Worker long-poll: reports the worker's state and resolves with tasks or cancellations. */
   synchronize(request: workerapi.ISynchronizeRequest, opts?: CallOptions): Promise<workerapi.ISynchronizeResponse>;
-  /** Worker hands in the outcome of one task. */
+  /**
+   * Worker hands in the outcome of one task. PERMISSION_DENIED unless the caller holds the task's
+   * current lease (worker id and lease token); NOT_FOUND for a task no longer known.
+   */
   completeTask(request: workerapi.ICompleteTaskRequest): Promise<void>;
 
   /** Stops timers, answers pending polls and ends every follower with UNAVAILABLE. */

@@ -42,6 +42,7 @@ import {
 } from './scheduler-state.js';
 import { TaskDispatcher } from './task-dispatcher.js';
 import { normalizeResponse } from './task-messages.js';
+import { admitCompletion, admitSynchronize } from './worker-admission.js';
 import { WorkerRegistry } from './worker-registry.js';
 
 export type { InMemoryBuildQueueOptions } from './build-queue-options.js';
@@ -177,14 +178,10 @@ export class InMemoryBuildQueue implements BuildQueue {
 
   async synchronize(request: workerapi.ISynchronizeRequest, opts: CallOptions = {}): Promise<workerapi.ISynchronizeResponse> {
     this.throwIfClosed();
-    if (!request.workerId) {
-      throw StatusError.invalidArgument('Failed to synchronize worker: worker_id is empty', [
-        { field: 'worker_id', description: 'Must identify the worker process' },
-      ]);
-    }
+    const slots = admitSynchronize(request, this.limits.maxWorkerSlots, this.logger);
     // A worker keeps one call outstanding; a new one supersedes whatever is still held.
-    this.workers.get(request.workerId)?.poll?.answer(this.dispatcher.emptyResponse());
-    const worker = this.workers.register(request);
+    this.workers.get(request.workerId!)?.poll?.answer(this.dispatcher.emptyResponse());
+    const worker = this.workers.register(request, slots);
     for (const task of this.workers.reconcile(worker, request.runningTaskIds ?? [])) {
       this.dispatcher.loseTask(task, `worker ${JSON.stringify(worker.name)} no longer reports task ${task.id}`);
     }
@@ -201,12 +198,8 @@ export class InMemoryBuildQueue implements BuildQueue {
   }
 
   async completeTask(request: workerapi.ICompleteTaskRequest): Promise<void> {
-    const task = this.workers.task(request.taskId ?? '');
-    if (!task || (request.workerId && request.workerId !== task.worker.id)) {
-      // Typically a task cancelled or requeued after its worker was presumed lost; nobody waits for it.
-      this.logger.debug('Ignoring the result of an unknown task', { taskId: request.taskId, workerId: request.workerId });
-      return;
-    }
+    // Only the holder of the task's current lease may finish it (and so write the action cache).
+    const task = admitCompletion(this.workers.task(request.taskId ?? ''), request, this.logger);
     this.workers.release(task);
     if (this.workers.isLive(task.worker)) task.worker.lastSeenMs = this.clock.now();
     const execution = task.execution;

@@ -57,6 +57,8 @@ export interface TaskState {
   readonly worker: WorkerState;
   /** The worker's Synchronize count when the task was handed out, for reconciliation. */
   readonly assignedInSync: number;
+  /** The secret of this attempt's lease (Task.lease_token); CompleteTask must echo it. */
+  readonly leaseToken: string;
 }
 
 export interface WorkerState {

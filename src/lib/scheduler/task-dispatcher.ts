@@ -11,6 +11,7 @@ import type { Logger } from '../util/logger.js';
 import type { InMemoryExecutionQueue } from './execution-queue.js';
 import { cancelledResponse, type Execution, type TaskState, type WorkerState } from './scheduler-state.js';
 import { SYNCHRONIZE_RESPONSE_BUDGET_BYTES, toTaskProto } from './task-messages.js';
+import { newLeaseToken } from './worker-admission.js';
 import type { WorkerRegistry } from './worker-registry.js';
 
 export interface TaskDispatcherOptions {
@@ -52,21 +53,22 @@ export class TaskDispatcher {
     for (let i = 0; i < claimed.length; i++) {
       const execution = claimed[i]!;
       const taskId = this.opts.newId();
-      const { task, sizeBytes } = toTaskProto(execution, taskId);
+      const leaseToken = newLeaseToken();
+      const { task, sizeBytes } = toTaskProto(execution, taskId, leaseToken);
       if (response.tasks.length > 0 && sizeBytes > budgetBytes) {
         // The response is full: the rest go back to their places for the next call.
         for (const rest of claimed.slice(i)) this.opts.queue.push(rest);
         break;
       }
       budgetBytes -= sizeBytes;
-      this.assign(execution, worker, taskId);
+      this.assign(execution, worker, taskId, leaseToken);
       response.tasks.push(task);
     }
     return response;
   }
 
-  assign(execution: Execution, worker: WorkerState, taskId: string): void {
-    execution.task = this.opts.workers.assign(execution, worker, taskId);
+  assign(execution: Execution, worker: WorkerState, taskId: string, leaseToken: string): void {
+    execution.task = this.opts.workers.assign(execution, worker, taskId, leaseToken);
     execution.stage = 'EXECUTING';
     execution.attempts++;
     execution.unsatisfiableSinceMs = undefined;

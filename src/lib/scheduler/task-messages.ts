@@ -12,7 +12,7 @@ import type { Execution, OperationEntry, WorkerState } from './scheduler-state.j
 export const SYNCHRONIZE_RESPONSE_BUDGET_BYTES = 3 * 1024 * 1024;
 
 /** The Task for one attempt of `execution`, and its encoded size (for the response budget). */
-export function toTaskProto(execution: Execution, taskId: string): { task: workerapi.ITask; sizeBytes: number } {
+export function toTaskProto(execution: Execution, taskId: string, leaseToken: string): { task: workerapi.ITask; sizeBytes: number } {
   const loaded = execution.loaded!;
   const primary = execution.entries.values().next().value as OperationEntry | undefined;
   const task: workerapi.ITask = {
@@ -25,6 +25,7 @@ export function toTaskProto(execution: Execution, taskId: string): { task: worke
     command: loaded.command,
     timeout: msToDuration(loaded.timeoutMs),
     queuedTimestamp: msToTimestamp(execution.queuedAtMs),
+    leaseToken,
     ...(loaded.inputDirectories ? { inputDirectories: loaded.inputDirectories } : {}),
   };
   return { task, sizeBytes: workerapi.Task.encode(task).finish().length };

@@ -46,9 +46,10 @@ export class WorkerRegistry {
 
   /**
    * Records a Synchronize call: creates the worker on its first call and updates what it reports.
-   * Returns the worker; the caller answers any poll it still held.
+   * `slots` is what the scheduler believes (see worker-admission.ts). Returns the worker; the caller
+   * answers any poll it still held.
    */
-  register(request: workerapi.ISynchronizeRequest): WorkerState {
+  register(request: workerapi.ISynchronizeRequest, slots: number): WorkerState {
     const id = request.workerId ?? '';
     let worker = this.workers.get(id);
     if (!worker) {
@@ -70,7 +71,7 @@ export class WorkerRegistry {
     worker.lastSeenMs = this.clock.now();
     worker.name = request.workerName || id;
     worker.platform = PlatformProperties.fromProto(request.platform);
-    worker.slots = Math.max(0, request.slots ?? 0);
+    worker.slots = slots;
     if (isNew) this.logger.info('Worker joined', { workerId: id, workerName: worker.name, slots: worker.slots, platform: worker.platform.toString() });
     return worker;
   }
@@ -89,9 +90,9 @@ export class WorkerRegistry {
     return false;
   }
 
-  /** Hands `execution` to `worker` as task `taskId`. */
-  assign(execution: Execution, worker: WorkerState, taskId: string): TaskState {
-    const task: TaskState = { id: taskId, execution, worker, assignedInSync: worker.syncCount };
+  /** Hands `execution` to `worker` as task `taskId` under lease `leaseToken`. */
+  assign(execution: Execution, worker: WorkerState, taskId: string, leaseToken: string): TaskState {
+    const task: TaskState = { id: taskId, execution, worker, assignedInSync: worker.syncCount, leaseToken };
     worker.tasks.set(taskId, task);
     this.tasks.set(taskId, task);
     return task;

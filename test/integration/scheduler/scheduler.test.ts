@@ -93,8 +93,8 @@ function synchronize(workerId: string, runningTaskIds: string[] = []): Promise<w
   } satisfies workerapi.ISynchronizeRequest);
 }
 
-function completeTask(workerId: string, taskId: string | null | undefined, response: reapi.IExecuteResponse): Promise<unknown> {
-  return unary(workerQueue, 'completeTask', { workerId, taskId, response } satisfies workerapi.ICompleteTaskRequest);
+function completeTask(workerId: string, task: workerapi.ITask | undefined, response: reapi.IExecuteResponse): Promise<unknown> {
+  return unary(workerQueue, 'completeTask', { workerId, taskId: task?.taskId, leaseToken: task?.leaseToken, response } satisfies workerapi.ICompleteTaskRequest);
 }
 
 /** (Re)starts the scheduler under test with `opts` and connects a client per service. */
@@ -134,7 +134,7 @@ describe('scheduler over gRPC', () => {
 
     const res = await synchronize('w1');
     expect(res.tasks).toHaveLength(1);
-    await completeTask('w1', res.tasks[0]!.taskId, okResponse(0, 'remote'));
+    await completeTask('w1', res.tasks[0], okResponse(0, 'remote'));
 
     const ops = await all;
     expect(ops.map(stageOf)).toEqual(['QUEUED', 'EXECUTING', 'COMPLETED']);
@@ -154,7 +154,7 @@ describe('scheduler over gRPC', () => {
     const { actionDigest } = await uploadAction(stores.cas);
     const first = readOperations(stream(execution, 'execute', { actionDigest: actionDigest.toProto() }));
     const res = await synchronize('w1');
-    await completeTask('w1', res.tasks[0]!.taskId, okResponse());
+    await completeTask('w1', res.tasks[0], okResponse());
     await first;
 
     const again = await readOperations(stream(execution, 'execute', { actionDigest: actionDigest.toProto() }));
@@ -181,7 +181,7 @@ describe('scheduler over gRPC', () => {
     const wait = stream(execution, 'waitExecution', { name: first.name });
     const all = readOperations(wait);
     const res = await synchronize('w1');
-    await completeTask('w1', res.tasks[0]!.taskId, okResponse());
+    await completeTask('w1', res.tasks[0], okResponse());
     const ops = await all;
     expect(ops[0]!.name).toBe(first.name);
     expect(stageOf(ops[ops.length - 1]!)).toBe('COMPLETED');
@@ -239,7 +239,7 @@ describe('scheduler over gRPC', () => {
     const held = synchronize('w1', [taskId]);
     await unary(operations, 'cancelOperation', { name: first.name });
     expect((await held).cancelTaskIds).toEqual([taskId]);
-    await completeTask('w1', taskId, { status: { code: Code.CANCELLED, message: 'killed' } });
+    await completeTask('w1', res.tasks[0], { status: { code: Code.CANCELLED, message: 'killed' } });
     const ops = await rest;
     expect(responseOf(ops[ops.length - 1]!)!.status?.code).toBe(Code.CANCELLED);
   });
@@ -296,7 +296,7 @@ describe('scheduler over gRPC: worker loss', () => {
     }
     expect(second?.tasks).toHaveLength(1);
     expect(second!.tasks[0]!.taskId).not.toBe(taskId);
-    await completeTask('w2', second!.tasks[0]!.taskId, okResponse(0, 'from w2'));
+    await completeTask('w2', second!.tasks[0], okResponse(0, 'from w2'));
 
     const ops = await all;
     // Followers report the state when they look: the requeue and the reassignment to w2 happen in

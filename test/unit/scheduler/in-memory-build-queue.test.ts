@@ -119,7 +119,7 @@ describe('InMemoryBuildQueue: execution flow', () => {
     expect(task.timeout).toEqual({ seconds: 3600, nanos: 0 });
     expect((await nextSnapshot(op)).stage).toBe('EXECUTING');
 
-    await queue.completeTask({ workerId: 'w1', taskId: task.taskId, response: okResponse(0, 'hi') });
+    await queue.completeTask({ workerId: 'w1', taskId: task.taskId, leaseToken: task.leaseToken, response: okResponse(0, 'hi') });
     const done = await nextSnapshot(op);
     expect(done.stage).toBe('COMPLETED');
     expect(done.response?.status?.code).toBe(Code.OK);
@@ -187,7 +187,7 @@ describe('InMemoryBuildQueue: execution flow', () => {
     // Both slots are busy: the next call is held rather than answered with a third task.
     const held = sync('w1', { slots: 2, running });
     expect(await isSettled(held)).toBe(false);
-    await queue.completeTask({ workerId: 'w1', taskId: running[0], response: okResponse() });
+    await queue.completeTask({ workerId: 'w1', taskId: running[0], leaseToken: first.tasks![0]!.leaseToken, response: okResponse() });
     const next = await held;
     expect(next.tasks!.map((t) => t.command!.arguments![0])).toEqual(['c']);
   });
@@ -225,7 +225,7 @@ describe('InMemoryBuildQueue: action cache', () => {
       const op = start(actionDigest);
       await nextSnapshot(op);
       const res = await sync('w1');
-      await queue.completeTask({ workerId: 'w1', taskId: res.tasks![0]!.taskId, response: c.response });
+      await queue.completeTask({ workerId: 'w1', taskId: res.tasks![0]!.taskId, leaseToken: res.tasks![0]!.leaseToken, response: c.response });
       const done = await untilCompleted(op);
       // The worker's status is kept as it was reported.
       expect(done.response?.status?.code).toBe(c.response.status?.code);
@@ -242,7 +242,7 @@ describe('InMemoryBuildQueue: action cache', () => {
     const op = start(actionDigest);
     await nextSnapshot(op);
     const res = await sync('w1');
-    await queue.completeTask({ workerId: 'w1', taskId: res.tasks![0]!.taskId, response: { status: { code: 0 } } });
+    await queue.completeTask({ workerId: 'w1', taskId: res.tasks![0]!.taskId, leaseToken: res.tasks![0]!.leaseToken, response: { status: { code: 0 } } });
     const done = await untilCompleted(op);
     expect(done.response?.status?.code).toBe(Code.INTERNAL);
     await expectStatus(stores.actionCache.getActionResult(actionDigest), Code.NOT_FOUND);
@@ -262,7 +262,7 @@ describe('InMemoryBuildQueue: in-flight deduplication', () => {
 
     const res = await sync('w1', { slots: 4 });
     expect(res.tasks).toHaveLength(1);
-    await queue.completeTask({ workerId: 'w1', taskId: res.tasks![0]!.taskId, response: okResponse(0, 'shared') });
+    await queue.completeTask({ workerId: 'w1', taskId: res.tasks![0]!.taskId, leaseToken: res.tasks![0]!.leaseToken, response: okResponse(0, 'shared') });
     const [da, db] = await Promise.all([untilCompleted(a), untilCompleted(b)]);
     for (const d of [da, db]) {
       expect(d.response?.status?.code).toBe(Code.OK);
@@ -300,7 +300,7 @@ describe('InMemoryBuildQueue: in-flight deduplication', () => {
     expect(cancelled.response?.status?.code).toBe(Code.CANCELLED);
     const res = await sync('w1');
     expect(res.tasks).toHaveLength(1);
-    await queue.completeTask({ workerId: 'w1', taskId: res.tasks![0]!.taskId, response: okResponse() });
+    await queue.completeTask({ workerId: 'w1', taskId: res.tasks![0]!.taskId, leaseToken: res.tasks![0]!.leaseToken, response: okResponse() });
     expect((await untilCompleted(b)).response?.status?.code).toBe(Code.OK);
   });
 });
@@ -428,8 +428,8 @@ describe('InMemoryBuildQueue: worker loss', () => {
     const done = await untilCompleted(op);
     expect(done.response?.status?.code).toBe(Code.UNAVAILABLE);
 
-    // A late result from the lost worker is ignored.
-    await queue.completeTask({ workerId: 'w1', taskId: first.tasks![0]!.taskId, response: okResponse() });
+    // A late result from the lost worker is refused (its task is gone) and changes nothing.
+    await expectStatus(queue.completeTask({ workerId: 'w1', taskId: first.tasks![0]!.taskId, leaseToken: first.tasks![0]!.leaseToken, response: okResponse() }), Code.NOT_FOUND);
     expect(queue.getOperation(done.name).response?.status?.code).toBe(Code.UNAVAILABLE);
   });
 
@@ -443,7 +443,7 @@ describe('InMemoryBuildQueue: worker loss', () => {
     // w1 stops before running it and says so.
     await queue.completeTask({
       workerId: 'w1',
-      taskId: first.tasks![0]!.taskId,
+      taskId: first.tasks![0]!.taskId, leaseToken: first.tasks![0]!.leaseToken,
       response: { status: StatusError.unavailable('Worker is shutting down').toProto() },
     });
     expect((await nextSnapshot(op)).stage).toBe('QUEUED');
@@ -451,7 +451,7 @@ describe('InMemoryBuildQueue: worker loss', () => {
     // w2 takes the new attempt and finishes it.
     const second = await sync('w2');
     expect(second.tasks).toHaveLength(1);
-    await queue.completeTask({ workerId: 'w2', taskId: second.tasks![0]!.taskId, response: okResponse() });
+    await queue.completeTask({ workerId: 'w2', taskId: second.tasks![0]!.taskId, leaseToken: second.tasks![0]!.leaseToken, response: okResponse() });
     const done = await untilCompleted(op);
     expect(done.response?.status?.code ?? Code.OK).toBe(Code.OK);
   });
@@ -524,7 +524,7 @@ describe('InMemoryBuildQueue: cancellation', () => {
     expect((await poll).cancelTaskIds).toEqual([taskId]);
     expect(queue.getOperation(executing.name).stage).toBe('EXECUTING');
 
-    await queue.completeTask({ workerId: 'w1', taskId, response: okResponse(0) });
+    await queue.completeTask({ workerId: 'w1', taskId, leaseToken: res.tasks![0]!.leaseToken, response: okResponse(0) });
     const done = await untilCompleted(op);
     expect(done.response?.status?.code).toBe(Code.CANCELLED);
     await expectStatus(stores.actionCache.getActionResult(actionDigest), Code.NOT_FOUND);
@@ -573,7 +573,7 @@ describe('InMemoryBuildQueue: following operations', () => {
     expect((await nextSnapshot(follower)).stage).toBe('QUEUED');
     const res = await sync('w1');
     expect((await nextSnapshot(follower)).stage).toBe('EXECUTING');
-    await queue.completeTask({ workerId: 'w1', taskId: res.tasks![0]!.taskId, response: okResponse() });
+    await queue.completeTask({ workerId: 'w1', taskId: res.tasks![0]!.taskId, leaseToken: res.tasks![0]!.leaseToken, response: okResponse() });
     expect((await nextSnapshot(follower)).stage).toBe('COMPLETED');
     expect((await follower.next()).done).toBe(true);
   });
@@ -592,7 +592,7 @@ describe('InMemoryBuildQueue: following operations', () => {
 
     const waiting = queue.waitOperation(queued.name, 60_000);
     const res = await sync('w1');
-    await queue.completeTask({ workerId: 'w1', taskId: res.tasks![0]!.taskId, response: okResponse() });
+    await queue.completeTask({ workerId: 'w1', taskId: res.tasks![0]!.taskId, leaseToken: res.tasks![0]!.leaseToken, response: okResponse() });
     expect((await waiting).stage).toBe('COMPLETED');
   });
 

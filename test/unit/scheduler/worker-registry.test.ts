@@ -10,10 +10,10 @@ describe('WorkerRegistry', () => {
   it('registers a worker, counts its slots and matches platforms', () => {
     const clock = new FakeClock(1000);
     const registry = new WorkerRegistry(clock, silentLogger);
-    const w = registry.register({ workerId: 'w1', workerName: 'box', platform: linux, slots: 2 });
-    expect(registry.register({ workerId: 'w1', workerName: 'box', platform: linux, slots: 2 })).toBe(w);
+    const w = registry.register({ workerId: 'w1', workerName: 'box', platform: linux, slots: 2 }, 2);
+    expect(registry.register({ workerId: 'w1', workerName: 'box', platform: linux, slots: 2 }, 2)).toBe(w);
     expect(w).toMatchObject({ name: 'box', slots: 2, syncCount: 2 });
-    registry.assign({} as Execution, w, 't1');
+    registry.assign({} as Execution, w, 't1', 'token');
     expect(registry.freeSlots(w)).toBe(1);
     expect(registry.task('t1')?.worker).toBe(w);
     expect(registry.anySatisfies(w.platform)).toBe(true);
@@ -24,11 +24,11 @@ describe('WorkerRegistry', () => {
 
   it('reconciles: a task unlisted since before the previous call is lost; unknown tasks are cancelled once', () => {
     const registry = new WorkerRegistry(new FakeClock(0), silentLogger);
-    const w = registry.register({ workerId: 'w', slots: 4 });
-    registry.assign({} as Execution, w, 'old');
-    registry.register({ workerId: 'w', slots: 4 });
-    registry.assign({} as Execution, w, 'fresh');
-    registry.register({ workerId: 'w', slots: 4 });
+    const w = registry.register({ workerId: 'w', slots: 4 }, 4);
+    registry.assign({} as Execution, w, 'old', 'token');
+    registry.register({ workerId: 'w', slots: 4 }, 4);
+    registry.assign({} as Execution, w, 'fresh', 'token');
+    registry.register({ workerId: 'w', slots: 4 }, 4);
     const lost = registry.reconcile(w, ['stranger']);
     expect(lost.map((t) => t.id)).toEqual(['old']);
     expect([...w.pendingCancels]).toEqual(['stranger']);
@@ -40,7 +40,7 @@ describe('WorkerRegistry', () => {
   it('expires a lease only while no poll is held, and a held poll times out with its fallback', async () => {
     const clock = new FakeClock(0);
     const registry = new WorkerRegistry(clock, silentLogger);
-    const w = registry.register({ workerId: 'w', slots: 1 });
+    const w = registry.register({ workerId: 'w', slots: 1 }, 1);
     const held = registry.hold(w, 500, undefined, () => ({ tasks: [] }), () => ({ cancelTaskIds: ['timed-out'] }));
     await clock.advance(400);
     expect(registry.expired(clock.now(), 100)).toEqual([]);
@@ -53,7 +53,7 @@ describe('WorkerRegistry', () => {
 
   it('answers a held poll with an empty response when the call is aborted', async () => {
     const registry = new WorkerRegistry(new FakeClock(0), silentLogger);
-    const w = registry.register({ workerId: 'w', slots: 1 });
+    const w = registry.register({ workerId: 'w', slots: 1 }, 1);
     const abort = new AbortController();
     const held = registry.hold(w, 10_000, abort.signal, () => ({ tasks: [] }), () => ({ cancelTaskIds: ['x'] }));
     abort.abort();
