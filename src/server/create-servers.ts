@@ -42,6 +42,7 @@ export function createScheduler(config: ResolvedConfig, deps: ServerDeps, shared
     : { storage: { cas: config.storage.cas, action_cache: required(config.storage.action_cache, 'storage.action_cache') } };
   return startScheduler({
     listenAddress: section.listen_address,
+    workerListenAddress: section.worker_listen_address,
     workerLeaseMs: parseDurationMs(section.worker_lease),
     maxWorkerSlots: section.max_worker_slots,
     logger: deps.logger,

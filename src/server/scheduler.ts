@@ -1,6 +1,6 @@
 /**
- * The scheduler process: Execution, google.longrunning Operations and the WorkerQueue over one
- * InMemoryBuildQueue, plus (by default) Capabilities with execution advertised, CAS, ByteStream and
+ * The scheduler process: Execution and google.longrunning Operations over one InMemoryBuildQueue,
+ * with the WorkerQueue on a separate, private worker port (see worker-port.ts), plus (by default) Capabilities with execution advertised, CAS, ByteStream and
  * ActionCache on the same port, because Bazel sends all of its CAS traffic to the endpoint given as
  * --remote_executor. The stores are either built here by createStorage from a `storage` tree
  * (standalone: by default forwarding to a separate apiserver) or handed in already built (`serve all`
@@ -11,17 +11,17 @@ import type { BlobStore } from '../lib/blobstore/blob-store.js';
 import type { StorageSection } from '../lib/config/config.js';
 import { createStorage, type Storage } from '../lib/config/create-storage.js';
 import { DEFAULT_SCHEDULER_LISTEN_ADDRESS } from '../lib/config/defaults.js';
-import { capabilitiesService, executionService, operationsService, workerQueueService } from '../lib/proto/services.js';
+import { capabilitiesService, executionService, operationsService } from '../lib/proto/services.js';
 import { InMemoryBuildQueue, type InMemoryBuildQueueOptions } from '../lib/scheduler/in-memory-build-queue.js';
 import { createLogger } from '../lib/util/logger.js';
 import { createHandlerFactory } from './grpc/handlers.js';
 import { bindGrpcServer, createGrpcServer, shutdownGrpcServer } from './grpc/server.js';
 import { createExecutionService } from './services/execution-service.js';
 import { createOperationsService } from './services/operations-service.js';
-import { createWorkerQueueService } from './services/worker-queue-service.js';
 import { type CapabilitiesConfig, resolveCapabilitiesConfig } from './services/capabilities-config.js';
 import { createCapabilitiesService } from './services/capabilities-service.js';
 import { registerStorageServices, type StorageServices } from './storage-services.js';
+import { openWorkerPort, type WorkerPort } from './worker-port.js';
 
 export { DEFAULT_SCHEDULER_LISTEN_ADDRESS } from '../lib/config/defaults.js';
 
@@ -45,6 +45,11 @@ export interface SchedulerOptions extends Omit<InMemoryBuildQueueOptions, 'conte
   /** `host:port` to listen on; port 0 picks a free one. @default DEFAULT_SCHEDULER_LISTEN_ADDRESS */
   listenAddress?: string;
   /**
+   * `host:port` of the worker port (WorkerQueue), never the client port.
+   * @default a private Unix socket (no TCP port; see worker-port.ts)
+   */
+  workerListenAddress?: string;
+  /**
    * Also serve CAS, ByteStream and ActionCache from `contentAddressableStorage` and `actionCache`
    * on this port. Capabilities is served either way.
    * @default true
@@ -57,8 +62,10 @@ export interface SchedulerOptions extends Omit<InMemoryBuildQueueOptions, 'conte
 export interface Scheduler {
   /** The port actually bound (useful with port 0). */
   port: number;
-  /** `host:port` as bound, for clients and workers. */
+  /** `host:port` as bound, for clients. */
   address: string;
+  /** What workers dial: `host:port` of the worker port as bound, or `unix:/path`. */
+  workerAddress: string;
   buildQueue: InMemoryBuildQueue;
   /** The CAS behind the queue and this port's storage services (see StorageServicesDeps.uploadsVerified). */
   contentAddressableStorage: BlobStore;
@@ -83,7 +90,7 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
   } else {
     stores = { contentAddressableStorage: config.contentAddressableStorage, actionCache: config.actionCache, uploadsVerified: config.uploadsVerified ?? false };
   }
-  const { storage: _tree, uploadsVerified: _verified, ...queueOptions } = config;
+  const { storage: _tree, uploadsVerified: _verified, workerListenAddress, ...queueOptions } = config;
   const buildQueue = new InMemoryBuildQueue({ ...queueOptions, ...stores, logger: logger.child('queue') });
 
   const server = createGrpcServer();
@@ -103,11 +110,12 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
   }
   server.addService(executionService, createExecutionService(handlers, { buildQueue, digestFunctions: capabilities.digestFunctions }));
   server.addService(operationsService, createOperationsService(handlers, { buildQueue }));
-  server.addService(workerQueueService, createWorkerQueueService(handlers, { buildQueue }));
 
   let port: number;
+  let workerPort: WorkerPort;
   try {
     port = await bindGrpcServer(server, listenAddress);
+    workerPort = await openWorkerPort(handlers, buildQueue, workerListenAddress);
   } catch (err) {
     buildQueue.close();
     storage?.close();
@@ -117,19 +125,20 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
   }
   const host = listenAddress.slice(0, listenAddress.lastIndexOf(':'));
   const address = `${host}:${port}`;
-  logger.info('scheduler listening', { address, storage: storage ? 'served' : 'not served' });
+  logger.info('scheduler listening', { address, workerAddress: workerPort.address, storage: storage ? 'served' : 'not served' });
 
   let closing: Promise<void> | undefined;
   return {
     port,
     address,
+    workerAddress: workerPort.address,
     buildQueue,
     contentAddressableStorage: stores.contentAddressableStorage,
     close: () => {
       closing ??= (async () => {
         // First release the calls the queue holds, so the server can drain instead of waiting.
         buildQueue.close();
-        await shutdownGrpcServer(server);
+        await Promise.all([shutdownGrpcServer(server), workerPort.close()]);
         storage?.close();
         await owned?.close();
       })();

@@ -2,8 +2,9 @@
  * `bzutil serve all`: the embedded default. An apiserver, a scheduler and one worker with N slots in
  * one process, built from one configuration tree and sharing the stores in memory: the scheduler
  * checks inputs and writes the action cache without a network hop, and the worker reads inputs and
- * writes outputs straight to the CAS. Only the worker protocol goes over loopback gRPC, so the worker
- * code is the same as on a remote host.
+ * writes outputs straight to the CAS. Only the worker protocol goes over gRPC, on the scheduler's
+ * private worker port (a Unix socket only this user can reach, unless scheduler.worker_listen_address
+ * opens a TCP port for more workers), so the worker code is the same as on a remote host.
  */
 import type { ResolvedConfig } from '../lib/config/config.js';
 import type { ApiServer } from './apiserver.js';
@@ -29,7 +30,7 @@ export async function startAll(config: ResolvedConfig, deps: ServerDeps): Promis
     scheduler = await createScheduler(config, { ...deps, logger: logger.child('scheduler') }, stores);
     if ((config.worker?.slots ?? 0) > 0) {
       worker = await createWorker(config, { ...deps, logger: logger.child('worker') }, {
-        schedulerAddress: `127.0.0.1:${scheduler.port}`,
+        schedulerAddress: scheduler.workerAddress,
         contentAddressableStorage: apiserver.contentAddressableStorage,
       });
     }

@@ -1,6 +1,6 @@
 /**
  * bzutil deployed apart, as on several hosts: `serve apiserver`, `serve scheduler --cas=<apiserver>`
- * and `serve worker --scheduler --cas`, each its own process (the built binary), all on 127.0.0.1.
+ * and `serve worker --scheduler=<worker port> --cas`, each its own process (the built binary), all on 127.0.0.1.
  * Clients talk only to the scheduler, which forwards CAS and action-cache calls to the apiserver.
  * Then the worker is killed in the middle of an action: the scheduler requeues it once the worker's
  * lease runs out, and a second worker finishes it.
@@ -25,7 +25,7 @@ const workers: ServeProcess[] = [];
 
 const startWorkerProcess = async (label: string) => {
   const worker = await startServe(
-    ['worker', `--scheduler=${scheduler.addresses.scheduler}`, `--cas=${apiserver.addresses.apiserver}`, '--slots=1', `--work_dir=${join(work, label)}`],
+    ['worker', `--scheduler=${scheduler.addresses.workers}`, `--cas=${apiserver.addresses.apiserver}`, '--slots=1', `--work_dir=${join(work, label)}`],
     ['worker'],
   );
   workers.push(worker);
@@ -36,7 +36,7 @@ beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'bzutil-e2e-apart-'));
   apiserver = await startServe(['apiserver', '--listen=127.0.0.1:0', `--storage_dir=${join(work, 'storage')}`], ['apiserver']);
   // A short lease so that a dead worker's action is requeued within the test's time.
-  scheduler = await startServe(['scheduler', '--listen=127.0.0.1:0', `--cas=${apiserver.addresses.apiserver}`, '--worker_lease=2s'], ['scheduler']);
+  scheduler = await startServe(['scheduler', '--listen=127.0.0.1:0', '--worker_listen=127.0.0.1:0', `--cas=${apiserver.addresses.apiserver}`, '--worker_lease=2s'], ['scheduler', 'workers']);
 });
 
 afterAll(async () => {

@@ -48,6 +48,7 @@ Each server prints "<service> listening on <host:port>" on stdout once it accept
     const all = await startAll(config, { logger });
     process.stdout.write(`apiserver listening on ${all.apiserver.address}\n`);
     process.stdout.write(`scheduler listening on ${all.scheduler.address}\n`);
+    if (config.scheduler?.worker_listen_address !== undefined) process.stdout.write(`workers listening on ${all.scheduler.workerAddress}\n`);
     const schedulerPort = all.scheduler.port;
     process.stderr.write(
       `bzutil is ready: ${config.worker?.slots ?? 0} worker slot(s).\n` +

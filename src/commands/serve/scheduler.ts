@@ -10,10 +10,12 @@ export default class ServeScheduler extends BzutilCommand<void> {
   static override description = `Queues actions and hands them to workers started with "bzutil serve worker". It
 checks the action cache and that every input is in the CAS before queueing, and it also serves
 Capabilities, CAS, ByteStream and ActionCache (forwarded to the apiserver given by --cas) so that Bazel
-needs only --remote_executor=grpc://host:9099. Prints "scheduler listening on <host:port>" when ready.`;
+needs only --remote_executor=grpc://host:9099. Workers dial a separate, private worker port
+(--worker_listen, default 127.0.0.1:9098), never the client port. Prints "scheduler listening on
+<host:port>" and "workers listening on <host:port>" when ready.`;
   static override examples = [
     '<%= config.bin %> <%= command.id %> --cas=localhost:12100',
-    '<%= config.bin %> <%= command.id %> --listen=0.0.0.0:9099 --cas=cas.internal:12100',
+    '<%= config.bin %> <%= command.id %> --listen=0.0.0.0:9099 --worker_listen=10.0.0.5:9098 --cas=cas.internal:12100',
   ];
   static override flags = {
     ...configFlags,
@@ -33,6 +35,7 @@ needs only --remote_executor=grpc://host:9099. Prints "scheduler listening on <h
     const logger = createLogger({ level: config.log_level, component: 'scheduler' });
     const scheduler = await createScheduler(config, { logger });
     process.stdout.write(`scheduler listening on ${scheduler.address}\n`);
+    process.stdout.write(`workers listening on ${scheduler.workerAddress}\n`);
     const signal = await waitForShutdownSignal();
     logger.info(`Received ${signal}, shutting down`);
     await scheduler.close();

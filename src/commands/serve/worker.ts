@@ -12,12 +12,12 @@ fetches each action's inputs from the CAS into a hard-linked local file cache, r
 exactly the environment the action specifies, uploads the outputs and reports the result. It
 reconnects with backoff when the scheduler goes away. Give each worker its own --work_dir.`;
   static override examples = [
-    '<%= config.bin %> <%= command.id %> --scheduler=localhost:9099 --cas=localhost:12100 --slots=4',
-    '<%= config.bin %> <%= command.id %> --scheduler=sched:9099 --cas=cas:12100 --platform=OSFamily=Linux,container-image=none --work_dir=/tmp/w1',
+    '<%= config.bin %> <%= command.id %> --scheduler=localhost:9098 --cas=localhost:12100 --slots=4',
+    '<%= config.bin %> <%= command.id %> --scheduler=sched:9098 --cas=cas:12100 --platform=OSFamily=Linux,container-image=none --work_dir=/tmp/w1',
   ];
   static override flags = {
     ...configFlags,
-    scheduler: Flags.string({ summary: 'Address of the scheduler (worker.scheduler_address; default localhost:9099).', aliases: ['scheduler_addr', 'scheduler-addr'] }),
+    scheduler: Flags.string({ summary: 'Address of the scheduler worker port, its --worker_listen (worker.scheduler_address; default localhost:9098).', aliases: ['scheduler_addr', 'scheduler-addr'] }),
     cas: Flags.string({
       summary: 'Address of the CAS: the apiserver, or the scheduler which forwards to it (sets storage.cas to a grpc store; default localhost:12100).',
       aliases: ['cas_addr', 'cas-addr'],

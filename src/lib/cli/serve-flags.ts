@@ -36,6 +36,10 @@ export const schedulerFlags = {
     summary: 'How long a worker may go silent before its actions are requeued (scheduler.worker_lease; default 30s).',
     aliases: ['worker-lease'],
   }),
+  worker_listen: Flags.string({
+    summary: 'host:port of the private worker port that workers dial (scheduler.worker_listen_address; serve scheduler: default 127.0.0.1:9098; serve all: none, its own worker uses a private Unix socket).',
+    aliases: ['worker-listen'],
+  }),
   max_worker_slots: Flags.integer({
     summary: 'The most slots one worker is believed to have; a worker announcing more is capped (scheduler.max_worker_slots; default 256).',
     min: 1,
@@ -101,6 +105,7 @@ export interface ServeFlagValues {
   scheduler_listen?: string;
   worker_lease?: string;
   max_worker_slots?: number;
+  worker_listen?: string;
   storage_dir?: string;
   max_size?: string;
   memory_cache?: string;
@@ -118,9 +123,9 @@ export function flagOverrides(role: ServeRole, flags: ServeFlagValues): BzutilCo
   const apiserverListen = role === 'apiserver' ? flags.listen : flags.apiserver_listen;
   const schedulerListen = role === 'scheduler' ? flags.listen : flags.scheduler_listen;
   if (apiserverListen !== undefined) tree.apiserver = { listen_address: apiserverListen };
-  if (schedulerListen !== undefined || flags.worker_lease !== undefined || flags.max_worker_slots !== undefined) {
+  if (schedulerListen !== undefined || flags.worker_lease !== undefined || flags.max_worker_slots !== undefined || flags.worker_listen !== undefined) {
     if (flags.worker_lease !== undefined) flagValue('worker_lease', () => parseDurationMs(flags.worker_lease!));
-    tree.scheduler = { listen_address: schedulerListen, worker_lease: flags.worker_lease, max_worker_slots: flags.max_worker_slots };
+    tree.scheduler = { listen_address: schedulerListen, worker_lease: flags.worker_lease, max_worker_slots: flags.max_worker_slots, worker_listen_address: flags.worker_listen };
   }
   if (flags.slots !== undefined || flags.work_dir !== undefined || flags.platform !== undefined || flags.scheduler !== undefined) {
     tree.worker = {

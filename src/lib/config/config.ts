@@ -19,6 +19,8 @@ export interface ApiServerSection {
 
 export interface SchedulerSection {
   listen_address?: string;
+  /** The private worker port (WorkerQueue); `serve all` opens none unless given (its worker uses a Unix socket). */
+  worker_listen_address?: string;
   worker_lease?: DurationSetting;
   /** The most slots one worker is believed to have, whatever it announces. */
   max_worker_slots?: number;
@@ -61,7 +63,7 @@ export const ROLE_SECTIONS: Record<ServeRole, { sections: readonly (keyof Bzutil
 export interface ResolvedConfig {
   log_level: LogLevelSetting;
   apiserver?: Required<ApiServerSection>;
-  scheduler?: Required<SchedulerSection>;
+  scheduler?: Omit<Required<SchedulerSection>, 'worker_listen_address'> & { worker_listen_address?: string };
   worker?: Omit<Required<WorkerSection>, 'scheduler_address'> & { scheduler_address?: string };
   storage: { cas: BlobStoreConfig; action_cache?: BlobStoreConfig };
 }

@@ -11,6 +11,10 @@ export const DEFAULT_SCHEDULER_LISTEN_ADDRESS = '0.0.0.0:9099';
 /** Where `serve scheduler` and `serve worker` find the apiserver, and `serve worker` the scheduler. */
 export const DEFAULT_REMOTE_APISERVER_ADDRESS = 'localhost:12100';
 export const DEFAULT_REMOTE_SCHEDULER_ADDRESS = 'localhost:9099';
+/** `serve scheduler`'s private worker port, loopback only unless configured otherwise. */
+export const DEFAULT_WORKER_LISTEN_ADDRESS = '127.0.0.1:9098';
+/** Where `serve worker` finds the scheduler's worker port. */
+export const DEFAULT_REMOTE_WORKER_PORT_ADDRESS = 'localhost:9098';
 /** Memory for small blobs in front of the disk stores (the action cache gets an eighth, at least 8 MiB). */
 export const DEFAULT_MEMORY_CACHE_SIZE_BYTES = 64 * 1024 * 1024;
 /** CAS capacity on disk, and in memory (`--in_memory`). */
@@ -95,13 +99,18 @@ export function defaultConfig(role: ServeRole): BzutilConfig {
     case 'scheduler':
       return {
         log_level: 'info',
-        scheduler: { listen_address: DEFAULT_SCHEDULER_LISTEN_ADDRESS, worker_lease: DEFAULT_WORKER_LEASE, max_worker_slots: DEFAULT_MAX_WORKER_SLOTS },
+        scheduler: {
+          listen_address: DEFAULT_SCHEDULER_LISTEN_ADDRESS,
+          worker_listen_address: DEFAULT_WORKER_LISTEN_ADDRESS,
+          worker_lease: DEFAULT_WORKER_LEASE,
+          max_worker_slots: DEFAULT_MAX_WORKER_SLOTS,
+        },
         storage: remoteStorageConfig(DEFAULT_REMOTE_APISERVER_ADDRESS, { actionCache: true }),
       };
     case 'worker':
       return {
         log_level: 'info',
-        worker: { ...worker, scheduler_address: DEFAULT_REMOTE_SCHEDULER_ADDRESS, work_dir: join(defaultCacheDir(), 'worker') },
+        worker: { ...worker, scheduler_address: DEFAULT_REMOTE_WORKER_PORT_ADDRESS, work_dir: join(defaultCacheDir(), 'worker') },
         storage: remoteStorageConfig(DEFAULT_REMOTE_APISERVER_ADDRESS, { actionCache: false }),
       };
   }

@@ -33,9 +33,9 @@ let operations: GenericClient;
 let workerQueue: GenericClient;
 let capabilities: GenericClient;
 
-function connect(def: grpc.ServiceDefinition, name: string): GenericClient {
+function connect(def: grpc.ServiceDefinition, name: string, address = scheduler.address): GenericClient {
   const Ctor = grpc.makeGenericClientConstructor(def, name);
-  const client = new Ctor(scheduler.address, grpc.credentials.createInsecure()) as unknown as GenericClient;
+  const client = new Ctor(address, grpc.credentials.createInsecure()) as unknown as GenericClient;
   clients.push(client);
   return client;
 }
@@ -109,7 +109,7 @@ async function restart(opts: Partial<SchedulerConfig> = {}): Promise<void> {
   });
   execution = connect(executionService, 'Execution');
   operations = connect(operationsService, 'Operations');
-  workerQueue = connect(workerQueueService, 'WorkerQueue');
+  workerQueue = connect(workerQueueService, 'WorkerQueue', scheduler.workerAddress);
   capabilities = connect(capabilitiesService, 'Capabilities');
 }
 

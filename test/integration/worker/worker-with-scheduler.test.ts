@@ -48,7 +48,7 @@ describe('worker with the real scheduler', () => {
       serveStorage: false,
     });
     worker = await startWorker({
-      schedulerAddress: scheduler.address,
+      schedulerAddress: scheduler.workerAddress,
       contentAddressableStorage: store,
       slots: 2,
       workDir,

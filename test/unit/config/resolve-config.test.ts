@@ -45,9 +45,12 @@ describe('resolveConfig', () => {
     const scheduler = resolveConfig({ role: 'scheduler' });
     expect(Object.keys(scheduler).sort()).toEqual(['log_level', 'scheduler', 'storage']);
     expect(scheduler.storage).toEqual({ cas: { grpc: { address: 'localhost:12100' } }, action_cache: { grpc: { address: 'localhost:12100' } } });
+    // The worker port is private and loopback by default; serve all opens none.
+    expect(scheduler.scheduler?.worker_listen_address).toBe('127.0.0.1:9098');
+    expect(resolveConfig({ role: 'all' }).scheduler?.worker_listen_address).toBeUndefined();
     const worker = resolveConfig({ role: 'worker' });
     expect(Object.keys(worker).sort()).toEqual(['log_level', 'storage', 'worker']);
-    expect(worker.worker).toMatchObject({ scheduler_address: 'localhost:9099', work_dir: '/cache/bzutil/worker' });
+    expect(worker.worker).toMatchObject({ scheduler_address: 'localhost:9098', work_dir: '/cache/bzutil/worker' });
     expect(worker.storage).toEqual({ cas: { grpc: { address: 'localhost:12100' } } });
   });
 
@@ -88,7 +91,7 @@ describe('resolveConfig', () => {
   });
 
   it('names the path of an unknown key, with the keys that are allowed there', () => {
-    expect(issuesOf({ scheduler: { worker_leases: '1s' } })).toEqual(['scheduler.worker_leases: unknown key (expected one of listen_address, worker_lease, max_worker_slots)']);
+    expect(issuesOf({ scheduler: { worker_leases: '1s' } })).toEqual(['scheduler.worker_leases: unknown key (expected one of listen_address, worker_listen_address, worker_lease, max_worker_slots)']);
     expect(issuesOf({ storage: { cas: { s3: {} } } })[0]).toMatch(/^storage\.cas\.s3: unknown key \(expected one of disk, memory, grpc/);
     // Planned sections are refused, not silently ignored.
     expect(issuesOf({ scheduler: { state: 'memory' } })).toEqual(['scheduler.state: is planned but not supported yet']);
