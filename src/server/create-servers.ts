@@ -26,6 +26,7 @@ export function createApiServer(config: ResolvedConfig, deps: ServerDeps): Promi
     listenAddress: section.listen_address,
     storage: config.storage,
     uploadIdleTimeoutMs: parseDurationMs(section.upload_idle_timeout),
+    capabilities: { actionCacheUpdateEnabled: section.allow_ac_updates },
     logger: deps.logger,
     clock: deps.clock,
   });
@@ -45,6 +46,7 @@ export function createScheduler(config: ResolvedConfig, deps: ServerDeps, shared
     workerListenAddress: section.worker_listen_address,
     workerLeaseMs: parseDurationMs(section.worker_lease),
     maxWorkerSlots: section.max_worker_slots,
+    capabilities: { actionCacheUpdateEnabled: section.allow_ac_updates },
     logger: deps.logger,
     clock: deps.clock,
     ...storage,

@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
-import { configFlags, configToServe, logLevelFlag, schedulerFlags, storageFlags, waitForShutdownSignal, workerFlags } from '../../lib/cli/serve-flags.js';
+import { allowAcUpdatesFlag, configFlags, configToServe, logLevelFlag, schedulerFlags, storageFlags, waitForShutdownSignal, workerFlags } from '../../lib/cli/serve-flags.js';
 import { createLogger } from '../../lib/util/logger.js';
 import { startAll } from '../../server/serve-all.js';
 
@@ -37,6 +37,7 @@ Each server prints "<service> listening on <host:port>" on stdout once it accept
     ...schedulerFlags,
     ...storageFlags,
     ...workerFlags,
+    ...allowAcUpdatesFlag,
     log_level: logLevelFlag,
   };
 

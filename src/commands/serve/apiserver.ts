@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
-import { configFlags, configToServe, logLevelFlag, storageFlags, waitForShutdownSignal } from '../../lib/cli/serve-flags.js';
+import { allowAcUpdatesFlag, configFlags, configToServe, logLevelFlag, storageFlags, waitForShutdownSignal } from '../../lib/cli/serve-flags.js';
 import { createLogger } from '../../lib/util/logger.js';
 import { createApiServer } from '../../server/create-servers.js';
 
@@ -10,9 +10,12 @@ export default class ServeApiserver extends BzutilCommand<void> {
   static override description = `Serves the storage half of the Remote Execution API. Point Bazel at it with
 --remote_cache=grpc://host:12100, or point a separate scheduler and its workers at it with --cas.
 Every upload is verified against its digest before it becomes visible; the least recently used blobs
-are evicted beyond --max_size. Prints "apiserver listening on <host:port>" on stdout when ready.`;
+are evicted beyond --max_size. Clients may write the action cache only with --allow_ac_updates: a
+Bazel using it as --remote_cache alone needs that, and so does a separate "serve scheduler" that
+stores its results here (keep such an apiserver on a network only the scheduler and workers reach).
+Prints "apiserver listening on <host:port>" on stdout when ready.`;
   static override examples = [
-    '<%= config.bin %> <%= command.id %>',
+    '<%= config.bin %> <%= command.id %> --allow_ac_updates',
     '<%= config.bin %> <%= command.id %> --listen=0.0.0.0:12100 --storage_dir=/var/cache/bzutil --max_size=100G',
     'bazel build --remote_cache=grpc://localhost:12100 //...',
   ];
@@ -20,6 +23,7 @@ are evicted beyond --max_size. Prints "apiserver listening on <host:port>" on st
     ...configFlags,
     listen: Flags.string({ summary: 'host:port to listen on, port 0 picks a free port (apiserver.listen_address; default 0.0.0.0:12100).' }),
     ...storageFlags,
+    ...allowAcUpdatesFlag,
     log_level: logLevelFlag,
   };
 

@@ -47,6 +47,16 @@ export const schedulerFlags = {
   }),
 };
 
+/** On serve all it sets both apiserver.allow_ac_updates and scheduler.allow_ac_updates. */
+export const allowAcUpdatesFlag = {
+  allow_ac_updates: Flags.boolean({
+    summary: 'Let clients write the action cache with UpdateActionResult (apiserver/scheduler.allow_ac_updates; default off).',
+    description:
+      'Off, Capabilities advertise update_enabled false, UpdateActionResult answers PERMISSION_DENIED and only the scheduler writes the results of remote executions. Bazel with --remote_cache alone (no remote execution) uploads its local results and needs it on.',
+    aliases: ['allow-ac-updates'],
+  }),
+};
+
 /** How much the servers log on stderr. */
 export const logLevelFlag = Flags.option({
   summary: 'Least severe log level printed on stderr (log_level; default info).',
@@ -106,6 +116,7 @@ export interface ServeFlagValues {
   worker_lease?: string;
   max_worker_slots?: number;
   worker_listen?: string;
+  allow_ac_updates?: boolean;
   storage_dir?: string;
   max_size?: string;
   memory_cache?: string;
@@ -122,10 +133,11 @@ export function flagOverrides(role: ServeRole, flags: ServeFlagValues): BzutilCo
   const tree: BzutilConfig = {};
   const apiserverListen = role === 'apiserver' ? flags.listen : flags.apiserver_listen;
   const schedulerListen = role === 'scheduler' ? flags.listen : flags.scheduler_listen;
-  if (apiserverListen !== undefined) tree.apiserver = { listen_address: apiserverListen };
-  if (schedulerListen !== undefined || flags.worker_lease !== undefined || flags.max_worker_slots !== undefined || flags.worker_listen !== undefined) {
+  const allowAc = flags.allow_ac_updates ? true : undefined;
+  if (apiserverListen !== undefined || (allowAc && role !== 'scheduler')) tree.apiserver = { listen_address: apiserverListen, allow_ac_updates: role === 'scheduler' ? undefined : allowAc };
+  if (schedulerListen !== undefined || flags.worker_lease !== undefined || flags.max_worker_slots !== undefined || flags.worker_listen !== undefined || (allowAc && role !== 'apiserver')) {
     if (flags.worker_lease !== undefined) flagValue('worker_lease', () => parseDurationMs(flags.worker_lease!));
-    tree.scheduler = { listen_address: schedulerListen, worker_lease: flags.worker_lease, max_worker_slots: flags.max_worker_slots, worker_listen_address: flags.worker_listen };
+    tree.scheduler = { listen_address: schedulerListen, worker_lease: flags.worker_lease, max_worker_slots: flags.max_worker_slots, worker_listen_address: flags.worker_listen, allow_ac_updates: role === 'apiserver' ? undefined : allowAc };
   }
   if (flags.slots !== undefined || flags.work_dir !== undefined || flags.platform !== undefined || flags.scheduler !== undefined) {
     tree.worker = {

@@ -15,6 +15,8 @@ export type LogLevelSetting = 'debug' | 'info' | 'warn' | 'error';
 export interface ApiServerSection {
   listen_address?: string;
   upload_idle_timeout?: DurationSetting;
+  /** Whether clients may write the action cache (UpdateActionResult); off, only the scheduler does. */
+  allow_ac_updates?: boolean;
 }
 
 export interface SchedulerSection {
@@ -24,6 +26,8 @@ export interface SchedulerSection {
   worker_lease?: DurationSetting;
   /** The most slots one worker is believed to have, whatever it announces. */
   max_worker_slots?: number;
+  /** As apiserver.allow_ac_updates, for the storage APIs on the scheduler port. */
+  allow_ac_updates?: boolean;
 }
 
 export interface WorkerSection {

@@ -85,15 +85,15 @@ export function defaultConfig(role: ServeRole): BzutilConfig {
     case 'all':
       return {
         log_level: 'info',
-        apiserver: { listen_address: DEFAULT_APISERVER_LISTEN_ADDRESS, upload_idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT },
-        scheduler: { listen_address: DEFAULT_SCHEDULER_LISTEN_ADDRESS, worker_lease: DEFAULT_WORKER_LEASE, max_worker_slots: DEFAULT_MAX_WORKER_SLOTS },
+        apiserver: { listen_address: DEFAULT_APISERVER_LISTEN_ADDRESS, upload_idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT, allow_ac_updates: false },
+        scheduler: { listen_address: DEFAULT_SCHEDULER_LISTEN_ADDRESS, worker_lease: DEFAULT_WORKER_LEASE, max_worker_slots: DEFAULT_MAX_WORKER_SLOTS, allow_ac_updates: false },
         worker: { ...worker, work_dir: join(defaultCacheDir(), 'work') },
         storage: localStorageConfig(),
       };
     case 'apiserver':
       return {
         log_level: 'info',
-        apiserver: { listen_address: DEFAULT_APISERVER_LISTEN_ADDRESS, upload_idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT },
+        apiserver: { listen_address: DEFAULT_APISERVER_LISTEN_ADDRESS, upload_idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT, allow_ac_updates: false },
         storage: localStorageConfig(),
       };
     case 'scheduler':
@@ -104,6 +104,7 @@ export function defaultConfig(role: ServeRole): BzutilConfig {
           worker_listen_address: DEFAULT_WORKER_LISTEN_ADDRESS,
           worker_lease: DEFAULT_WORKER_LEASE,
           max_worker_slots: DEFAULT_MAX_WORKER_SLOTS,
+          allow_ac_updates: false,
         },
         storage: remoteStorageConfig(DEFAULT_REMOTE_APISERVER_ADDRESS, { actionCache: true }),
       };

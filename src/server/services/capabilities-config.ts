@@ -45,8 +45,10 @@ export interface CapabilitiesConfig {
   symlinkAbsolutePathStrategy?: 'ALLOWED' | 'DISALLOWED';
   /**
    * Whether clients may write the action cache (UpdateActionResult); when false it answers
-   * PERMISSION_DENIED and only workers fill the cache.
-   * @default true
+   * PERMISSION_DENIED and only the scheduler fills the cache, with results of remote executions
+   * (a client able to write it could plant any result for any action). Cache-only setups, where
+   * Bazel uploads its local results, turn it on (`--allow_ac_updates`).
+   * @default false
    */
   actionCacheUpdateEnabled?: boolean;
   /** Set by the scheduler: advertises remote execution. Absent on a cache-only apiserver. */
@@ -80,7 +82,7 @@ export function resolveCapabilitiesConfig(config: CapabilitiesConfig = {}): Reso
     digestFunctions,
     maxBatchTotalSizeBytes,
     symlinkAbsolutePathStrategy: config.symlinkAbsolutePathStrategy ?? 'ALLOWED',
-    actionCacheUpdateEnabled: config.actionCacheUpdateEnabled ?? true,
+    actionCacheUpdateEnabled: config.actionCacheUpdateEnabled ?? false,
     execution: config.execution
       ? {
           priorityRanges: config.execution.priorityRanges?.length ? config.execution.priorityRanges : [{ minPriority: 0, maxPriority: 0 }],

@@ -55,7 +55,7 @@ describe.skipIf(!haveBazel)('Bazel 4.2.3 against bzutil', () => {
     const ob = () => join(ws.root, 'ob-cache');
 
     beforeAll(async () => {
-      const server = await startServe(['apiserver', '--listen=127.0.0.1:0', `--storage_dir=${tempDir('cache')}`], ['apiserver']);
+      const server = await startServe(['apiserver', '--listen=127.0.0.1:0', '--allow_ac_updates', `--storage_dir=${tempDir('cache')}`], ['apiserver']);
       servers.push(server);
       remote = `grpc://${server.addresses.apiserver}`;
     }, 60_000);

@@ -4,6 +4,9 @@ import { Code } from '../../../src/lib/errors/status-error.js';
 import { encodeWithDigest } from '../../../src/lib/proto/canonical.js';
 import { type Harness, expectStatus, pseudoRandomBytes, reapi, startHarness, unary, uploadBlobs } from './harness.js';
 
+/** Client writes to the action cache are off by default; these tests exercise them. */
+const WRITABLE = { capabilities: { actionCacheUpdateEnabled: true } };
+
 const text = (s: string) => new TextEncoder().encode(s);
 const actionDigestOf = (name: string, instanceName = '') =>
   encodeWithDigest(reapi.Action, { commandDigest: Digest.ofBytes(text(name)).toProto(), doNotCache: false }, { instanceName }).digest;
@@ -16,12 +19,12 @@ describe('apiserver ActionCache', () => {
   });
 
   it('answers NOT_FOUND for an action it has no result for', async () => {
-    h = await startHarness();
+    h = await startHarness(WRITABLE);
     await expectStatus(unary(h.actionCache, 'getActionResult', { actionDigest: actionDigestOf('never run').toProto() }), Code.NOT_FOUND);
   });
 
   it('stores a result, returns it, and inlines stdout and requested output files on request', async () => {
-    h = await startHarness();
+    h = await startHarness(WRITABLE);
     const stdout = text('hello from stdout\n');
     const stderr = text('warning\n');
     const outA = text('contents of a');
@@ -57,7 +60,7 @@ describe('apiserver ActionCache', () => {
   });
 
   it('does not inline output files that would push the response past the message size budget', async () => {
-    h = await startHarness();
+    h = await startHarness(WRITABLE);
     const big1 = pseudoRandomBytes(2 * 1024 * 1024, 1);
     const big2 = pseudoRandomBytes(2 * 1024 * 1024, 2);
     // Upload each through its own batch: together they exceed the batch limit.
@@ -77,7 +80,7 @@ describe('apiserver ActionCache', () => {
   });
 
   it('reports a cached result whose output blob is gone from the CAS as NOT_FOUND', async () => {
-    h = await startHarness();
+    h = await startHarness(WRITABLE);
     const [present] = await uploadBlobs(h, [text('present output')]);
     const gone = Digest.ofBytes(text('output that was never uploaded (or evicted)'));
     const actionDigest = actionDigestOf('partially evicted');
@@ -90,7 +93,7 @@ describe('apiserver ActionCache', () => {
   });
 
   it('rejects a malformed action digest or output digest with BadRequest details', async () => {
-    h = await startHarness();
+    h = await startHarness(WRITABLE);
     const badAction = await expectStatus(
       unary(h.actionCache, 'getActionResult', { actionDigest: { hash: 'not-hex', sizeBytes: 1 } }),
       Code.INVALID_ARGUMENT,
@@ -108,8 +111,8 @@ describe('apiserver ActionCache', () => {
     expect(missingResult.fieldViolations()[0]?.field).toBe('action_result');
   });
 
-  it('answers PERMISSION_DENIED to updates when client updates are disabled', async () => {
-    h = await startHarness({ capabilities: { actionCacheUpdateEnabled: false } });
+  it('answers PERMISSION_DENIED to client updates by default (only the scheduler writes results)', async () => {
+    h = await startHarness();
     const err = await expectStatus(
       unary(h.actionCache, 'updateActionResult', { actionDigest: actionDigestOf('y').toProto(), actionResult: { exitCode: 1 } }),
       Code.PERMISSION_DENIED,
@@ -118,7 +121,7 @@ describe('apiserver ActionCache', () => {
   });
 
   it('keeps results of different instance names apart', async () => {
-    h = await startHarness();
+    h = await startHarness(WRITABLE);
     const actionDigest = actionDigestOf('same action');
     await unary(h.actionCache, 'updateActionResult', { instanceName: 'one', actionDigest: actionDigest.toProto(), actionResult: { exitCode: 3 } });
     const hit = await unary<reapi.ActionResult>(h.actionCache, 'getActionResult', { instanceName: 'one', actionDigest: actionDigest.toProto() });

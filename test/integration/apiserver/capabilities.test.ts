@@ -15,7 +15,8 @@ describe('apiserver Capabilities', () => {
     const caps = await unary<reapi.ServerCapabilities>(h.capabilities, 'getCapabilities', { instanceName: '' });
     const cache = caps.cacheCapabilities!;
     expect(cache.digestFunctions).toEqual([reapi.DigestFunction.Value.SHA256]);
-    expect(cache.actionCacheUpdateCapabilities?.updateEnabled).toBe(true);
+    // Clients may not write the action cache unless --allow_ac_updates says so.
+    expect(cache.actionCacheUpdateCapabilities?.updateEnabled).toBe(false);
     expect(cache.maxBatchTotalSizeBytes).toBeGreaterThan(0);
     expect(cache.maxBatchTotalSizeBytes).toBeLessThan(MAX_SEND_MESSAGE_BYTES);
     expect(cache.symlinkAbsolutePathStrategy).toBe(reapi.SymlinkAbsolutePathStrategy.Value.ALLOWED);
@@ -26,12 +27,12 @@ describe('apiserver Capabilities', () => {
     expect(caps.executionCapabilities ?? undefined).toBeUndefined();
   });
 
-  it('reflects configuration: disabled AC updates, disallowed absolute symlinks, a smaller batch limit', async () => {
+  it('reflects configuration: allowed AC updates, disallowed absolute symlinks, a smaller batch limit', async () => {
     h = await startHarness({
-      capabilities: { actionCacheUpdateEnabled: false, symlinkAbsolutePathStrategy: 'DISALLOWED', maxBatchTotalSizeBytes: 1000 },
+      capabilities: { actionCacheUpdateEnabled: true, symlinkAbsolutePathStrategy: 'DISALLOWED', maxBatchTotalSizeBytes: 1000 },
     });
     const caps = await unary<reapi.ServerCapabilities>(h.capabilities, 'getCapabilities', { instanceName: 'main' });
-    expect(caps.cacheCapabilities?.actionCacheUpdateCapabilities?.updateEnabled).toBe(false);
+    expect(caps.cacheCapabilities?.actionCacheUpdateCapabilities?.updateEnabled).toBe(true);
     expect(caps.cacheCapabilities?.symlinkAbsolutePathStrategy).toBe(reapi.SymlinkAbsolutePathStrategy.Value.DISALLOWED);
     expect(caps.cacheCapabilities?.maxBatchTotalSizeBytes).toBe(1000);
   });

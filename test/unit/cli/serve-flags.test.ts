@@ -48,6 +48,17 @@ describe('flagOverrides', () => {
     });
   });
 
+  it('maps the security flags: --allow_ac_updates to each served section, --worker_listen and --max_worker_slots to the scheduler', () => {
+    expect(flagOverrides('all', { allow_ac_updates: true })).toMatchObject({ apiserver: { allow_ac_updates: true }, scheduler: { allow_ac_updates: true } });
+    expect(flagOverrides('apiserver', { allow_ac_updates: true })).toMatchObject({ apiserver: { allow_ac_updates: true } });
+    expect(flagOverrides('apiserver', { allow_ac_updates: true }).scheduler).toBeUndefined();
+    expect(flagOverrides('scheduler', { allow_ac_updates: true }).apiserver).toBeUndefined();
+    expect(flagOverrides('all', { allow_ac_updates: false })).toEqual({});
+    expect(flagOverrides('scheduler', { worker_listen: '10.0.0.2:9098', max_worker_slots: 8 })).toMatchObject({
+      scheduler: { worker_listen_address: '10.0.0.2:9098', max_worker_slots: 8 },
+    });
+  });
+
   it('sets the storage subtree from the storage flags, or to a remote apiserver from --cas', () => {
     expect(flagOverrides('apiserver', { in_memory: true }).storage).toEqual({
       cas: { memory: { max_size_bytes: 1024 ** 3 } },

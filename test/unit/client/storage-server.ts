@@ -27,6 +27,8 @@ export async function startStorageServer(opts: { maxBatchTotalSizeBytes?: number
     actionCache: new BlobStoreActionCache(new MemoryBlobStore({ maxSizeBytes: 16 * 1024 * 1024 })),
     logger: silentLogger,
     maxBatchTotalSizeBytes: opts.maxBatchTotalSizeBytes,
+    // The client's UpdateActionResult is exercised here, so client writes are allowed.
+    capabilities: { actionCacheUpdateEnabled: true },
   });
   const port = await bindGrpcServer(server, '127.0.0.1:0');
   return {
