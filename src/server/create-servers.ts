@@ -11,6 +11,7 @@ import type { Logger } from '../lib/util/logger.js';
 import { parseDurationMs, parseSizeBytes } from '../lib/util/units.js';
 import { type ApiServer, startApiServer } from './apiserver.js';
 import { type Scheduler, type SchedulerStorage, startScheduler } from './scheduler.js';
+import { warnIfExposed } from './exposure-warning.js';
 import { startWorker, type WorkerHandle } from './worker.js';
 
 export interface ServerDeps {
@@ -20,8 +21,9 @@ export interface ServerDeps {
 }
 
 /** The apiserver of `config` (its `apiserver` and `storage` sections). */
-export function createApiServer(config: ResolvedConfig, deps: ServerDeps): Promise<ApiServer> {
+export async function createApiServer(config: ResolvedConfig, deps: ServerDeps): Promise<ApiServer> {
   const section = required(config.apiserver, 'apiserver');
+  warnIfExposed(deps.logger, 'apiserver', section.listen_address);
   return startApiServer({
     listenAddress: section.listen_address,
     storage: config.storage,
@@ -36,8 +38,10 @@ export function createApiServer(config: ResolvedConfig, deps: ServerDeps): Promi
  * The scheduler of `config`; its stores are built from `storage` unless `shared` hands in stores
  * already built (and verified) by an apiserver in the same process.
  */
-export function createScheduler(config: ResolvedConfig, deps: ServerDeps, shared?: { contentAddressableStorage: BlobStore; actionCache: ApiServer['actionCache'] }): Promise<Scheduler> {
+export async function createScheduler(config: ResolvedConfig, deps: ServerDeps, shared?: { contentAddressableStorage: BlobStore; actionCache: ApiServer['actionCache'] }): Promise<Scheduler> {
   const section = required(config.scheduler, 'scheduler');
+  warnIfExposed(deps.logger, 'scheduler', section.listen_address);
+  if (section.worker_listen_address !== undefined) warnIfExposed(deps.logger, 'scheduler worker port', section.worker_listen_address);
   const storage: SchedulerStorage = shared
     ? { ...shared, uploadsVerified: true }
     : { storage: { cas: config.storage.cas, action_cache: required(config.storage.action_cache, 'storage.action_cache') } };

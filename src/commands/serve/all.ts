@@ -27,11 +27,11 @@ Each server prints "<service> listening on <host:port>" on stdout once it accept
   static override flags = {
     ...configFlags,
     apiserver_listen: Flags.string({
-      summary: 'host:port for the apiserver, port 0 picks a free port (apiserver.listen_address; default 0.0.0.0:12100).',
+      summary: 'host:port for the apiserver, port 0 picks a free port (apiserver.listen_address; default 127.0.0.1:12100).',
       aliases: ['apiserver-listen'],
     }),
     scheduler_listen: Flags.string({
-      summary: 'host:port for the scheduler, the endpoint Bazel uses as --remote_executor (scheduler.listen_address; default 0.0.0.0:9099).',
+      summary: 'host:port for the scheduler, the endpoint Bazel uses as --remote_executor (scheduler.listen_address; default 127.0.0.1:9099).',
       aliases: ['scheduler-listen'],
     }),
     ...schedulerFlags,

@@ -21,7 +21,7 @@ Prints "apiserver listening on <host:port>" on stdout when ready.`;
   ];
   static override flags = {
     ...configFlags,
-    listen: Flags.string({ summary: 'host:port to listen on, port 0 picks a free port (apiserver.listen_address; default 0.0.0.0:12100).' }),
+    listen: Flags.string({ summary: 'host:port to listen on, port 0 picks a free port (apiserver.listen_address; default 127.0.0.1:12100).' }),
     ...storageFlags,
     ...allowAcUpdatesFlag,
     log_level: logLevelFlag,

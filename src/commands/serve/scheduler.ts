@@ -19,7 +19,7 @@ needs only --remote_executor=grpc://host:9099. Workers dial a separate, private 
   ];
   static override flags = {
     ...configFlags,
-    listen: Flags.string({ summary: 'host:port to listen on, port 0 picks a free port (scheduler.listen_address; default 0.0.0.0:9099).' }),
+    listen: Flags.string({ summary: 'host:port to listen on, port 0 picks a free port (scheduler.listen_address; default 127.0.0.1:9099).' }),
     cas: Flags.string({
       summary: 'Address of the apiserver holding the CAS and action cache (sets storage to grpc stores; default localhost:12100).',
       aliases: ['cas_addr', 'cas-addr'],

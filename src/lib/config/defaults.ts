@@ -6,8 +6,9 @@ import { availableParallelism, homedir } from 'node:os';
 import { join } from 'node:path';
 import type { StorageSection, BzutilConfig, ServeRole } from './config.js';
 
-export const DEFAULT_APISERVER_LISTEN_ADDRESS = '0.0.0.0:12100';
-export const DEFAULT_SCHEDULER_LISTEN_ADDRESS = '0.0.0.0:9099';
+/** Loopback by default: nothing is reachable from the network until an address is configured. */
+export const DEFAULT_APISERVER_LISTEN_ADDRESS = '127.0.0.1:12100';
+export const DEFAULT_SCHEDULER_LISTEN_ADDRESS = '127.0.0.1:9099';
 /** Where `serve scheduler` and `serve worker` find the apiserver, and `serve worker` the scheduler. */
 export const DEFAULT_REMOTE_APISERVER_ADDRESS = 'localhost:12100';
 export const DEFAULT_REMOTE_SCHEDULER_ADDRESS = 'localhost:9099';

@@ -29,8 +29,8 @@ describe('resolveConfig', () => {
 
   it('fills every key serve all reads with today\'s defaults', () => {
     const config = resolveConfig({ role: 'all' });
-    expect(config.apiserver).toEqual({ listen_address: '0.0.0.0:12100', upload_idle_timeout: '1m', allow_ac_updates: false });
-    expect(config.scheduler).toEqual({ listen_address: '0.0.0.0:9099', worker_lease: '30s', max_worker_slots: 256, allow_ac_updates: false });
+    expect(config.apiserver).toEqual({ listen_address: '127.0.0.1:12100', upload_idle_timeout: '1m', allow_ac_updates: false });
+    expect(config.scheduler).toEqual({ listen_address: '127.0.0.1:9099', worker_lease: '30s', max_worker_slots: 256, allow_ac_updates: false });
     expect(config.worker?.work_dir).toBe('/cache/bzutil/work');
     expect(config.worker?.slots).toBeGreaterThan(0);
     expect(config.storage.cas).toEqual({
@@ -57,7 +57,7 @@ describe('resolveConfig', () => {
   it('lays the file over the defaults and the flags over the file', () => {
     const file = { scheduler: { worker_lease: '2m' }, worker: { slots: 3, platform: { OSFamily: 'Linux' } } };
     const config = resolveConfig({ role: 'all', file: { tree: file, source: 'f' }, overrides: { worker: { slots: 5 } } });
-    expect(config.scheduler).toEqual({ listen_address: '0.0.0.0:9099', worker_lease: '2m', max_worker_slots: 256, allow_ac_updates: false });
+    expect(config.scheduler).toEqual({ listen_address: '127.0.0.1:9099', worker_lease: '2m', max_worker_slots: 256, allow_ac_updates: false });
     expect(config.worker).toMatchObject({ slots: 5, platform: { OSFamily: 'Linux' } });
   });
 
