@@ -11,6 +11,7 @@ import { DEFAULT_APISERVER_LISTEN_ADDRESS, type LocalStorageOptions, localStorag
 import { type Clock, systemClock } from '../lib/util/clock.js';
 import { type Logger, createLogger } from '../lib/util/logger.js';
 import { bindGrpcServer, createGrpcServer, shutdownGrpcServer } from './grpc/server.js';
+import type { ServerTls } from './grpc/tls.js';
 import type { CapabilitiesConfig } from './services/capabilities-config.js';
 import { registerStorageServices } from './storage-services.js';
 
@@ -21,6 +22,8 @@ export { registerStorageServices, type StorageServices, type StorageServicesDeps
 export interface ApiServerConfig extends LocalStorageOptions {
   /** `host:port` to listen on; port 0 picks a free one. @default DEFAULT_APISERVER_LISTEN_ADDRESS */
   listenAddress?: string;
+  /** TLS (and mTLS) for the port; plaintext without. */
+  tls?: ServerTls;
   /**
    * The `storage` tree (`cas` and `action_cache` required). When absent, the standard local layout
    * described by the LocalStorageOptions fields is used (`storageDir` is then required unless
@@ -76,7 +79,7 @@ export async function startApiServer(config: ApiServerConfig = {}): Promise<ApiS
   });
   let port: number;
   try {
-    port = await bindGrpcServer(server, listenAddress);
+    port = await bindGrpcServer(server, listenAddress, config.tls?.credentials);
   } catch (err) {
     services.close();
     server.forceShutdown();

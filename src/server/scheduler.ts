@@ -16,6 +16,7 @@ import { InMemoryBuildQueue, type InMemoryBuildQueueOptions } from '../lib/sched
 import { createLogger } from '../lib/util/logger.js';
 import { createHandlerFactory } from './grpc/handlers.js';
 import { bindGrpcServer, createGrpcServer, shutdownGrpcServer } from './grpc/server.js';
+import type { ServerTls } from './grpc/tls.js';
 import { createExecutionService } from './services/execution-service.js';
 import { createOperationsService } from './services/operations-service.js';
 import { type CapabilitiesConfig, resolveCapabilitiesConfig } from './services/capabilities-config.js';
@@ -49,6 +50,8 @@ export interface SchedulerOptions extends Omit<InMemoryBuildQueueOptions, 'conte
    * @default a private Unix socket (no TCP port; see worker-port.ts)
    */
   workerListenAddress?: string;
+  /** TLS (and mTLS) for the client port; plaintext without. The worker port stays plaintext (see worker-port.ts). */
+  tls?: ServerTls;
   /**
    * Also serve CAS, ByteStream and ActionCache from `contentAddressableStorage` and `actionCache`
    * on this port. Capabilities is served either way.
@@ -90,7 +93,7 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
   } else {
     stores = { contentAddressableStorage: config.contentAddressableStorage, actionCache: config.actionCache, uploadsVerified: config.uploadsVerified ?? false };
   }
-  const { storage: _tree, uploadsVerified: _verified, workerListenAddress, ...queueOptions } = config;
+  const { storage: _tree, uploadsVerified: _verified, workerListenAddress, tls: _tls, ...queueOptions } = config;
   const buildQueue = new InMemoryBuildQueue({ ...queueOptions, ...stores, logger: logger.child('queue') });
 
   const server = createGrpcServer();
@@ -114,7 +117,7 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
   let port: number;
   let workerPort: WorkerPort;
   try {
-    port = await bindGrpcServer(server, listenAddress);
+    port = await bindGrpcServer(server, listenAddress, config.tls?.credentials);
     workerPort = await openWorkerPort(handlers, buildQueue, workerListenAddress);
   } catch (err) {
     buildQueue.close();

@@ -32,10 +32,13 @@ export function createGrpcServer(options: grpc.ServerOptions = {}): grpc.Server 
   return server;
 }
 
-/** Binds `address` ("host:port"; port 0 picks a free one) and resolves to the bound port. */
-export function bindGrpcServer(server: grpc.Server, address: string): Promise<number> {
+/**
+ * Binds `address` ("host:port"; port 0 picks a free one) and resolves to the bound port; plaintext
+ * unless `credentials` (see tls.ts) are given.
+ */
+export function bindGrpcServer(server: grpc.Server, address: string, credentials: grpc.ServerCredentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {
+    server.bindAsync(address, credentials, (err, port) => {
       if (err) reject(new Error(`Failed to listen on ${address}: ${err.message}`, { cause: err }));
       else {
         setConnectionReceiveWindow(server, SERVER_FLOW_CONTROL_WINDOW_BYTES);
