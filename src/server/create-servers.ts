@@ -4,7 +4,7 @@
  * and `startAll` go through here, so a new key is read in exactly one spot.
  */
 import type { BlobStore } from '../lib/blobstore/blob-store.js';
-import type { ResolvedConfig } from '../lib/config/config.js';
+import type { ResolvedConfig, TlsSection } from '../lib/config/config.js';
 import { createStorage } from '../lib/config/create-storage.js';
 import type { Clock } from '../lib/util/clock.js';
 import type { Logger } from '../lib/util/logger.js';
@@ -12,6 +12,7 @@ import { parseDurationMs, parseSizeBytes } from '../lib/util/units.js';
 import { type ApiServer, startApiServer } from './apiserver.js';
 import { type Scheduler, type SchedulerStorage, startScheduler } from './scheduler.js';
 import { warnIfExposed } from './exposure-warning.js';
+import { createServerTls, reloadOnSighup, type ServerTls } from './grpc/tls.js';
 import { startWorker, type WorkerHandle } from './worker.js';
 
 export interface ServerDeps {
@@ -23,8 +24,10 @@ export interface ServerDeps {
 /** The apiserver of `config` (its `apiserver` and `storage` sections). */
 export async function createApiServer(config: ResolvedConfig, deps: ServerDeps): Promise<ApiServer> {
   const section = required(config.apiserver, 'apiserver');
-  warnIfExposed(deps.logger, 'apiserver', section.listen_address);
-  return startApiServer({
+  const tls = serverTls(section.tls);
+  warnIfExposed(deps.logger, 'apiserver', section.listen_address, { tls: tls !== undefined, auth: false });
+  const server = await startApiServer({
+    tls,
     listenAddress: section.listen_address,
     storage: config.storage,
     uploadIdleTimeoutMs: parseDurationMs(section.upload_idle_timeout),
@@ -32,6 +35,7 @@ export async function createApiServer(config: ResolvedConfig, deps: ServerDeps):
     logger: deps.logger,
     clock: deps.clock,
   });
+  return withSighupReload(server, tls, deps.logger);
 }
 
 /**
@@ -40,12 +44,14 @@ export async function createApiServer(config: ResolvedConfig, deps: ServerDeps):
  */
 export async function createScheduler(config: ResolvedConfig, deps: ServerDeps, shared?: { contentAddressableStorage: BlobStore; actionCache: ApiServer['actionCache'] }): Promise<Scheduler> {
   const section = required(config.scheduler, 'scheduler');
-  warnIfExposed(deps.logger, 'scheduler', section.listen_address);
+  const tls = serverTls(section.tls);
+  warnIfExposed(deps.logger, 'scheduler', section.listen_address, { tls: tls !== undefined, auth: false });
   if (section.worker_listen_address !== undefined) warnIfExposed(deps.logger, 'scheduler worker port', section.worker_listen_address);
   const storage: SchedulerStorage = shared
     ? { ...shared, uploadsVerified: true }
     : { storage: { cas: config.storage.cas, action_cache: required(config.storage.action_cache, 'storage.action_cache') } };
-  return startScheduler({
+  const scheduler = await startScheduler({
+    tls,
     listenAddress: section.listen_address,
     workerListenAddress: section.worker_listen_address,
     workerLeaseMs: parseDurationMs(section.worker_lease),
@@ -55,6 +61,7 @@ export async function createScheduler(config: ResolvedConfig, deps: ServerDeps, 
     clock: deps.clock,
     ...storage,
   });
+  return withSighupReload(scheduler, tls, deps.logger);
 }
 
 /**
@@ -91,6 +98,22 @@ export async function createWorker(
     await storage?.close();
     throw err;
   }
+}
+
+function serverTls(section: TlsSection | undefined): ServerTls | undefined {
+  return section && createServerTls({ certFile: section.cert_file, keyFile: section.key_file, clientCaFile: section.client_ca_file });
+}
+
+/** `server` with its TLS files re-read on SIGHUP until it closes. */
+function withSighupReload<T extends { close(): Promise<void> }>(server: T, tls: ServerTls | undefined, logger: Logger): T {
+  if (!tls) return server;
+  const stop = reloadOnSighup(tls, logger);
+  const close = server.close.bind(server);
+  server.close = () => {
+    stop();
+    return close();
+  };
+  return server;
 }
 
 function required<T>(value: T | undefined, key: string): T {

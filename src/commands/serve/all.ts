@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
-import { allowAcUpdatesFlag, configFlags, configToServe, logLevelFlag, schedulerFlags, storageFlags, waitForShutdownSignal, workerFlags } from '../../lib/cli/serve-flags.js';
+import { allowAcUpdatesFlag, configFlags, serverTlsFlags, configToServe, logLevelFlag, schedulerFlags, storageFlags, waitForShutdownSignal, workerFlags } from '../../lib/cli/serve-flags.js';
 import { createLogger } from '../../lib/util/logger.js';
 import { startAll } from '../../server/serve-all.js';
 
@@ -38,6 +38,7 @@ Each server prints "<service> listening on <host:port>" on stdout once it accept
     ...storageFlags,
     ...workerFlags,
     ...allowAcUpdatesFlag,
+    ...serverTlsFlags,
     log_level: logLevelFlag,
   };
 

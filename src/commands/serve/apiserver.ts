@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
-import { allowAcUpdatesFlag, configFlags, configToServe, logLevelFlag, storageFlags, waitForShutdownSignal } from '../../lib/cli/serve-flags.js';
+import { allowAcUpdatesFlag, configFlags, serverTlsFlags, configToServe, logLevelFlag, storageFlags, waitForShutdownSignal } from '../../lib/cli/serve-flags.js';
 import { createLogger } from '../../lib/util/logger.js';
 import { createApiServer } from '../../server/create-servers.js';
 
@@ -24,6 +24,7 @@ Prints "apiserver listening on <host:port>" on stdout when ready.`;
     listen: Flags.string({ summary: 'host:port to listen on, port 0 picks a free port (apiserver.listen_address; default 127.0.0.1:12100).' }),
     ...storageFlags,
     ...allowAcUpdatesFlag,
+    ...serverTlsFlags,
     log_level: logLevelFlag,
   };
 

@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
-import { allowAcUpdatesFlag, configFlags, configToServe, logLevelFlag, schedulerFlags, waitForShutdownSignal } from '../../lib/cli/serve-flags.js';
+import { allowAcUpdatesFlag, configFlags, serverTlsFlags, configToServe, logLevelFlag, schedulerFlags, waitForShutdownSignal } from '../../lib/cli/serve-flags.js';
 import { createLogger } from '../../lib/util/logger.js';
 import { createScheduler } from '../../server/create-servers.js';
 
@@ -26,6 +26,7 @@ needs only --remote_executor=grpc://host:9099. Workers dial a separate, private 
     }),
     ...schedulerFlags,
     ...allowAcUpdatesFlag,
+    ...serverTlsFlags,
     log_level: logLevelFlag,
   };
 

@@ -15,6 +15,7 @@ import type { DigestFunction } from '../digest/digest-function.js';
 import { StatusError, toStatusError } from '../errors/status-error.js';
 import type { reapi } from '../proto/index.js';
 import { connectChecked } from './connect.js';
+import { clientTlsFrom } from './flags.js';
 import { EXIT_USAGE, exitCodeFor, isUsage, usageError } from './exit-codes.js';
 import { applyColorEnvironment } from './terminal.js';
 
@@ -38,6 +39,9 @@ export interface RemoteFlagValues {
   digest_function: DigestFunction;
   /** `--rpc_timeout` in ms (Infinity: none). */
   rpc_timeout: number;
+  tls_ca?: string;
+  tls_cert?: string;
+  tls_key?: string;
 }
 
 export abstract class BzutilCommand<T> extends Command {
@@ -58,6 +62,7 @@ export abstract class BzutilCommand<T> extends Command {
       instanceName: flags.instance_name,
       digestFunction: flags.digest_function,
       rpcTimeoutMs: flags.rpc_timeout,
+      tls: clientTlsFrom(flags),
     };
     const { connection } = await this.connect(flags.cas, opts);
     return new CasClient(connection, { instanceName: flags.instance_name, digestFunction: flags.digest_function });

@@ -6,7 +6,7 @@
  * each later call retrying into a long hang. The check also refuses a digest function the server
  * does not advertise, before any data is sent.
  */
-import { RemoteConnection } from '../client/connection.js';
+import { type ClientTlsFiles, RemoteConnection } from '../client/connection.js';
 import type { DigestFunction } from '../digest/digest-function.js';
 import { digestFunctionFromProto } from '../digest/digest-function.js';
 import { Code, StatusError, hasCode, toStatusError } from '../errors/status-error.js';
@@ -27,6 +27,8 @@ export interface ConnectOptions {
   digestFunction: DigestFunction;
   /** `--rpc_timeout` in ms; Infinity for none. */
   rpcTimeoutMs: number;
+  /** `--tls_ca`, `--tls_cert`, `--tls_key`. */
+  tls?: ClientTlsFiles;
 }
 
 /** A checked connection and what the server advertised (undefined when it has no Capabilities service). */
@@ -42,7 +44,7 @@ export interface CheckedConnection {
 export async function connectChecked(address: string, opts: ConnectOptions, onOpen: (c: RemoteConnection) => void): Promise<CheckedConnection> {
   let connection: RemoteConnection;
   try {
-    connection = new RemoteConnection(address, { defaultDeadlineMs: opts.rpcTimeoutMs });
+    connection = new RemoteConnection(address, { defaultDeadlineMs: opts.rpcTimeoutMs, tls: opts.tls });
   } catch (err) {
     throw usageError(`Invalid ${opts.flag}: ${toStatusError(err).message}`, err);
   }

@@ -68,8 +68,21 @@ export function parseRpcTimeout(text: string): number {
   return ms === 0 ? Infinity : ms;
 }
 
+/** Client-side TLS, on every command that talks to a server. */
+export const clientTlsFlags = {
+  tls_ca: Flags.string({ summary: 'Trust this CA (PEM) for the server certificate instead of the system roots; turns TLS on.', helpValue: 'FILE', aliases: ['tls-ca'] }),
+  tls_cert: Flags.string({ summary: 'Client certificate (PEM) for servers that require one (mTLS); needs --tls_key.', helpValue: 'FILE', aliases: ['tls-cert'] }),
+  tls_key: Flags.string({ summary: 'Private key (PEM) of --tls_cert.', helpValue: 'FILE', aliases: ['tls-key'] }),
+};
+
+/** The TLS flag values as connection options. */
+export function clientTlsFrom(flags: { tls_ca?: string; tls_cert?: string; tls_key?: string }): { caFile?: string; certFile?: string; keyFile?: string } {
+  return { caFile: flags.tls_ca, certFile: flags.tls_cert, keyFile: flags.tls_key };
+}
+
 /** The flags every command talking to the CAS takes. */
 export const remoteFlags = {
+  ...clientTlsFlags,
   cas: casFlag,
   instance_name: instanceNameFlag,
   digest_function: digestFunctionFlag,

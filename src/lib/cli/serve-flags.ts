@@ -6,7 +6,7 @@
  * and `--cas` sets it to a remote apiserver: for any other layout, write it in the file.
  */
 import { Flags } from '@oclif/core';
-import type { BzutilConfig, ResolvedConfig, ServeRole, StorageSection } from '../config/config.js';
+import type { BzutilConfig, ResolvedConfig, ServeRole, StorageSection, TlsSection } from '../config/config.js';
 import { ConfigError } from '../config/config.js';
 import { localStorageConfig, remoteStorageConfig } from '../config/defaults.js';
 import { readConfigFile, resolveConfig } from '../config/resolve-config.js';
@@ -54,6 +54,17 @@ export const allowAcUpdatesFlag = {
     description:
       'Off, Capabilities advertise update_enabled false, UpdateActionResult answers PERMISSION_DENIED and only the scheduler writes the results of remote executions. Bazel with --remote_cache alone (no remote execution) uploads its local results and needs it on.',
     aliases: ['allow-ac-updates'],
+  }),
+};
+
+/** TLS on the client ports (apiserver.tls / scheduler.tls); serve all sets both. */
+export const serverTlsFlags = {
+  tls_cert: Flags.string({ summary: 'Serve TLS with this certificate chain (PEM; *.tls.cert_file); needs --tls_key. Re-read on SIGHUP.', helpValue: 'FILE', aliases: ['tls-cert'] }),
+  tls_key: Flags.string({ summary: 'Private key of --tls_cert (PEM; *.tls.key_file).', helpValue: 'FILE', aliases: ['tls-key'] }),
+  tls_client_ca: Flags.string({
+    summary: 'Require client certificates signed by this CA (mTLS; *.tls.client_ca_file).',
+    helpValue: 'FILE',
+    aliases: ['tls-client-ca'],
   }),
 };
 
@@ -117,6 +128,9 @@ export interface ServeFlagValues {
   max_worker_slots?: number;
   worker_listen?: string;
   allow_ac_updates?: boolean;
+  tls_cert?: string;
+  tls_key?: string;
+  tls_client_ca?: string;
   storage_dir?: string;
   max_size?: string;
   memory_cache?: string;
@@ -147,10 +161,19 @@ export function flagOverrides(role: ServeRole, flags: ServeFlagValues): BzutilCo
       platform: flags.platform === undefined ? undefined : platformTree(flags.platform),
     };
   }
+  const tls = tlsOverride(flags);
+  if (tls && role !== 'scheduler' && role !== 'worker') tree.apiserver = { ...tree.apiserver, tls };
+  if (tls && role !== 'apiserver' && role !== 'worker') tree.scheduler = { ...tree.scheduler, tls };
   const storage = storageOverride(role, flags);
   if (storage) tree.storage = storage;
   if (flags.log_level !== undefined) tree.log_level = flags.log_level as BzutilConfig['log_level'];
   return tree;
+}
+
+function tlsOverride(flags: ServeFlagValues): TlsSection | undefined {
+  if (flags.tls_cert === undefined && flags.tls_key === undefined && flags.tls_client_ca === undefined) return undefined;
+  if (flags.tls_cert === undefined || flags.tls_key === undefined) throw usageError('Invalid TLS flags: --tls_cert and --tls_key go together (and --tls_client_ca needs both)');
+  return { cert_file: flags.tls_cert, key_file: flags.tls_key, ...(flags.tls_client_ca === undefined ? {} : { client_ca_file: flags.tls_client_ca }) };
 }
 
 function storageOverride(role: ServeRole, flags: ServeFlagValues): StorageSection | undefined {

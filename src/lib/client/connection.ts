@@ -7,6 +7,7 @@
  * Calls are typed by the `MethodDefinition`s in `src/lib/proto/services.ts`:
  * `connection.unary(contentAddressableStorageService.findMissingBlobs, request, { deadlineMs })`.
  */
+import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { fromGrpcError } from '../errors/grpc-status.js';
 import { StatusError } from '../errors/status-error.js';
@@ -57,7 +58,37 @@ export function parseAddress(address: string): ParsedAddress {
   return { target: `${host}:${port}`, host: host.replace(/^\[|\]$/g, ''), port, tls };
 }
 
+/** Client-side TLS: a CA to trust instead of the system roots, and a client certificate (mTLS). */
+export interface ClientTlsFiles {
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+}
+
+/** Whether any TLS file is set: then the channel uses TLS even for a `host:port` without `grpcs://`. */
+export function hasClientTls(tls: ClientTlsFiles | undefined): boolean {
+  return tls !== undefined && (tls.caFile !== undefined || tls.certFile !== undefined || tls.keyFile !== undefined);
+}
+
+function channelCredentials(useTls: boolean, tls: ClientTlsFiles | undefined): grpc.ChannelCredentials {
+  if (!useTls && !hasClientTls(tls)) return grpc.credentials.createInsecure();
+  if ((tls?.certFile === undefined) !== (tls?.keyFile === undefined)) {
+    throw StatusError.invalidArgument('Failed to set up TLS: a client certificate and its key go together', [{ field: 'tls', description: 'Give both or neither' }]);
+  }
+  const read = (file: string | undefined) => {
+    if (file === undefined) return null;
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw StatusError.invalidArgument(`Failed to read a TLS file: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`, [{ field: 'tls', description: 'Must be a readable PEM file' }]);
+    }
+  };
+  return grpc.credentials.createSsl(read(tls?.caFile), read(tls?.keyFile), read(tls?.certFile));
+}
+
 export interface ConnectionOptions {
+  /** TLS files; any of them turns TLS on (as does `grpcs://`). */
+  tls?: ClientTlsFiles;
   /** Metadata sent with every call, e.g. authorization. Bazel-style RequestMetadata is always added. */
   metadata?: Record<string, string>;
   /** Interval between keepalive pings on an active connection. @default 30000 */
@@ -113,7 +144,7 @@ export class RemoteConnection {
     this.address = address;
     this.defaultDeadlineMs = opts.defaultDeadlineMs;
     this.parsed = parseAddress(address);
-    const credentials = this.parsed.tls ? grpc.credentials.createSsl() : grpc.credentials.createInsecure();
+    const credentials = channelCredentials(this.parsed.tls, opts.tls);
     this.client = new grpc.Client(this.parsed.target, credentials, {
       'grpc.max_send_message_length': MAX_MESSAGE_BYTES + MESSAGE_HEADROOM_BYTES,
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES + MESSAGE_HEADROOM_BYTES,

@@ -4,16 +4,24 @@
  * schema/bzutil-config.schema.json, is the reference and is what validates it; these types follow
  * the schema. Keys are snake_case. Sizes are bytes or text like "10GiB", durations text like "30s".
  *
- * Planned sections (not accepted yet, so that no key is silently ignored): `apiserver.tls` and
- * `scheduler.tls`, `auth`, `scheduler.state` (memory | sqlite:PATH | redis://…) and `worker.runner`
+ * Planned sections (not accepted yet, so that no key is silently ignored): `auth`, `scheduler.state` (memory | sqlite:PATH | redis://…) and `worker.runner`
  * (local | bwrap, run_as, limits). Each will be a class plus a factory case plus a schema entry.
  */
 import type { BlobStoreConfig, DurationSetting, SizeSetting } from '../blobstore/config.js';
 
 export type LogLevelSetting = 'debug' | 'info' | 'warn' | 'error';
 
+/** TLS on a client port; files are PEM and re-read on SIGHUP. */
+export interface TlsSection {
+  cert_file: string;
+  key_file: string;
+  /** Clients must present a certificate signed by this CA (mTLS). */
+  client_ca_file?: string;
+}
+
 export interface ApiServerSection {
   listen_address?: string;
+  tls?: TlsSection;
   upload_idle_timeout?: DurationSetting;
   /** Whether clients may write the action cache (UpdateActionResult); off, only the scheduler does. */
   allow_ac_updates?: boolean;
@@ -21,6 +29,7 @@ export interface ApiServerSection {
 
 export interface SchedulerSection {
   listen_address?: string;
+  tls?: TlsSection;
   /** The private worker port (WorkerQueue); `serve all` opens none unless given (its worker uses a Unix socket). */
   worker_listen_address?: string;
   worker_lease?: DurationSetting;
@@ -66,8 +75,8 @@ export const ROLE_SECTIONS: Record<ServeRole, { sections: readonly (keyof Bzutil
 /** A tree after defaults, file and flags, validated: every key the role reads is present. */
 export interface ResolvedConfig {
   log_level: LogLevelSetting;
-  apiserver?: Required<ApiServerSection>;
-  scheduler?: Omit<Required<SchedulerSection>, 'worker_listen_address'> & { worker_listen_address?: string };
+  apiserver?: Omit<Required<ApiServerSection>, 'tls'> & { tls?: TlsSection };
+  scheduler?: Omit<Required<SchedulerSection>, 'worker_listen_address' | 'tls'> & { worker_listen_address?: string; tls?: TlsSection };
   worker?: Omit<Required<WorkerSection>, 'scheduler_address'> & { scheduler_address?: string };
   storage: { cas: BlobStoreConfig; action_cache?: BlobStoreConfig };
 }

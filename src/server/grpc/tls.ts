@@ -65,6 +65,17 @@ export interface ServerTls {
   reload(logger: Logger): boolean;
 }
 
+/**
+ * Re-reads `tls` on every SIGHUP until the returned function is called (a server's close). Returns
+ * a no-op without TLS.
+ */
+export function reloadOnSighup(tls: ServerTls | undefined, logger: Logger): () => void {
+  if (!tls) return () => {};
+  const onHup = () => void tls.reload(logger);
+  process.on('SIGHUP', onHup);
+  return () => process.off('SIGHUP', onHup);
+}
+
 /** Server credentials for `settings`; throws if the files cannot be read at start. */
 export function createServerTls(settings: TlsSettings): ServerTls {
   const provider = new ReloadableCertificateProvider(settings);

@@ -54,6 +54,10 @@ describe('flagOverrides', () => {
     expect(flagOverrides('apiserver', { allow_ac_updates: true }).scheduler).toBeUndefined();
     expect(flagOverrides('scheduler', { allow_ac_updates: true }).apiserver).toBeUndefined();
     expect(flagOverrides('all', { allow_ac_updates: false })).toEqual({});
+    const tls = { cert_file: 'c.pem', key_file: 'k.pem', client_ca_file: 'ca.pem' };
+    expect(flagOverrides('all', { tls_cert: 'c.pem', tls_key: 'k.pem', tls_client_ca: 'ca.pem' })).toMatchObject({ apiserver: { tls }, scheduler: { tls } });
+    expect(flagOverrides('apiserver', { tls_cert: 'c.pem', tls_key: 'k.pem' })).toEqual({ apiserver: { tls: { cert_file: 'c.pem', key_file: 'k.pem' } } });
+    expect(() => flagOverrides('scheduler', { tls_cert: 'c.pem' })).toThrow(/--tls_cert and --tls_key go together/);
     expect(flagOverrides('scheduler', { worker_listen: '10.0.0.2:9098', max_worker_slots: 8 })).toMatchObject({
       scheduler: { worker_listen_address: '10.0.0.2:9098', max_worker_slots: 8 },
     });

@@ -91,7 +91,7 @@ describe('resolveConfig', () => {
   });
 
   it('names the path of an unknown key, with the keys that are allowed there', () => {
-    expect(issuesOf({ scheduler: { worker_leases: '1s' } })).toEqual(['scheduler.worker_leases: unknown key (expected one of listen_address, worker_listen_address, worker_lease, allow_ac_updates, max_worker_slots)']);
+    expect(issuesOf({ scheduler: { worker_leases: '1s' } })).toEqual(['scheduler.worker_leases: unknown key (expected one of tls, listen_address, worker_listen_address, worker_lease, allow_ac_updates, max_worker_slots)']);
     expect(issuesOf({ storage: { cas: { s3: {} } } })[0]).toMatch(/^storage\.cas\.s3: unknown key \(expected one of disk, memory, grpc/);
     // Planned sections are refused, not silently ignored.
     expect(issuesOf({ scheduler: { state: 'memory' } })).toEqual(['scheduler.state: is planned but not supported yet']);
