@@ -3,6 +3,9 @@
  * lib/config): the only place where configuration keys become server options. The `serve` commands
  * and `startAll` go through here, so a new key is read in exactly one spot.
  */
+import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
 import type { BlobStore } from '../lib/blobstore/blob-store.js';
 import type { ResolvedConfig } from '../lib/config/config.js';
 import { createStorage } from '../lib/config/create-storage.js';
@@ -43,6 +46,9 @@ export function createScheduler(config: ResolvedConfig, deps: ServerDeps, shared
   return startScheduler({
     listenAddress: section.listen_address,
     workerLeaseMs: parseDurationMs(section.worker_lease),
+    state: section.state,
+    workerGraceMs: parseDurationMs(section.worker_grace),
+    keepCompletedMs: parseDurationMs(section.operation_retention),
     logger: deps.logger,
     clock: deps.clock,
     ...storage,
@@ -67,6 +73,7 @@ export async function createWorker(
       contentAddressableStorage: shared?.contentAddressableStorage ?? storage!.contentAddressableStorage,
       slots: section.slots,
       workDir: section.work_dir,
+      workerId: section.id ?? defaultWorkerId(section.work_dir),
       platform: Object.fromEntries(Object.entries(section.platform).map(([name, values]) => [name, typeof values === 'string' ? [values] : values])),
       fileCacheMaxSizeBytes: parseSizeBytes(section.file_cache_max_size_bytes),
       logger: deps.logger,
@@ -83,6 +90,11 @@ export async function createWorker(
     await storage?.close();
     throw err;
   }
+}
+
+/** Stable across restarts of the same worker (host and work dir), distinct for two workers on a host. */
+export function defaultWorkerId(workDir: string): string {
+  return `${hostname()}:${createHash('sha256').update(resolve(workDir)).digest('hex').slice(0, 16)}`;
 }
 
 function required<T>(value: T | undefined, key: string): T {

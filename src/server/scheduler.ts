@@ -13,6 +13,8 @@ import { createStorage, type Storage } from '../lib/config/create-storage.js';
 import { DEFAULT_SCHEDULER_LISTEN_ADDRESS } from '../lib/config/defaults.js';
 import { capabilitiesService, executionService, operationsService, workerQueueService } from '../lib/proto/services.js';
 import { InMemoryBuildQueue, type InMemoryBuildQueueOptions } from '../lib/scheduler/in-memory-build-queue.js';
+import { createStateStore } from '../lib/scheduler/create-state-store.js';
+import type { SchedulerStateStore } from '../lib/scheduler/state-store.js';
 import { createLogger } from '../lib/util/logger.js';
 import { createHandlerFactory } from './grpc/handlers.js';
 import { bindGrpcServer, createGrpcServer, shutdownGrpcServer } from './grpc/server.js';
@@ -41,7 +43,13 @@ export type SchedulerStorage =
 
 export type SchedulerConfig = SchedulerOptions & SchedulerStorage;
 
-export interface SchedulerOptions extends Omit<InMemoryBuildQueueOptions, 'contentAddressableStorage' | 'actionCache'> {
+export interface SchedulerOptions extends Omit<InMemoryBuildQueueOptions, 'contentAddressableStorage' | 'actionCache' | 'state'> {
+  /**
+   * Where the queue's state lives: `memory`, or `sqlite:PATH` (survives a crash; see
+   * lib/scheduler/state-store.ts). Loaded before the port opens.
+   * @default "memory"
+   */
+  state?: string;
   /** `host:port` to listen on; port 0 picks a free one. @default DEFAULT_SCHEDULER_LISTEN_ADDRESS */
   listenAddress?: string;
   /**
@@ -83,8 +91,22 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
   } else {
     stores = { contentAddressableStorage: config.contentAddressableStorage, actionCache: config.actionCache, uploadsVerified: config.uploadsVerified ?? false };
   }
-  const { storage: _tree, uploadsVerified: _verified, ...queueOptions } = config;
-  const buildQueue = new InMemoryBuildQueue({ ...queueOptions, ...stores, logger: logger.child('queue') });
+  const { storage: _tree, uploadsVerified: _verified, state: stateSetting, ...queueOptions } = config;
+  let state: SchedulerStateStore;
+  let buildQueue: InMemoryBuildQueue;
+  try {
+    state = createStateStore(stateSetting ?? 'memory');
+    try {
+      // Restores operations, queue and leases: the port opens only after this.
+      buildQueue = new InMemoryBuildQueue({ ...queueOptions, ...stores, state, logger: logger.child('queue') });
+    } catch (err) {
+      state.close();
+      throw err;
+    }
+  } catch (err) {
+    await owned?.close();
+    throw err;
+  }
 
   const server = createGrpcServer();
   const handlers = createHandlerFactory(logger);
@@ -110,6 +132,7 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
     port = await bindGrpcServer(server, listenAddress);
   } catch (err) {
     buildQueue.close();
+    state.close();
     storage?.close();
     server.forceShutdown();
     await owned?.close();
@@ -130,6 +153,7 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
         // First release the calls the queue holds, so the server can drain instead of waiting.
         buildQueue.close();
         await shutdownGrpcServer(server);
+        state.close();
         storage?.close();
         await owned?.close();
       })();

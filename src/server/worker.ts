@@ -34,6 +34,11 @@ export interface WorkerOptions {
   workDir: string;
   /** Properties this worker satisfies, as a map of name to values or a list of {name, value}. */
   platform: Record<string, string[]> | readonly { name: string; value: string }[];
+  /**
+   * Identifies the worker to the scheduler; keep it stable across restarts so that a restarted
+   * scheduler hands this worker's running actions back (or requeues them at once). @default a random UUID
+   */
+  workerId?: string;
   /** Reported to the scheduler and in ExecutedActionMetadata.worker. @default "<hostname>:<pid>" */
   workerName?: string;
   logger: Logger;
@@ -103,7 +108,7 @@ const INITIAL_BACKOFF_MS = 100;
 const TASK_GONE_CODES = new Set([Code.NOT_FOUND, Code.FAILED_PRECONDITION, Code.INVALID_ARGUMENT, Code.ALREADY_EXISTS]);
 
 class Worker {
-  readonly workerId = randomUUID();
+  readonly workerId: string;
   private readonly client: grpc.Client;
   private readonly platform: reapi.IPlatform;
   private readonly logger: Logger;
@@ -125,6 +130,7 @@ class Worker {
     private readonly clock: Clock,
     private readonly executor: BuildExecutor,
   ) {
+    this.workerId = opts.workerId ?? randomUUID();
     this.client = new WorkerQueueClient(opts.schedulerAddress, grpc.credentials.createInsecure(), {
       // Tasks carry whole Commands; accept more than the 4 MiB default.
       'grpc.max_receive_message_length': 64 * 1024 * 1024,

@@ -53,10 +53,10 @@ describe('serve --config', () => {
     expect(run.stdout).not.toContain('listening');
     await expect(fs.access(path.join(home, '.cache'))).rejects.toThrow();
 
-    await fs.writeFile(bad, 'scheduler:\n  state: sqlite:/tmp/x.db\n');
+    await fs.writeFile(bad, 'scheduler:\n  tls: {}\n');
     const unknown = await runCli(['serve', 'scheduler', '--config', bad], { env, timeoutMs: 30_000 });
     expect(unknown.exitCode).toBe(2);
-    expect(unknown.stderr).toContain('scheduler.state: is planned but not supported yet');
+    expect(unknown.stderr).toContain('scheduler.tls: is planned but not supported yet');
   });
 
   it('starts the servers the example describes', async () => {
@@ -71,6 +71,8 @@ describe('serve --config', () => {
       // The disk stores of the example's tree were opened where it says.
       await fs.access(path.join(home, '.cache/bzutil/storage/cas'));
       await fs.access(path.join(home, '.cache/bzutil/storage/ac'));
+      // So was the scheduler's state file.
+      await fs.access(path.join(home, '.cache/bzutil/storage/scheduler.db'));
       const run = await runCli(['find_missing_blobs', `--cas_addr=${serve.addresses.apiserver}`, '--digests=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855/0'], { env });
       expect(run.exitCode, run.stderr).toBe(0);
     } finally {

@@ -23,6 +23,11 @@ needs only --remote_executor=grpc://host:9099. Prints "scheduler listening on <h
       aliases: ['cas_addr', 'cas-addr'],
     }),
     ...schedulerFlags,
+    data_dir: Flags.string({
+      summary: 'Directory for the scheduler state, scheduler.db (scheduler.state sqlite:<data_dir>/scheduler.db).',
+      description: 'Defaults to $XDG_CACHE_HOME/bzutil/scheduler or ~/.cache/bzutil/scheduler. --state overrides it.',
+      aliases: ['data-dir'],
+    }),
     log_level: logLevelFlag,
   };
 

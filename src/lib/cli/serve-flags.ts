@@ -8,7 +8,7 @@
 import { Flags } from '@oclif/core';
 import type { BzutilConfig, ResolvedConfig, ServeRole, StorageSection } from '../config/config.js';
 import { ConfigError } from '../config/config.js';
-import { localStorageConfig, remoteStorageConfig } from '../config/defaults.js';
+import { localStorageConfig, remoteStorageConfig, sqliteStateIn } from '../config/defaults.js';
 import { readConfigFile, resolveConfig } from '../config/resolve-config.js';
 import { parseDurationMs, parseSizeBytes } from '../util/units.js';
 import { usageError } from './base-command.js';
@@ -35,6 +35,19 @@ export const schedulerFlags = {
   worker_lease: Flags.string({
     summary: 'How long a worker may go silent before its actions are requeued (scheduler.worker_lease; default 30s).',
     aliases: ['worker-lease'],
+  }),
+  state: Flags.string({
+    summary: 'Where operations, the queue and leases live: memory or sqlite:PATH (scheduler.state).',
+    description: 'Defaults to sqlite:<storage_dir>/scheduler.db (serve all; memory with --in_memory) or sqlite:<data_dir>/scheduler.db (serve scheduler).',
+    helpValue: 'memory|sqlite:PATH',
+  }),
+  worker_grace: Flags.string({
+    summary: 'After a restart, how long a running action waits for its worker before it is requeued (scheduler.worker_grace; default 5s).',
+    aliases: ['worker-grace'],
+  }),
+  operation_retention: Flags.string({
+    summary: 'How long finished operations stay queryable (scheduler.operation_retention; default 1h).',
+    aliases: ['operation-retention'],
   }),
 };
 
@@ -95,6 +108,10 @@ export interface ServeFlagValues {
   apiserver_listen?: string;
   scheduler_listen?: string;
   worker_lease?: string;
+  state?: string;
+  worker_grace?: string;
+  operation_retention?: string;
+  data_dir?: string;
   storage_dir?: string;
   max_size?: string;
   memory_cache?: string;
@@ -112,9 +129,18 @@ export function flagOverrides(role: ServeRole, flags: ServeFlagValues): BzutilCo
   const apiserverListen = role === 'apiserver' ? flags.listen : flags.apiserver_listen;
   const schedulerListen = role === 'scheduler' ? flags.listen : flags.scheduler_listen;
   if (apiserverListen !== undefined) tree.apiserver = { listen_address: apiserverListen };
-  if (schedulerListen !== undefined || flags.worker_lease !== undefined) {
-    if (flags.worker_lease !== undefined) flagValue('worker_lease', () => parseDurationMs(flags.worker_lease!));
-    tree.scheduler = { listen_address: schedulerListen, worker_lease: flags.worker_lease };
+  const state = stateOverride(role, flags);
+  if (schedulerListen !== undefined || flags.worker_lease !== undefined || state !== undefined || flags.worker_grace !== undefined || flags.operation_retention !== undefined) {
+    for (const flag of ['worker_lease', 'worker_grace', 'operation_retention'] as const) {
+      if (flags[flag] !== undefined) flagValue(flag, () => parseDurationMs(flags[flag]!));
+    }
+    tree.scheduler = {
+      listen_address: schedulerListen,
+      worker_lease: flags.worker_lease,
+      state,
+      worker_grace: flags.worker_grace,
+      operation_retention: flags.operation_retention,
+    };
   }
   if (flags.slots !== undefined || flags.work_dir !== undefined || flags.platform !== undefined || flags.scheduler !== undefined) {
     tree.worker = {
@@ -128,6 +154,15 @@ export function flagOverrides(role: ServeRole, flags: ServeFlagValues): BzutilCo
   if (storage) tree.storage = storage;
   if (flags.log_level !== undefined) tree.log_level = flags.log_level as BzutilConfig['log_level'];
   return tree;
+}
+
+/** `--state`, else the state file that `--storage_dir` (serve all) or `--data_dir` (serve scheduler) implies; `--in_memory` keeps it in memory. */
+function stateOverride(role: ServeRole, flags: ServeFlagValues): string | undefined {
+  if (flags.state !== undefined) return flags.state;
+  if (role === 'scheduler' && flags.data_dir !== undefined) return sqliteStateIn(flags.data_dir);
+  if (role !== 'all') return undefined;
+  if (flags.in_memory) return 'memory';
+  return flags.storage_dir === undefined ? undefined : sqliteStateIn(flags.storage_dir);
 }
 
 function storageOverride(role: ServeRole, flags: ServeFlagValues): StorageSection | undefined {

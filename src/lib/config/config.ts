@@ -5,7 +5,7 @@
  * the schema. Keys are snake_case. Sizes are bytes or text like "10GiB", durations text like "30s".
  *
  * Planned sections (not accepted yet, so that no key is silently ignored): `apiserver.tls` and
- * `scheduler.tls`, `auth`, `scheduler.state` (memory | sqlite:PATH | redis://…) and `worker.runner`
+ * `scheduler.tls`, `auth`, `scheduler.state` redis://… and `worker.runner`
  * (local | bwrap, run_as, limits). Each will be a class plus a factory case plus a schema entry.
  */
 import type { BlobStoreConfig, DurationSetting, SizeSetting } from '../blobstore/config.js';
@@ -20,9 +20,17 @@ export interface ApiServerSection {
 export interface SchedulerSection {
   listen_address?: string;
   worker_lease?: DurationSetting;
+  /** `memory` or `sqlite:PATH`; see lib/scheduler/state-store.ts. */
+  state?: string;
+  /** After a restart, how long a running action waits for its worker before it is requeued. */
+  worker_grace?: DurationSetting;
+  /** How long finished operations stay queryable. */
+  operation_retention?: DurationSetting;
 }
 
 export interface WorkerSection {
+  /** Stable across restarts, so a restarted scheduler recognises the worker's leases. Default: host + work_dir. */
+  id?: string;
   /** `serve worker` only; in `serve all` the worker dials the scheduler of its own process. */
   scheduler_address?: string;
   slots?: number;
@@ -60,7 +68,7 @@ export interface ResolvedConfig {
   log_level: LogLevelSetting;
   apiserver?: Required<ApiServerSection>;
   scheduler?: Required<SchedulerSection>;
-  worker?: Omit<Required<WorkerSection>, 'scheduler_address'> & { scheduler_address?: string };
+  worker?: Omit<Required<WorkerSection>, 'scheduler_address' | 'id'> & { scheduler_address?: string; id?: string };
   storage: { cas: BlobStoreConfig; action_cache?: BlobStoreConfig };
 }
 

@@ -19,6 +19,26 @@ export const DEFAULT_MEMORY_MAX_SIZE_BYTES = 1024 ** 3;
 export const DEFAULT_WORKER_LEASE = '30s';
 export const DEFAULT_UPLOAD_IDLE_TIMEOUT = '1m';
 export const DEFAULT_FILE_CACHE_MAX_SIZE = '10GiB';
+export const DEFAULT_WORKER_GRACE = '5s';
+export const DEFAULT_OPERATION_RETENTION = '1h';
+/** The SQLite file of `serve all` inside its storage directory, and of `serve scheduler` in its data directory. */
+export const SCHEDULER_DB_FILE = 'scheduler.db';
+
+/** `sqlite:<dir>/scheduler.db`: the default `scheduler.state` for a storage or data directory. */
+export function sqliteStateIn(dir: string): string {
+  return `sqlite:${join(dir, SCHEDULER_DB_FILE)}`;
+}
+
+/** The scheduler section's defaults, with the state kept under `stateDir`. */
+function schedulerDefaults(stateDir: string) {
+  return {
+    listen_address: DEFAULT_SCHEDULER_LISTEN_ADDRESS,
+    worker_lease: DEFAULT_WORKER_LEASE,
+    state: sqliteStateIn(stateDir),
+    worker_grace: DEFAULT_WORKER_GRACE,
+    operation_retention: DEFAULT_OPERATION_RETENTION,
+  };
+}
 
 /** `$XDG_CACHE_HOME/bzutil`, else `~/.cache/bzutil`. */
 export function defaultCacheDir(): string {
@@ -80,7 +100,7 @@ export function defaultConfig(role: ServeRole): BzutilConfig {
       return {
         log_level: 'info',
         apiserver: { listen_address: DEFAULT_APISERVER_LISTEN_ADDRESS, upload_idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT },
-        scheduler: { listen_address: DEFAULT_SCHEDULER_LISTEN_ADDRESS, worker_lease: DEFAULT_WORKER_LEASE },
+        scheduler: schedulerDefaults(join(defaultCacheDir(), 'storage')),
         worker: { ...worker, work_dir: join(defaultCacheDir(), 'work') },
         storage: localStorageConfig(),
       };
@@ -93,7 +113,7 @@ export function defaultConfig(role: ServeRole): BzutilConfig {
     case 'scheduler':
       return {
         log_level: 'info',
-        scheduler: { listen_address: DEFAULT_SCHEDULER_LISTEN_ADDRESS, worker_lease: DEFAULT_WORKER_LEASE },
+        scheduler: schedulerDefaults(join(defaultCacheDir(), 'scheduler')),
         storage: remoteStorageConfig(DEFAULT_REMOTE_APISERVER_ADDRESS, { actionCache: true }),
       };
     case 'worker':

@@ -94,6 +94,8 @@ function dropUndefined(obj: Record<string, unknown>): Record<string, unknown> {
 function expandHome(tree: BzutilConfig): void {
   const expand = (p: string) => (p === '~' || p.startsWith('~/') ? homedir() + p.slice(1) : p);
   if (tree.worker?.work_dir) tree.worker.work_dir = expand(tree.worker.work_dir);
+  const state = tree.scheduler?.state;
+  if (state?.startsWith('sqlite:')) tree.scheduler!.state = `sqlite:${expand(state.slice('sqlite:'.length))}`;
   const walk = (node: BlobStoreConfig | undefined): void => {
     if (!node || typeof node !== 'object') return;
     for (const body of Object.values(node) as Record<string, unknown>[]) {

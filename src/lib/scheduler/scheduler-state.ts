@@ -30,8 +30,10 @@ export interface OperationEntry {
 
 export interface Execution {
   readonly actionDigest: Digest;
-  /** Dropped once completed; the snapshot does not need it. */
+  /** Dropped once completed; the snapshot does not need it. Not held when a durable store holds it. */
   loaded?: LoadedAction;
+  /** The action's effective timeout. */
+  readonly timeoutMs?: number;
   readonly platform: PlatformProperties;
   readonly doNotCache: boolean;
   /** Lower runs first. */

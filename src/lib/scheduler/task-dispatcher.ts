@@ -3,6 +3,7 @@
  * slots from the queue within the response budget, and requeues (or, after `maxAttempts`, fails) the
  * executions of tasks whose worker was lost.
  */
+import type { LoadedAction } from './load-action.js';
 import { StatusError } from '../errors/status-error.js';
 import type { reapi, workerapi } from '../proto/index.js';
 import { msToDuration } from '../proto/proto-time.js';
@@ -25,6 +26,8 @@ export interface TaskDispatcherOptions {
   completeExecution(execution: Execution, response: reapi.IExecuteResponse): void;
   /** Wakes the operations of an execution whose stage changed. */
   notifyExecution(execution: Execution): void;
+  /** The Action and Command of a queued execution (held in memory, or read back from the state store). */
+  loadedOf(execution: Execution): LoadedAction | undefined;
 }
 
 export class TaskDispatcher {
@@ -51,8 +54,13 @@ export class TaskDispatcher {
     let budgetBytes = SYNCHRONIZE_RESPONSE_BUDGET_BYTES;
     for (let i = 0; i < claimed.length; i++) {
       const execution = claimed[i]!;
+      const loaded = this.opts.loadedOf(execution);
+      if (!loaded) {
+        this.opts.completeExecution(execution, { status: StatusError.internal(`Failed to hand out action ${execution.actionDigest}: its Action is no longer in the scheduler state`).toProto() });
+        continue;
+      }
       const taskId = this.opts.newId();
-      const { task, sizeBytes } = toTaskProto(execution, taskId);
+      const { task, sizeBytes } = toTaskProto(execution, loaded, taskId);
       if (response.tasks.length > 0 && sizeBytes > budgetBytes) {
         // The response is full: the rest go back to their places for the next call.
         for (const rest of claimed.slice(i)) this.opts.queue.push(rest);

@@ -52,18 +52,7 @@ export class WorkerRegistry {
     const id = request.workerId ?? '';
     let worker = this.workers.get(id);
     if (!worker) {
-      worker = {
-        id,
-        name: id,
-        platform: PlatformProperties.empty(),
-        slots: 0,
-        tasks: new Map(),
-        pendingCancels: new Set(),
-        unknownTasksCancelled: new Set(),
-        syncCount: 0,
-        lastSeenMs: this.clock.now(),
-      };
-      this.workers.set(id, worker);
+      worker = this.restore(id, this.clock.now());
     }
     const isNew = worker.syncCount === 0;
     worker.syncCount++;
@@ -89,9 +78,29 @@ export class WorkerRegistry {
     return false;
   }
 
-  /** Hands `execution` to `worker` as task `taskId`. */
-  assign(execution: Execution, worker: WorkerState, taskId: string): TaskState {
-    const task: TaskState = { id: taskId, execution, worker, assignedInSync: worker.syncCount };
+  /**
+   * A placeholder for a worker known only from the state store (a restarted scheduler): it holds the
+   * worker's leases until the worker synchronizes, or until its lease runs out from `lastSeenMs`.
+   */
+  restore(id: string, lastSeenMs: number): WorkerState {
+    const worker: WorkerState = {
+      id,
+      name: id,
+      platform: PlatformProperties.empty(),
+      slots: 0,
+      tasks: new Map(),
+      pendingCancels: new Set(),
+      unknownTasksCancelled: new Set(),
+      syncCount: 0,
+      lastSeenMs,
+    };
+    this.workers.set(id, worker);
+    return worker;
+  }
+
+  /** Hands `execution` to `worker` as task `taskId` (see reconcile for `assignedInSync`). */
+  assign(execution: Execution, worker: WorkerState, taskId: string, assignedInSync = worker.syncCount): TaskState {
+    const task: TaskState = { id: taskId, execution, worker, assignedInSync };
     worker.tasks.set(taskId, task);
     this.tasks.set(taskId, task);
     return task;

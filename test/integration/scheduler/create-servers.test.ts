@@ -27,7 +27,7 @@ describe('server factories', () => {
   it('serve all: the scheduler uses the apiserver\'s verified CAS, with no second verifier', async () => {
     const config = resolveConfig({
       role: 'all',
-      overrides: { apiserver: { listen_address: '127.0.0.1:0' }, scheduler: { listen_address: '127.0.0.1:0' }, worker: { slots: 0 }, storage: inMemory },
+      overrides: { apiserver: { listen_address: '127.0.0.1:0' }, scheduler: { listen_address: '127.0.0.1:0', state: 'memory' }, worker: { slots: 0 }, storage: inMemory },
     });
     const all = await startAll(config, { logger: silentLogger });
     cleanups.push(() => all.close());
@@ -43,7 +43,7 @@ describe('server factories', () => {
     const schedulerConfig = resolveConfig({
       role: 'scheduler',
       overrides: {
-        scheduler: { listen_address: '127.0.0.1:0' },
+        scheduler: { listen_address: '127.0.0.1:0', state: 'memory' },
         storage: { cas: { grpc: { address: apiserver.address } }, action_cache: { grpc: { address: apiserver.address } } },
       },
     });

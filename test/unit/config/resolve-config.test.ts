@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, type ResolvedConfig, type ServeRole } from '../../../src/lib/config/config.js';
 import { readConfigFile, resolveConfig } from '../../../src/lib/config/resolve-config.js';
 import { validateConfigTree } from '../../../src/lib/config/validate-config.js';
+import { defaultCacheDir } from '../../../src/lib/config/defaults.js';
 
 /** The issues of resolving `tree` as a config file, as "path: message" lines. */
 function issuesOf(tree: unknown, role: ServeRole = 'all'): string[] {
@@ -30,7 +31,13 @@ describe('resolveConfig', () => {
   it('fills every key serve all reads with today\'s defaults', () => {
     const config = resolveConfig({ role: 'all' });
     expect(config.apiserver).toEqual({ listen_address: '0.0.0.0:12100', upload_idle_timeout: '1m' });
-    expect(config.scheduler).toEqual({ listen_address: '0.0.0.0:9099', worker_lease: '30s' });
+    expect(config.scheduler).toEqual({
+      listen_address: '0.0.0.0:9099',
+      worker_lease: '30s',
+      state: `sqlite:${path.join(defaultCacheDir(), 'storage', 'scheduler.db')}`,
+      worker_grace: '5s',
+      operation_retention: '1h',
+    });
     expect(config.worker?.work_dir).toBe('/cache/bzutil/work');
     expect(config.worker?.slots).toBeGreaterThan(0);
     expect(config.storage.cas).toEqual({
@@ -54,7 +61,7 @@ describe('resolveConfig', () => {
   it('lays the file over the defaults and the flags over the file', () => {
     const file = { scheduler: { worker_lease: '2m' }, worker: { slots: 3, platform: { OSFamily: 'Linux' } } };
     const config = resolveConfig({ role: 'all', file: { tree: file, source: 'f' }, overrides: { worker: { slots: 5 } } });
-    expect(config.scheduler).toEqual({ listen_address: '0.0.0.0:9099', worker_lease: '2m' });
+    expect(config.scheduler).toMatchObject({ listen_address: '0.0.0.0:9099', worker_lease: '2m', worker_grace: '5s' });
     expect(config.worker).toMatchObject({ slots: 5, platform: { OSFamily: 'Linux' } });
   });
 
@@ -88,10 +95,14 @@ describe('resolveConfig', () => {
   });
 
   it('names the path of an unknown key, with the keys that are allowed there', () => {
-    expect(issuesOf({ scheduler: { worker_leases: '1s' } })).toEqual(['scheduler.worker_leases: unknown key (expected one of listen_address, worker_lease)']);
+    expect(issuesOf({ scheduler: { worker_leases: '1s' } })).toEqual(['scheduler.worker_leases: unknown key (expected one of listen_address, worker_lease, state, worker_grace, operation_retention)']);
     expect(issuesOf({ storage: { cas: { s3: {} } } })[0]).toMatch(/^storage\.cas\.s3: unknown key \(expected one of disk, memory, grpc/);
     // Planned sections are refused, not silently ignored.
-    expect(issuesOf({ scheduler: { state: 'memory' } })).toEqual(['scheduler.state: is planned but not supported yet']);
+    expect(issuesOf({ scheduler: { tls: {} } })).toEqual(['scheduler.tls: is planned but not supported yet']);
+    expect(resolveConfig({ role: 'all', file: { tree: { scheduler: { state: 'memory' } }, source: 'a.yaml' } }).scheduler!.state).toBe('memory');
+    const db = 'sqlite:/var/lib/bzutil/scheduler.db';
+    expect(resolveConfig({ role: 'scheduler', file: { tree: { scheduler: { state: db } }, source: 'a.yaml' } }).scheduler!.state).toBe(db);
+    expect(issuesOf({ scheduler: { state: 'redis://localhost:6379' } })).toEqual(['scheduler.state: expected "memory" or "sqlite:PATH"']);
     expect(issuesOf({ storage: { cas: { sharding: {} } } })).toEqual(['storage.cas.sharding: is planned but not supported yet']);
     expect(issuesOf({ auth: {} })).toEqual(['auth: is planned but not supported yet']);
   });
