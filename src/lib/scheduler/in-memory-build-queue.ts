@@ -102,6 +102,7 @@ export class InMemoryBuildQueue implements BuildQueue {
       queue: this.queue,
       workers: this.workers,
       loseWorker: (worker, reason) => this.dispatcher.removeWorker(worker, reason),
+      expireTask: (task, nowMs) => this.dispatcher.expireTask(task, nowMs),
       failUnschedulable: (execution, waitedMs) =>
         this.completeExecution(execution, {
           status: StatusError.failedPrecondition(

@@ -59,6 +59,8 @@ export interface TaskState {
   readonly worker: WorkerState;
   /** The worker's Synchronize count when the task was handed out, for reconciliation. */
   readonly assignedInSync: number;
+  /** When the task was handed out: with the action's timeout, the scheduler-side deadline. */
+  readonly startedAtMs: number;
 }
 
 export interface WorkerState {

@@ -44,7 +44,7 @@ export function storedExecution(execution: Execution): StoredExecution {
     stage: execution.stage,
     attempts: execution.attempts,
     cancelRequested: execution.cancelRequested,
-    ...(task ? { task: { id: task.id, workerId: task.worker.id, startedAtMs: task.worker.lastSeenMs } } : {}),
+    ...(task ? { task: { id: task.id, workerId: task.worker.id, startedAtMs: task.startedAtMs } } : {}),
     ...(execution.timeoutMs !== undefined ? { timeoutMs: execution.timeoutMs } : {}),
     ...(execution.response ? { response: execution.response } : {}),
   };
@@ -81,7 +81,7 @@ export function restoreState(deps: RestoreDeps): number {
       // Expires (through the sweeper's lease rule) `workerGraceMs` from now unless the worker calls.
       const worker = workers.get(stored.task.workerId) ?? workers.restore(stored.task.workerId, now - deps.workerLeaseMs + deps.workerGraceMs);
       // -1: the worker's first Synchronize must list the task, or it is lost at once.
-      execution.task = workers.assign(execution, worker, stored.task.id, -1);
+      execution.task = workers.assign(execution, worker, stored.task.id, -1, stored.task.startedAtMs);
       leases++;
     } else {
       execution.stage = 'QUEUED';

@@ -107,6 +107,23 @@ export class TaskDispatcher {
     this.opts.notifyExecution(execution);
   }
 
+  /**
+   * Fails the execution of a task that ran past its action's timeout plus a grace: the worker should
+   * have stopped it by itself, so it is told to cancel and its late result is ignored.
+   */
+  expireTask(task: TaskState, nowMs: number): void {
+    this.opts.workers.release(task);
+    const execution = task.execution;
+    if (execution.task !== task) return;
+    execution.task = undefined;
+    if (this.opts.workers.isLive(task.worker)) task.worker.pendingCancels.add(task.id);
+    const ranMs = nowMs - task.startedAtMs;
+    this.opts.logger.warn('Failing an action that ran past its timeout', { actionDigest: execution.actionDigest.toString(), worker: task.worker.name, ranMs });
+    this.opts.completeExecution(execution, {
+      status: StatusError.deadlineExceeded(`Failed to execute action ${execution.actionDigest}: worker ${JSON.stringify(task.worker.name)} ran it for ${ranMs} ms, past its timeout of ${execution.timeoutMs} ms`).toProto(),
+    });
+  }
+
   removeWorker(worker: WorkerState, reason: string): void {
     this.opts.workers.remove(worker);
     worker.poll?.answer(this.emptyResponse());

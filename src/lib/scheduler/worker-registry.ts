@@ -99,8 +99,8 @@ export class WorkerRegistry {
   }
 
   /** Hands `execution` to `worker` as task `taskId` (see reconcile for `assignedInSync`). */
-  assign(execution: Execution, worker: WorkerState, taskId: string, assignedInSync = worker.syncCount): TaskState {
-    const task: TaskState = { id: taskId, execution, worker, assignedInSync };
+  assign(execution: Execution, worker: WorkerState, taskId: string, assignedInSync = worker.syncCount, startedAtMs = this.clock.now()): TaskState {
+    const task: TaskState = { id: taskId, execution, worker, assignedInSync, startedAtMs };
     worker.tasks.set(taskId, task);
     this.tasks.set(taskId, task);
     return task;
@@ -130,6 +130,11 @@ export class WorkerRegistry {
     }
     for (const id of worker.unknownTasksCancelled) if (!listed.has(id)) worker.unknownTasksCancelled.delete(id);
     return lost;
+  }
+
+  /** Tasks that have run for longer than their action's timeout plus `graceMs` by `nowMs`. */
+  overdue(nowMs: number, graceMs: number): TaskState[] {
+    return [...this.tasks.values()].filter((t) => t.execution.timeoutMs !== undefined && nowMs - t.startedAtMs >= t.execution.timeoutMs + graceMs);
   }
 
   /** Workers with no poll held whose lease (counted from `lastSeenMs`) ran out by `nowMs`. */

@@ -85,6 +85,25 @@ describe.each(['memory', 'sqlite'])('the build queue over %s state', (kind) => {
   });
 });
 
+describe('scheduler-side deadlines', () => {
+  it('fails a task running past its timeout plus the grace with DEADLINE_EXCEEDED, tells the worker to cancel, ignores a late result', async () => {
+    const queue = startScheduler(`sqlite:${dbPath}`, 1, { workerGraceMs: 5_000, sweepIntervalMs: 1_000 });
+    const { actionDigest } = await uploadAction(stores.cas, { args: ['slow'], timeoutMs: 10_000 });
+    const stream = queue.execute({ actionDigest, skipCacheLookup: false, priority: 0 })[Symbol.asyncIterator]();
+    const name = (await nextSnapshot(stream)).name;
+    const task = (await sync(queue, 'w1')).tasks![0]!;
+    await clock.advance(14_000);
+    expect(queue.getOperation(name).stage).toBe('EXECUTING');
+    await clock.advance(1_000);
+    const done = queue.getOperation(name);
+    expect(done.stage).toBe('COMPLETED');
+    expect(done.response?.status?.code).toBe(Code.DEADLINE_EXCEEDED);
+    expect((await sync(queue, 'w1', [task.taskId])).cancelTaskIds).toEqual([task.taskId]);
+    await queue.completeTask({ workerId: 'w1', taskId: task.taskId, response: okResponse() });
+    expect(queue.getOperation(name).response?.status?.code).toBe(Code.DEADLINE_EXCEEDED);
+  });
+});
+
 describe('SqliteStateStore: restart on the same file', () => {
   const setting = () => `sqlite:${dbPath}`;
 
