@@ -378,7 +378,9 @@ export class InMemoryBuildQueue implements BuildQueue {
     const done = [...execution.entries].filter((entry) => !entry.ownResponse);
     for (const entry of done) this.table.markCompleted(entry, this.clock.now());
     this.store.transaction(() => {
-      this.store.putExecution(storedExecution(execution));
+      // No operation follows it any more (all cancelled and expired while it ran): nothing to keep.
+      if (execution.entries.size === 0) this.store.deleteExecution(execution.seq);
+      else this.store.putExecution(storedExecution(execution));
       for (const entry of done) this.store.putOperation(storedOperation(entry));
     });
     for (const entry of done) bump(entry);
