@@ -14,6 +14,7 @@ import { RemoteConnection } from '../../src/lib/client/connection.js';
 import { decodeOperation, type DecodedOperation, ExecutionClient } from '../../src/lib/client/execution-client.js';
 import { encodeWithDigest } from '../../src/lib/proto/canonical.js';
 import { reapi } from '../../src/lib/proto/index.js';
+import { runCli } from '../helpers/run-cli.js';
 import { type ServeProcess, startServe } from '../helpers/serve-process.js';
 
 let work: string;
@@ -117,5 +118,14 @@ describe('serve all, killed with SIGKILL and restarted on the same storage dir',
     expect(runningDone.response?.status?.code ?? 0).toBe(0);
     expect(runningDone.response?.result?.exitCode ?? 0).toBe(0);
     expect(serve.logs()).toMatch(/Restored the scheduler state/);
+
+    // A second process on the same state file is refused, and says why.
+    const second = await runCli(
+      ['serve', 'all', '--apiserver_listen=127.0.0.1:0', '--scheduler_listen=127.0.0.1:0', `--storage_dir=${join(work, 'storage')}`, `--work_dir=${join(work, 'work2')}`, '--slots=0'],
+      { env: { XDG_CACHE_HOME: join(work, 'cache') }, timeoutMs: 30_000 },
+    );
+    expect(second.exitCode).not.toBe(0);
+    expect(second.stderr).toContain('in use by another bzutil scheduler');
+    expect(second.stdout).not.toContain('scheduler listening');
   }, 120_000);
 });

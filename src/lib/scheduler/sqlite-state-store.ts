@@ -97,7 +97,7 @@ export class SqliteStateStore implements SchedulerStateStore {
       this.db.close();
       if ((err as { code?: string }).code === 'SQLITE_BUSY') {
         throw StatusError.failedPrecondition(
-          'Failed to open the scheduler state: its SQLite file is in use by another bzutil scheduler; stop that one, or give this one another --state or --data_dir',
+          'Failed to open the scheduler state: its SQLite file is in use by another bzutil scheduler; stop that one, or give this one its own file (--state, --storage_dir or --data_dir)',
         );
       }
       throw err;
