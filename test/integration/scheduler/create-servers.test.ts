@@ -3,6 +3,9 @@
  * them: serve all shares one verified CAS between apiserver, scheduler and worker; a standalone
  * scheduler forwards storage to an apiserver and leaves the hashing of uploads to it.
  */
+import { access, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { GrpcBlobStore } from '../../../src/lib/blobstore/grpc-blob-store.js';
 import { VerifyingBlobStore } from '../../../src/lib/blobstore/verifying-blob-store.js';
@@ -12,7 +15,7 @@ import { resolveConfig } from '../../../src/lib/config/resolve-config.js';
 import { Digest } from '../../../src/lib/digest/digest.js';
 import { Code } from '../../../src/lib/errors/status-error.js';
 import { silentLogger } from '../../../src/lib/util/logger.js';
-import { createApiServer, createScheduler } from '../../../src/server/create-servers.js';
+import { createApiServer, createScheduler, defaultWorkerId } from '../../../src/server/create-servers.js';
 import { startAll } from '../../../src/server/serve-all.js';
 import { bytes, expectCode, rejectionOf } from '../../helpers/blob-store-contract.js';
 
@@ -62,5 +65,25 @@ describe('server factories', () => {
     const err = await rejectionOf(cas.putBlob(Digest.ofBytes(bytes('claimed')), bytes('other')));
     expectCode(err, Code.INVALID_ARGUMENT);
     expect(await apiserver.contentAddressableStorage.findMissing([Digest.ofBytes(bytes('claimed'))])).toHaveLength(1);
+  });
+
+  it('serve all: the worker keeps a stable id (worker.id, else host and work dir) and the scheduler its state file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'bzutil-factories-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    expect(defaultWorkerId(join(dir, 'work'))).toBe(defaultWorkerId(join(dir, 'work')));
+    expect(defaultWorkerId(join(dir, 'work'))).not.toBe(defaultWorkerId(join(dir, 'other')));
+    const config = resolveConfig({
+      role: 'all',
+      overrides: {
+        apiserver: { listen_address: '127.0.0.1:0' },
+        scheduler: { listen_address: '127.0.0.1:0', state: `sqlite:${join(dir, 'state', 'scheduler.db')}` },
+        worker: { slots: 1, work_dir: join(dir, 'work'), id: 'builder-7' },
+        storage: inMemory,
+      },
+    });
+    const all = await startAll(config, { logger: silentLogger });
+    cleanups.push(() => all.close());
+    expect(all.worker?.workerId).toBe('builder-7');
+    await access(join(dir, 'state', 'scheduler.db'));
   });
 });
