@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
-import { hostname } from 'node:os';
+import { arch, hostname } from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { BlobStore } from '../lib/blobstore/blob-store.js';
@@ -21,7 +21,9 @@ import type { Logger } from '../lib/util/logger.js';
 import { attachError, type BuildExecutor, type ExecutionTask } from '../lib/worker/build-executor.js';
 import { FileCache } from '../lib/worker/file-cache.js';
 import { LocalBuildExecutor, removeTree } from '../lib/worker/local-build-executor.js';
-import { LocalRunner, type Runner } from '../lib/worker/runner.js';
+import { createRunner, type RunnerKind } from '../lib/worker/create-runner.js';
+import type { Runner } from '../lib/worker/runner.js';
+import type { ActionLimits, RunAs } from '../lib/worker/sandbox-command.js';
 
 export interface WorkerOptions {
   /** "host:port" of the scheduler's WorkerQueue service (plaintext gRPC). */
@@ -39,8 +41,19 @@ export interface WorkerOptions {
   logger: Logger;
   /** @default systemClock */
   clock?: Clock;
-  /** Runs the commands. @default new LocalRunner() */
-  runner?: Runner;
+  /**
+   * Runs the commands: a Runner, or which kind to build ('bwrap': namespaces + unprivileged uid;
+   * 'local': child processes). @default 'bwrap' when installed, else 'local' with a loud warning
+   */
+  runner?: Runner | RunnerKind;
+  /** Host uid/gid actions run as when the worker is root. @default 65534:65534 (bwrap), the worker's (local) */
+  runAs?: RunAs;
+  /** Allow actions to run as root (inputs are copied, not linked). @default false */
+  allowRootActions?: boolean;
+  /** Per-action limits (memory, processes, file size, total outputs). @default DEFAULT_LIMITS */
+  limits?: Partial<ActionLimits>;
+  /** Run every action chrooted into its input root (bwrap only; per action: platform `chroot=true`). */
+  chroot?: boolean;
   /** Bytes of input files kept for reuse. @default 10 GiB */
   fileCacheMaxSizeBytes?: number;
   /** Longest the scheduler may hold a Synchronize call. @default 30 s */
@@ -77,18 +90,38 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   });
   const workerName = opts.workerName ?? `${hostname()}:${process.pid}`;
   const clock = opts.clock ?? systemClock;
+  const created =
+    typeof opts.runner === 'object'
+      ? undefined
+      : await createRunner({
+          ...(opts.runner ? { kind: opts.runner } : {}),
+          ...(opts.runAs ? { runAs: opts.runAs } : {}),
+          ...(opts.allowRootActions ? { allowRootActions: true } : {}),
+          ...(opts.limits ? { limits: opts.limits } : {}),
+          logger: opts.logger.child('runner'),
+          clock,
+        });
+  if (opts.chroot && created?.kind !== 'bwrap') throw StatusError.invalidArgument('Failed to start worker: chroot mode needs the bwrap runner');
   const executor = new LocalBuildExecutor({
     contentAddressableStorage: opts.contentAddressableStorage,
-    runner: opts.runner ?? new LocalRunner({ clock }),
+    runner: typeof opts.runner === 'object' ? opts.runner : created!.runner,
     workDir,
     workerName,
     fileCache,
     clock,
     logger: opts.logger,
+    ...(opts.chroot ? { chroot: true } : {}),
   });
-  const worker = new Worker(opts, workerName, clock, executor);
+  const platform = withDefaultPlatform(opts.platform, created?.kind === 'bwrap');
+  const worker = new Worker({ ...opts, platform }, workerName, clock, executor);
   worker.start();
-  return { workerId: worker.workerId, close: () => worker.close() };
+  return {
+    workerId: worker.workerId,
+    close: async () => {
+      await worker.close();
+      await created?.close();
+    },
+  };
 }
 
 interface RunningTask {
@@ -267,6 +300,26 @@ class Worker {
       else signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
+}
+
+/**
+ * Adds what every worker of ours satisfies unless the operator said otherwise: `OSFamily` and `ISA`
+ * (BuildGrid-style clients send them), and for the bwrap runner `network=on|off` and `chroot=true`
+ * (actions asking for no network or for a chroot can only be honoured there).
+ */
+function withDefaultPlatform(platform: WorkerOptions['platform'], sandboxed: boolean): { name: string; value: string }[] {
+  const properties = normalizePlatform(platform).properties as { name: string; value: string }[];
+  const names = new Set(properties.map((p) => p.name));
+  const add = (name: string, values: string[]) => {
+    if (!names.has(name)) for (const value of values) properties.push({ name, value });
+  };
+  add('OSFamily', ['linux']);
+  add('ISA', [arch() === 'x64' ? 'x86-64' : arch() === 'arm64' ? 'aarch64' : arch()]);
+  if (sandboxed) {
+    add('network', ['on', 'off']);
+    add('chroot', ['true', 'false']);
+  }
+  return properties;
 }
 
 /**

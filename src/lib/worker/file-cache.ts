@@ -8,8 +8,9 @@
  * - Concurrent requests for the same file share one download (the in-flight promise is keyed like the
  *   file), so two actions starting together do not fetch twice or race on the rename.
  * - Hard links share an inode with the cache entry, so entries are made read-only (0444, or 0555 for
- *   executables; the executable bit is part of the key because it is part of the inode). An action
- *   running as the worker's user could still chmod a file back; isolating that needs separate users.
+ *   executables; the executable bit is part of the key because it is part of the inode) and stay
+ *   owned by the worker: an action running as another, unprivileged uid can neither write nor chmod
+ *   them. Where actions run as the worker's uid or as root, inputs are copied instead (`copy`).
  * - Eviction (least recently used, by total bytes) never removes an entry that is being linked; an
  *   evicted entry's existing hard links in action directories are unaffected.
  * - Files are written to a temporary name, hashed while written and renamed into place only when the
@@ -109,12 +110,14 @@ export class FileCache {
    * first if needed. Falls back to a copy where hard links are impossible (link limit reached).
    * NOT_FOUND from the CAS becomes FAILED_PRECONDITION with a MISSING violation for the blob.
    */
-  async linkInto(digest: Digest, isExecutable: boolean, targetPath: string, opts: CallOptions = {}): Promise<void> {
+  async linkInto(digest: Digest, isExecutable: boolean, targetPath: string, opts: CallOptions = {}, copy = false): Promise<void> {
     const name = entryName(digest, isExecutable);
     const entry = await this.acquire(name, digest, isExecutable, opts);
     try {
       const source = path.join(this.directory, name);
       try {
+        // `copy` when the action could write through a link into the cache (it runs as our uid or as root).
+        if (copy) throw Object.assign(new Error('copy requested'), { code: 'EPERM' });
         await fsp.link(source, targetPath);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;

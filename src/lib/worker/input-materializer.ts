@@ -13,6 +13,8 @@ import { reapi } from '../proto/index.js';
 import type { FileCache } from './file-cache.js';
 import { forEachLimited } from './for-each-limited.js';
 import { resolveRelativePath, toAbsolute, validateEntryName, validateSymlinkTarget } from './paths.js';
+import { ensureDirectory } from './safe-walk.js';
+import type { RunAs } from './sandbox-command.js';
 
 /** Directory messages above this size are refused (a Directory is one message, not a stream). */
 const MAX_DIRECTORY_BYTES = 64 * 1024 * 1024;
@@ -22,6 +24,13 @@ export interface InputMaterializerOptions {
   fileCache: FileCache;
   /** How many Directory fetches and file links run at once. */
   concurrency?: number;
+  /**
+   * The uid/gid actions run as: every directory of the input root is made theirs (so outputs can be
+   * created) while input files stay the cache's, read-only, which that uid cannot change.
+   */
+  owner?: RunAs;
+  /** Copy input files instead of hard-linking them (the action could modify a linked one). */
+  copyInputs?: boolean;
 }
 
 interface FileToLink {
@@ -34,11 +43,15 @@ export class InputMaterializer {
   private readonly contentAddressableStorage: BlobStore;
   private readonly fileCache: FileCache;
   private readonly concurrency: number;
+  private readonly owner: RunAs | undefined;
+  private readonly copyInputs: boolean;
 
   constructor(opts: InputMaterializerOptions) {
     this.contentAddressableStorage = opts.contentAddressableStorage;
     this.fileCache = opts.fileCache;
     this.concurrency = opts.concurrency ?? 16;
+    this.owner = opts.owner;
+    this.copyInputs = opts.copyInputs ?? false;
   }
 
   /**
@@ -89,10 +102,16 @@ export class InputMaterializer {
       if (missing.length > 0) throw StatusError.missingBlobs(missing);
     }
 
-    for (const d of dirsToCreate) await fsp.mkdir(toAbsolute(targetDirectory, d));
+    // Directories first, symlinks last: no path the worker writes through can be a symlink.
+    const owner = this.owner;
+    if (owner) await fsp.chown(targetDirectory, owner.uid, owner.gid);
+    for (const d of dirsToCreate) {
+      await fsp.mkdir(toAbsolute(targetDirectory, d));
+      if (owner) await fsp.chown(toAbsolute(targetDirectory, d), owner.uid, owner.gid);
+    }
     await forEachLimited(files, this.concurrency, async (f) => {
       try {
-        await this.fileCache.linkInto(f.digest, f.isExecutable, toAbsolute(targetDirectory, f.relativePath), opts);
+        await this.fileCache.linkInto(f.digest, f.isExecutable, toAbsolute(targetDirectory, f.relativePath), opts, this.copyInputs);
       } catch (err) {
         throw wrapStatus(err, `Failed to create input file ${JSON.stringify(f.relativePath)}`);
       }
@@ -151,10 +170,11 @@ export class InputMaterializer {
  * the working directory itself, before the command runs, as REAPI requires. Validates the paths
  * first: INVALID_ARGUMENT for absolute ones or ones that leave the input root.
  */
-export async function createOutputParents(inputRoot: string, command: reapi.ICommand): Promise<void> {
+export async function createOutputParents(inputRoot: string, command: reapi.ICommand, owner?: RunAs, allowRootOutput = false): Promise<void> {
   const workingDirectory = resolveRelativePath('', command.workingDirectory ?? '', 'working_directory', { allowEmpty: true });
   // The input root itself exists already; only a working directory below it may need creating.
-  if (workingDirectory !== '') await fsp.mkdir(toAbsolute(inputRoot, workingDirectory), { recursive: true });
+  // Both walks refuse symlinks: an input symlink must not make the worker create directories elsewhere.
+  await ensureDirectory(inputRoot, workingDirectory, 'working_directory', owner);
   const declared: [string, readonly string[] | null | undefined][] = [
     ['output_files', command.outputFiles],
     ['output_directories', command.outputDirectories],
@@ -162,9 +182,9 @@ export async function createOutputParents(inputRoot: string, command: reapi.ICom
   ];
   for (const [field, paths] of declared) {
     for (const p of paths ?? []) {
-      const relative = resolveRelativePath(workingDirectory, p, field);
+      const relative = resolveRelativePath(workingDirectory, p, field, { allowEmpty: allowRootOutput });
       const parent = path.posix.dirname(relative);
-      if (parent !== '.') await fsp.mkdir(toAbsolute(inputRoot, parent), { recursive: true });
+      if (parent !== '.') await ensureDirectory(inputRoot, parent, field, owner);
     }
   }
 }

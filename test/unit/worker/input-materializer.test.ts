@@ -1,4 +1,4 @@
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, existsSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, existsSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -92,11 +92,20 @@ describe('InputMaterializer', () => {
     ['an absolute target', '', '/etc/passwd'],
     ['a target climbing out of the root', '', '../outside'],
     ['a target climbing out from a subdirectory', 'sub', '../../outside'],
-  ])('rejects a symlink with %s', async (_label, where, target) => {
+  ])('creates a symlink with %s as given (strategy ALLOWED), without following it', async (_label, where, target) => {
     const link = { symlinks: [{ name: 'link', target }] };
     const digest = where === '' ? await putDirectory(store, link) : await putDirectory(store, { directories: [{ name: where, digest: (await putDirectory(store, link)).toProto() }] });
 
-    const err = await failure(materializer.materialize(digest, root));
+    await materializer.materialize(digest, root);
+
+    expect(readlinkSync(path.join(root, where, 'link'))).toBe(target);
+  });
+
+  it.each([
+    ['an empty target', ''],
+    ['a NUL in the target', 'a\0b'],
+  ])('rejects a symlink with %s', async (_label, target) => {
+    const err = await failure(materializer.materialize(await putDirectory(store, { symlinks: [{ name: 'link', target }] }), root));
 
     expect(err.code).toBe(Code.INVALID_ARGUMENT);
     expect(err.message).toContain('Invalid symlink');
@@ -187,5 +196,21 @@ describe('createOutputParents', () => {
     const err = (await createOutputParents(root, command).catch((e: unknown) => e)) as StatusError;
     expect(err.code).toBe(Code.INVALID_ARGUMENT);
     expect(err.fieldViolations()[0]?.field).toBe(field);
+  });
+
+  it.each([
+    ['an output parent', { outputFiles: ['link/new/file'] }, 'output_files'],
+    ['the working directory', { workingDirectory: 'link/sub' }, 'working_directory'],
+  ])('refuses to create %s through an input symlink (nothing is created outside the root)', async (_label, command, field) => {
+    const outside = mkdtempSync(path.join(tmpdir(), 'bzutil-outside-'));
+    try {
+      symlinkSync(outside, path.join(root, 'link'));
+      const err = (await createOutputParents(root, command).catch((e: unknown) => e)) as StatusError;
+      expect(err.code).toBe(Code.INVALID_ARGUMENT);
+      expect(err.fieldViolations()[0]?.field).toBe(field);
+      expect(readdirSync(outside)).toEqual([]);
+    } finally {
+      rmSync(outside, { recursive: true, force: true });
+    }
   });
 });

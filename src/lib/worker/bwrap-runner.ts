@@ -1,0 +1,60 @@
+/**
+ * The sandboxed runner: each action in bubblewrap's new mount, PID, IPC and UTS namespaces (and a new
+ * network namespace when its platform says `network=off`), as an unprivileged host uid with no
+ * capabilities and no_new_privs. Inside, the host's /usr, /bin, /lib*, /etc and /opt are read-only,
+ * /tmp is private, and the input root is the only writable tree; the worker's cache, the CAS storage
+ * and every other file of the service are simply not there. The PID namespace makes the tree kill
+ * exact: when the command exits or bwrap is killed, the kernel kills every process left inside.
+ *
+ * Chroot mode (BuildStream/BuildGrid-style clients, whose input root is a whole sysroot): the input
+ * root becomes `/`, with /dev, /proc and a private /tmp. setpriv (a host binary) is not inside such a
+ * root, so the outer bwrap (root) only makes the namespaces and binds the root at a neutral place,
+ * and drops to the action uid with the host's setpriv; a second, unprivileged bwrap then binds that
+ * place as `/`.
+ */
+import type { ActionCgroup } from './action-cgroup.js';
+import { type LocalRunnerOptions, LocalRunner, type RunRequest } from './runner.js';
+import { BWRAP_PATH, bwrapCommand, type SandboxCommand } from './sandbox-command.js';
+
+/** Where the outer bwrap of chroot mode binds the input root (a tmpfs path the action uid can traverse). */
+const CHROOT_STAGING = '/bzutil-sysroot';
+
+export type BwrapRunnerOptions = LocalRunnerOptions;
+
+export class BwrapRunner extends LocalRunner {
+  protected override command(request: RunRequest, executable: string, cgroup: ActionCgroup | undefined): SandboxCommand {
+    const input = this.sandboxInput(request, executable, cgroup);
+    if (!input.chroot) return bwrapCommand(input);
+    const inner = [
+      BWRAP_PATH,
+      '--unshare-user',
+      '--unshare-pid',
+      '--die-with-parent',
+      ...(input.runAs ? ['--uid', String(input.runAs.uid), '--gid', String(input.runAs.gid)] : []),
+      '--bind',
+      CHROOT_STAGING,
+      '/',
+      '--dev',
+      '/dev',
+      '--proc',
+      '/proc',
+      '--perms',
+      '01777',
+      '--tmpfs',
+      '/tmp',
+      '--chdir',
+      input.cwd,
+      '--',
+      ...input.argv,
+    ];
+    // The outer sandbox sees the host read-only (for setpriv and the inner bwrap) with the input
+    // root at CHROOT_STAGING; the inner one sees only the input root.
+    return bwrapCommand({ ...input, chroot: false, inputRoot: request.inputRoot ?? request.cwd, cwd: '/', argv: inner, stagingPath: CHROOT_STAGING });
+  }
+
+  protected override async executableOf(request: RunRequest): Promise<string> {
+    // In chroot mode argv[0] names a file of the sysroot, found by execvp inside it.
+    if (request.chroot) return request.argv[0]!;
+    return super.executableOf(request);
+  }
+}
