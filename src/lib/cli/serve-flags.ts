@@ -98,6 +98,42 @@ export const workerFlags = {
   }),
 };
 
+/**
+ * How a worker runs actions (see the README's "Security model"). Kept apart from workerFlags so that
+ * commands adopt them only together with passing them on to startWorker.
+ */
+export const runnerFlags = {
+  runner: Flags.option({
+    summary: 'How actions run: bwrap (namespaces, unprivileged uid) or local (plain child processes).',
+    description: 'Defaults to bwrap when /usr/bin/bwrap is installed, else local with a loud warning.',
+    options: ['local', 'bwrap'] as const,
+  })(),
+  run_as: Flags.string({
+    summary: 'Host uid:gid actions run as when the worker is root (bwrap default 65534:65534).',
+    aliases: ['run-as'],
+  }),
+  allow_root_actions: Flags.boolean({
+    summary: 'Let actions run as root (input files are then copied, never hard-linked).',
+    default: false,
+    aliases: ['allow-root-actions'],
+  }),
+  chroot: Flags.boolean({
+    summary: 'Run every action chrooted into its input root (bwrap runner; per action: platform chroot=true).',
+    default: false,
+  }),
+  action_memory: Flags.string({ summary: 'Memory per action (e.g. 4G).', default: '4G', aliases: ['action-memory'] }),
+  action_processes: Flags.integer({ summary: 'Processes per action at once.', default: 1024, min: 1, aliases: ['action-processes'] }),
+  action_file_size: Flags.string({ summary: 'Largest file an action may write (e.g. 16G).', default: '16G', aliases: ['action-file-size'] }),
+  action_output_size: Flags.string({ summary: 'Total bytes of an action\'s outputs (e.g. 16G).', default: '16G', aliases: ['action-output-size'] }),
+};
+
+/** Parses `uid:gid` (numbers) for --run_as. */
+export function parseRunAs(text: string): { uid: number; gid: number } {
+  const m = /^(\d+):(\d+)$/.exec(text.trim());
+  if (!m) throw new Error(`Invalid run_as ${JSON.stringify(text)}: use numeric uid:gid (e.g. 65534:65534)`);
+  return { uid: Number(m[1]), gid: Number(m[2]) };
+}
+
 export function resolveSlots(slots: number | undefined): number {
   return slots ?? availableParallelism();
 }

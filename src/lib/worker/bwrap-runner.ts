@@ -28,7 +28,6 @@ export class BwrapRunner extends LocalRunner {
     const inner = [
       BWRAP_PATH,
       '--unshare-user',
-      '--unshare-pid',
       '--die-with-parent',
       ...(input.runAs ? ['--uid', String(input.runAs.uid), '--gid', String(input.runAs.gid)] : []),
       '--bind',
@@ -36,7 +35,10 @@ export class BwrapRunner extends LocalRunner {
       '/',
       '--dev',
       '/dev',
-      '--proc',
+      // A user namespace may not mount a new proc over one with read-only overmounts (the outer
+      // bwrap's): the outer sandbox's own /proc (its PID namespace) is bound instead.
+      '--ro-bind',
+      '/proc',
       '/proc',
       '--perms',
       '01777',
