@@ -129,12 +129,28 @@ export class FilesystemBlobStore implements BlobStore {
     if (opts.maxBytes !== undefined && sizeBytes > opts.maxBytes) {
       throw StatusError.resourceExhausted(`Failed to get blob ${digest.toString()}: ${sizeBytes} bytes exceed the limit of ${opts.maxBytes}`);
     }
+    let data: Buffer;
     try {
-      const data = await fsp.readFile(this.blobPath(digest), { signal: opts.signal });
-      return new Uint8Array(data.buffer, data.byteOffset, data.length);
+      data = await fsp.readFile(this.blobPath(digest), { signal: opts.signal });
     } catch (err) {
       throw this.readError(err, digest);
     }
+    if (data.length !== sizeBytes) throw await this.corrupt(digest, data.length);
+    return new Uint8Array(data.buffer, data.byteOffset, data.length);
+  }
+
+  /**
+   * A blob file whose size is not the size it was stored with was changed behind our back (another
+   * process, a disk fault): it is dropped so that clients upload it again, never served.
+   */
+  private async corrupt(digest: Digest, foundBytes: number): Promise<StatusError> {
+    this.logger.warn('Blob file changed on disk; dropping it', { digest: digest.toString(), instanceName: digest.instanceName, foundBytes });
+    await this.withKeyLock(digest.key, async () => {
+      const sizeBytes = this.index.delete(digest);
+      if (sizeBytes !== undefined) this.storedSizeBytes -= sizeBytes;
+      await fsp.unlink(this.blobPath(digest)).catch(() => {});
+    });
+    return notFound(digest);
   }
 
   async *read(digest: Digest, opts: ReadOptions = {}): AsyncGenerator<Uint8Array, void, undefined> {
@@ -154,6 +170,17 @@ export class FilesystemBlobStore implements BlobStore {
       handle = await fsp.open(this.blobPath(digest), 'r');
     } catch (err) {
       throw this.readError(err, digest);
+    }
+    let foundBytes: number;
+    try {
+      foundBytes = (await handle.stat()).size;
+    } catch (err) {
+      await handle.close().catch(() => {});
+      throw fsError(err, `Failed to read blob ${digest.toString()}`);
+    }
+    if (foundBytes !== sizeBytes) {
+      await handle.close().catch(() => {});
+      throw await this.corrupt(digest, foundBytes);
     }
     // Strictly pull-based: one chunk is read only when the consumer asks for it, so at most one
     // chunk per reader is in memory whatever the blob size.
@@ -188,11 +215,55 @@ export class FilesystemBlobStore implements BlobStore {
       for await (const _ of abortable(toChunks(data), opts.signal));
       return;
     }
+    try {
+      await this.putOnce(digest, data, opts);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOSPC' && code !== 'EDQUOT') throw fsError(err, `Failed to store blob ${digest.toString()}`);
+      // The disk is fuller than our capacity says (other files share it): make room from the
+      // least recently used end. A whole blob is written again at once; a stream cannot be
+      // replayed, so its client gets RESOURCE_EXHAUSTED and finds the room on its retry.
+      const freed = await this.freeSpace(Math.max(digest.sizeBytes, 1024 * 1024), digest);
+      this.logger.warn('Disk full while storing a blob; evicted least recently used blobs', { digest: digest.toString(), freedBytes: freed });
+      if (freed === 0 || !(data instanceof Uint8Array)) throw fsError(err, `Failed to store blob ${digest.toString()}`);
+      try {
+        await this.putOnce(digest, data, opts);
+      } catch (retryErr) {
+        throw fsError(retryErr, `Failed to store blob ${digest.toString()}`);
+      }
+    }
+  }
+
+  /** Evicts least recently used blobs (never `keep`) until `bytes` are freed; waits for the unlinks. */
+  private async freeSpace(bytes: number, keep: Digest): Promise<number> {
+    let freed = 0;
+    const victims: Digest[] = [];
+    for (const [digest, sizeBytes] of this.index.oldestFirst()) {
+      if (freed >= bytes) break;
+      if (digestKeyScheme.equals(digest, keep)) continue;
+      this.index.delete(digest);
+      this.storedSizeBytes -= sizeBytes;
+      freed += sizeBytes;
+      victims.push(digest);
+    }
+    await Promise.all(
+      victims.map((digest) =>
+        this.withKeyLock(digest.key, async () => {
+          if (!this.index.has(digest)) await fsp.unlink(this.blobPath(digest)).catch(() => {});
+        }),
+      ),
+    );
+    return freed;
+  }
+
+  /** One attempt at storing a blob; errors are raw (the caller wraps them, after handling ENOSPC). */
+  private async putOnce(digest: Digest, data: Uint8Array | AsyncIterable<Uint8Array>, opts: CallOptions): Promise<void> {
     const tempPath = path.join(this.tempDir, `${digest.hash}-${digest.sizeBytes}.${randomUUID()}`);
     let handle: FileHandle | undefined;
     let writer: BatchingFileWriter | undefined;
     try {
-      handle = await fsp.open(tempPath, 'wx');
+      // Read-only from the start: nothing may change a stored blob in place (CAS files are immutable).
+      handle = await fsp.open(tempPath, 'wx', 0o444);
       let writtenBytes = 0;
       if (data instanceof Uint8Array) {
         // A whole blob is written as it is: nothing follows it that could overlap with the write.
@@ -219,7 +290,7 @@ export class FilesystemBlobStore implements BlobStore {
       await writer?.settle();
       await handle?.close().catch(() => {});
       await fsp.rm(tempPath, { force: true }).catch(() => {});
-      throw fsError(err, `Failed to store blob ${digest.toString()}`);
+      throw err;
     }
   }
 

@@ -159,7 +159,25 @@ export class FileCache {
     throw StatusError.unavailable(`Failed to keep ${digest.toString()} in the file cache: it was evicted repeatedly while being linked`);
   }
 
+  /**
+   * Fetches into the cache. On a full disk (ENOSPC/EDQUOT) unpinned entries (inputs of no running
+   * action) are evicted, least recently used first, and the fetch retried once.
+   */
   private async fetch(name: string, digest: Digest, isExecutable: boolean): Promise<void> {
+    try {
+      await this.fetchOnce(name, digest, isExecutable);
+    } catch (err) {
+      const cause = err instanceof StatusError ? err.cause : err;
+      const code = (cause as NodeJS.ErrnoException | undefined)?.code;
+      if (code !== 'ENOSPC' && code !== 'EDQUOT') throw err;
+      const freed = await this.evict(Math.max(digest.sizeBytes, 1024 * 1024));
+      this.logger.warn('Disk full while fetching an input file; evicted unused cache entries', { digest: digest.toString(), freedBytes: freed });
+      if (freed === 0) throw StatusError.resourceExhausted(`Failed to fetch file ${digest.toString()}: no space left on device`);
+      await this.fetchOnce(name, digest, isExecutable);
+    }
+  }
+
+  private async fetchOnce(name: string, digest: Digest, isExecutable: boolean): Promise<void> {
     const tmp = path.join(this.tmpDirectory, randomUUID());
     try {
       const hasher = newHasher(digest.digestFunction);
@@ -199,11 +217,14 @@ export class FileCache {
     this.totalSizeBytes += sizeBytes;
   }
 
-  private async evict(): Promise<void> {
-    if (this.totalSizeBytes <= this.maxSizeBytes) return;
+  /** Evicts unpinned entries, oldest first, down to capacity (and `extraBytes` below it); returns bytes freed. */
+  private async evict(extraBytes = 0): Promise<number> {
+    const target = this.maxSizeBytes - extraBytes;
+    if (this.totalSizeBytes <= target) return 0;
     const victims: string[] = [];
+    const before = this.totalSizeBytes;
     for (const [name, entry] of this.entries) {
-      if (this.totalSizeBytes <= this.maxSizeBytes) break;
+      if (this.totalSizeBytes <= target) break;
       if (entry.pins > 0) continue;
       this.entries.delete(name);
       this.totalSizeBytes -= entry.sizeBytes;
@@ -214,6 +235,7 @@ export class FileCache {
         this.logger.warn('Failed to remove evicted cache entry', { name, error: err });
       });
     }
+    return before - this.totalSizeBytes;
   }
 }
 
