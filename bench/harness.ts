@@ -19,7 +19,7 @@ import { GiB, MiB } from './lib/stats.js';
 import { formatTable } from './lib/table.js';
 import type { BenchContext, BenchMode, BenchSettings, BenchmarkRow } from './lib/types.js';
 import { runBaselines } from './suites/baselines.js';
-import { runExecutionBenchmark } from './suites/execution.js';
+import { runExecutionBenchmark, runRunnerComparison } from './suites/execution.js';
 import { runFindMissingBenchmark } from './suites/find-missing.js';
 import { runStorageBenchmarks } from './suites/storage.js';
 // Type only (erased at run time): the Bazel suite itself is loaded on demand, if it is there.
@@ -98,6 +98,7 @@ const SUITES: Suite[] = [
   { name: 'storage (C1, C2, M1, C3)', ids: ['C1', 'C2', 'C3', 'M1'], run: runStorageBenchmarks },
   { name: 'FindMissingBlobs (C5)', ids: ['C5'], run: runFindMissingBenchmark },
   { name: 'execution (E1)', ids: ['E1'], run: runExecutionBenchmark },
+  { name: 'execution by runner (E1-local, E1-bwrap)', ids: ['E1'], run: runRunnerComparison },
 ];
 
 /**
