@@ -188,7 +188,33 @@ export class ActionCgroup {
   }
 }
 
+/**
+ * Removes `bzutil-<pid>` directories next to `parent` whose worker is gone (killed before it could
+ * clean up): their action cgroups are empty once the processes are dead, and rmdir removes nothing else.
+ */
+async function removeStale(parent: string): Promise<void> {
+  const base = path.dirname(parent);
+  for (const name of await fsp.readdir(base).catch(() => [] as string[])) {
+    const m = /^bzutil-(\d+)$/.exec(name);
+    if (!m || Number(m[1]) === process.pid || isAlive(Number(m[1]))) continue;
+    const dir = path.join(base, name);
+    const children = await fsp.readdir(dir, { withFileTypes: true }).catch(() => []);
+    for (const c of children) if (c.isDirectory()) await fsp.rmdir(path.join(dir, c.name)).catch(() => {});
+    await fsp.rmdir(dir).catch(() => {});
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 async function tryCreate(dirs: readonly string[]): Promise<boolean> {
+  for (const d of dirs) await removeStale(d);
   const made: string[] = [];
   try {
     for (const d of dirs) {

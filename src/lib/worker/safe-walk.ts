@@ -5,7 +5,7 @@
  * swapped for a symlink to /etc): a lexical check of the path is not enough, the disk must be asked
  * about each component without following it.
  */
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { StatusError } from '../errors/status-error.js';
 import type { RunAs } from './sandbox-command.js';
@@ -14,6 +14,17 @@ function escapes(field: string, relative: string, where: string): StatusError {
   return StatusError.invalidArgument(`Invalid ${field} ${JSON.stringify(relative)}: ${JSON.stringify(where)} is a symlink, which the worker does not follow`, [
     { field, description: 'Path passes through a symlink' },
   ]);
+}
+
+/** lstat, with undefined for a path that does not exist (or whose parent is not a directory). */
+async function lstatOrAbsent(p: string): Promise<Stats | undefined> {
+  try {
+    return await fsp.lstat(p);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw err;
+  }
 }
 
 /**
@@ -28,11 +39,8 @@ export async function ensureDirectory(root: string, relative: string, field: str
   for (const component of relative.split('/')) {
     current = path.join(current, component);
     done.push(component);
-    let st;
-    try {
-      st = await fsp.lstat(current);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    const st = await lstatOrAbsent(current);
+    if (!st) {
       await fsp.mkdir(current);
       if (owner) await fsp.chown(current, owner.uid, owner.gid);
       continue;
@@ -59,16 +67,11 @@ export async function parentsAreDirectories(root: string, relative: string, fiel
   for (const component of components) {
     current = path.join(current, component);
     done.push(component);
-    let st;
-    try {
-      st = await fsp.lstat(current);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR') return false;
-      throw err;
+    const st = await lstatOrAbsent(current);
+    if (!st || !st.isDirectory()) {
+      if (st?.isSymbolicLink()) throw escapes(field, relative, done.join('/'));
+      return false;
     }
-    if (st.isSymbolicLink()) throw escapes(field, relative, done.join('/'));
-    if (!st.isDirectory()) return false;
   }
   return true;
 }
