@@ -37,7 +37,8 @@ async function runnerP50s(ctx: BenchContext, runner: 'local' | 'bwrap'): Promise
         `--work_dir=${join(ctx.tmpDir, `e1-${runner}-work`)}`,
         '--log_level=warn',
       ],
-      ['worker'],
+      // A worker listens on nothing: it is ready once it prints its "worker polling" line.
+      [],
     );
     try {
       for (let rep = 0; rep < settings.repetitions; rep++) {

@@ -147,8 +147,11 @@ export class LocalBuildExecutor implements BuildExecutor {
       }
       if (run.limitExceeded) {
         const limits = this.runner.isolation?.limits;
-        this.logger.warn('Action exceeded a limit', { taskId: task.taskId, limit: run.limitExceeded, limits });
-        attachError(response, StatusError.resourceExhausted(`Failed to run command: it exceeded its ${describeLimit(run.limitExceeded, limits)}`));
+        this.logger.warn('Action reached a limit', { taskId: task.taskId, limit: run.limitExceeded, limits, exitCode: run.exitCode });
+        // A command that met a limit but still succeeded (a `make -j` whose fork was refused once) keeps its result.
+        if (run.exitCode !== 0 || run.timedOut) {
+          attachError(response, StatusError.resourceExhausted(`Failed to run command: it exceeded its ${describeLimit(run.limitExceeded, limits)}`));
+        }
       }
       if (run.timedOut) {
         // Stdout, stderr and whatever outputs exist are still uploaded, for the user to debug with.
