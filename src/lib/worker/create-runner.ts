@@ -67,5 +67,12 @@ export async function createRunner(opts: CreateRunnerOptions): Promise<CreatedRu
   const runnerOpts = { ...(runAs ? { runAs } : {}), limits, ...(cgroups ? { cgroups } : {}), ...(opts.clock ? { clock: opts.clock } : {}) };
   const runner = kind === 'bwrap' ? new BwrapRunner(runnerOpts) : new LocalRunner(runnerOpts);
   opts.logger.info('Runner ready', { runner: kind, runAs: runAs ?? 'worker uid', limits, cgroups: !!cgroups });
-  return { runner, kind, close: async () => cgroups?.close() };
+  return {
+    runner,
+    kind,
+    close: async () => {
+      await runner.settled();
+      await cgroups?.close();
+    },
+  };
 }

@@ -120,6 +120,7 @@ export class LocalRunner implements Runner {
   protected readonly runAs: RunAs | undefined;
   protected readonly limits: ActionLimits | undefined;
   private readonly cgroups: CgroupManager | undefined;
+  private readonly pendingCgroupRemovals = new Set<Promise<void>>();
   readonly isolation: RunnerIsolation;
 
   constructor(opts: LocalRunnerOptions = {}) {
@@ -182,8 +183,19 @@ export class LocalRunner implements Runner {
       const result = await this.start(request, file, args, wrapped ? file : argv0, cgroup, opts.signal);
       return await this.withLimits(result, cgroup);
     } finally {
-      await cgroup?.destroy();
+      // Every process is dead by now (withLimits killed the cgroup's, or the command never
+      // started); removing the directories can wait for the kernel without holding up the result.
+      if (cgroup) {
+        const removal = cgroup.destroy().catch(() => {});
+        this.pendingCgroupRemovals.add(removal);
+        void removal.finally(() => this.pendingCgroupRemovals.delete(removal));
+      }
     }
+  }
+
+  /** Resolves once the cgroups of finished commands are removed (before the cgroup parent is). */
+  async settled(): Promise<void> {
+    while (this.pendingCgroupRemovals.size > 0) await Promise.all([...this.pendingCgroupRemovals]);
   }
 
   private async withLimits(result: RunResult, cgroup: ActionCgroup | undefined): Promise<RunResult> {
