@@ -72,6 +72,7 @@ export async function createRunner(opts: CreateRunnerOptions): Promise<CreatedRu
     kind,
     close: async () => {
       await runner.settled();
+      runner.close();
       await cgroups?.close();
     },
   };

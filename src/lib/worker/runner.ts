@@ -13,7 +13,7 @@ import { StatusError } from '../errors/status-error.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import type { ActionCgroup, CgroupManager } from './action-cgroup.js';
 import { type ActionLimits, DEFAULT_LIMITS, localCommand, type RunAs, type SandboxCommand } from './sandbox-command.js';
-import { SpawnError, type SpawnerProcess, joinCgroups, sharedSpawner } from './spawner-process.js';
+import { SpawnError, SpawnerProcess, joinCgroups, sharedSpawner } from './spawner-process.js';
 
 export interface RunRequest {
   /** argv[0] is resolved against the PATH in `env` (or DEFAULT_SEARCH_PATH) unless it contains "/". */
@@ -126,7 +126,8 @@ export class LocalRunner implements Runner {
   constructor(opts: LocalRunnerOptions = {}) {
     this.killGraceMs = opts.killGraceMs ?? 2_000;
     this.clock = opts.clock ?? systemClock;
-    this.spawner = opts.spawner ?? sharedSpawner();
+    // With limits, a helper of our own carries RLIMIT_FSIZE for every command (no prlimit exec each).
+    this.spawner = opts.spawner ?? (opts.limits ? new SpawnerProcess(opts.limits.fileSizeBytes) : sharedSpawner());
     this.runAs = opts.runAs;
     this.limits = opts.limits;
     this.cgroups = opts.cgroups;
@@ -141,7 +142,10 @@ export class LocalRunner implements Runner {
   /** The command line that starts the action (wrapped in prlimit/setpriv when configured). */
   protected command(request: RunRequest, executable: string, cgroup: ActionCgroup | undefined): SandboxCommand | undefined {
     if (!this.limits && !this.runAs) return undefined;
-    return localCommand(this.sandboxInput(request, executable, cgroup));
+    const input = this.sandboxInput(request, executable, cgroup);
+    // Nothing to set per command (the helper and the cgroup hold the limits): start it directly.
+    if (!input.runAs && input.limits.fileSizeBytes === undefined && input.limits.memoryBytes === undefined) return undefined;
+    return localCommand(input);
   }
 
   protected sandboxInput(request: RunRequest, executable: string, cgroup: ActionCgroup | undefined): Parameters<typeof localCommand>[0] {
@@ -154,7 +158,10 @@ export class LocalRunner implements Runner {
       cwd: request.cwd,
       inputRoot: request.inputRoot ?? request.cwd,
       runAs: this.runAs,
-      limits: { fileSizeBytes: limits.fileSizeBytes, memoryBytes: cgroup ? undefined : limits.memoryBytes },
+      limits: {
+        fileSizeBytes: this.spawner !== 'inline' && this.spawner.fileSizeLimit === limits.fileSizeBytes ? undefined : limits.fileSizeBytes,
+        memoryBytes: cgroup ? undefined : limits.memoryBytes,
+      },
       network: request.network ?? true,
       chroot: request.chroot ?? false,
     };
@@ -191,6 +198,11 @@ export class LocalRunner implements Runner {
         void removal.finally(() => this.pendingCgroupRemovals.delete(removal));
       }
     }
+  }
+
+  /** Stops a helper process of our own (commands still running are not affected). */
+  close(): void {
+    if (this.spawner !== 'inline' && this.spawner !== sharedSpawner()) this.spawner.close();
   }
 
   /** Resolves once the cgroups of finished commands are removed (before the cgroup parent is). */

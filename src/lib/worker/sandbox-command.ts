@@ -54,7 +54,8 @@ export interface SandboxCommandInput {
   inputRoot: string;
   /** Drop to this uid/gid (omit to keep the runner's own). */
   runAs?: RunAs | undefined;
-  limits: Pick<ActionLimits, 'fileSizeBytes'> & { memoryBytes?: number | undefined };
+  /** Undefined entries are not set per command (the helper or a cgroup holds them). */
+  limits: { fileSizeBytes?: number | undefined; memoryBytes?: number | undefined };
   /** bwrap only: share the host's network namespace. */
   network?: boolean;
   /** bwrap only: the input root becomes `/` (with /dev, /proc and a private /tmp). */
@@ -68,11 +69,15 @@ export interface SandboxCommand {
   args: string[];
 }
 
-/** `prlimit` prefix: file size always, address space only when no cgroup holds memory. */
+/**
+ * `prlimit` prefix: file size unless the spawning helper already has it (`fileSizeBytes` undefined),
+ * address space only when no cgroup holds memory; nothing (no exec) when neither is needed.
+ */
 function prlimitPrefix(limits: SandboxCommandInput['limits']): string[] {
-  const out = [PRLIMIT_PATH, `--fsize=${limits.fileSizeBytes}:${limits.fileSizeBytes}`];
+  const out: string[] = [];
+  if (limits.fileSizeBytes !== undefined) out.push(`--fsize=${limits.fileSizeBytes}:${limits.fileSizeBytes}`);
   if (limits.memoryBytes !== undefined) out.push(`--as=${limits.memoryBytes}:${limits.memoryBytes}`);
-  return out;
+  return out.length === 0 ? [] : [PRLIMIT_PATH, ...out, '--'];
 }
 
 function setprivPrefix(runAs: RunAs | undefined): string[] {
@@ -82,13 +87,13 @@ function setprivPrefix(runAs: RunAs | undefined): string[] {
 
 /** The local runner: rlimits and, when asked, another uid; no namespaces. */
 export function localCommand(input: SandboxCommandInput): SandboxCommand {
-  const [file, ...args] = [...prlimitPrefix(input.limits), '--', ...setprivPrefix(input.runAs), ...input.argv];
+  const [file, ...args] = [...prlimitPrefix(input.limits), ...setprivPrefix(input.runAs), ...input.argv];
   return { file: file!, args };
 }
 
 /** The bwrap runner (see the module comment for the order and why). */
 export function bwrapCommand(input: SandboxCommandInput, hostPaths: readonly string[] = READ_ONLY_HOST_PATHS): SandboxCommand {
-  const args = ['--', BWRAP_PATH, '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--die-with-parent', '--new-session'];
+  const args = [BWRAP_PATH, '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--die-with-parent', '--new-session'];
   if (input.network === false) args.push('--unshare-net');
   if (input.runAs && process.getuid?.() === 0) args.push('--cap-add', 'CAP_SETUID,CAP_SETGID');
   if (input.chroot) {
@@ -116,8 +121,8 @@ export function bwrapCommand(input: SandboxCommandInput, hostPaths: readonly str
   args.push('--chdir', input.cwd, '--');
   // In chroot mode setpriv (a host binary) is not there: the caller gives that mode its own order.
   args.push(...(input.chroot ? [] : setprivPrefix(input.runAs)), ...input.argv);
-  const prefix = prlimitPrefix(input.limits);
-  return { file: prefix[0]!, args: [...prefix.slice(1), ...args] };
+  const [file, ...rest] = [...prlimitPrefix(input.limits), ...args];
+  return { file: file!, args: rest };
 }
 
 /** Ancestors of an absolute path, outermost first, without `/` and without the path itself. */

@@ -19,6 +19,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { writeFileSync } from 'node:fs';
+import { PRLIMIT_PATH } from './sandbox-command.js';
 
 /** What the helper needs to start one command. */
 export interface SpawnRequest {
@@ -108,6 +109,17 @@ process.on('message', (m) => {
 /** One helper process and the commands it is running for us. */
 export class SpawnerProcess {
   private helper: ChildProcess | undefined;
+
+  /**
+   * @param fileSizeLimitBytes RLIMIT_FSIZE of the helper, inherited by every command it starts: set
+   *   once here instead of by a `prlimit` exec per command. (The helper writes no regular files.)
+   */
+  constructor(private readonly fileSizeLimitBytes?: number) {}
+
+  /** The RLIMIT_FSIZE every command of this helper inherits, if any. */
+  get fileSizeLimit(): number | undefined {
+    return this.fileSizeLimitBytes;
+  }
   private readonly pending = new Map<number, SpawnedCommand>();
   private nextId = 1;
 
@@ -139,7 +151,10 @@ export class SpawnerProcess {
 
   private ensureHelper(): ChildProcess {
     if (this.helper?.connected) return this.helper;
-    const helper = spawn(process.execPath, ['-e', HELPER_SOURCE], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'json' });
+    const limit = this.fileSizeLimitBytes;
+    const [file, args] =
+      limit === undefined ? [process.execPath, ['-e', HELPER_SOURCE]] : [PRLIMIT_PATH, [`--fsize=${limit}:${limit}`, '--', process.execPath, '-e', HELPER_SOURCE]];
+    const helper = spawn(file, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'json' });
     helper.on('message', (m: HelperMessage) => this.onMessage(m));
     helper.on('error', () => {
       // Reported through 'exit' (or the send callback); nothing else to do here.
