@@ -12,9 +12,15 @@
  * and drops to the action uid with the host's setpriv; a second, unprivileged bwrap then binds that
  * place as `/`.
  */
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import type { CallOptions } from '../blobstore/blob-store.js';
 import type { ActionCgroup } from './action-cgroup.js';
-import { type LocalRunnerOptions, LocalRunner, type RunRequest } from './runner.js';
+import { type LocalRunnerOptions, LocalRunner, type RunRequest, type RunResult } from './runner.js';
 import { BWRAP_PATH, bwrapCommand, type SandboxCommand } from './sandbox-command.js';
+
+/** What bwrap mounts inside the input root in chroot mode. */
+const CHROOT_MOUNT_POINTS = ['dev', 'proc', 'tmp'];
 
 /** Where the outer bwrap of chroot mode binds the input root (a tmpfs path the action uid can traverse). */
 const CHROOT_STAGING = '/bzutil-sysroot';
@@ -52,6 +58,24 @@ export class BwrapRunner extends LocalRunner {
     // The outer sandbox sees the host read-only (for setpriv and the inner bwrap) with the input
     // root at CHROOT_STAGING; the inner one sees only the input root.
     return bwrapCommand({ ...input, chroot: false, inputRoot: request.inputRoot ?? request.cwd, cwd: '/', argv: inner, stagingPath: CHROOT_STAGING });
+  }
+
+  /**
+   * In chroot mode bwrap creates the mount points /dev, /proc and /tmp inside the input root; those
+   * the input did not have are removed again (when still empty), so they never show up as outputs.
+   */
+  override async run(request: RunRequest, opts: CallOptions = {}): Promise<RunResult> {
+    if (!request.chroot) return super.run(request, opts);
+    const root = request.inputRoot ?? request.cwd;
+    const absent = (await Promise.all(CHROOT_MOUNT_POINTS.map(async (name) => ((await fsp.lstat(path.join(root, name)).catch(() => undefined)) ? undefined : name)))).filter(
+      (n): n is string => n !== undefined,
+    );
+    try {
+      return await super.run(request, opts);
+    } finally {
+      // rmdir neither follows a symlink the action may have put there nor removes anything it wrote.
+      await Promise.all(absent.map((name) => fsp.rmdir(path.join(root, name)).catch(() => {})));
+    }
   }
 
   protected override async executableOf(request: RunRequest): Promise<string> {
