@@ -2,28 +2,46 @@
  * The scheduler process: Execution, google.longrunning Operations and the WorkerQueue over one
  * InMemoryBuildQueue, plus (by default) Capabilities with execution advertised, CAS, ByteStream and
  * ActionCache on the same port, because Bazel sends all of its CAS traffic to the endpoint given as
- * --remote_executor. Whether the stores are in-process or forward to a separate apiserver is the
- * caller's choice: pass memory/filesystem stores, or gRPC-backed ones.
+ * --remote_executor. The stores are either built here by createStorage from a `storage` tree
+ * (standalone: by default forwarding to a separate apiserver) or handed in already built (`serve all`
+ * shares the apiserver's).
  */
 import type { ActionCache } from '../lib/actioncache/action-cache.js';
 import type { BlobStore } from '../lib/blobstore/blob-store.js';
+import type { StorageSection } from '../lib/config/config.js';
+import { createStorage, type Storage } from '../lib/config/create-storage.js';
+import { DEFAULT_SCHEDULER_LISTEN_ADDRESS } from '../lib/config/defaults.js';
 import { capabilitiesService, executionService, operationsService, workerQueueService } from '../lib/proto/services.js';
 import { InMemoryBuildQueue, type InMemoryBuildQueueOptions } from '../lib/scheduler/in-memory-build-queue.js';
 import { createLogger } from '../lib/util/logger.js';
-import { registerStorageServices, type StorageServices } from './apiserver.js';
 import { createHandlerFactory } from './grpc/handlers.js';
 import { bindGrpcServer, createGrpcServer, shutdownGrpcServer } from './grpc/server.js';
 import { createExecutionService } from './services/execution-service.js';
 import { createOperationsService } from './services/operations-service.js';
 import { createWorkerQueueService } from './services/worker-queue-service.js';
-import { type CapabilitiesConfig, createCapabilitiesService, resolveCapabilitiesConfig } from './services/capabilities-service.js';
+import { type CapabilitiesConfig, resolveCapabilitiesConfig } from './services/capabilities-config.js';
+import { createCapabilitiesService } from './services/capabilities-service.js';
+import { registerStorageServices, type StorageServices } from './storage-services.js';
 
-export const DEFAULT_SCHEDULER_LISTEN_ADDRESS = '0.0.0.0:9099';
+export { DEFAULT_SCHEDULER_LISTEN_ADDRESS } from '../lib/config/defaults.js';
 
 /** Every int32 priority is honoured (lower runs first), so the whole range is advertised. */
 const ALL_PRIORITIES = [{ minPriority: -2_147_483_648, maxPriority: 2_147_483_647 }];
 
-export interface SchedulerConfig extends InMemoryBuildQueueOptions {
+/** The stores, built already (shared with an in-process apiserver) or described by a `storage` tree. */
+export type SchedulerStorage =
+  | {
+      contentAddressableStorage: BlobStore;
+      actionCache: ActionCache;
+      /** See StorageServicesDeps.uploadsVerified. @default false */
+      uploadsVerified?: boolean;
+      storage?: never;
+    }
+  | { storage: Required<StorageSection>; contentAddressableStorage?: never; actionCache?: never; uploadsVerified?: never };
+
+export type SchedulerConfig = SchedulerOptions & SchedulerStorage;
+
+export interface SchedulerOptions extends Omit<InMemoryBuildQueueOptions, 'contentAddressableStorage' | 'actionCache'> {
   /** `host:port` to listen on; port 0 picks a free one. @default DEFAULT_SCHEDULER_LISTEN_ADDRESS */
   listenAddress?: string;
   /**
@@ -42,6 +60,8 @@ export interface Scheduler {
   /** `host:port` as bound, for clients and workers. */
   address: string;
   buildQueue: InMemoryBuildQueue;
+  /** The CAS behind the queue and this port's storage services (see StorageServicesDeps.uploadsVerified). */
+  contentAddressableStorage: BlobStore;
   /** Ends held calls (workers get empty answers, followers UNAVAILABLE) and stops the server. */
   close(): Promise<void>;
 }
@@ -54,15 +74,26 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
     ...config.capabilities,
     execution: { priorityRanges: ALL_PRIORITIES, ...config.capabilities?.execution },
   });
-  const buildQueue = new InMemoryBuildQueue({ ...config, logger: logger.child('queue') });
+  // Stores built here are released on close; stores handed in belong to the caller.
+  let owned: Storage | undefined;
+  let stores: { contentAddressableStorage: BlobStore; actionCache: ActionCache; uploadsVerified: boolean };
+  if (config.storage) {
+    owned = await createStorage(config.storage, { clock: config.clock, logger: logger.child('storage') });
+    stores = { contentAddressableStorage: owned.contentAddressableStorage, actionCache: owned.actionCache!, uploadsVerified: true };
+  } else {
+    stores = { contentAddressableStorage: config.contentAddressableStorage, actionCache: config.actionCache, uploadsVerified: config.uploadsVerified ?? false };
+  }
+  const { storage: _tree, uploadsVerified: _verified, ...queueOptions } = config;
+  const buildQueue = new InMemoryBuildQueue({ ...queueOptions, ...stores, logger: logger.child('queue') });
 
   const server = createGrpcServer();
   const handlers = createHandlerFactory(logger);
   let storage: StorageServices | undefined;
   if (config.serveStorage ?? true) {
     storage = registerStorageServices(server, {
-      contentAddressableStorage: config.contentAddressableStorage,
-      actionCache: config.actionCache,
+      contentAddressableStorage: stores.contentAddressableStorage,
+      uploadsVerified: stores.uploadsVerified,
+      actionCache: stores.actionCache,
       logger,
       capabilities,
       clock: config.clock,
@@ -81,6 +112,7 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
     buildQueue.close();
     storage?.close();
     server.forceShutdown();
+    await owned?.close();
     throw err;
   }
   const host = listenAddress.slice(0, listenAddress.lastIndexOf(':'));
@@ -92,12 +124,14 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
     port,
     address,
     buildQueue,
+    contentAddressableStorage: stores.contentAddressableStorage,
     close: () => {
       closing ??= (async () => {
         // First release the calls the queue holds, so the server can drain instead of waiting.
         buildQueue.close();
         await shutdownGrpcServer(server);
         storage?.close();
+        await owned?.close();
       })();
       return closing;
     },

@@ -15,7 +15,7 @@ export interface CliRun {
  * Runs `bzutil <args>` and resolves with its exit code and output; never rejects on a non-zero exit.
  * The environment's BZUTIL_* endpoints are cleared so that only the flags given count.
  */
-export function runCli(args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<CliRun> {
+export function runCli(args: string[], opts: { cwd?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliRun> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
@@ -25,7 +25,7 @@ export function runCli(args: string[], opts: { cwd?: string; timeoutMs?: number 
         encoding: 'utf8',
         maxBuffer: 16 * 1024 * 1024,
         timeout: opts.timeoutMs ?? 60_000,
-        env: { ...process.env, BZUTIL_CAS_ADDR: '', BZUTIL_SCHEDULER_ADDR: '', BZUTIL_INSTANCE_NAME: '' },
+        env: { ...process.env, BZUTIL_CAS_ADDR: '', BZUTIL_SCHEDULER_ADDR: '', BZUTIL_INSTANCE_NAME: '', ...opts.env },
       },
       (err, stdout, stderr) => {
         const code = (err as { code?: unknown } | null)?.code;

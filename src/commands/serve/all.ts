@@ -1,10 +1,7 @@
 import { Flags } from '@oclif/core';
-import { join } from 'node:path';
-import { BzutilCommand, usageError } from '../../lib/cli/base-command.js';
-import { defaultCacheDir, logLevelFlag, parseDurationMs, parseSizeBytes, resolvePlatform, resolveSlots, schedulerFlags, storageFlags, waitForShutdownSignal, workerFlags } from '../../lib/cli/serve-flags.js';
-import { createLogger, type LogLevel } from '../../lib/util/logger.js';
-import { DEFAULT_APISERVER_LISTEN_ADDRESS } from '../../server/apiserver.js';
-import { DEFAULT_SCHEDULER_LISTEN_ADDRESS } from '../../server/scheduler.js';
+import { BzutilCommand } from '../../lib/cli/base-command.js';
+import { configFlags, configToServe, logLevelFlag, runnerFlags, schedulerFlags, storageFlags, waitForShutdownSignal, workerFlags } from '../../lib/cli/serve-flags.js';
+import { createLogger } from '../../lib/util/logger.js';
 import { startAll } from '../../server/serve-all.js';
 
 export default class ServeAll extends BzutilCommand<void> {
@@ -15,64 +12,46 @@ Capabilities) listens on 12100, the scheduler (Execution, Operations, and the sa
 and a worker runs one action per CPU. Storage lives under ~/.cache/bzutil unless --storage_dir says
 otherwise. Stop it with Ctrl-C.
 
+Everything can also be set in a YAML or JSON file given with --config (see examples/serve-all.yaml and
+schema/bzutil-config.schema.json); each flag overrides one key of it, and --print_config shows the
+result without starting anything.
+
 Each server prints "<service> listening on <host:port>" on stdout once it accepts calls.`;
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> --storage_dir=/var/cache/bzutil --max_size=50G --slots=8',
     '<%= config.bin %> <%= command.id %> --apiserver_listen=127.0.0.1:0 --scheduler_listen=127.0.0.1:0 --in_memory',
+    '<%= config.bin %> <%= command.id %> --config=examples/serve-all.yaml --print_config',
     'bazel build --remote_executor=grpc://localhost:9099 //...',
   ];
   static override flags = {
+    ...configFlags,
     apiserver_listen: Flags.string({
-      summary: 'host:port for the apiserver (port 0 picks a free port).',
-      default: DEFAULT_APISERVER_LISTEN_ADDRESS,
+      summary: 'host:port for the apiserver, port 0 picks a free port (apiserver.listen_address; default 0.0.0.0:12100).',
       aliases: ['apiserver-listen'],
     }),
     scheduler_listen: Flags.string({
-      summary: 'host:port for the scheduler, the endpoint Bazel uses as --remote_executor.',
-      default: DEFAULT_SCHEDULER_LISTEN_ADDRESS,
+      summary: 'host:port for the scheduler, the endpoint Bazel uses as --remote_executor (scheduler.listen_address; default 0.0.0.0:9099).',
       aliases: ['scheduler-listen'],
     }),
     ...schedulerFlags,
     ...storageFlags,
     ...workerFlags,
+    ...runnerFlags,
     log_level: logLevelFlag,
   };
 
   async run(): Promise<void> {
     const { flags } = await this.parse(ServeAll);
-    const logger = createLogger({ level: flags.log_level as LogLevel });
-    let maxSizeBytes: number;
-    let memoryCacheSizeBytes: number;
-    let platform: { name: string; value: string }[];
-    let workerLeaseMs: number;
-    try {
-      maxSizeBytes = parseSizeBytes(flags.max_size);
-      memoryCacheSizeBytes = parseSizeBytes(flags.memory_cache, { allowZero: true });
-      platform = resolvePlatform(flags.platform);
-      workerLeaseMs = parseDurationMs(flags.worker_lease);
-    } catch (err) {
-      throw usageError((err as Error).message, err);
-    }
-    const cacheDir = defaultCacheDir();
-    const all = await startAll({
-      apiserverListenAddress: flags.apiserver_listen,
-      schedulerListenAddress: flags.scheduler_listen,
-      storageDir: flags.storage_dir ?? join(cacheDir, 'storage'),
-      maxSizeBytes,
-      memoryCacheSizeBytes,
-      inMemory: flags.in_memory,
-      workDir: flags.work_dir ?? join(cacheDir, 'work'),
-      slots: resolveSlots(flags.slots),
-      platform,
-      workerLeaseMs,
-      logger,
-    });
+    const config = await configToServe('all', flags);
+    if (!config) return;
+    const logger = createLogger({ level: config.log_level });
+    const all = await startAll(config, { logger });
     process.stdout.write(`apiserver listening on ${all.apiserver.address}\n`);
     process.stdout.write(`scheduler listening on ${all.scheduler.address}\n`);
     const schedulerPort = all.scheduler.port;
     process.stderr.write(
-      `bzutil is ready: ${resolveSlots(flags.slots)} worker slot(s).\n` +
+      `bzutil is ready: ${config.worker?.slots ?? 0} worker slot(s).\n` +
         `  Bazel, remote execution:  bazel build --remote_executor=grpc://localhost:${schedulerPort} //...\n` +
         `  Bazel, remote cache only: bazel build --remote_cache=grpc://localhost:${all.apiserver.port} //...\n` +
         `  CLI:                      bzutil upload_command --cas_addr=localhost:${all.apiserver.port} echo hello\n` +

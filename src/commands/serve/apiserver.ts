@@ -1,9 +1,8 @@
 import { Flags } from '@oclif/core';
-import { join } from 'node:path';
-import { BzutilCommand, usageError } from '../../lib/cli/base-command.js';
-import { defaultCacheDir, logLevelFlag, parseSizeBytes, storageFlags, waitForShutdownSignal } from '../../lib/cli/serve-flags.js';
-import { createLogger, type LogLevel } from '../../lib/util/logger.js';
-import { DEFAULT_APISERVER_LISTEN_ADDRESS, startApiServer } from '../../server/apiserver.js';
+import { BzutilCommand } from '../../lib/cli/base-command.js';
+import { configFlags, configToServe, logLevelFlag, storageFlags, waitForShutdownSignal } from '../../lib/cli/serve-flags.js';
+import { createLogger } from '../../lib/util/logger.js';
+import { createApiServer } from '../../server/create-servers.js';
 
 export default class ServeApiserver extends BzutilCommand<void> {
   static override enableJsonFlag = false;
@@ -18,30 +17,18 @@ are evicted beyond --max_size. Prints "apiserver listening on <host:port>" on st
     'bazel build --remote_cache=grpc://localhost:12100 //...',
   ];
   static override flags = {
-    listen: Flags.string({ summary: 'host:port to listen on (port 0 picks a free port).', default: DEFAULT_APISERVER_LISTEN_ADDRESS }),
+    ...configFlags,
+    listen: Flags.string({ summary: 'host:port to listen on, port 0 picks a free port (apiserver.listen_address; default 0.0.0.0:12100).' }),
     ...storageFlags,
     log_level: logLevelFlag,
   };
 
   async run(): Promise<void> {
     const { flags } = await this.parse(ServeApiserver);
-    const logger = createLogger({ level: flags.log_level as LogLevel, component: 'apiserver' });
-    let maxSizeBytes: number;
-    let memoryCacheSizeBytes: number;
-    try {
-      maxSizeBytes = parseSizeBytes(flags.max_size);
-      memoryCacheSizeBytes = parseSizeBytes(flags.memory_cache, { allowZero: true });
-    } catch (err) {
-      throw usageError((err as Error).message, err);
-    }
-    const server = await startApiServer({
-      listenAddress: flags.listen,
-      storageDir: flags.storage_dir ?? join(defaultCacheDir(), 'storage'),
-      maxSizeBytes,
-      memoryCacheSizeBytes,
-      inMemory: flags.in_memory,
-      logger,
-    });
+    const config = await configToServe('apiserver', flags);
+    if (!config) return;
+    const logger = createLogger({ level: config.log_level, component: 'apiserver' });
+    const server = await createApiServer(config, { logger });
     process.stdout.write(`apiserver listening on ${server.address}\n`);
     const signal = await waitForShutdownSignal();
     logger.info(`Received ${signal}, shutting down`);

@@ -1,10 +1,8 @@
 import { Flags } from '@oclif/core';
-import { GrpcActionCache } from '../../lib/actioncache/grpc-action-cache.js';
-import { GrpcBlobStore } from '../../lib/blobstore/grpc-blob-store.js';
-import { BzutilCommand, usageError } from '../../lib/cli/base-command.js';
-import { logLevelFlag, parseDurationMs, schedulerFlags, waitForShutdownSignal } from '../../lib/cli/serve-flags.js';
-import { createLogger, type LogLevel } from '../../lib/util/logger.js';
-import { DEFAULT_SCHEDULER_LISTEN_ADDRESS, startScheduler } from '../../server/scheduler.js';
+import { BzutilCommand } from '../../lib/cli/base-command.js';
+import { configFlags, configToServe, logLevelFlag, schedulerFlags, waitForShutdownSignal } from '../../lib/cli/serve-flags.js';
+import { createLogger } from '../../lib/util/logger.js';
+import { createScheduler } from '../../server/create-servers.js';
 
 export default class ServeScheduler extends BzutilCommand<void> {
   static override enableJsonFlag = false;
@@ -18,29 +16,22 @@ needs only --remote_executor=grpc://host:9099. Prints "scheduler listening on <h
     '<%= config.bin %> <%= command.id %> --listen=0.0.0.0:9099 --cas=cas.internal:12100',
   ];
   static override flags = {
-    listen: Flags.string({ summary: 'host:port to listen on (port 0 picks a free port).', default: DEFAULT_SCHEDULER_LISTEN_ADDRESS }),
-    cas: Flags.string({ summary: 'Address of the apiserver holding the CAS and action cache.', default: 'localhost:12100', aliases: ['cas_addr', 'cas-addr'] }),
+    ...configFlags,
+    listen: Flags.string({ summary: 'host:port to listen on, port 0 picks a free port (scheduler.listen_address; default 0.0.0.0:9099).' }),
+    cas: Flags.string({
+      summary: 'Address of the apiserver holding the CAS and action cache (sets storage to grpc stores; default localhost:12100).',
+      aliases: ['cas_addr', 'cas-addr'],
+    }),
     ...schedulerFlags,
     log_level: logLevelFlag,
   };
 
   async run(): Promise<void> {
     const { flags } = await this.parse(ServeScheduler);
-    const logger = createLogger({ level: flags.log_level as LogLevel, component: 'scheduler' });
-    let workerLeaseMs: number;
-    try {
-      workerLeaseMs = parseDurationMs(flags.worker_lease);
-    } catch (err) {
-      throw usageError((err as Error).message, err);
-    }
-    const cas = await this.connectCas({ cas_addr: flags.cas, instance_name: '', digest_function: 'sha256' });
-    const scheduler = await startScheduler({
-      listenAddress: flags.listen,
-      contentAddressableStorage: new GrpcBlobStore(cas),
-      actionCache: new GrpcActionCache(cas.connection),
-      workerLeaseMs,
-      logger,
-    });
+    const config = await configToServe('scheduler', flags);
+    if (!config) return;
+    const logger = createLogger({ level: config.log_level, component: 'scheduler' });
+    const scheduler = await createScheduler(config, { logger });
     process.stdout.write(`scheduler listening on ${scheduler.address}\n`);
     const signal = await waitForShutdownSignal();
     logger.info(`Received ${signal}, shutting down`);

@@ -1,89 +1,103 @@
 /**
  * The configuration of a storage stack: a tree whose shape mirrors the object graph built by
  * `createBlobStore`, after Buildbarn's `BlobAccessConfiguration`. Each node has exactly one key
- * naming its kind; decorators nest their backends. Keys are camelCase, sizes in bytes, times in ms.
+ * naming its kind; decorators nest their backends. Keys are snake_case like the rest of the config
+ * file (schema/bzutil-config.schema.json, `$defs.blob_store`); sizes are bytes or text like
+ * "10GiB", durations text like "30s" (both read by lib/util/units).
  *
- * A typical apiserver CAS: verify uploads, remember recent FindMissing answers, keep blobs on disk:
- * ```json
- * { "verifying": { "backend": { "existenceCaching": { "ttlMs": 60000, "maxEntries": 1000000,
- *   "backend": { "filesystem": { "path": "/var/cache/bzutil/cas", "maxSizeBytes": 107374182400 } } } } } }
+ * The default CAS of `bzutil serve all`: small blobs in memory in front of a disk store.
+ * ```yaml
+ * cas:
+ *   small_blob_caching:
+ *     max_size_bytes: 64MiB
+ *     backend: { disk: { path: ~/.cache/bzutil/storage/cas, max_size_bytes: 10GiB } }
  * ```
+ * Planned kinds (not accepted yet; each will be a new class plus a variant here): `sharding`,
+ * `compression`.
  */
 
-/**
- * Blobs in process memory, least-recently used evicted beyond `maxSizeBytes`. Lost on restart; for
- * tests and small setups.
- * ```json
- * { "memory": { "maxSizeBytes": 1073741824 } }
- * ```
- */
+/** Bytes, as a number or text like "10GiB" (see parseSizeBytes). */
+export type SizeSetting = number | string;
+/** Text like "30s" or "5m" (see parseDurationMs). */
+export type DurationSetting = string;
+
+/** Blobs as files under `path`, least recently used deleted beyond `max_size_bytes`; survives restarts. */
+export interface DiskBlobStoreConfig {
+  disk: { path: string; max_size_bytes: SizeSetting; fsync?: boolean };
+}
+
+/** Blobs in process memory, least recently used evicted beyond `max_size_bytes`. Lost on exit. */
 export interface MemoryBlobStoreConfig {
-  memory: { maxSizeBytes: number };
+  memory: { max_size_bytes: SizeSetting };
 }
 
-/**
- * Blobs as files under `path`, least-recently used deleted beyond `maxSizeBytes`; survives restarts.
- * ```json
- * { "filesystem": { "path": "/var/cache/bzutil/cas", "maxSizeBytes": 107374182400 } }
- * ```
- */
-export interface FilesystemBlobStoreConfig {
-  filesystem: { path: string; maxSizeBytes: number; fsync?: boolean };
-}
-
-/**
- * A remote REAPI CAS (another bzutil apiserver, or any REAPI server). Built by the factory injected
- * as `createGrpcBlobStore`.
- * ```json
- * { "grpc": { "address": "127.0.0.1:8980", "instanceName": "main" } }
- * ```
- */
+/** A remote REAPI CAS or ActionCache (another bzutil apiserver, or any REAPI server). */
 export interface GrpcBlobStoreConfig {
-  grpc: { address: string; instanceName?: string };
+  grpc: { address: string; instance_name?: string };
 }
 
 /**
- * Rejects uploads whose content does not match the declared digest. Put it on top of every CAS that
- * accepts client uploads; never on an action cache (its keys are action digests).
- * ```json
- * { "verifying": { "backend": { "memory": { "maxSizeBytes": 1073741824 } } } }
- * ```
+ * Rejects uploads whose content does not match the declared digest. The storage factory adds one on
+ * top of every CAS that needs it (see createStorage); never on an action cache.
  */
 export interface VerifyingBlobStoreConfig {
   verifying: { backend: BlobStoreConfig };
 }
 
-/**
- * Remembers blobs found present for `ttlMs` (at most `maxEntries` of them), so that the backend is
- * asked FindMissing only about the rest. Pays off in front of remote or sharded backends.
- * ```json
- * { "existenceCaching": { "ttlMs": 60000, "maxEntries": 1000000, "backend": { "grpc": { "address": "cas:8980" } } } }
- * ```
- */
-export interface ExistenceCachingBlobStoreConfig {
-  existenceCaching: { backend: BlobStoreConfig; ttlMs: number; maxEntries: number };
+/** Recently used blobs of up to 1 MiB served from memory in front of a local store. */
+export interface SmallBlobCachingBlobStoreConfig {
+  small_blob_caching: { max_size_bytes: SizeSetting; backend: BlobStoreConfig };
 }
 
-/**
- * `slow` is the truth, `fast` a cache filled on read; writes go to both, `slow` first. On a worker:
- * fast = local disk, slow = the apiserver.
- * ```json
- * { "readCaching": { "slow": { "grpc": { "address": "apiserver:8980" } },
- *                    "fast": { "filesystem": { "path": "/var/cache/bzutil/worker-cas", "maxSizeBytes": 21474836480 } } } }
- * ```
- */
+/** Remembers blobs found present for `ttl`, so that FindMissing asks the backend only about the rest. */
+export interface ExistenceCachingBlobStoreConfig {
+  existence_caching: { backend: BlobStoreConfig; ttl: DurationSetting; max_entries: number };
+}
+
+/** `slow` is the truth, `fast` a cache filled on read; writes go to both, `slow` first. */
 export interface ReadCachingBlobStoreConfig {
-  readCaching: { slow: BlobStoreConfig; fast: BlobStoreConfig };
+  read_caching: { slow: BlobStoreConfig; fast: BlobStoreConfig };
 }
 
 export type BlobStoreConfig =
+  | DiskBlobStoreConfig
   | MemoryBlobStoreConfig
-  | FilesystemBlobStoreConfig
   | GrpcBlobStoreConfig
   | VerifyingBlobStoreConfig
+  | SmallBlobCachingBlobStoreConfig
   | ExistenceCachingBlobStoreConfig
   | ReadCachingBlobStoreConfig;
 
 /** The kind names a BlobStoreConfig node may have. */
-export const BLOB_STORE_KINDS = ['memory', 'filesystem', 'grpc', 'verifying', 'existenceCaching', 'readCaching'] as const;
+export const BLOB_STORE_KINDS = ['disk', 'memory', 'grpc', 'verifying', 'small_blob_caching', 'existence_caching', 'read_caching'] as const;
 export type BlobStoreKind = (typeof BLOB_STORE_KINDS)[number];
+
+/** The kind of a node (its one key). */
+export function blobStoreKind(config: BlobStoreConfig): BlobStoreKind {
+  return Object.keys(config)[0] as BlobStoreKind;
+}
+
+/**
+ * The node reached by following single-backend decorators (`verifying`, `small_blob_caching`,
+ * `existence_caching`) down from `config`: what actually holds the blobs, or a multi-backend node.
+ */
+export function terminalBlobStore(config: BlobStoreConfig): BlobStoreConfig {
+  let node = config;
+  for (;;) {
+    if ('verifying' in node) node = node.verifying.backend;
+    else if ('small_blob_caching' in node) node = node.small_blob_caching.backend;
+    else if ('existence_caching' in node) node = node.existence_caching.backend;
+    else return node;
+  }
+}
+
+/** Whether a `verifying` node sits on the single-backend chain from `config` down. */
+export function hasVerifyingNode(config: BlobStoreConfig): boolean {
+  let node = config;
+  for (;;) {
+    if ('verifying' in node) return true;
+    if ('small_blob_caching' in node) node = node.small_blob_caching.backend;
+    else if ('existence_caching' in node) node = node.existence_caching.backend;
+    else return false;
+  }
+}

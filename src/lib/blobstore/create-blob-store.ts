@@ -1,17 +1,26 @@
 /**
  * Builds a storage stack from its configuration: one recursive switch that creates backends first
- * and wraps them, after Buildbarn's `NewBlobAccessFromConfiguration`. This is the only code that
- * knows configuration shapes; configuration errors name the path of the offending node.
+ * and wraps them, after Buildbarn's `NewBlobAccessFromConfiguration`. With createActionCache and
+ * createStorage this is the only code that knows the shapes of storage configuration, and the only
+ * way a server gets a store: a new kind of store is a new class plus a case here and in the schema.
+ *
+ * The configuration is expected to have passed the schema (lib/config validates it with paths in
+ * its errors); the checks here only guard the invariants the constructors rely on.
  */
+import { CasClient } from '../client/cas-client.js';
+import { RemoteConnection } from '../client/connection.js';
 import { StatusError } from '../errors/status-error.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import { type Logger, silentLogger } from '../util/logger.js';
+import { parseDurationMs, parseSizeBytes } from '../util/units.js';
 import type { BlobStore } from './blob-store.js';
 import { BLOB_STORE_KINDS, type BlobStoreConfig, type GrpcBlobStoreConfig } from './config.js';
 import { ExistenceCachingBlobStore } from './existence-caching-blob-store.js';
 import { FilesystemBlobStore } from './filesystem-blob-store.js';
+import { GrpcBlobStore } from './grpc-blob-store.js';
 import { MemoryBlobStore } from './memory-blob-store.js';
 import { ReadCachingBlobStore } from './read-caching-blob-store.js';
+import { SmallBlobCachingBlobStore } from './small-blob-caching-blob-store.js';
 import { VerifyingBlobStore } from './verifying-blob-store.js';
 
 export interface CreateBlobStoreDeps {
@@ -20,47 +29,62 @@ export interface CreateBlobStoreDeps {
   /** @default silentLogger */
   logger?: Logger;
   /**
-   * Builds a remote store for `grpc` nodes. Injected so that this module needs no gRPC code; the
-   * apiserver and worker pass the GrpcBlobStore factory.
+   * Receives a release function for every resource a store holds (open files, connections); the
+   * owner of the stack calls them on shutdown. Without it those resources live until exit.
    */
-  createGrpcBlobStore?: (config: GrpcBlobStoreConfig['grpc']) => BlobStore | Promise<BlobStore>;
+  onClose?: (close: () => void | Promise<void>) => void;
 }
 
 /** Creates the store described by `config`; `path` names the node in error messages. */
-export async function createBlobStore(config: BlobStoreConfig, deps: CreateBlobStoreDeps = {}, path = 'blobStore'): Promise<BlobStore> {
+export async function createBlobStore(config: BlobStoreConfig, deps: CreateBlobStoreDeps = {}, path = 'blob_store'): Promise<BlobStore> {
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? silentLogger;
   const kind = kindOf(config, path);
   const at = `${path}.${kind}`;
-  if ('memory' in config) {
-    return new MemoryBlobStore({ maxSizeBytes: requirePositiveInteger(config.memory.maxSizeBytes, `${at}.maxSizeBytes`) });
-  }
-  if ('filesystem' in config) {
-    const { path: dir, maxSizeBytes, fsync } = config.filesystem;
+  if ('disk' in config) {
+    const { path: dir, max_size_bytes, fsync } = config.disk;
     if (typeof dir !== 'string' || dir === '') throw configError(`${at}.path`, 'must be a non-empty string');
-    return FilesystemBlobStore.open({ path: dir, maxSizeBytes: requirePositiveInteger(maxSizeBytes, `${at}.maxSizeBytes`), fsync, logger: logger.child('filesystem') });
+    const store = await FilesystemBlobStore.open({ path: dir, maxSizeBytes: size(max_size_bytes, `${at}.max_size_bytes`), fsync, logger: logger.child('disk') });
+    deps.onClose?.(() => store.close());
+    return store;
+  }
+  if ('memory' in config) {
+    return new MemoryBlobStore({ maxSizeBytes: size(config.memory.max_size_bytes, `${at}.max_size_bytes`) });
   }
   if ('grpc' in config) {
-    if (typeof config.grpc.address !== 'string' || config.grpc.address === '') throw configError(`${at}.address`, 'must be a non-empty string');
-    if (!deps.createGrpcBlobStore) {
-      throw StatusError.failedPrecondition(`Failed to create blob store at ${at}: this program was built without gRPC blob store support`);
-    }
-    return deps.createGrpcBlobStore(config.grpc);
+    return new GrpcBlobStore(new CasClient(connect(config.grpc, at, deps), { instanceName: config.grpc.instance_name ?? '' }));
   }
   if ('verifying' in config) {
     return new VerifyingBlobStore(await createBlobStore(requireNode(config.verifying.backend, `${at}.backend`), deps, `${at}.backend`));
   }
-  if ('existenceCaching' in config) {
-    const { backend, ttlMs, maxEntries } = config.existenceCaching;
-    if (typeof ttlMs !== 'number' || !Number.isSafeInteger(ttlMs) || ttlMs < 0) throw configError(`${at}.ttlMs`, 'must be a non-negative integer');
-    const validMaxEntries = requirePositiveInteger(maxEntries, `${at}.maxEntries`);
-    const base = await createBlobStore(requireNode(backend, `${at}.backend`), deps, `${at}.backend`);
-    return new ExistenceCachingBlobStore(base, { ttlMs, maxEntries: validMaxEntries, clock });
+  if ('small_blob_caching' in config) {
+    const { backend, max_size_bytes } = config.small_blob_caching;
+    const maxSizeBytes = size(max_size_bytes, `${at}.max_size_bytes`);
+    return new SmallBlobCachingBlobStore(await createBlobStore(requireNode(backend, `${at}.backend`), deps, `${at}.backend`), { maxSizeBytes });
   }
-  const { slow, fast } = config.readCaching;
+  if ('existence_caching' in config) {
+    const { backend, ttl, max_entries } = config.existence_caching;
+    const ttlMs = duration(ttl, `${at}.ttl`);
+    if (!Number.isSafeInteger(max_entries) || max_entries <= 0) throw configError(`${at}.max_entries`, 'must be a positive integer');
+    const base = await createBlobStore(requireNode(backend, `${at}.backend`), deps, `${at}.backend`);
+    return new ExistenceCachingBlobStore(base, { ttlMs, maxEntries: max_entries, clock });
+  }
+  const { slow, fast } = config.read_caching;
   const slowStore = await createBlobStore(requireNode(slow, `${at}.slow`), deps, `${at}.slow`);
   const fastStore = await createBlobStore(requireNode(fast, `${at}.fast`), deps, `${at}.fast`);
-  return new ReadCachingBlobStore(slowStore, fastStore, { logger: logger.child('readCaching') });
+  return new ReadCachingBlobStore(slowStore, fastStore, { logger: logger.child('read_caching') });
+}
+
+/** A connection for a `grpc` node, released through `deps.onClose`. */
+export function connect(config: GrpcBlobStoreConfig['grpc'], at: string, deps: Pick<CreateBlobStoreDeps, 'onClose'>): RemoteConnection {
+  let connection: RemoteConnection;
+  try {
+    connection = new RemoteConnection(config.address);
+  } catch (err) {
+    throw configError(`${at}.address`, (err as Error).message);
+  }
+  deps.onClose?.(() => connection.close());
+  return connection;
 }
 
 function kindOf(config: unknown, path: string): string {
@@ -83,11 +107,22 @@ function requireNode(node: BlobStoreConfig | undefined, path: string): BlobStore
   return node;
 }
 
-function requirePositiveInteger(value: unknown, path: string): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) throw configError(path, `must be a positive integer, got ${JSON.stringify(value)}`);
-  return value;
+function size(value: unknown, path: string): number {
+  try {
+    return parseSizeBytes(value as string | number);
+  } catch (err) {
+    throw configError(path, (err as Error).message);
+  }
 }
 
-function configError(path: string, description: string): StatusError {
-  return StatusError.invalidArgument(`Failed to create blob store: ${path} ${description}`, [{ field: path, description }]);
+function duration(value: unknown, path: string): number {
+  try {
+    return parseDurationMs(value as string);
+  } catch (err) {
+    throw configError(path, (err as Error).message);
+  }
+}
+
+export function configError(path: string, description: string): StatusError {
+  return StatusError.invalidArgument(`Failed to create blob store: ${path}: ${description}`, [{ field: path, description }]);
 }

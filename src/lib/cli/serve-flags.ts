@@ -1,145 +1,245 @@
 /**
- * Flags shared by the `serve` commands, and the defaults that make `bzutil serve all` work with no
- * configuration: storage and scratch space under the user's cache directory, one worker slot per CPU.
+ * Flags shared by the `serve` commands. Each flag is a shorthand for one key of the configuration
+ * tree (lib/config; schema/bzutil-config.schema.json) and overrides the `--config` file; a flag not
+ * given leaves the file's value or the default. The storage flags (`--storage_dir`, `--max_size`,
+ * `--memory_cache`, `--in_memory`) together set the `storage` subtree to the standard local layout,
+ * and `--cas` sets it to a remote apiserver: for any other layout, write it in the file.
  */
 import { Flags } from '@oclif/core';
-import { availableParallelism, homedir } from 'node:os';
-import { join } from 'node:path';
+import type { BzutilConfig, ResolvedConfig, ServeRole, StorageSection, WorkerLimitsSection, WorkerSection } from '../config/config.js';
+import { ConfigError } from '../config/config.js';
+import { localStorageConfig, remoteStorageConfig } from '../config/defaults.js';
+import { readConfigFile, resolveConfig } from '../config/resolve-config.js';
+import { parseDurationMs, parseSizeBytes } from '../util/units.js';
+import { parseRunAs } from '../worker/sandbox-command.js';
+import { usageError } from './base-command.js';
 import { parseKeyValues } from './flags.js';
 
-/** `$XDG_CACHE_HOME/bzutil`, else `~/.cache/bzutil`. */
-export function defaultCacheDir(): string {
-  const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
-  return join(base, 'bzutil');
-}
+// Re-homed in lib/util/units and lib/config/defaults; re-exported for code importing them from here.
+export { parseDurationMs, parseSizeBytes } from '../util/units.js';
+export { defaultCacheDir } from '../config/defaults.js';
 
-const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3, t: 1024 ** 4, tb: 1024 ** 4, tib: 1024 ** 4 };
-
-/** Parses sizes like `512M`, `10G`, `1.5GiB` or plain bytes. */
-export function parseSizeBytes(text: string, opts: { allowZero?: boolean } = {}): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
-  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
-  if (!m || unit === undefined) throw new Error(`Invalid size ${JSON.stringify(text)}: use bytes or a number with K, M, G or T (e.g. 10G)`);
-  const bytes = Math.floor(Number(m[1]) * unit);
-  if (!Number.isSafeInteger(bytes) || bytes < 0 || (bytes === 0 && !opts.allowZero)) {
-    throw new Error(`Invalid size ${JSON.stringify(text)}: must be positive`);
-  }
-  return bytes;
-}
-
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
-/** Parses durations like `500ms`, `30s`, `5m` or `1h` (a bare number is seconds). */
-export function parseDurationMs(text: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text);
-  if (!m) throw new Error(`Invalid duration ${JSON.stringify(text)}: use a number with ms, s, m or h (e.g. 30s)`);
-  const ms = Math.round(Number(m[1]) * DURATION_UNITS[m[2] ?? 's']!);
-  if (!Number.isSafeInteger(ms) || ms <= 0) throw new Error(`Invalid duration ${JSON.stringify(text)}: must be positive`);
-  return ms;
-}
+/** `--config` and `--print_config`, on every serve command. */
+export const configFlags = {
+  config: Flags.string({
+    summary: 'Configuration file (YAML or JSON, see schema/bzutil-config.schema.json); flags override it.',
+    helpValue: 'FILE',
+  }),
+  print_config: Flags.boolean({
+    summary: 'Print the effective configuration (defaults, then the file, then the flags) as JSON and exit.',
+    default: false,
+    aliases: ['print-config'],
+  }),
+};
 
 export const schedulerFlags = {
   worker_lease: Flags.string({
-    summary: 'How long a worker may go silent before its actions are requeued on other workers (e.g. 30s).',
-    default: '30s',
+    summary: 'How long a worker may go silent before its actions are requeued (scheduler.worker_lease; default 30s).',
     aliases: ['worker-lease'],
   }),
 };
 
 /** How much the servers log on stderr. */
 export const logLevelFlag = Flags.option({
-  summary: 'Least severe log level printed on stderr.',
+  summary: 'Least severe log level printed on stderr (log_level; default info).',
   options: ['debug', 'info', 'warn', 'error'] as const,
-  default: 'info',
   aliases: ['log-level'],
 })();
 
 export const storageFlags = {
   storage_dir: Flags.string({
-    summary: 'Directory for the CAS and action cache (created if missing).',
+    summary: 'Directory for the CAS and action cache, created if missing (storage.*.disk.path).',
     description: 'Defaults to $XDG_CACHE_HOME/bzutil/storage or ~/.cache/bzutil/storage.',
     aliases: ['storage-dir'],
   }),
   max_size: Flags.string({
-    summary: 'CAS capacity; least recently used blobs are evicted beyond it (e.g. 10G).',
-    default: '10G',
+    summary: 'CAS capacity; least recently used blobs are evicted beyond it (storage.cas…max_size_bytes; default 10G).',
+    description: 'The action cache gets a sixteenth of it, at least 64 MiB.',
     aliases: ['max-size'],
   }),
   memory_cache: Flags.string({
-    summary: 'Memory for recently used small blobs in front of the disk store (e.g. 256M; 0 turns it off).',
+    summary: 'Memory for recently used small blobs in front of the disk store (storage.cas.small_blob_caching; default 64M, 0 turns it off).',
     description:
       'Blobs of up to 1 MiB that were recently written or read are served from memory, saving the file system round trips of a warm build; the action cache gets an eighth of it (at least 8 MiB) on top.',
-    default: '64M',
     aliases: ['memory-cache'],
   }),
   in_memory: Flags.boolean({
-    summary: 'Keep the CAS and action cache in memory only (lost on exit).',
-    default: false,
+    summary: 'Keep the CAS and action cache in memory only, lost on exit (storage.*.memory).',
     aliases: ['in-memory'],
   }),
 };
 
 export const workerFlags = {
   slots: Flags.integer({
-    summary: 'How many actions the worker runs at once.',
+    summary: 'How many actions the worker runs at once (worker.slots).',
     description: 'Defaults to the number of CPUs.',
     min: 0,
   }),
   work_dir: Flags.string({
-    summary: 'Worker scratch space: one directory per running action plus the input file cache.',
-    description: 'Defaults to $XDG_CACHE_HOME/bzutil/work or ~/.cache/bzutil/work. It must not be shared by two workers.',
+    summary: 'Worker scratch space: one directory per running action plus the input file cache (worker.work_dir).',
+    description: 'Defaults to $XDG_CACHE_HOME/bzutil/work (serve worker: …/worker) or ~/.cache/bzutil/…. It must not be shared by two workers.',
     aliases: ['work-dir'],
   }),
   platform: Flags.string({
-    summary: 'Platform properties this worker satisfies, as name=value (comma-separated or repeated).',
+    summary: 'Platform properties this worker satisfies, as name=value, comma-separated or repeated (worker.platform).',
     multiple: true,
     delimiter: ',',
-    default: [],
   }),
 };
 
 /**
- * How a worker runs actions (see the README's "Security model"). Kept apart from workerFlags so that
- * commands adopt them only together with passing them on to startWorker.
+ * How a worker runs actions (see the README's "Security model"), shorthands for the `worker.runner`,
+ * `worker.chroot`, `worker.run_as`, `worker.allow_root_actions` and `worker.limits` keys. Kept apart
+ * from workerFlags so that commands adopt them only together with a worker that reads them.
  */
 export const runnerFlags = {
   runner: Flags.option({
-    summary: 'How actions run: bwrap (namespaces, unprivileged uid) or local (plain child processes).',
+    summary: 'How actions run: bwrap (namespaces, unprivileged uid) or local (plain child processes) (worker.runner).',
     description: 'Defaults to bwrap when /usr/bin/bwrap is installed, else local with a loud warning.',
     options: ['local', 'bwrap'] as const,
   })(),
   run_as: Flags.string({
-    summary: 'Host uid:gid actions run as when the worker is root (bwrap default 65534:65534).',
+    summary: 'Host uid:gid actions run as when the worker is root (worker.run_as; bwrap default 65534:65534).',
     aliases: ['run-as'],
   }),
   allow_root_actions: Flags.boolean({
-    summary: 'Let actions run as root (input files are then copied, never hard-linked).',
-    default: false,
+    summary: 'Let actions run as root; input files are then copied, never hard-linked (worker.allow_root_actions).',
     aliases: ['allow-root-actions'],
   }),
   chroot: Flags.boolean({
-    summary: 'Run every action chrooted into its input root (bwrap runner; per action: platform chroot=true).',
-    default: false,
+    summary: 'Run every action chrooted into its input root (worker.chroot; bwrap runner; per action: platform chroot=true).',
   }),
-  action_memory: Flags.string({ summary: 'Memory per action (e.g. 4G).', default: '4G', aliases: ['action-memory'] }),
-  action_processes: Flags.integer({ summary: 'Processes per action at once.', default: 1024, min: 1, aliases: ['action-processes'] }),
-  action_file_size: Flags.string({ summary: 'Largest file an action may write (e.g. 16G).', default: '16G', aliases: ['action-file-size'] }),
-  action_output_size: Flags.string({ summary: 'Total bytes of an action\'s outputs (e.g. 16G).', default: '16G', aliases: ['action-output-size'] }),
+  action_memory: Flags.string({ summary: 'Memory per action, e.g. 4G (worker.limits.memory; default 4GiB).', aliases: ['action-memory'] }),
+  action_processes: Flags.integer({ summary: 'Processes per action at once (worker.limits.processes; default 1024).', min: 1, aliases: ['action-processes'] }),
+  action_file_size: Flags.string({ summary: 'Largest file an action may write, e.g. 16G (worker.limits.file_size; default 16GiB).', aliases: ['action-file-size'] }),
+  action_output_size: Flags.string({ summary: "Total bytes of an action's outputs, e.g. 16G (worker.limits.output_size; default 16GiB).", aliases: ['action-output-size'] }),
 };
 
-/** Parses `uid:gid` (numbers) for --run_as. */
-export function parseRunAs(text: string): { uid: number; gid: number } {
-  const m = /^(\d+):(\d+)$/.exec(text.trim());
-  if (!m) throw new Error(`Invalid run_as ${JSON.stringify(text)}: use numeric uid:gid (e.g. 65534:65534)`);
-  return { uid: Number(m[1]), gid: Number(m[2]) };
+/** The flag values the serve commands may have; each command declares a subset. */
+export interface ServeFlagValues {
+  config?: string;
+  print_config?: boolean;
+  log_level?: string;
+  listen?: string;
+  apiserver_listen?: string;
+  scheduler_listen?: string;
+  worker_lease?: string;
+  storage_dir?: string;
+  max_size?: string;
+  memory_cache?: string;
+  in_memory?: boolean;
+  cas?: string;
+  scheduler?: string;
+  slots?: number;
+  work_dir?: string;
+  platform?: string[];
+  runner?: 'local' | 'bwrap';
+  run_as?: string;
+  allow_root_actions?: boolean;
+  chroot?: boolean;
+  action_memory?: string;
+  action_processes?: number;
+  action_file_size?: string;
+  action_output_size?: string;
 }
 
-export function resolveSlots(slots: number | undefined): number {
-  return slots ?? availableParallelism();
+/** The keys the given flags set, as a tree to lay over the config file. Bad values are usage errors naming the flag. */
+export function flagOverrides(role: ServeRole, flags: ServeFlagValues): BzutilConfig {
+  const tree: BzutilConfig = {};
+  const apiserverListen = role === 'apiserver' ? flags.listen : flags.apiserver_listen;
+  const schedulerListen = role === 'scheduler' ? flags.listen : flags.scheduler_listen;
+  if (apiserverListen !== undefined) tree.apiserver = { listen_address: apiserverListen };
+  if (schedulerListen !== undefined || flags.worker_lease !== undefined) {
+    if (flags.worker_lease !== undefined) flagValue('worker_lease', () => parseDurationMs(flags.worker_lease!));
+    tree.scheduler = { listen_address: schedulerListen, worker_lease: flags.worker_lease };
+  }
+  const worker: WorkerSection = {
+    slots: flags.slots,
+    work_dir: flags.work_dir,
+    scheduler_address: flags.scheduler,
+    platform: flags.platform === undefined ? undefined : platformTree(flags.platform),
+    ...runnerOverrides(flags),
+  };
+  if (Object.values(worker).some((v) => v !== undefined)) tree.worker = worker;
+  const storage = storageOverride(role, flags);
+  if (storage) tree.storage = storage;
+  if (flags.log_level !== undefined) tree.log_level = flags.log_level as BzutilConfig['log_level'];
+  return tree;
 }
 
-export function resolvePlatform(entries: readonly string[]): { name: string; value: string }[] {
-  return parseKeyValues(entries, 'platform');
+/** The runner keys the sandbox flags set; sizes and run_as are checked here so that errors name the flag. */
+function runnerOverrides(flags: ServeFlagValues): WorkerSection {
+  const size = (flag: string, value: string | undefined) => (value === undefined ? undefined : (flagValue(flag, () => parseSizeBytes(value)), value));
+  if (flags.run_as !== undefined) flagValue('run_as', () => parseRunAs(flags.run_as!));
+  const limits: WorkerLimitsSection = {
+    memory: size('action_memory', flags.action_memory),
+    processes: flags.action_processes,
+    file_size: size('action_file_size', flags.action_file_size),
+    output_size: size('action_output_size', flags.action_output_size),
+  };
+  return {
+    runner: flags.runner,
+    run_as: flags.run_as,
+    allow_root_actions: flags.allow_root_actions,
+    chroot: flags.chroot,
+    limits: Object.values(limits).some((v) => v !== undefined) ? limits : undefined,
+  };
+}
+
+function storageOverride(role: ServeRole, flags: ServeFlagValues): StorageSection | undefined {
+  if (flags.cas !== undefined) return remoteStorageConfig(flags.cas, { actionCache: role !== 'worker' });
+  if (flags.storage_dir === undefined && flags.max_size === undefined && flags.memory_cache === undefined && !flags.in_memory) return undefined;
+  return localStorageConfig({
+    storageDir: flags.storage_dir,
+    maxSizeBytes: flags.max_size === undefined ? undefined : flagValue('max_size', () => parseSizeBytes(flags.max_size!)),
+    memoryCacheSizeBytes: flags.memory_cache === undefined ? undefined : flagValue('memory_cache', () => parseSizeBytes(flags.memory_cache!, { allowZero: true })),
+    inMemory: flags.in_memory,
+  });
+}
+
+function platformTree(entries: readonly string[]): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const { name, value } of flagValue('platform', () => parseKeyValues(entries, 'platform'))) (out[name] ??= []).push(value);
+  return out;
+}
+
+function flagValue<T>(flag: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    throw usageError(`Invalid --${flag}: ${(err as Error).message}`, err);
+  }
+}
+
+/**
+ * The tree a serve command runs with: defaults, then `--config`, then the other flags. An unreadable
+ * or invalid file, or a flag that makes the tree invalid, is a usage error (exit 2) naming the keys.
+ */
+export async function resolveServeConfig(role: ServeRole, flags: ServeFlagValues): Promise<ResolvedConfig> {
+  const overrides = flagOverrides(role, flags);
+  try {
+    const file = flags.config === undefined ? undefined : { tree: await readConfigFile(flags.config), source: flags.config };
+    return resolveConfig({ role, file, overrides });
+  } catch (err) {
+    if (err instanceof ConfigError) throw usageError(err.message, err);
+    throw err;
+  }
+}
+
+/** What `--print_config` prints: the effective tree as JSON (which is also valid YAML). */
+export function formatConfig(config: ResolvedConfig): string {
+  return `${JSON.stringify(config, null, 2)}\n`;
+}
+
+/**
+ * The start of every serve command: the resolved tree to start from, or undefined once it has been
+ * printed for `--print_config` (the command then starts nothing).
+ */
+export async function configToServe(role: ServeRole, flags: ServeFlagValues): Promise<ResolvedConfig | undefined> {
+  const config = await resolveServeConfig(role, flags);
+  if (!flags.print_config) return config;
+  process.stdout.write(formatConfig(config));
+  return undefined;
 }
 
 /** Resolves after SIGINT or SIGTERM. */

@@ -4,18 +4,14 @@
  * ExecuteResponse packed in Any). Used by the `execute` and `get_operation` commands.
  */
 import type { Digest } from '../digest/digest.js';
-import type { DigestFunction } from '../digest/digest-function.js';
 import { StatusError, wrapStatus } from '../errors/status-error.js';
 import { reapi, type longrunning } from '../proto/index.js';
 import { executionService, operationsService, unpackAny } from '../proto/services.js';
-import { type RemoteCallOptions, type RemoteConnection, instanceRequestFields } from './connection.js';
-import { type ResolvedRetryOptions, type RetryOptions, resolveRetryOptions, withRetry } from './retry.js';
+import type { RemoteCallOptions } from './connection.js';
+import { withRetry } from './retry.js';
+import { ServiceClient, type ServiceClientOptions } from './service-client.js';
 
-export interface ExecutionClientOptions {
-  instanceName?: string;
-  digestFunction?: DigestFunction;
-  retry?: RetryOptions;
-}
+export type ExecutionClientOptions = ServiceClientOptions;
 
 export interface ExecuteOptions extends RemoteCallOptions {
   skipCacheLookup?: boolean;
@@ -51,27 +47,14 @@ export function decodeOperation(op: longrunning.IOperation): DecodedOperation {
   return decoded;
 }
 
-export class ExecutionClient {
-  readonly instanceName: string;
-  private readonly digestFunction: DigestFunction;
-  private readonly retry: ResolvedRetryOptions;
-
-  constructor(
-    readonly connection: RemoteConnection,
-    opts: ExecutionClientOptions = {},
-  ) {
-    this.instanceName = opts.instanceName ?? '';
-    this.digestFunction = opts.digestFunction ?? 'sha256';
-    this.retry = resolveRetryOptions(opts.retry);
-  }
-
+export class ExecutionClient extends ServiceClient {
   /**
    * Starts (or joins) the execution of `actionDigest` and yields each Operation update until done.
    * Not retried: a dropped stream should be resumed with `waitExecution(name)`.
    */
   async *execute(actionDigest: Digest, opts: ExecuteOptions = {}): AsyncGenerator<longrunning.IOperation> {
     const request: reapi.IExecuteRequest = {
-      ...instanceRequestFields(this.instanceName, this.digestFunction),
+      ...this.requestFields(),
       actionDigest: actionDigest.toProto(),
       skipCacheLookup: opts.skipCacheLookup ?? false,
     };

@@ -37,14 +37,14 @@ export interface CreatedRunner {
 
 export async function createRunner(opts: CreateRunnerOptions): Promise<CreatedRunner> {
   const installed = bwrapAvailable();
-  let kind = opts.kind;
-  if (kind === undefined) {
-    kind = installed ? 'bwrap' : 'local';
-    if (!installed) {
-      opts.logger.warn(
-        '!!! bubblewrap (/usr/bin/bwrap) is not installed: actions run UNSANDBOXED with the local runner. They can read everything the worker can and, as root, change anything. Install Debian\'s bubblewrap package. !!!',
-      );
-    }
+  const kind = opts.kind ?? (installed ? 'bwrap' : 'local');
+  // Loud whether chosen or defaulted: a configuration resolves the default before it gets here.
+  if (kind === 'local' && !installed) {
+    opts.logger.warn(
+      '!!! bubblewrap (/usr/bin/bwrap) is not installed: actions run UNSANDBOXED with the local runner. They can read everything the worker can and, as root, change anything. Install Debian\'s bubblewrap package. !!!',
+    );
+  } else if (kind === 'local') {
+    opts.logger.warn('The local runner is chosen: actions run UNSANDBOXED (they can read everything the worker can).');
   }
   if (kind === 'bwrap' && !installed) {
     throw StatusError.failedPrecondition('Failed to start the bwrap runner: /usr/bin/bwrap, /usr/bin/setpriv or /usr/bin/prlimit is missing (install bubblewrap and util-linux)');

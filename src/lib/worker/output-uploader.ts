@@ -15,9 +15,11 @@ import { type DigestFunction, hashStream } from '../digest/digest-function.js';
 import { StatusError, wrapStatus } from '../errors/status-error.js';
 import { encodeWithDigest } from '../proto/canonical.js';
 import { reapi } from '../proto/index.js';
-import { forEachLimited } from './for-each-limited.js';
+import { mapConcurrent } from '../util/concurrency.js';
 import { resolveRelativePath, toAbsolute } from './paths.js';
 import { parentsAreDirectories } from './safe-walk.js';
+import { compareUtf8 } from '../cas/tree-paths.js';
+import { FIND_MISSING_BATCH_DIGESTS } from '../proto/message-limits.js';
 
 export interface OutputUploaderOptions {
   contentAddressableStorage: BlobStore;
@@ -50,8 +52,6 @@ type Expected = 'file' | 'directory' | 'any';
 
 /** A blob to upload: a file streamed from disk, or bytes built in memory (Trees). */
 type BlobSource = { digest: Digest; filePath: string } | { digest: Digest; bytes: Uint8Array };
-
-const FIND_MISSING_BATCH = 5_000;
 
 export class OutputUploader {
   private readonly contentAddressableStorage: BlobStore;
@@ -94,15 +94,15 @@ export class OutputUploader {
   private async upload(blobs: readonly BlobSource[], opts: CallOptions): Promise<void> {
     const nonEmpty = blobs.filter((b) => !b.digest.isEmpty);
     const missing = new Set<string>();
-    for (let i = 0; i < nonEmpty.length; i += FIND_MISSING_BATCH) {
-      const batch = nonEmpty.slice(i, i + FIND_MISSING_BATCH).map((b) => b.digest);
+    for (let i = 0; i < nonEmpty.length; i += FIND_MISSING_BATCH_DIGESTS) {
+      const batch = nonEmpty.slice(i, i + FIND_MISSING_BATCH_DIGESTS).map((b) => b.digest);
       try {
         for (const d of await this.contentAddressableStorage.findMissing(batch, opts)) missing.add(d.key);
       } catch (err) {
         throw wrapStatus(err, 'Failed to check which outputs the CAS holds');
       }
     }
-    await forEachLimited(
+    await mapConcurrent(
       nonEmpty.filter((b) => missing.has(b.digest.key)),
       this.concurrency,
       async (blob) => {
@@ -256,11 +256,6 @@ function readNoFollow(filePath: string): ReadStream {
   // fs.open takes numeric flags; the option's type only lists the string forms.
   const flags = (fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW) as unknown as string;
   return createReadStream(filePath, { highWaterMark: 1024 * 1024, flags });
-}
-
-/** REAPI orders Directory entries by the UTF-8 bytes of their names, not by UTF-16 code units. */
-export function compareUtf8(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 
 function isExecutable(st: Stats): boolean {

@@ -7,18 +7,9 @@
 import * as path from 'node:path';
 import { StatusError } from '../errors/status-error.js';
 
-/**
- * Rejects names that are not a single path component: empty, ".", "..", containing "/" or NUL.
- * REAPI requires Directory entry names to be plain components; anything else could address files
- * outside the directory being built.
- */
-export function validateEntryName(name: string, where: string): void {
-  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
-    throw StatusError.invalidArgument(`Invalid entry name ${JSON.stringify(name)} in ${where}: names must be single, non-empty path components`, [
-      { field: where, description: `Invalid entry name ${JSON.stringify(name)}` },
-    ]);
-  }
-}
+// Entry names and symlink targets follow the tree-wide rules of lib/cas (the worker's input trees
+// with `anywhere` targets, REAPI's ALLOWED strategy).
+export { validateEntryName, validateSymlinkTarget } from '../cas/tree-paths.js';
 
 /**
  * Normalises a client-given relative path (e.g. an output path relative to the working directory,
@@ -45,22 +36,6 @@ export function resolveRelativePath(base: string, relative: string, field: strin
   }
   if (segments.length === 0 && !opts.allowEmpty) throw bad('it names the input root itself');
   return segments.join('/');
-}
-
-/**
- * Checks a symlink target from an input tree. Targets are created as given, absolute or climbing out
- * of the input root (REAPI's `ALLOWED` strategy, which Capabilities advertise): the worker never
- * follows them (directories are created before symlinks, output parents are walked without
- * following, outputs are read with O_NOFOLLOW) and the action sees them inside its sandbox.
- */
-export function validateSymlinkTarget(linkDir: string, name: string, target: string): void {
-  const where = linkDir === '' ? name : `${linkDir}/${name}`;
-  const bad = (why: string) =>
-    StatusError.invalidArgument(`Invalid symlink ${JSON.stringify(where)} -> ${JSON.stringify(target)}: ${why}`, [
-      { field: 'symlinks.target', description: why },
-    ]);
-  if (target === '') throw bad('the target is empty');
-  if (target.includes('\0')) throw bad('the target contains a NUL character');
 }
 
 /** Joins a root-relative "/"-separated path onto an absolute directory. */

@@ -20,6 +20,13 @@ export interface RunAs {
   gid: number;
 }
 
+/** Parses `uid:gid` (numbers), the form of `worker.run_as` and `--run_as`. */
+export function parseRunAs(text: string): RunAs {
+  const m = /^(\d+):(\d+)$/.exec(text.trim());
+  if (!m) throw new Error(`Invalid run_as ${JSON.stringify(text)}: use numeric uid:gid (e.g. 65534:65534)`);
+  return { uid: Number(m[1]), gid: Number(m[2]) };
+}
+
 export interface ActionLimits {
   /** Memory of all the action's processes together (cgroup; else RLIMIT_AS per process). */
   memoryBytes: number;

@@ -13,7 +13,8 @@ import { Code, StatusError } from '../../lib/errors/status-error.js';
 import { reapi } from '../../lib/proto/index.js';
 import type { Logger } from '../../lib/util/logger.js';
 import type { CallContext, HandlerFactory } from '../grpc/handlers.js';
-import { type ResolvedCapabilitiesConfig, digestFromRequest } from './capabilities-service.js';
+import type { ResolvedCapabilitiesConfig } from './capabilities-config.js';
+import { digestFromRequest } from './request-fields.js';
 
 /** GetActionResult responses grow by inlining only up to this size (leaving headroom under 4 MiB). */
 export const MAX_INLINED_ACTION_RESULT_BYTES = 3.5 * 1024 * 1024;

@@ -7,12 +7,11 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { DigestFunction } from '../../lib/digest/digest-function.js';
-import { StatusError } from '../../lib/errors/status-error.js';
 import type { longrunning, reapi } from '../../lib/proto/index.js';
 import type { BuildQueue } from '../../lib/scheduler/build-queue.js';
 import { toLongrunningOperation } from '../../lib/scheduler/operation-snapshot.js';
 import type { HandlerFactory } from '../grpc/handlers.js';
-import { digestFromRequest } from './capabilities-service.js';
+import { digestFromRequest, requireName } from './request-fields.js';
 
 export interface ExecutionServiceDeps {
   buildQueue: BuildQueue;
@@ -45,8 +44,3 @@ export function createExecutionService(handlers: HandlerFactory, deps: Execution
   };
 }
 
-/** INVALID_ARGUMENT for an empty operation name. */
-export function requireName(name: string | null | undefined, field = 'name'): string {
-  if (!name) throw StatusError.invalidArgument('Failed to find operation: the operation name is empty', [{ field, description: 'Must name an operation' }]);
-  return name;
-}

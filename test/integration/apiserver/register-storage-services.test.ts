@@ -7,7 +7,7 @@ import { Digest } from '../../../src/lib/digest/digest.js';
 import { Code } from '../../../src/lib/errors/status-error.js';
 import { capabilitiesService, byteStreamService } from '../../../src/lib/proto/services.js';
 import { silentLogger } from '../../../src/lib/util/logger.js';
-import { type StorageServices, registerStorageServices } from '../../../src/server/apiserver.js';
+import { type StorageServices, registerStorageServices } from '../../../src/server/storage-services.js';
 import { bindGrpcServer, createGrpcServer, shutdownGrpcServer } from '../../../src/server/grpc/server.js';
 import { expectStatus, pseudoRandomBytes, reapi, unary, writeBlob } from './harness.js';
 

@@ -7,8 +7,10 @@ import type { BlobStoreConfig } from '../../../src/lib/blobstore/config.js';
 import { createBlobStore } from '../../../src/lib/blobstore/create-blob-store.js';
 import { ExistenceCachingBlobStore } from '../../../src/lib/blobstore/existence-caching-blob-store.js';
 import { FilesystemBlobStore } from '../../../src/lib/blobstore/filesystem-blob-store.js';
+import { GrpcBlobStore } from '../../../src/lib/blobstore/grpc-blob-store.js';
 import { MemoryBlobStore } from '../../../src/lib/blobstore/memory-blob-store.js';
 import { ReadCachingBlobStore } from '../../../src/lib/blobstore/read-caching-blob-store.js';
+import { SmallBlobCachingBlobStore } from '../../../src/lib/blobstore/small-blob-caching-blob-store.js';
 import { VerifyingBlobStore } from '../../../src/lib/blobstore/verifying-blob-store.js';
 import { Digest } from '../../../src/lib/digest/digest.js';
 import { Code, type StatusError } from '../../../src/lib/errors/status-error.js';
@@ -27,10 +29,10 @@ describe('createBlobStore', () => {
     const config: BlobStoreConfig = {
       verifying: {
         backend: {
-          existenceCaching: {
-            ttlMs: 1000,
-            maxEntries: 10,
-            backend: { readCaching: { slow: { filesystem: { path: dir, maxSizeBytes: 1 << 20 } }, fast: { memory: { maxSizeBytes: 1 << 20 } } } },
+          existence_caching: {
+            ttl: '1s',
+            max_entries: 10,
+            backend: { read_caching: { slow: { disk: { path: dir, max_size_bytes: '1MiB' } }, fast: { memory: { max_size_bytes: 1 << 20 } } } },
           },
         },
       },
@@ -51,30 +53,26 @@ describe('createBlobStore', () => {
     await expect(fs.readFile(path.join(dir, '_', 'sha256', hash.slice(0, 2), `${hash}-${data.length}`), 'utf8')).resolves.toBe('through the stack');
   });
 
-  it('builds grpc nodes with the injected factory', async () => {
-    const remote = new MemoryBlobStore({ maxSizeBytes: 100 });
-    const seen: unknown[] = [];
+  it('builds grpc nodes as remote stores, and a small-blob cache around its backend', async () => {
+    const closers: (() => unknown)[] = [];
     const store = await createBlobStore(
-      { verifying: { backend: { grpc: { address: '127.0.0.1:1234', instanceName: 'main' } } } },
-      { createGrpcBlobStore: (cfg) => (seen.push(cfg), remote) },
+      { small_blob_caching: { max_size_bytes: '1MiB', backend: { grpc: { address: '127.0.0.1:1', instance_name: 'main' } } } },
+      { onClose: (c) => closers.push(c) },
     );
-    expect(seen).toEqual([{ address: '127.0.0.1:1234', instanceName: 'main' }]);
-    expect((store as unknown as { base: BlobStore }).base).toBe(remote);
-  });
-
-  it('explains that grpc nodes need a factory when none is given', async () => {
-    const err = (await rejectionOf(createBlobStore({ grpc: { address: 'cas:8980' } }))) as StatusError;
-    expectCode(err, Code.FAILED_PRECONDITION);
-    expect(err.message).toContain('blobStore.grpc');
+    expect(store).toBeInstanceOf(SmallBlobCachingBlobStore);
+    expect((store as unknown as { base: BlobStore }).base).toBeInstanceOf(GrpcBlobStore);
+    // The connection is handed to the owner of the stack to release.
+    expect(closers).toHaveLength(1);
+    for (const c of closers) await c();
   });
 
   it('names the path of an invalid node', async () => {
     const cases: [unknown, string][] = [
-      [{ verifying: { backend: { memory: { maxSizeBytes: -1 } } } }, 'blobStore.verifying.backend.memory.maxSizeBytes'],
-      [{ readCaching: { slow: { memory: { maxSizeBytes: 1 } } } }, 'blobStore.readCaching.fast'],
-      [{ memory: { maxSizeBytes: 1 }, filesystem: { path: '/x', maxSizeBytes: 1 } }, 'blobStore'],
-      [{ verifying: { backend: { s3: {} } } }, 'blobStore.verifying.backend'],
-      [{ existenceCaching: { backend: { memory: { maxSizeBytes: 1 } }, ttlMs: 'soon', maxEntries: 1 } }, 'blobStore.existenceCaching.ttlMs'],
+      [{ verifying: { backend: { memory: { max_size_bytes: -1 } } } }, 'blob_store.verifying.backend.memory.max_size_bytes'],
+      [{ read_caching: { slow: { memory: { max_size_bytes: 1 } } } }, 'blob_store.read_caching.fast'],
+      [{ memory: { max_size_bytes: 1 }, disk: { path: '/x', max_size_bytes: 1 } }, 'blob_store'],
+      [{ verifying: { backend: { s3: {} } } }, 'blob_store.verifying.backend'],
+      [{ existence_caching: { backend: { memory: { max_size_bytes: 1 } }, ttl: 'soon', max_entries: 1 } }, 'blob_store.existence_caching.ttl'],
     ];
     for (const [config, field] of cases) {
       const err = (await rejectionOf(createBlobStore(config as BlobStoreConfig))) as StatusError;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseDurationMs, parseSizeBytes } from '../../../src/lib/cli/serve-flags.js';
+import { flagOverrides, parseDurationMs, parseSizeBytes } from '../../../src/lib/cli/serve-flags.js';
 
 describe('parseSizeBytes', () => {
   it('reads plain bytes and binary units in any case', () => {
@@ -30,5 +30,40 @@ describe('parseDurationMs', () => {
   it('refuses zero and malformed durations', () => {
     expect(() => parseDurationMs('0s')).toThrow(/must be positive/);
     expect(() => parseDurationMs('soon')).toThrow(/Invalid duration/);
+  });
+});
+
+describe('flagOverrides', () => {
+  it('turns each flag into one key of the config tree, and sets nothing for flags not given', () => {
+    expect(flagOverrides('all', {})).toEqual({});
+    expect(flagOverrides('all', { apiserver_listen: '127.0.0.1:0', scheduler_listen: '127.0.0.1:1', worker_lease: '5s', slots: 2, log_level: 'warn' })).toEqual({
+      apiserver: { listen_address: '127.0.0.1:0' },
+      scheduler: { listen_address: '127.0.0.1:1', worker_lease: '5s' },
+      worker: { slots: 2 },
+      log_level: 'warn',
+    });
+    expect(flagOverrides('apiserver', { listen: '127.0.0.1:0' })).toEqual({ apiserver: { listen_address: '127.0.0.1:0' } });
+    expect(flagOverrides('worker', { scheduler: 'h:1', platform: ['a=b', 'a=c', 'd=e'] })).toEqual({
+      worker: { scheduler_address: 'h:1', platform: { a: ['b', 'c'], d: ['e'] } },
+    });
+  });
+
+  it('sets the storage subtree from the storage flags, or to a remote apiserver from --cas', () => {
+    expect(flagOverrides('apiserver', { in_memory: true }).storage).toEqual({
+      cas: { memory: { max_size_bytes: 1024 ** 3 } },
+      action_cache: { memory: { max_size_bytes: 64 * 1024 ** 2 } },
+    });
+    expect(flagOverrides('all', { storage_dir: '/s', memory_cache: '0', max_size: '32G' }).storage).toEqual({
+      cas: { disk: { path: '/s/cas', max_size_bytes: 32 * 1024 ** 3 } },
+      action_cache: { disk: { path: '/s/ac', max_size_bytes: 2 * 1024 ** 3 } },
+    });
+    expect(flagOverrides('scheduler', { cas: 'a:1' }).storage).toEqual({ cas: { grpc: { address: 'a:1' } }, action_cache: { grpc: { address: 'a:1' } } });
+    expect(flagOverrides('worker', { cas: 'a:1' }).storage).toEqual({ cas: { grpc: { address: 'a:1' } } });
+  });
+
+  it('names the flag of a bad value', () => {
+    expect(() => flagOverrides('all', { max_size: 'huge' })).toThrow(/^Invalid --max_size: Invalid size "huge"/);
+    expect(() => flagOverrides('all', { worker_lease: 'soon' })).toThrow(/^Invalid --worker_lease/);
+    expect(() => flagOverrides('all', { platform: ['novalue'] })).toThrow(/--platform/);
   });
 });

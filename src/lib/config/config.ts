@@ -1,0 +1,101 @@
+/**
+ * The deployment configuration: one tree for everything `bzutil serve …` builds, mirroring the object
+ * graph (a section per server, storage as nested stores). Its JSON Schema,
+ * schema/bzutil-config.schema.json, is the reference and is what validates it; these types follow
+ * the schema. Keys are snake_case. Sizes are bytes or text like "10GiB", durations text like "30s".
+ *
+ * Planned sections (not accepted yet, so that no key is silently ignored): `apiserver.tls` and
+ * `scheduler.tls`, `auth` and `scheduler.state` (memory | sqlite:PATH | redis://…). Each will be a
+ * class plus a factory case plus a schema entry.
+ */
+import type { BlobStoreConfig, DurationSetting, SizeSetting } from '../blobstore/config.js';
+
+export type LogLevelSetting = 'debug' | 'info' | 'warn' | 'error';
+
+export interface ApiServerSection {
+  listen_address?: string;
+  upload_idle_timeout?: DurationSetting;
+}
+
+export interface SchedulerSection {
+  listen_address?: string;
+  worker_lease?: DurationSetting;
+}
+
+/** How actions run: bubblewrap sandbox (namespaces, unprivileged uid) or plain child processes. */
+export type RunnerSetting = 'local' | 'bwrap';
+
+/** What one action may use (lib/worker ActionLimits). */
+export interface WorkerLimitsSection {
+  memory?: SizeSetting;
+  processes?: number;
+  file_size?: SizeSetting;
+  output_size?: SizeSetting;
+}
+
+export interface WorkerSection {
+  /** `serve worker` only; in `serve all` the worker dials the scheduler of its own process. */
+  scheduler_address?: string;
+  slots?: number;
+  work_dir?: string;
+  platform?: Record<string, string | string[]>;
+  file_cache_max_size_bytes?: SizeSetting;
+  /** Default: bwrap when installed, else local (resolved when the tree is, so `--print_config` shows it). */
+  runner?: RunnerSetting;
+  /** Every action chrooted into its input root (bwrap only). */
+  chroot?: boolean;
+  /** "uid:gid" actions run as when the worker is root; no default key: 65534:65534 (bwrap) or the worker's own (local). */
+  run_as?: string;
+  allow_root_actions?: boolean;
+  limits?: WorkerLimitsSection;
+}
+
+export interface StorageSection {
+  cas?: BlobStoreConfig;
+  action_cache?: BlobStoreConfig;
+}
+
+export interface BzutilConfig {
+  log_level?: LogLevelSetting;
+  apiserver?: ApiServerSection;
+  scheduler?: SchedulerSection;
+  worker?: WorkerSection;
+  storage?: StorageSection;
+}
+
+/** The `serve` commands; each uses some sections of the tree. */
+export type ServeRole = 'all' | 'apiserver' | 'scheduler' | 'worker';
+
+/** Which top-level sections (and storage keys) a role reads; any other is refused, not ignored. */
+export const ROLE_SECTIONS: Record<ServeRole, { sections: readonly (keyof BzutilConfig)[]; storage: readonly (keyof StorageSection)[] }> = {
+  all: { sections: ['log_level', 'apiserver', 'scheduler', 'worker', 'storage'], storage: ['cas', 'action_cache'] },
+  apiserver: { sections: ['log_level', 'apiserver', 'storage'], storage: ['cas', 'action_cache'] },
+  scheduler: { sections: ['log_level', 'scheduler', 'storage'], storage: ['cas', 'action_cache'] },
+  worker: { sections: ['log_level', 'worker', 'storage'], storage: ['cas'] },
+};
+
+/** A tree after defaults, file and flags, validated: every key the role reads is present. */
+export interface ResolvedConfig {
+  log_level: LogLevelSetting;
+  apiserver?: Required<ApiServerSection>;
+  scheduler?: Required<SchedulerSection>;
+  worker?: Omit<Required<WorkerSection>, 'scheduler_address' | 'run_as' | 'limits'> & { scheduler_address?: string; run_as?: string; limits: Required<WorkerLimitsSection> };
+  storage: { cas: BlobStoreConfig; action_cache?: BlobStoreConfig };
+}
+
+/** One problem in a configuration, at a dotted key path (`storage.cas.disk.max_size_bytes`). */
+export interface ConfigIssue {
+  path: string;
+  message: string;
+}
+
+/** A configuration that cannot be used; the message lists every issue as `path: message`. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly issues: readonly ConfigIssue[],
+    source?: string,
+  ) {
+    super(`${source ? `Invalid configuration in ${source}` : 'Invalid configuration'}:\n${issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`);
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * Builds a server's CAS and action cache from `storage` (see StorageSection), deciding in one place
+ * where uploads are hashed. Every upload must be hashed exactly once on its way to disk:
+ * - a CAS whose tree holds the blobs here (disk, memory, …) gets a VerifyingBlobStore on top, unless
+ *   the tree already has a `verifying` node;
+ * - a CAS that forwards to a remote server (`grpc`, possibly behind existence or small-blob caching)
+ *   is not verified here: that server verifies every upload it stores, and hashing it here too would
+ *   double the CPU cost of the scheduler's port for nothing (a bad upload is refused by the remote
+ *   with the same INVALID_ARGUMENT, which reaches the client unchanged).
+ * Either way the services may trust the returned store: `uploadsVerified` is always true.
+ */
+import type { ActionCache } from '../actioncache/action-cache.js';
+import { createActionCache } from '../actioncache/create-action-cache.js';
+import type { BlobStore } from '../blobstore/blob-store.js';
+import { type BlobStoreConfig, hasVerifyingNode, terminalBlobStore } from '../blobstore/config.js';
+import { createBlobStore, type CreateBlobStoreDeps } from '../blobstore/create-blob-store.js';
+import { VerifyingBlobStore } from '../blobstore/verifying-blob-store.js';
+
+export interface Storage {
+  /** Uploads through it are verified (here or by the remote server it forwards to). */
+  contentAddressableStorage: BlobStore;
+  /** Absent when the configuration has none (a worker's). */
+  actionCache?: ActionCache;
+  /** Releases files and connections; call after the servers using the stores have stopped. */
+  close(): Promise<void>;
+}
+
+/** Whether uploads to a CAS built from `config` must be hashed in this process (see module comment). */
+export function needsLocalVerification(config: BlobStoreConfig): boolean {
+  return !hasVerifyingNode(config) && !('grpc' in terminalBlobStore(config));
+}
+
+export async function createStorage(
+  config: { cas: BlobStoreConfig; action_cache?: BlobStoreConfig },
+  deps: Omit<CreateBlobStoreDeps, 'onClose'> = {},
+): Promise<Storage> {
+  const closers: (() => void | Promise<void>)[] = [];
+  const close = async () => {
+    for (const c of closers.splice(0).reverse()) await c();
+  };
+  try {
+    const built = { ...deps, onClose: (c: () => void | Promise<void>) => closers.push(c) };
+    let contentAddressableStorage = await createBlobStore(config.cas, built, 'storage.cas');
+    if (needsLocalVerification(config.cas)) contentAddressableStorage = new VerifyingBlobStore(contentAddressableStorage);
+    const actionCache = config.action_cache
+      ? await createActionCache(config.action_cache, contentAddressableStorage, built, 'storage.action_cache')
+      : undefined;
+    return { contentAddressableStorage, actionCache, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

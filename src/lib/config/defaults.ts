@@ -1,0 +1,129 @@
+/**
+ * What `bzutil serve …` runs with no configuration: the defaults of every key, as a tree of the same
+ * shape as a config file, and the standard storage layouts that the storage flags are shorthands for.
+ */
+import { availableParallelism, homedir } from 'node:os';
+import { join } from 'node:path';
+import { formatSizeBytes } from '../util/units.js';
+import { bwrapAvailable, DEFAULT_LIMITS } from '../worker/sandbox-command.js';
+import type { StorageSection, BzutilConfig, RunnerSetting, ServeRole, WorkerLimitsSection } from './config.js';
+
+export const DEFAULT_APISERVER_LISTEN_ADDRESS = '0.0.0.0:12100';
+export const DEFAULT_SCHEDULER_LISTEN_ADDRESS = '0.0.0.0:9099';
+/** Where `serve scheduler` and `serve worker` find the apiserver, and `serve worker` the scheduler. */
+export const DEFAULT_REMOTE_APISERVER_ADDRESS = 'localhost:12100';
+export const DEFAULT_REMOTE_SCHEDULER_ADDRESS = 'localhost:9099';
+/** Memory for small blobs in front of the disk stores (the action cache gets an eighth, at least 8 MiB). */
+export const DEFAULT_MEMORY_CACHE_SIZE_BYTES = 64 * 1024 * 1024;
+/** CAS capacity on disk, and in memory (`--in_memory`). */
+export const DEFAULT_DISK_MAX_SIZE_BYTES = 10 * 1024 ** 3;
+export const DEFAULT_MEMORY_MAX_SIZE_BYTES = 1024 ** 3;
+export const DEFAULT_WORKER_LEASE = '30s';
+export const DEFAULT_UPLOAD_IDLE_TIMEOUT = '1m';
+export const DEFAULT_FILE_CACHE_MAX_SIZE = '10GiB';
+
+/** Per-action limits, as config values (lib/worker's DEFAULT_LIMITS). */
+export const DEFAULT_WORKER_LIMITS: Required<WorkerLimitsSection> = {
+  memory: formatSizeBytes(DEFAULT_LIMITS.memoryBytes),
+  processes: DEFAULT_LIMITS.processes,
+  file_size: formatSizeBytes(DEFAULT_LIMITS.fileSizeBytes),
+  output_size: formatSizeBytes(DEFAULT_LIMITS.outputBytes),
+};
+
+/**
+ * `worker.runner` when the tree does not say: bwrap when it is installed on this host, else local
+ * (the worker then warns loudly). Decided when the tree is resolved, so that `--print_config` shows
+ * the runner that would start rather than "auto".
+ */
+export function defaultRunner(): RunnerSetting {
+  return bwrapAvailable() ? 'bwrap' : 'local';
+}
+
+/** `$XDG_CACHE_HOME/bzutil`, else `~/.cache/bzutil`. */
+export function defaultCacheDir(): string {
+  const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  return join(base, 'bzutil');
+}
+
+export interface LocalStorageOptions {
+  /** Holds `cas/` and `ac/`. Ignored with `inMemory`. @default <cache dir>/storage */
+  storageDir?: string;
+  /** CAS capacity. @default DEFAULT_DISK_MAX_SIZE_BYTES (DEFAULT_MEMORY_MAX_SIZE_BYTES in memory) */
+  maxSizeBytes?: number;
+  /** Action cache capacity. @default max(64 MiB, maxSizeBytes / 16) */
+  actionCacheMaxSizeBytes?: number;
+  /** Small-blob memory cache in front of the disk stores; 0 turns it off. @default DEFAULT_MEMORY_CACHE_SIZE_BYTES */
+  memoryCacheSizeBytes?: number;
+  /** Everything in process memory, lost on exit. */
+  inMemory?: boolean;
+}
+
+/**
+ * The standard local layout that `--storage_dir`, `--max_size`, `--memory_cache` and `--in_memory`
+ * describe: a disk CAS and action cache, each behind a small-blob memory cache, or two memory stores.
+ * Sizes are bytes; the config loader prints them in canonical form.
+ */
+export function localStorageConfig(opts: LocalStorageOptions = {}): Required<StorageSection> {
+  const inMemory = opts.inMemory ?? false;
+  const maxSizeBytes = opts.maxSizeBytes ?? (inMemory ? DEFAULT_MEMORY_MAX_SIZE_BYTES : DEFAULT_DISK_MAX_SIZE_BYTES);
+  const actionCacheMaxSizeBytes = opts.actionCacheMaxSizeBytes ?? Math.max(64 * 1024 * 1024, Math.floor(maxSizeBytes / 16));
+  if (inMemory) {
+    return { cas: { memory: { max_size_bytes: maxSizeBytes } }, action_cache: { memory: { max_size_bytes: actionCacheMaxSizeBytes } } };
+  }
+  const storageDir = opts.storageDir ?? join(defaultCacheDir(), 'storage');
+  const cas = { disk: { path: join(storageDir, 'cas'), max_size_bytes: maxSizeBytes } };
+  const actionCache = { disk: { path: join(storageDir, 'ac'), max_size_bytes: actionCacheMaxSizeBytes } };
+  const memoryCacheSizeBytes = opts.memoryCacheSizeBytes ?? DEFAULT_MEMORY_CACHE_SIZE_BYTES;
+  if (memoryCacheSizeBytes === 0) return { cas, action_cache: actionCache };
+  return {
+    cas: { small_blob_caching: { max_size_bytes: memoryCacheSizeBytes, backend: cas } },
+    action_cache: { small_blob_caching: { max_size_bytes: Math.max(8 * 1024 * 1024, Math.floor(memoryCacheSizeBytes / 8)), backend: actionCache } },
+  };
+}
+
+/** The layout `--cas ADDRESS` describes: CAS (and action cache) of a remote apiserver. */
+export function remoteStorageConfig(address: string, opts: { actionCache: boolean }): StorageSection {
+  const node = { grpc: { address } };
+  return opts.actionCache ? { cas: node, action_cache: { grpc: { address } } } : { cas: node };
+}
+
+/** Every key `role` reads, at its default. */
+export function defaultConfig(role: ServeRole): BzutilConfig {
+  const worker = {
+    slots: availableParallelism(),
+    platform: {},
+    file_cache_max_size_bytes: DEFAULT_FILE_CACHE_MAX_SIZE,
+    runner: defaultRunner(),
+    chroot: false,
+    allow_root_actions: false,
+    limits: { ...DEFAULT_WORKER_LIMITS },
+  };
+  switch (role) {
+    case 'all':
+      return {
+        log_level: 'info',
+        apiserver: { listen_address: DEFAULT_APISERVER_LISTEN_ADDRESS, upload_idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT },
+        scheduler: { listen_address: DEFAULT_SCHEDULER_LISTEN_ADDRESS, worker_lease: DEFAULT_WORKER_LEASE },
+        worker: { ...worker, work_dir: join(defaultCacheDir(), 'work') },
+        storage: localStorageConfig(),
+      };
+    case 'apiserver':
+      return {
+        log_level: 'info',
+        apiserver: { listen_address: DEFAULT_APISERVER_LISTEN_ADDRESS, upload_idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT },
+        storage: localStorageConfig(),
+      };
+    case 'scheduler':
+      return {
+        log_level: 'info',
+        scheduler: { listen_address: DEFAULT_SCHEDULER_LISTEN_ADDRESS, worker_lease: DEFAULT_WORKER_LEASE },
+        storage: remoteStorageConfig(DEFAULT_REMOTE_APISERVER_ADDRESS, { actionCache: true }),
+      };
+    case 'worker':
+      return {
+        log_level: 'info',
+        worker: { ...worker, scheduler_address: DEFAULT_REMOTE_SCHEDULER_ADDRESS, work_dir: join(defaultCacheDir(), 'worker') },
+        storage: remoteStorageConfig(DEFAULT_REMOTE_APISERVER_ADDRESS, { actionCache: false }),
+      };
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * One factory per server role, each reading its section of a resolved configuration tree (see
+ * lib/config): the only place where configuration keys become server options. The `serve` commands
+ * and `startAll` go through here, so a new key is read in exactly one spot.
+ */
+import type { BlobStore } from '../lib/blobstore/blob-store.js';
+import type { ResolvedConfig } from '../lib/config/config.js';
+import { createStorage } from '../lib/config/create-storage.js';
+import type { Clock } from '../lib/util/clock.js';
+import type { Logger } from '../lib/util/logger.js';
+import { parseDurationMs, parseSizeBytes } from '../lib/util/units.js';
+import { parseRunAs } from '../lib/worker/sandbox-command.js';
+import { type ApiServer, startApiServer } from './apiserver.js';
+import { type Scheduler, type SchedulerStorage, startScheduler } from './scheduler.js';
+import { startWorker, type WorkerHandle } from './worker.js';
+
+export interface ServerDeps {
+  logger: Logger;
+  /** @default systemClock */
+  clock?: Clock;
+}
+
+/** The apiserver of `config` (its `apiserver` and `storage` sections). */
+export function createApiServer(config: ResolvedConfig, deps: ServerDeps): Promise<ApiServer> {
+  const section = required(config.apiserver, 'apiserver');
+  return startApiServer({
+    listenAddress: section.listen_address,
+    storage: config.storage,
+    uploadIdleTimeoutMs: parseDurationMs(section.upload_idle_timeout),
+    logger: deps.logger,
+    clock: deps.clock,
+  });
+}
+
+/**
+ * The scheduler of `config`; its stores are built from `storage` unless `shared` hands in stores
+ * already built (and verified) by an apiserver in the same process.
+ */
+export function createScheduler(config: ResolvedConfig, deps: ServerDeps, shared?: { contentAddressableStorage: BlobStore; actionCache: ApiServer['actionCache'] }): Promise<Scheduler> {
+  const section = required(config.scheduler, 'scheduler');
+  const storage: SchedulerStorage = shared
+    ? { ...shared, uploadsVerified: true }
+    : { storage: { cas: config.storage.cas, action_cache: required(config.storage.action_cache, 'storage.action_cache') } };
+  return startScheduler({
+    listenAddress: section.listen_address,
+    workerLeaseMs: parseDurationMs(section.worker_lease),
+    logger: deps.logger,
+    clock: deps.clock,
+    ...storage,
+  });
+}
+
+/**
+ * The worker of `config`. Standalone it dials `worker.scheduler_address` and builds its CAS from
+ * `storage.cas`, without local verification (see createStorage); `shared` gives it the in-process
+ * scheduler's address and CAS instead.
+ */
+export async function createWorker(
+  config: ResolvedConfig,
+  deps: ServerDeps,
+  shared?: { schedulerAddress: string; contentAddressableStorage: BlobStore },
+): Promise<WorkerHandle> {
+  const section = required(config.worker, 'worker');
+  const storage = shared ? undefined : await createStorage({ cas: config.storage.cas }, { clock: deps.clock, logger: deps.logger.child('storage') });
+  try {
+    const worker = await startWorker({
+      schedulerAddress: shared?.schedulerAddress ?? required(section.scheduler_address, 'worker.scheduler_address'),
+      contentAddressableStorage: shared?.contentAddressableStorage ?? storage!.contentAddressableStorage,
+      slots: section.slots,
+      workDir: section.work_dir,
+      platform: Object.fromEntries(Object.entries(section.platform).map(([name, values]) => [name, typeof values === 'string' ? [values] : values])),
+      fileCacheMaxSizeBytes: parseSizeBytes(section.file_cache_max_size_bytes),
+      runner: section.runner,
+      ...(section.run_as === undefined ? {} : { runAs: parseRunAs(section.run_as) }),
+      allowRootActions: section.allow_root_actions,
+      chroot: section.chroot,
+      limits: {
+        memoryBytes: parseSizeBytes(section.limits.memory),
+        processes: section.limits.processes,
+        fileSizeBytes: parseSizeBytes(section.limits.file_size),
+        outputBytes: parseSizeBytes(section.limits.output_size),
+      },
+      logger: deps.logger,
+      clock: deps.clock,
+    });
+    return {
+      workerId: worker.workerId,
+      close: async () => {
+        await worker.close();
+        await storage?.close();
+      },
+    };
+  } catch (err) {
+    await storage?.close();
+    throw err;
+  }
+}
+
+function required<T>(value: T | undefined, key: string): T {
+  if (value === undefined) throw new TypeError(`Failed to create server: the configuration has no ${key}`);
+  return value;
+}

@@ -1,0 +1,92 @@
+/**
+ * What a server offers in Capabilities, and so what its services accept: shared by the apiserver
+ * (cache only) and the scheduler (cache and execution), and read by every service. Its own module
+ * so that services depend on the configuration, not on the Capabilities service.
+ */
+import type { DigestFunction } from '../../lib/digest/digest-function.js';
+import type { semver } from '../../lib/proto/index.js';
+import { MAX_BATCH_TOTAL_SIZE_BYTES } from '../../lib/proto/message-limits.js';
+import { MAX_SEND_MESSAGE_BYTES } from '../grpc/server.js';
+
+/**
+ * The largest batch (sum of blob sizes) we advertise by default: Bazel's 4 MiB message limit minus
+ * 256 KiB of headroom for the per-blob framing (digest, status, field tags) of a full batch response.
+ */
+export const DEFAULT_MAX_BATCH_TOTAL_SIZE_BYTES = MAX_BATCH_TOTAL_SIZE_BYTES;
+
+/** The REAPI versions whose features we serve: 2.3 adds digest_function fields and BatchReadBlobs compressors. */
+export const LOW_API_VERSION: semver.ISemVer = { major: 2, minor: 0, patch: 0 };
+export const HIGH_API_VERSION: semver.ISemVer = { major: 2, minor: 3, patch: 0 };
+export const DEPRECATED_API_VERSION: semver.ISemVer = { major: 2, minor: 0, patch: 0 };
+
+export interface PriorityRange {
+  minPriority: number;
+  maxPriority: number;
+}
+
+/** What a server offers; shared by the apiserver (cache only) and the scheduler (cache and execution). */
+export interface CapabilitiesConfig {
+  /**
+   * Digest functions accepted in requests. Requests naming (or implying by hash length) another
+   * function are refused with INVALID_ARGUMENT.
+   * @default ['sha256']
+   */
+  digestFunctions?: readonly DigestFunction[];
+  /**
+   * Largest sum of blob sizes accepted by BatchUpdateBlobs and returned by BatchReadBlobs.
+   * @default DEFAULT_MAX_BATCH_TOTAL_SIZE_BYTES
+   */
+  maxBatchTotalSizeBytes?: number;
+  /**
+   * Whether action outputs may be symlinks to absolute paths. Bazel refuses to upload such outputs
+   * when this is 'DISALLOWED'.
+   * @default 'ALLOWED'
+   */
+  symlinkAbsolutePathStrategy?: 'ALLOWED' | 'DISALLOWED';
+  /**
+   * Whether clients may write the action cache (UpdateActionResult); when false it answers
+   * PERMISSION_DENIED and only workers fill the cache.
+   * @default true
+   */
+  actionCacheUpdateEnabled?: boolean;
+  /** Set by the scheduler: advertises remote execution. Absent on a cache-only apiserver. */
+  execution?: {
+    /** Priority ranges the scheduler honours (lower values run first). @default [{ minPriority: 0, maxPriority: 0 }] */
+    priorityRanges?: readonly PriorityRange[];
+    /** Platform property names the scheduler understands, if it restricts them. */
+    supportedNodeProperties?: readonly string[];
+  };
+}
+
+/** A CapabilitiesConfig with every default applied. */
+export interface ResolvedCapabilitiesConfig {
+  digestFunctions: readonly DigestFunction[];
+  maxBatchTotalSizeBytes: number;
+  symlinkAbsolutePathStrategy: 'ALLOWED' | 'DISALLOWED';
+  actionCacheUpdateEnabled: boolean;
+  execution?: { priorityRanges: readonly PriorityRange[]; supportedNodeProperties: readonly string[] };
+}
+
+/** Applies defaults and rejects values that would make us advertise something we cannot serve. */
+export function resolveCapabilitiesConfig(config: CapabilitiesConfig = {}): ResolvedCapabilitiesConfig {
+  const digestFunctions = config.digestFunctions?.length ? [...new Set(config.digestFunctions)] : ['sha256' as const];
+  const maxBatchTotalSizeBytes = config.maxBatchTotalSizeBytes ?? DEFAULT_MAX_BATCH_TOTAL_SIZE_BYTES;
+  if (!Number.isSafeInteger(maxBatchTotalSizeBytes) || maxBatchTotalSizeBytes <= 0 || maxBatchTotalSizeBytes > MAX_SEND_MESSAGE_BYTES) {
+    throw new TypeError(
+      `Failed to configure capabilities: maxBatchTotalSizeBytes ${JSON.stringify(config.maxBatchTotalSizeBytes)} must be a positive integer of at most ${MAX_SEND_MESSAGE_BYTES}`,
+    );
+  }
+  return {
+    digestFunctions,
+    maxBatchTotalSizeBytes,
+    symlinkAbsolutePathStrategy: config.symlinkAbsolutePathStrategy ?? 'ALLOWED',
+    actionCacheUpdateEnabled: config.actionCacheUpdateEnabled ?? true,
+    execution: config.execution
+      ? {
+          priorityRanges: config.execution.priorityRanges?.length ? config.execution.priorityRanges : [{ minPriority: 0, maxPriority: 0 }],
+          supportedNodeProperties: config.execution.supportedNodeProperties ?? [],
+        }
+      : undefined,
+  };
+}
+

@@ -1,0 +1,88 @@
+/**
+ * The storage half of the Remote Execution API on a gRPC server: Capabilities, ContentAddressableStorage,
+ * ByteStream and ActionCache. The apiserver serves it alone; the scheduler serves it on its own port
+ * (with execution advertised in Capabilities), so that Bazel can talk to a single endpoint. Its own
+ * module so that neither server imports the other.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import type { ActionCache } from '../lib/actioncache/action-cache.js';
+import type { BlobStore } from '../lib/blobstore/blob-store.js';
+import { VerifyingBlobStore } from '../lib/blobstore/verifying-blob-store.js';
+import { actionCacheService, byteStreamService, capabilitiesService, contentAddressableStorageService } from '../lib/proto/services.js';
+import type { Clock } from '../lib/util/clock.js';
+import type { Logger } from '../lib/util/logger.js';
+import { createHandlerFactory } from './grpc/handlers.js';
+import { createActionCacheService } from './services/action-cache-service.js';
+import { createByteStreamService } from './services/byte-stream-service.js';
+import { type CapabilitiesConfig, type ResolvedCapabilitiesConfig, resolveCapabilitiesConfig } from './services/capabilities-config.js';
+import { createCapabilitiesService } from './services/capabilities-service.js';
+import { createContentAddressableStorageService } from './services/content-addressable-storage-service.js';
+
+export interface StorageServicesDeps {
+  /** The CAS. Wrapped in a VerifyingBlobStore unless `uploadsVerified` or it already is one. */
+  contentAddressableStorage: BlobStore;
+  /**
+   * The CAS already guarantees that no upload is stored under a digest it does not match: it was
+   * built by createStorage, which verifies here or forwards to a server that does. Saves hashing
+   * every upload twice. @default false
+   */
+  uploadsVerified?: boolean;
+  actionCache: ActionCache;
+  logger: Logger;
+  /** What Capabilities advertises and the services enforce; the scheduler sets `execution`. */
+  capabilities?: CapabilitiesConfig;
+  /** Shorthand for `capabilities.maxBatchTotalSizeBytes`. */
+  maxBatchTotalSizeBytes?: number;
+  /** @default systemClock */
+  clock?: Clock;
+  /** How long an interrupted ByteStream upload may be resumed. @default 60 000 */
+  uploadIdleTimeoutMs?: number;
+}
+
+/** Handle on the registered services. */
+export interface StorageServices {
+  /** The effective capabilities (defaults applied). */
+  capabilities: ResolvedCapabilitiesConfig;
+  /** Number of ByteStream uploads running or parked for resumption. */
+  readonly pendingUploadCount: number;
+  /** Aborts parked ByteStream uploads; call when the server shuts down. */
+  close(): void;
+}
+
+/** Registers Capabilities, ContentAddressableStorage, ByteStream and ActionCache on `server`. */
+export function registerStorageServices(server: grpc.Server, deps: StorageServicesDeps): StorageServices {
+  const capabilities = resolveCapabilitiesConfig({
+    ...deps.capabilities,
+    maxBatchTotalSizeBytes: deps.maxBatchTotalSizeBytes ?? deps.capabilities?.maxBatchTotalSizeBytes,
+  });
+  const verified = deps.uploadsVerified || deps.contentAddressableStorage instanceof VerifyingBlobStore;
+  const contentAddressableStorage = verified ? deps.contentAddressableStorage : new VerifyingBlobStore(deps.contentAddressableStorage);
+  const handlers = createHandlerFactory(deps.logger);
+  const logger = deps.logger;
+
+  server.addService(capabilitiesService, createCapabilitiesService(handlers, capabilities));
+  server.addService(
+    contentAddressableStorageService,
+    createContentAddressableStorageService(handlers, { contentAddressableStorage, capabilities, logger: logger.child('cas') }),
+  );
+  const byteStream = createByteStreamService(handlers, {
+    contentAddressableStorage,
+    capabilities,
+    logger: logger.child('bytestream'),
+    clock: deps.clock,
+    uploadIdleTimeoutMs: deps.uploadIdleTimeoutMs,
+  });
+  server.addService(byteStreamService, byteStream.implementation);
+  server.addService(
+    actionCacheService,
+    createActionCacheService(handlers, { actionCache: deps.actionCache, contentAddressableStorage, capabilities, logger: logger.child('ac') }),
+  );
+
+  return {
+    capabilities,
+    get pendingUploadCount() {
+      return byteStream.pendingUploadCount;
+    },
+    close: () => byteStream.close(),
+  };
+}

@@ -1,0 +1,66 @@
+/**
+ * The server factories, driven by resolved configuration trees the way the serve commands drive
+ * them: serve all shares one verified CAS between apiserver, scheduler and worker; a standalone
+ * scheduler forwards storage to an apiserver and leaves the hashing of uploads to it.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { GrpcBlobStore } from '../../../src/lib/blobstore/grpc-blob-store.js';
+import { VerifyingBlobStore } from '../../../src/lib/blobstore/verifying-blob-store.js';
+import { CasClient } from '../../../src/lib/client/cas-client.js';
+import { RemoteConnection } from '../../../src/lib/client/connection.js';
+import { resolveConfig } from '../../../src/lib/config/resolve-config.js';
+import { Digest } from '../../../src/lib/digest/digest.js';
+import { Code } from '../../../src/lib/errors/status-error.js';
+import { silentLogger } from '../../../src/lib/util/logger.js';
+import { createApiServer, createScheduler } from '../../../src/server/create-servers.js';
+import { startAll } from '../../../src/server/serve-all.js';
+import { bytes, expectCode, rejectionOf } from '../../helpers/blob-store-contract.js';
+
+const inMemory = { cas: { memory: { max_size_bytes: '64MiB' } }, action_cache: { memory: { max_size_bytes: '16MiB' } } };
+
+describe('server factories', () => {
+  const cleanups: (() => unknown)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  it('serve all: the scheduler uses the apiserver\'s verified CAS, with no second verifier', async () => {
+    const config = resolveConfig({
+      role: 'all',
+      overrides: { apiserver: { listen_address: '127.0.0.1:0' }, scheduler: { listen_address: '127.0.0.1:0' }, worker: { slots: 0 }, storage: inMemory },
+    });
+    const all = await startAll(config, { logger: silentLogger });
+    cleanups.push(() => all.close());
+    expect(all.worker).toBeUndefined();
+    expect(all.apiserver.contentAddressableStorage).toBeInstanceOf(VerifyingBlobStore);
+    expect(all.scheduler.contentAddressableStorage).toBe(all.apiserver.contentAddressableStorage);
+  });
+
+  it('standalone scheduler: forwards uploads to the apiserver, which alone verifies them', async () => {
+    const apiConfig = resolveConfig({ role: 'apiserver', overrides: { apiserver: { listen_address: '127.0.0.1:0' }, storage: inMemory } });
+    const apiserver = await createApiServer(apiConfig, { logger: silentLogger });
+    cleanups.push(() => apiserver.close());
+    const schedulerConfig = resolveConfig({
+      role: 'scheduler',
+      overrides: {
+        scheduler: { listen_address: '127.0.0.1:0' },
+        storage: { cas: { grpc: { address: apiserver.address } }, action_cache: { grpc: { address: apiserver.address } } },
+      },
+    });
+    const scheduler = await createScheduler(schedulerConfig, { logger: silentLogger });
+    cleanups.push(() => scheduler.close());
+    expect(scheduler.contentAddressableStorage).toBeInstanceOf(GrpcBlobStore);
+
+    const connection = new RemoteConnection(scheduler.address);
+    cleanups.push(() => connection.close());
+    const cas = new CasClient(connection);
+    // A good upload through the scheduler's port lands in the apiserver.
+    const data = bytes('through the scheduler');
+    await cas.putBlob(Digest.ofBytes(data), data);
+    expect(Buffer.from(await apiserver.contentAddressableStorage.get(Digest.ofBytes(data))).toString()).toBe('through the scheduler');
+    // A bad one is still refused: by the apiserver, its answer passed through unchanged.
+    const err = await rejectionOf(cas.putBlob(Digest.ofBytes(bytes('claimed')), bytes('other')));
+    expectCode(err, Code.INVALID_ARGUMENT);
+    expect(await apiserver.contentAddressableStorage.findMissing([Digest.ofBytes(bytes('claimed'))])).toHaveLength(1);
+  });
+});

@@ -1,0 +1,153 @@
+import * as fs from 'node:fs/promises';
+import { homedir, tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, type ResolvedConfig, type ServeRole } from '../../../src/lib/config/config.js';
+import { readConfigFile, resolveConfig } from '../../../src/lib/config/resolve-config.js';
+import { issuesOf } from './config-test-helpers.js';
+import { validateConfigTree } from '../../../src/lib/config/validate-config.js';
+
+
+describe('resolveConfig', () => {
+  const savedCacheHome = process.env.XDG_CACHE_HOME;
+  beforeAll(() => {
+    process.env.XDG_CACHE_HOME = '/cache';
+  });
+  afterAll(() => {
+    if (savedCacheHome === undefined) delete process.env.XDG_CACHE_HOME;
+    else process.env.XDG_CACHE_HOME = savedCacheHome;
+  });
+
+  it('fills every key serve all reads with today\'s defaults', () => {
+    const config = resolveConfig({ role: 'all' });
+    expect(config.apiserver).toEqual({ listen_address: '0.0.0.0:12100', upload_idle_timeout: '1m' });
+    expect(config.scheduler).toEqual({ listen_address: '0.0.0.0:9099', worker_lease: '30s' });
+    expect(config.worker?.work_dir).toBe('/cache/bzutil/work');
+    expect(config.worker?.slots).toBeGreaterThan(0);
+    expect(config.storage.cas).toEqual({
+      small_blob_caching: { max_size_bytes: '64MiB', backend: { disk: { path: '/cache/bzutil/storage/cas', max_size_bytes: '10GiB' } } },
+    });
+    expect(config.storage.action_cache).toEqual({
+      small_blob_caching: { max_size_bytes: '8MiB', backend: { disk: { path: '/cache/bzutil/storage/ac', max_size_bytes: '640MiB' } } },
+    });
+  });
+
+  it('gives each role only the sections it reads, with remote storage for scheduler and worker', () => {
+    const scheduler = resolveConfig({ role: 'scheduler' });
+    expect(Object.keys(scheduler).sort()).toEqual(['log_level', 'scheduler', 'storage']);
+    expect(scheduler.storage).toEqual({ cas: { grpc: { address: 'localhost:12100' } }, action_cache: { grpc: { address: 'localhost:12100' } } });
+    const worker = resolveConfig({ role: 'worker' });
+    expect(Object.keys(worker).sort()).toEqual(['log_level', 'storage', 'worker']);
+    expect(worker.worker).toMatchObject({ scheduler_address: 'localhost:9099', work_dir: '/cache/bzutil/worker' });
+    expect(worker.storage).toEqual({ cas: { grpc: { address: 'localhost:12100' } } });
+  });
+
+  it('lays the file over the defaults and the flags over the file', () => {
+    const file = { scheduler: { worker_lease: '2m' }, worker: { slots: 3, platform: { OSFamily: 'Linux' } } };
+    const config = resolveConfig({ role: 'all', file: { tree: file, source: 'f' }, overrides: { worker: { slots: 5 } } });
+    expect(config.scheduler).toEqual({ listen_address: '0.0.0.0:9099', worker_lease: '2m' });
+    expect(config.worker).toMatchObject({ slots: 5, platform: { OSFamily: 'Linux' } });
+  });
+
+  it('replaces a store tree whole instead of merging two kinds into one node', () => {
+    const file = { storage: { cas: { memory: { max_size_bytes: '1G' } } } };
+    const config = resolveConfig({ role: 'apiserver', file: { tree: file, source: 'f' } });
+    expect(config.storage.cas).toEqual({ memory: { max_size_bytes: '1GiB' } });
+    // The action cache the file did not mention keeps its default.
+    expect(config.storage.action_cache).toHaveProperty('small_blob_caching');
+  });
+
+  it('writes sizes and durations in canonical form, so equal trees print equal', () => {
+    const file = { apiserver: { upload_idle_timeout: '90000ms' }, storage: { cas: { disk: { path: '/d', max_size_bytes: 10 * 1024 ** 3 } } } };
+    const config = resolveConfig({ role: 'apiserver', file: { tree: file, source: 'f' } });
+    expect(config.apiserver?.upload_idle_timeout).toBe('90s');
+    expect(config.storage.cas).toEqual({ disk: { path: '/d', max_size_bytes: '10GiB' } });
+  });
+
+  it('expands ~ in paths to the home directory', () => {
+    const file = { worker: { work_dir: '~/w' }, storage: { cas: { disk: { path: '~/cas', max_size_bytes: 1 } } } };
+    const config = resolveConfig({ role: 'all', file: { tree: file, source: 'f' } });
+    expect(config.worker?.work_dir).toBe(path.join(homedir(), 'w'));
+    expect((config.storage.cas as { disk: { path: string } }).disk.path).toBe(path.join(homedir(), 'cas'));
+  });
+
+  it('names the path of an impossible size', () => {
+    expect(issuesOf({ storage: { cas: { disk: { path: '/d', max_size_bytes: '10XB' } } } })).toEqual([
+      expect.stringMatching(/^storage\.cas\.disk\.max_size_bytes: expected a size like "10GiB"/),
+    ]);
+    expect(issuesOf({ storage: { cas: { memory: { max_size_bytes: 0 } } } })[0]).toMatch(/^storage\.cas\.memory\.max_size_bytes: .*must be positive/);
+  });
+
+  it('names the path of an unknown key, with the keys that are allowed there', () => {
+    expect(issuesOf({ scheduler: { worker_leases: '1s' } })).toEqual(['scheduler.worker_leases: unknown key (expected one of listen_address, worker_lease)']);
+    expect(issuesOf({ storage: { cas: { s3: {} } } })[0]).toMatch(/^storage\.cas\.s3: unknown key \(expected one of disk, memory, grpc/);
+    // Planned sections are refused, not silently ignored.
+    expect(issuesOf({ scheduler: { state: 'memory' } })).toEqual(['scheduler.state: is planned but not supported yet']);
+    expect(issuesOf({ storage: { cas: { sharding: {} } } })).toEqual(['storage.cas.sharding: is planned but not supported yet']);
+    expect(issuesOf({ auth: {} })).toEqual(['auth: is planned but not supported yet']);
+  });
+
+  it('names the path of a wrong type, a missing key and a node with two kinds', () => {
+    expect(issuesOf({ worker: { slots: 'many' } })).toEqual(['worker.slots: must be integer']);
+    expect(issuesOf({ storage: { cas: { disk: { max_size_bytes: 1 } } } })).toEqual(['storage.cas.disk.path: is required']);
+    expect(issuesOf({ storage: { cas: { memory: { max_size_bytes: 1 }, grpc: { address: 'a:1' } } } })[0]).toMatch(/^storage\.cas: expected exactly one store kind/);
+    expect(issuesOf({ scheduler: { listen_address: 'nowhere' } })).toEqual(['scheduler.listen_address: expected an address like "127.0.0.1:9099"']);
+  });
+
+  it('reports every bad key at once', () => {
+    expect(issuesOf({ log_level: 'loud', apiserver: { upload_idle_timeout: 'soon' } }).map((l) => l.split(':')[0])).toEqual(['log_level', 'apiserver.upload_idle_timeout']);
+  });
+
+  it('refuses sections the role does not read', () => {
+    expect(issuesOf({ apiserver: {} }, 'worker')).toEqual([expect.stringMatching(/^apiserver: is not used by "serve worker"/)]);
+    expect(issuesOf({ storage: { action_cache: { memory: { max_size_bytes: 1 } } } }, 'worker')).toEqual(['storage.action_cache: is not used by "serve worker"']);
+    expect(issuesOf({ worker: { scheduler_address: 'h:1' } }, 'all')[0]).toMatch(/^worker\.scheduler_address: is not used by "serve all"/);
+  });
+
+  it('refuses a flag that makes the tree invalid, and a worker without slots', () => {
+    expect(() => resolveConfig({ role: 'worker', overrides: { worker: { slots: 0 } } })).toThrow(/worker\.slots: must be at least 1/);
+  });
+});
+
+describe('readConfigFile', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await fs.mkdtemp(path.join(tmpdir(), 'bzutil-config-'));
+  });
+  afterAll(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it('reads YAML and JSON alike', async () => {
+    await fs.writeFile(path.join(dir, 'a.yaml'), 'scheduler:\n  worker_lease: 10s # comment\n');
+    await fs.writeFile(path.join(dir, 'a.json'), '{ "scheduler": { "worker_lease": "10s" } }');
+    expect(await readConfigFile(path.join(dir, 'a.yaml'))).toEqual({ scheduler: { worker_lease: '10s' } });
+    expect(await readConfigFile(path.join(dir, 'a.json'))).toEqual({ scheduler: { worker_lease: '10s' } });
+  });
+
+  it('reports a missing file and a syntax error as configuration errors', async () => {
+    await fs.writeFile(path.join(dir, 'bad.yaml'), 'scheduler: [unclosed\n');
+    await expect(readConfigFile(path.join(dir, 'missing.yaml'))).rejects.toThrow(/cannot be read: ENOENT/);
+    await expect(readConfigFile(path.join(dir, 'bad.yaml'))).rejects.toBeInstanceOf(ConfigError);
+  });
+
+  it('takes an empty file as an empty tree, and refuses a file that is not a mapping', async () => {
+    await fs.writeFile(path.join(dir, 'empty.yaml'), '# nothing\n');
+    expect(await readConfigFile(path.join(dir, 'empty.yaml'))).toEqual({});
+    expect(validateConfigTree(['a'])).toEqual([{ path: '(top level)', message: 'must be object' }]);
+  });
+});
+
+describe('examples/serve-all.yaml', () => {
+  it('validates and resolves to exactly the flag-less serve all tree', async () => {
+    const saved = process.env.XDG_CACHE_HOME;
+    delete process.env.XDG_CACHE_HOME; // the example spells the paths under ~/.cache
+    try {
+      const tree = await readConfigFile(path.join(__dirname, '../../../examples/serve-all.yaml'));
+      const fromFile: ResolvedConfig = resolveConfig({ role: 'all', file: { tree, source: 'examples/serve-all.yaml' } });
+      expect(fromFile).toEqual(resolveConfig({ role: 'all' }));
+    } finally {
+      if (saved !== undefined) process.env.XDG_CACHE_HOME = saved;
+    }
+  });
+});
