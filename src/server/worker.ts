@@ -15,6 +15,7 @@ import { Digest } from '../lib/digest/digest.js';
 import { fromGrpcError } from '../lib/errors/grpc-status.js';
 import { Code, StatusError, toStatusError } from '../lib/errors/status-error.js';
 import { type protobuf, type reapi, workerapi } from '../lib/proto/index.js';
+import { durationToMs, msToDuration } from '../lib/proto/proto-time.js';
 import { workerQueueService } from '../lib/proto/services.js';
 import { type Clock, systemClock } from '../lib/util/clock.js';
 import type { Logger } from '../lib/util/logger.js';
@@ -201,7 +202,7 @@ class Worker {
         platform: this.platform,
         slots: this.opts.slots,
         runningTaskIds: [...this.tasks.keys()],
-        maxWait: toDuration(maxWaitMs),
+        maxWait: msToDuration(maxWaitMs),
       };
       const startedAtMs = this.clock.now();
       let response: workerapi.SynchronizeResponse;
@@ -348,14 +349,4 @@ function toExecutionTask(task: workerapi.ITask): ExecutionTask {
     ...(task.queuedTimestamp ? { queuedTimestamp: task.queuedTimestamp } : {}),
     ...(task.inputDirectories?.length ? { inputDirectories: task.inputDirectories } : {}),
   };
-}
-
-function durationToMs(d: protobuf.IDuration | null | undefined): number {
-  if (!d) return 0;
-  return Number(d.seconds ?? 0) * 1000 + Math.floor(Number(d.nanos ?? 0) / 1e6);
-}
-
-function toDuration(ms: number): protobuf.IDuration {
-  const seconds = Math.floor(ms / 1000);
-  return { seconds, nanos: (ms - seconds * 1000) * 1e6 };
 }
