@@ -90,6 +90,28 @@ describe('InputMaterializer', () => {
     expect(err.preconditionViolations().map((v) => v.subject)).toEqual([`blobs/${gone.hash}/${gone.sizeBytes}`]);
   });
 
+  it('checks the resolved Directories like fetched ones: bad names refused, symlinks made last and never written through', async () => {
+    const file = await putBlob(store, 'x');
+    const outside = path.join(dir, 'outside');
+    mkdirSync(outside);
+    const bad = await putDirectory(store, { files: [{ name: '..', digest: file.toProto() }] });
+    const badErr = await failure(materializer.materialize(bad, root, { resolved: [{ digest: bad.toProto(), directory: { files: [{ name: '..', digest: file.toProto() }] } }] }));
+    expect(badErr.code).toBe(Code.INVALID_ARGUMENT);
+    expect(readdirSync(root)).toEqual([]);
+
+    const sub = await putDirectory(store, { files: [{ name: 'f.txt', digest: file.toProto() }] });
+    const top = { directories: [{ name: 'sub', digest: sub.toProto() }], symlinks: [{ name: 'link', target: outside }] };
+    const digest = await putDirectory(store, top);
+    const resolved = [
+      { digest: digest.toProto(), directory: top },
+      { digest: sub.toProto(), directory: { files: [{ name: 'f.txt', digest: file.toProto() }] } },
+    ];
+    await materializer.materialize(digest, root, { resolved });
+    expect(lstatSync(path.join(root, 'link')).isSymbolicLink()).toBe(true);
+    expect(readFileSync(path.join(root, 'sub', 'f.txt'), 'utf8')).toBe('x');
+    expect(readdirSync(outside)).toEqual([]);
+  });
+
   it.each([
     ['a name with a slash', 'a/b'],
     ['"."', '.'],
