@@ -16,7 +16,13 @@ export interface ServeAll {
   scheduler: Scheduler;
   /** Absent with `worker.slots: 0`. */
   worker: WorkerHandle | undefined;
-  close(): Promise<void>;
+  /**
+   * Graceful shutdown, first half: both ports report NOT_SERVING, the worker takes no new task and
+   * its running ones (and the scheduler's queue) get up to `graceMs` to finish.
+   */
+  drain(graceMs: number): Promise<void>;
+  /** Stops everything; running calls get up to `graceMs` (default 2 s). */
+  close(graceMs?: number): Promise<void>;
 }
 
 export async function startAll(config: ResolvedConfig, deps: ServerDeps): Promise<ServeAll> {
@@ -43,10 +49,17 @@ export async function startAll(config: ResolvedConfig, deps: ServerDeps): Promis
     apiserver,
     scheduler: started,
     worker,
-    close: async () => {
+    drain: async (graceMs) => {
+      const deadline = Date.now() + graceMs;
+      apiserver.setServing(false);
+      started.setServing(false);
+      await worker?.drain(graceMs);
+      await started.drain(Math.max(0, deadline - Date.now()));
+    },
+    close: async (graceMs?: number) => {
       await worker?.close();
-      await started.close();
-      await apiserver.close();
+      await started.close(graceMs);
+      await apiserver.close(graceMs);
     },
   };
 }

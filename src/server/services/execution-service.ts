@@ -11,12 +11,15 @@ import type { longrunning, reapi } from '../../lib/proto/index.js';
 import type { BuildQueue } from '../../lib/scheduler/build-queue.js';
 import { toLongrunningOperation } from '../../lib/scheduler/operation-snapshot.js';
 import type { HandlerFactory } from '../grpc/handlers.js';
+import type { ActionObserver } from '../observability/action-observer.js';
 import { digestFromRequest, requireName } from './request-fields.js';
 
 export interface ExecutionServiceDeps {
   buildQueue: BuildQueue;
   /** Digest functions accepted, as advertised by Capabilities. @default ['sha256'] */
   digestFunctions?: readonly DigestFunction[];
+  /** Told the first state of every Execute (logs and metrics). */
+  observer?: ActionObserver;
 }
 
 /** The Execution service implementation for grpc-js. */
@@ -35,7 +38,12 @@ export function createExecutionService(handlers: HandlerFactory, deps: Execution
         },
         { signal: ctx.signal },
       );
-      for await (const snapshot of snapshots) yield toLongrunningOperation(snapshot);
+      let first = true;
+      for await (const snapshot of snapshots) {
+        if (first) deps.observer?.executeStarted(snapshot);
+        first = false;
+        yield toLongrunningOperation(snapshot);
+      }
     }),
 
     waitExecution: handlers.serverStream<reapi.WaitExecutionRequest, longrunning.IOperation>('Execution.WaitExecution', async function* (request, ctx) {
