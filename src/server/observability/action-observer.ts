@@ -65,6 +65,14 @@ interface RunningTask {
   workerId: string;
 }
 
+/** What the first snapshot of an Execute call means, for its log record. */
+const FIRST_STAGE_MESSAGES: Record<OperationSnapshot['stage'], string> = {
+  CACHE_CHECK: 'Action checking the action cache',
+  QUEUED: 'Action queued',
+  EXECUTING: 'Action already executing, joined',
+  COMPLETED: 'Action completed',
+};
+
 /** Most operations the queue gauge reads per scrape (pages of the queue's maximum size). */
 const MAX_SCRAPED_OPERATIONS = 1_000_000;
 
@@ -153,7 +161,7 @@ export function createActionObserver(deps: ActionObserverDeps): ActionObserver {
         m?.cacheHits.inc({ instance: fields.instance });
         logger.info('Action completed from the action cache', fields);
       } else {
-        logger.info(`Action ${snapshot.stage.toLowerCase()}`, fields);
+        logger.info(FIRST_STAGE_MESSAGES[snapshot.stage], fields);
       }
     },
 
