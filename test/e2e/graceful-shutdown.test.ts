@@ -84,7 +84,8 @@ describe('serve all on SIGTERM', () => {
     expect(executing?.operation).toMatch(/^operations\/[0-9a-f-]{36}$/);
     expect(executing?.worker).toEqual(expect.any(String));
     expect(records.find((r) => r.msg === 'Action completed')).toMatchObject({ level: 'info', operation: executing?.operation, outcome: 'success', worker: executing?.worker });
-    expect(records.find((r) => r.msg === 'Action queued')).toMatchObject({ level: 'info', operation: executing?.operation, actionDigest: action.digest.toString() });
+    expect(records.find((r) => r.msg === 'Action requested')).toMatchObject({ level: 'info', operation: executing?.operation, actionDigest: action.digest.toString() });
+    expect(executing?.queuedMs).toEqual(expect.any(Number));
     expect(records.some((r) => r.msg === 'RPC' && r.level === 'debug' && r.method === 'Execution.Execute' && r.code === 'OK')).toBe(true);
     expect(records.some((r) => typeof r.msg === 'string' && r.msg.startsWith('Received SIGTERM'))).toBe(true);
   });

@@ -65,14 +65,6 @@ interface RunningTask {
   workerId: string;
 }
 
-/** What the first snapshot of an Execute call means, for its log record. */
-const FIRST_STAGE_MESSAGES: Record<OperationSnapshot['stage'], string> = {
-  CACHE_CHECK: 'Action checking the action cache',
-  QUEUED: 'Action queued',
-  EXECUTING: 'Action already executing, joined',
-  COMPLETED: 'Action completed',
-};
-
 /** Most operations the queue gauge reads per scrape (pages of the queue's maximum size). */
 const MAX_SCRAPED_OPERATIONS = 1_000_000;
 
@@ -161,7 +153,9 @@ export function createActionObserver(deps: ActionObserverDeps): ActionObserver {
         m?.cacheHits.inc({ instance: fields.instance });
         logger.info('Action completed from the action cache', fields);
       } else {
-        logger.info(FIRST_STAGE_MESSAGES[snapshot.stage], fields);
+        // The stage when the caller first hears back: QUEUED, or already EXECUTING when an idle
+        // worker took it at once or the call joined an identical running action.
+        logger.info('Action requested', { ...fields, stage: snapshot.stage });
       }
     },
 
@@ -181,7 +175,7 @@ export function createActionObserver(deps: ActionObserverDeps): ActionObserver {
         running.set(task.taskId ?? '', { ...info, workerId: id });
         const queuedMs = timestampMs(task.queuedTimestamp);
         if (queuedMs !== undefined) m?.queueSeconds.observe({ instance }, Math.max(0, clock.now() - queuedMs) / 1000);
-        logger.info('Action executing', { ...info, taskId: task.taskId });
+        logger.info('Action executing', { ...info, taskId: task.taskId, queuedMs: queuedMs === undefined ? undefined : Math.max(0, clock.now() - queuedMs) });
       }
       // Tasks the worker no longer reports are over (completed, or lost with the worker).
       for (const [taskId, task] of running) if (task.workerId === id && !isRunning(taskId, request, tasks)) running.delete(taskId);
