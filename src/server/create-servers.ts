@@ -13,6 +13,7 @@ import { parseDurationMs, parseSizeBytes } from '../lib/util/units.js';
 import { type ApiServer, startApiServer } from './apiserver.js';
 import { type Scheduler, type SchedulerStorage, startScheduler } from './scheduler.js';
 import { type HttpServer, startHttpServer } from './http/http-server.js';
+import type { UiSources } from './http/ui/pages.js';
 import { startWorker, type WorkerHandle } from './worker.js';
 
 export interface ServerDeps {
@@ -24,9 +25,9 @@ export interface ServerDeps {
 }
 
 /** The operator's HTTP port of `config` (`http.listen_address`), or undefined when that is empty. */
-export async function createHttpServer(config: ResolvedConfig, deps: ServerDeps & { metrics: Registry }): Promise<HttpServer | undefined> {
+export async function createHttpServer(config: ResolvedConfig, deps: ServerDeps & { metrics: Registry; ui?: UiSources }): Promise<HttpServer | undefined> {
   if (config.http.listen_address === '') return undefined;
-  return startHttpServer({ listenAddress: config.http.listen_address, metrics: deps.metrics, logger: deps.logger });
+  return startHttpServer({ listenAddress: config.http.listen_address, metrics: deps.metrics, logger: deps.logger, ui: deps.ui });
 }
 
 /** The apiserver of `config` (its `apiserver` and `storage` sections). */

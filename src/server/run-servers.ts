@@ -10,6 +10,7 @@ import { createMetricsRegistry } from '../lib/util/metrics.js';
 import { parseDurationMs } from '../lib/util/units.js';
 import { createHttpServer, type ServerDeps } from './create-servers.js';
 import type { HttpServer } from './http/http-server.js';
+import type { UiSources } from './http/ui/pages.js';
 
 /** What a role starts: drained first (when it can be), then closed with what is left of the grace period. */
 export interface Drainable {
@@ -22,12 +23,14 @@ export async function runServersUntilSignal<T extends Drainable>(
   logger: Logger,
   start: (deps: ServerDeps) => Promise<T>,
   ready: (servers: T) => void,
+  /** What the web UI on the HTTP port shows. @default no UI */
+  ui?: (servers: T) => UiSources,
 ): Promise<void> {
   const metrics = createMetricsRegistry();
   const servers = await start({ logger, metrics });
   let http: HttpServer | undefined;
   try {
-    http = await createHttpServer(config, { logger: logger.child('http'), metrics });
+    http = await createHttpServer(config, { logger: logger.child('http'), metrics, ui: ui?.(servers) });
   } catch (err) {
     await servers.close(0);
     throw err;

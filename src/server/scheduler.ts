@@ -19,7 +19,7 @@ import type { Registry } from '../lib/util/metrics.js';
 import { createHandlerFactory } from './grpc/handlers.js';
 import { addIntrospection } from './grpc/introspection.js';
 import { createRpcMetrics } from './grpc/rpc-metrics.js';
-import { createActionObserver } from './observability/action-observer.js';
+import { createActionObserver, type WorkerSummary } from './observability/action-observer.js';
 import { bindGrpcServer, createGrpcServer, shutdownGrpcServer } from './grpc/server.js';
 import { createExecutionService } from './services/execution-service.js';
 import { createOperationsService } from './services/operations-service.js';
@@ -67,6 +67,10 @@ export interface Scheduler {
   /** `host:port` as bound, for clients and workers. */
   address: string;
   buildQueue: InMemoryBuildQueue;
+  /** The action cache behind the queue. */
+  actionCache: ActionCache;
+  /** Live workers and what each runs (as seen by the WorkerQueue service). */
+  workers(): WorkerSummary[];
   /** The CAS behind the queue and this port's storage services (see StorageServicesDeps.uploadsVerified). */
   contentAddressableStorage: BlobStore;
   /** Fully-qualified names of the services on the port (health and reflection list these). */
@@ -155,6 +159,8 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
     address,
     buildQueue,
     contentAddressableStorage: stores.contentAddressableStorage,
+    actionCache: stores.actionCache,
+    workers: () => observer.workers(),
     services: introspection.services,
     setServing: introspection.setServing,
     drain: async (graceMs) => {

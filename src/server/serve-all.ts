@@ -8,6 +8,7 @@
 import type { ResolvedConfig } from '../lib/config/config.js';
 import type { ApiServer } from './apiserver.js';
 import { createApiServer, createScheduler, createWorker, type ServerDeps } from './create-servers.js';
+import type { UiSources } from './http/ui/pages.js';
 import type { Scheduler } from './scheduler.js';
 import type { WorkerHandle } from './worker.js';
 
@@ -23,6 +24,16 @@ export interface ServeAll {
   drain(graceMs: number): Promise<void>;
   /** Stops everything; running calls get up to `graceMs` (default 2 s). */
   close(graceMs?: number): Promise<void>;
+}
+
+/** What the web UI of `serve all` shows: the shared stores, the queue and its workers. */
+export function uiOfServeAll(all: ServeAll): UiSources {
+  return {
+    contentAddressableStorage: all.apiserver.contentAddressableStorage,
+    actionCache: all.apiserver.actionCache,
+    buildQueue: all.scheduler.buildQueue,
+    workers: () => all.scheduler.workers(),
+  };
 }
 
 export async function startAll(config: ResolvedConfig, deps: ServerDeps): Promise<ServeAll> {

@@ -4,7 +4,7 @@ import { configFlags, configToServe, logLevelFlag, operatorFlags, schedulerFlags
 import { createLogger } from '../../lib/util/logger.js';
 import type { ResolvedConfig } from '../../lib/config/config.js';
 import { runServersUntilSignal } from '../../server/run-servers.js';
-import { type ServeAll as AllServers, startAll } from '../../server/serve-all.js';
+import { type ServeAll as AllServers, startAll, uiOfServeAll } from '../../server/serve-all.js';
 
 export default class ServeAll extends BzutilCommand<void> {
   static override enableJsonFlag = false;
@@ -48,7 +48,7 @@ Each server prints "<service> listening on <host:port>" on stdout once it accept
     const config = await configToServe('all', flags);
     if (!config) return;
     const logger = createLogger({ level: config.log_level });
-    await runServersUntilSignal(config, logger, (deps) => startAll(config, deps), (all) => this.ready(config, all));
+    await runServersUntilSignal(config, logger, (deps) => startAll(config, deps), (all) => this.ready(config, all), uiOfServeAll);
   }
 
   private ready(config: ResolvedConfig, all: AllServers): void {

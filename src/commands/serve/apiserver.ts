@@ -30,8 +30,12 @@ are evicted beyond --max_size. Prints "apiserver listening on <host:port>" on st
     const config = await configToServe('apiserver', flags);
     if (!config) return;
     const logger = createLogger({ level: config.log_level, component: 'apiserver' });
-    await runServersUntilSignal(config, logger, (deps) => createApiServer(config, deps), (server) => {
-      process.stdout.write(`apiserver listening on ${server.address}\n`);
-    });
+    await runServersUntilSignal(
+      config,
+      logger,
+      (deps) => createApiServer(config, deps),
+      (server) => process.stdout.write(`apiserver listening on ${server.address}\n`),
+      (server) => ({ contentAddressableStorage: server.contentAddressableStorage, actionCache: server.actionCache }),
+    );
   }
 }

@@ -33,8 +33,12 @@ needs only --remote_executor=grpc://host:9099. Prints "scheduler listening on <h
     const config = await configToServe('scheduler', flags);
     if (!config) return;
     const logger = createLogger({ level: config.log_level, component: 'scheduler' });
-    await runServersUntilSignal(config, logger, (deps) => createScheduler(config, deps), (scheduler) => {
-      process.stdout.write(`scheduler listening on ${scheduler.address}\n`);
-    });
+    await runServersUntilSignal(
+      config,
+      logger,
+      (deps) => createScheduler(config, deps),
+      (scheduler) => process.stdout.write(`scheduler listening on ${scheduler.address}\n`),
+      (s) => ({ contentAddressableStorage: s.contentAddressableStorage, actionCache: s.actionCache, buildQueue: s.buildQueue, workers: () => s.workers() }),
+    );
   }
 }

@@ -1,18 +1,21 @@
 /**
  * The operator's HTTP port (`http.listen_address`, `--http_listen`): Prometheus metrics at
- * `GET /metrics` from the process's one registry, shared by every server of the process. Plain
- * node:http: one route table, no framework.
+ * `GET /metrics` from the process's one registry, shared by every server of the process, and the
+ * web UI (ui/pages.ts) when the process holds stores to show. Plain node:http, no framework.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../../lib/util/logger.js';
 import type { Registry } from '../../lib/util/metrics.js';
+import { renderUi, type UiSources } from './ui/pages.js';
 
 export interface HttpServerOptions {
   /** `host:port`; port 0 picks a free one. */
   listenAddress: string;
   metrics: Registry;
   logger: Logger;
+  /** What the web UI shows; without it the port serves /metrics only. */
+  ui?: UiSources;
 }
 
 export interface HttpServer {
@@ -63,6 +66,11 @@ async function route(req: IncomingMessage, res: ServerResponse, opts: HttpServer
   if (path === '/metrics') {
     const body = await opts.metrics.metrics();
     res.writeHead(200, { 'content-type': opts.metrics.contentType }).end(req.method === 'HEAD' ? undefined : body);
+    return;
+  }
+  const page = opts.ui ? await renderUi(new URL(req.url ?? '/', 'http://localhost'), opts.ui) : undefined;
+  if (page) {
+    res.writeHead(page.status, { 'content-type': page.contentType, ...page.headers }).end(req.method === 'HEAD' ? undefined : page.body);
     return;
   }
   if (path === '/') {

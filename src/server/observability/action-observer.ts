@@ -23,8 +23,16 @@ export interface ActionObserver {
   synchronized(request: workerapi.ISynchronizeRequest, response: workerapi.ISynchronizeResponse): void;
   /** A worker handed in a result. */
   taskCompleted(request: workerapi.ICompleteTaskRequest): void;
+  /** Live workers and the actions each runs, for the web UI. */
+  workers(): WorkerSummary[];
   /** Stops the scrape-time gauges. */
   close(): void;
+}
+
+export interface WorkerSummary {
+  name: string;
+  slots: number;
+  running: { operation: string; actionDigest: string; instance: string }[];
 }
 
 /** How an action ended, for `bzutil_scheduler_action_outcomes_total`. */
@@ -199,6 +207,16 @@ export function createActionObserver(deps: ActionObserverDeps): ActionObserver {
         outcome,
         exitCode: request.response?.result?.exitCode ?? undefined,
       });
+    },
+
+    workers() {
+      return [...workers.entries()]
+        .filter(([id]) => liveWorkers().some((w) => w === workers.get(id)))
+        .map(([id, w]) => ({
+          name: w.name,
+          slots: w.slots,
+          running: [...running.values()].filter((t) => t.workerId === id).map(({ operation, actionDigest, instance }) => ({ operation, actionDigest, instance })),
+        }));
     },
 
     close() {

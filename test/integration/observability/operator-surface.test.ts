@@ -11,16 +11,13 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CasClient } from '../../../src/lib/client/cas-client.js';
 import { RemoteConnection } from '../../../src/lib/client/connection.js';
-import { resolveConfig } from '../../../src/lib/config/resolve-config.js';
 import { Digest } from '../../../src/lib/digest/digest.js';
 import { encodeWithDigest } from '../../../src/lib/proto/canonical.js';
 import { type longrunning, reapi } from '../../../src/lib/proto/index.js';
 import { executionService } from '../../../src/lib/proto/services.js';
-import { silentLogger } from '../../../src/lib/util/logger.js';
-import { createMetricsRegistry } from '../../../src/lib/util/metrics.js';
-import { createHttpServer } from '../../../src/server/create-servers.js';
 import type { HttpServer } from '../../../src/server/http/http-server.js';
-import { type ServeAll, startAll } from '../../../src/server/serve-all.js';
+import type { ServeAll } from '../../../src/server/serve-all.js';
+import { startServeAllInProcess } from '../../helpers/serve-all-in-process.js';
 import { healthCheck, listServices, reflect } from '../../helpers/introspection-clients.js';
 
 const R = 'build.bazel.remote.execution.v2';
@@ -32,29 +29,17 @@ describe('operator surface of serve all', () => {
   let work: string;
   let all: ServeAll;
   let http: HttpServer;
+  let stop: (() => Promise<void>) | undefined;
   let connection: RemoteConnection;
 
   beforeAll(async () => {
     work = mkdtempSync(join(tmpdir(), 'bzutil-ops-'));
-    const config = resolveConfig({
-      role: 'all',
-      overrides: {
-        http: { listen_address: '127.0.0.1:0' },
-        apiserver: { listen_address: '127.0.0.1:0' },
-        scheduler: { listen_address: '127.0.0.1:0' },
-        worker: { slots: 1, work_dir: join(work, 'work') },
-        storage: { cas: { memory: { max_size_bytes: '64MiB' } }, action_cache: { memory: { max_size_bytes: '16MiB' } } },
-      },
-    });
-    const metrics = createMetricsRegistry();
-    all = await startAll(config, { logger: silentLogger, metrics });
-    http = (await createHttpServer(config, { logger: silentLogger, metrics }))!;
+    ({ all, http, close: stop } = await startServeAllInProcess(work));
     connection = new RemoteConnection(all.apiserver.address);
   });
   afterAll(async () => {
     connection?.close();
-    await http?.close();
-    await all?.close();
+    await stop?.();
     rmSync(work, { recursive: true, force: true });
   });
 
