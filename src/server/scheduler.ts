@@ -78,8 +78,9 @@ export interface Scheduler {
   /** Health status of every service on the port: NOT_SERVING while draining before shutdown. */
   setServing(serving: boolean): void;
   /**
-   * Reports NOT_SERVING and waits up to `graceMs` until no operation is queued or executing, while
-   * still serving (workers keep reporting results, followers keep getting them).
+   * Reports NOT_SERVING, refuses new executions (UNAVAILABLE) and waits up to `graceMs` until no
+   * operation is queued or executing, while still serving the rest (workers keep reporting results,
+   * followers keep getting them).
    */
   drain(graceMs: number): Promise<void>;
   /**
@@ -128,7 +129,9 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
   } else {
     server.addService(capabilitiesService, createCapabilitiesService(handlers, capabilities));
   }
-  server.addService(executionService, createExecutionService(handlers, { buildQueue, digestFunctions: capabilities.digestFunctions, observer }));
+  let draining = false;
+  const executions = { buildQueue, digestFunctions: capabilities.digestFunctions, observer, draining: () => draining };
+  server.addService(executionService, createExecutionService(handlers, executions));
   server.addService(operationsService, createOperationsService(handlers, { buildQueue }));
   server.addService(workerQueueService, createWorkerQueueService(handlers, { buildQueue, observer }));
   const introspection = addIntrospection(server, [
@@ -165,6 +168,7 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
     setServing: introspection.setServing,
     drain: async (graceMs) => {
       introspection.setServing(false);
+      draining = true;
       const deadline = clock.now() + graceMs;
       const busy = () => buildQueue.listOperations({ filter: 'done=false', pageSize: 1 }).operations.length > 0;
       if (busy()) logger.info('Draining: waiting for queued and executing operations', { graceMs });

@@ -132,5 +132,7 @@ describe('operator surface of serve all', () => {
     await all.drain(0);
     expect(await healthCheck(all.apiserver.address, '')).toBe('NOT_SERVING');
     expect(await healthCheck(all.scheduler.address, `${R}.Execution`)).toBe('NOT_SERVING');
+    // New executions are refused with a code clients retry on; the storage APIs still answer.
+    await expect(run('echo late')).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
   });
 });
