@@ -6,9 +6,11 @@
  *
  *   inside lib, top to bottom:
  *     cli                        (commands' helpers; nothing else in lib imports it)
+ *     inspect                    (reproduce/diff_actions: read actions for people; only commands use it)
  *     config                     (config tree, validation, storage factory)
  *     scheduler, worker          (peers: neither imports the other)
  *     actioncache
+ *     bytestream                 (resumable ByteStream uploads over a blob store)
  *     blobstore
  *     client                     (REAPI client; the grpc-* stores above are adapters over it)
  *     cas                        (Merkle trees, Action/Command building)
@@ -37,10 +39,12 @@ module.exports = {
     forbid('server-not-to-commands', 'Servers are started by commands, never the other way round.', '^src/server/', '^src/commands/'),
     forbid('only-serve-commands-import-server', 'Client commands talk to servers over gRPC, they do not embed them.', '^src/commands/', '^src/server/', { fromNot: '^src/commands/serve/' }),
     forbid('cli-only-for-commands', 'lib/cli holds command helpers (flags, output); servers and the rest of lib do not use it.', '^src/(server|lib/(?!cli/))', '^src/lib/cli/'),
-    forbid('config-above-stores-and-roles', 'lib/config builds stores and reads every section: nothing below it imports it.', lower(['scheduler', 'worker', 'actioncache', 'blobstore', 'client', 'cas', ...LEAVES]), '^src/lib/config/'),
+    forbid('inspect-only-for-commands', 'lib/inspect explains actions to people (reproduce, diff_actions); only commands use it.', '^src/(server|lib/(?!(cli|inspect)/))', '^src/lib/inspect/'),
+    forbid('config-above-stores-and-roles', 'lib/config builds stores and reads every section: nothing below it imports it.', lower(['scheduler', 'worker', 'actioncache', 'bytestream', 'blobstore', 'client', 'cas', ...LEAVES]), '^src/lib/config/'),
     forbid('scheduler-not-to-worker', 'Scheduler and worker meet only through the WorkerQueue protocol.', '^src/lib/scheduler/', '^src/lib/worker/'),
     forbid('worker-not-to-scheduler', 'Scheduler and worker meet only through the WorkerQueue protocol.', '^src/lib/worker/', '^src/lib/scheduler/'),
-    forbid('roles-above-storage', 'Stores, clients and leaves know nothing of scheduling or execution.', lower(['actioncache', 'blobstore', 'client', 'cas', ...LEAVES]), lower(['scheduler', 'worker'])),
+    forbid('roles-above-storage', 'Stores, clients and leaves know nothing of scheduling or execution.', lower(['actioncache', 'bytestream', 'blobstore', 'client', 'cas', ...LEAVES]), lower(['scheduler', 'worker'])),
+    forbid('bytestream-above-blobstore', 'Resumable uploads are built on blob stores; only servers and roles use them.', lower(['actioncache', 'blobstore', 'client', 'cas', ...LEAVES]), '^src/lib/bytestream/'),
     forbid('actioncache-above-blobstore', 'The action cache is built on blob stores, not the other way round.', lower(['blobstore', 'client', 'cas', ...LEAVES]), '^src/lib/actioncache/'),
     forbid('blobstore-above-client', 'Stores may wrap the client (GrpcBlobStore); the client never uses stores.', lower(['client', 'cas', ...LEAVES]), '^src/lib/blobstore/'),
     forbid('client-above-cas', 'cas/ builds Merkle trees and Actions from data; it does no RPCs.', lower(['cas', ...LEAVES]), '^src/lib/client/'),
@@ -52,12 +56,9 @@ module.exports = {
     }),
     forbid(
       'services-do-not-import-services',
-      'gRPC services share helpers through services/request-fields.ts and capabilities-config.ts, never import each other. ' +
-        'Temporary exception: byte-stream-service.ts still imports capabilities-service.ts (it is being rewritten on another branch; ' +
-        'capabilities-service re-exports what it needs). TODO(lead): remove the exception when that branch lands.',
+      'gRPC services share helpers through services/request-fields.ts and capabilities-config.ts, never import each other.',
       '^src/server/services/',
       '^src/server/services/.+-service\\.ts$',
-      { fromNot: '^src/server/services/byte-stream-service\\.ts$' },
     ),
     forbid('servers-do-not-import-servers', 'apiserver, scheduler and worker share code through storage-services.ts and create-servers.ts, never by importing each other.', '^src/server/(apiserver|scheduler|worker)\\.ts$', '^src/server/(apiserver|scheduler|worker)\\.ts$'),
     {

@@ -313,6 +313,7 @@ function toExecutionTask(task: workerapi.ITask): ExecutionTask {
     command: task.command,
     timeoutMs: durationToMs(task.timeout),
     ...(task.queuedTimestamp ? { queuedTimestamp: task.queuedTimestamp } : {}),
+    ...(task.inputDirectories?.length ? { inputDirectories: task.inputDirectories } : {}),
   };
 }
 

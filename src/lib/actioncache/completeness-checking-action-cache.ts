@@ -14,7 +14,7 @@ import { digestFunctionToProto, hashBytes } from '../digest/digest-function.js';
 import { Code, hasCode, StatusError, wrapStatus } from '../errors/status-error.js';
 import { encodeCanonical } from '../proto/canonical.js';
 import { reapi } from '../proto/index.js';
-import { type BlobStore, type CallOptions, isEmptyBlob } from '../blobstore/blob-store.js';
+import { type BlobStore, type CallOptions } from '../blobstore/blob-store.js';
 import type { ActionCache } from './action-cache.js';
 
 export interface CompletenessCheckingActionCacheOptions {
@@ -92,7 +92,7 @@ class Referenced {
     if (!proto && optional) return undefined;
     const digest = Digest.fromProto(this.actionDigest.instanceName, this.digestFunction, proto, field);
     // The empty blob is always present; no need to ask.
-    if (!isEmptyBlob(digest)) this.byKey.set(digest.key, digest);
+    if (!digest.isEmpty) this.byKey.set(digest.key, digest);
     return digest;
   }
 

@@ -3,7 +3,6 @@
  * order, the empty blob never. Shared so that every indexed store answers alike.
  */
 import type { Digest } from '../digest/digest.js';
-import { isEmptyBlob } from './blob-store.js';
 import { DigestSet } from '../digest/digest.js';
 
 /** Returns the digests for which `isPresent(digest)` is false, deduplicated, in argument order. */
@@ -12,7 +11,7 @@ export function absentDigests(digests: readonly Digest[], isPresent: (digest: Di
   // Only absent digests need deduplicating, and they are usually few: no set over every argument.
   const seen = new DigestSet();
   for (const digest of digests) {
-    if (isEmptyBlob(digest) || isPresent(digest) || !seen.add(digest)) continue;
+    if (digest.isEmpty || isPresent(digest) || !seen.add(digest)) continue;
     missing.push(digest);
   }
   return missing;

@@ -14,7 +14,6 @@
  * - Memory use of `read` and of streaming `put` does not grow with blob size.
  */
 import type { Digest } from '../digest/digest.js';
-import { hashBytes } from '../digest/digest-function.js';
 
 export interface CallOptions {
   /** Aborts the call; implementations reject with an AbortError or CANCELLED StatusError. */
@@ -63,25 +62,6 @@ export abstract class ForwardingBlobStore implements BlobStore {
   findMissing(digests: readonly Digest[], opts?: CallOptions): Promise<Digest[]> {
     return this.base.findMissing(digests, opts);
   }
-}
-
-/**
- * True for the empty blob of the digest's function (size 0 and the hash of no bytes). Every store
- * reports it present and serves it without storing anything, as REAPI requires of servers: clients
- * may reference it without ever uploading it.
- */
-export function isEmptyBlob(digest: Digest): boolean {
-  return digest.sizeBytes === 0 && digest.hash === emptyHash(digest);
-}
-
-const EMPTY_HASHES = new Map<string, string>();
-function emptyHash(digest: Digest): string {
-  let hash = EMPTY_HASHES.get(digest.digestFunction);
-  if (hash === undefined) {
-    hash = hashBytes(digest.digestFunction, new Uint8Array(0));
-    EMPTY_HASHES.set(digest.digestFunction, hash);
-  }
-  return hash;
 }
 
 /**

@@ -28,9 +28,10 @@ import { Code, StatusError, isAbortError } from '../errors/status-error.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { absentDigests } from './absent-digests.js';
 import { abortable, throwIfAborted, toChunks } from '../util/abort.js';
-import { type BlobStore, type CallOptions, type GetOptions, isEmptyBlob, MAX_READ_CHUNK_BYTES, type ReadOptions } from './blob-store.js';
+import { type BlobStore, type CallOptions, type GetOptions, MAX_READ_CHUNK_BYTES, type ReadOptions } from './blob-store.js';
 import { LruIndex, digestKeyScheme } from './lru-index.js';
 import { resolveReadRange } from './read-range.js';
+import { BatchingFileWriter, writeBatchBytesFor, writeFully } from './batching-file-writer.js';
 
 export interface FilesystemBlobStoreOptions {
   /** Directory holding the blobs; created if absent. */
@@ -59,10 +60,6 @@ const TEMP_DIR_NAME = '.tmp';
 const BLOB_FILE_NAME = /^([0-9a-f]+)-(\d+)$/;
 /** Files the start-up scan stats between two yields to the event loop (a few milliseconds' work). */
 const SCAN_FILES_PER_YIELD = 1000;
-/** Size of the batches a streamed upload is written in (see BatchingFileWriter). */
-const WRITE_BATCH_BYTES = 1024 * 1024;
-/** Smallest batch buffer, for blobs that declare a tiny size (action cache keys may understate it). */
-const MIN_WRITE_BATCH_BYTES = 4096;
 
 export class FilesystemBlobStore implements BlobStore {
   /** Digest -> stored size in bytes, with recency for eviction. */
@@ -129,7 +126,7 @@ export class FilesystemBlobStore implements BlobStore {
     throwIfAborted(opts.signal);
     const sizeBytes = this.touch(digest);
     if (sizeBytes === undefined) {
-      if (isEmptyBlob(digest)) return new Uint8Array(0);
+      if (digest.isEmpty) return new Uint8Array(0);
       throw notFound(digest);
     }
     if (opts.maxBytes !== undefined && sizeBytes > opts.maxBytes) {
@@ -147,7 +144,7 @@ export class FilesystemBlobStore implements BlobStore {
     throwIfAborted(opts.signal);
     const sizeBytes = this.touch(digest);
     if (sizeBytes === undefined) {
-      if (isEmptyBlob(digest)) {
+      if (digest.isEmpty) {
         resolveReadRange(digest, 0, opts);
         return;
       }
@@ -189,7 +186,7 @@ export class FilesystemBlobStore implements BlobStore {
 
   async put(digest: Digest, data: Uint8Array | AsyncIterable<Uint8Array>, opts: CallOptions = {}): Promise<void> {
     throwIfAborted(opts.signal);
-    if (isEmptyBlob(digest)) {
+    if (digest.isEmpty) {
       // Always present and never stored; still consume the source so that its errors surface.
       for await (const _ of abortable(toChunks(data), opts.signal));
       return;
@@ -207,7 +204,7 @@ export class FilesystemBlobStore implements BlobStore {
         throwIfAborted(opts.signal);
         writtenBytes = data.length;
       } else {
-        writer = new BatchingFileWriter(handle, Math.min(WRITE_BATCH_BYTES, Math.max(digest.sizeBytes, MIN_WRITE_BATCH_BYTES)));
+        writer = new BatchingFileWriter(handle, writeBatchBytesFor(digest.sizeBytes));
         for await (const chunk of abortable(data, opts.signal)) {
           writtenBytes += chunk.length;
           if (writtenBytes > this.maxSizeBytes) throw this.overCapacity(digest);
@@ -419,81 +416,6 @@ function tryDigest(instanceName: string, fn: DigestFunction, hash: string, sizeB
 
 function readDirsSync(dir: string): Dirent[] {
   return readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory());
-}
-
-/**
- * Gathers a stream's chunks (16 KiB each from Bazel) into batches of up to `batchBytes` and writes
- * each batch while the next one fills. One write per small chunk made every chunk wait for a round
- * trip through libuv's thread pool, which bounded uploads far below what the disk and the network
- * can do. Chunks are copied into the batch (never kept), so a producer may reuse its buffers as soon
- * as `write` resolves; memory is two batches per upload, whatever the blob size.
- */
-class BatchingFileWriter {
-  private current?: Buffer;
-  private spare?: Buffer;
-  private filledBytes = 0;
-  private inFlight?: Promise<void>;
-
-  constructor(
-    private readonly handle: FileHandle,
-    private readonly batchBytes: number,
-  ) {}
-
-  /** Takes `chunk`; waits only when a full batch must wait for the previous write. */
-  async write(chunk: Uint8Array): Promise<void> {
-    // Large chunks are copied too (about 0.1 ms per MiB): writing one in place would have to wait
-    // for the disk before the next chunk could be received, since the producer owns its bytes.
-    for (let offset = 0; offset < chunk.length; ) {
-      const batch = (this.current ??= this.spare ?? Buffer.allocUnsafe(this.batchBytes));
-      if (batch === this.spare) this.spare = undefined;
-      const n = Math.min(chunk.length - offset, batch.length - this.filledBytes);
-      batch.set(n === chunk.length ? chunk : chunk.subarray(offset, offset + n), this.filledBytes);
-      this.filledBytes += n;
-      offset += n;
-      if (this.filledBytes === batch.length) await this.startWrite();
-    }
-  }
-
-  /** Writes what is left and waits until every byte is written. */
-  async flush(): Promise<void> {
-    if (this.filledBytes > 0) await this.startWrite();
-    await this.drain();
-  }
-
-  /** Waits for the write in flight, if any, ignoring its outcome (for cleanup after a failure). */
-  async settle(): Promise<void> {
-    await this.inFlight?.catch(() => {});
-    this.inFlight = undefined;
-  }
-
-  private async startWrite(): Promise<void> {
-    // The previous batch's buffer becomes free once its write is done.
-    await this.drain();
-    const batch = this.current!;
-    const bytes = batch.subarray(0, this.filledBytes);
-    this.current = undefined;
-    this.filledBytes = 0;
-    const written = writeFully(this.handle, bytes).then(() => {
-      this.spare = batch;
-    });
-    // Observed by the next drain(); never an unhandled rejection meanwhile.
-    written.catch(() => {});
-    this.inFlight = written;
-  }
-
-  private async drain(): Promise<void> {
-    const inFlight = this.inFlight;
-    this.inFlight = undefined;
-    await inFlight;
-  }
-}
-
-async function writeFully(handle: FileHandle, chunk: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < chunk.length) {
-    const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset);
-    offset += bytesWritten;
-  }
 }
 
 function notFound(digest: Digest): StatusError {

@@ -7,7 +7,7 @@ import type { Digest } from '../digest/digest.js';
 import { StatusError } from '../errors/status-error.js';
 import { absentDigests } from './absent-digests.js';
 import { abortable, throwIfAborted } from '../util/abort.js';
-import { type BlobStore, type CallOptions, type GetOptions, isEmptyBlob, type ReadOptions } from './blob-store.js';
+import { type BlobStore, type CallOptions, type GetOptions, type ReadOptions } from './blob-store.js';
 import { LruIndex, digestKeyScheme } from './lru-index.js';
 import { resolveReadRange, sliceChunks } from './read-range.js';
 
@@ -64,7 +64,7 @@ export class MemoryBlobStore implements BlobStore {
     // Copy, so that a caller reusing its buffer cannot change a stored blob.
     const bytes = data instanceof Uint8Array ? data.slice() : await this.collect(digest, data, opts.signal);
     throwIfAborted(opts.signal);
-    if (isEmptyBlob(digest) && bytes.length === 0) return;
+    if (digest.isEmpty && bytes.length === 0) return;
     if (bytes.length > this.maxSizeBytes) throw this.tooLarge(digest, bytes.length);
     const previous = this.blobs.set(digest, bytes);
     this.storedSizeBytes += bytes.length - (previous?.length ?? 0);
@@ -91,7 +91,7 @@ export class MemoryBlobStore implements BlobStore {
   private lookup(digest: Digest): Uint8Array {
     const data = this.blobs.touch(digest);
     if (data) return data;
-    if (isEmptyBlob(digest)) return new Uint8Array(0);
+    if (digest.isEmpty) return new Uint8Array(0);
     throw StatusError.notFound(`Blob ${digest.toString()} not found`);
   }
 

@@ -9,7 +9,7 @@ import type { DigestFunction } from '../digest/digest-function.js';
 import { StatusError } from '../errors/status-error.js';
 import { encodeWithDigest } from '../proto/canonical.js';
 import { reapi } from '../proto/index.js';
-import { compareUtf8 } from './merkle.js';
+import { compareUtf8 } from './tree-paths.js';
 
 export interface EncodedMessage<T> {
   message: T;

@@ -13,7 +13,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { lstat, mkdir, readdir, readlink, realpath, stat, symlink } from 'node:fs/promises';
-import { join, posix } from 'node:path';
+import { join } from 'node:path';
 import fg from 'fast-glob';
 import { Digest } from '../digest/digest.js';
 import { type DigestFunction, digestFunctionToProto, hashStream } from '../digest/digest-function.js';
@@ -22,6 +22,7 @@ import { fsStatusError } from '../errors/fs-status.js';
 import { encodeWithDigest } from '../proto/canonical.js';
 import { reapi } from '../proto/index.js';
 import { createLimiter, mapConcurrent } from '../util/concurrency.js';
+import { compareUtf8, validateEntryName, validateSymlinkTarget } from './tree-paths.js';
 
 export interface BuildDirectoryTreeOptions {
   /** fast-glob patterns relative to the root; when given, only matching files (and their parents) are included. */
@@ -62,11 +63,6 @@ export interface DirectoryTree {
   /** Every regular file, in walk order; the same content may appear under several paths. */
   files: MerkleFile[];
   symlinkCount: number;
-}
-
-/** Compares strings by their UTF-8 bytes: the order REAPI requires for Directory entries. */
-export function compareUtf8(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 
 /** Builds the Merkle tree of `rootDir`. NOT_FOUND if it does not exist, INVALID_ARGUMENT for unstorable entries. */
@@ -262,7 +258,7 @@ export async function materializeTree(
     const names = new Set<string>();
     const checkName = (name: string | null | undefined, kind: string) => {
       const where = relDir ? `in ${JSON.stringify(relDir)}` : 'at the root';
-      validateEntryName(name, `${kind} ${where}`);
+      validateEntryName(name ?? '', `${kind} ${where}`);
       if (names.has(name!)) throw StatusError.invalidArgument(`Failed to materialise tree ${rootDigest}: name ${JSON.stringify(name)} appears twice ${where}`);
       names.add(name!);
     };
@@ -272,8 +268,7 @@ export async function materializeTree(
     }
     for (const s of dir.symlinks ?? []) {
       checkName(s.name, 'symlink');
-      const rel = relDir ? `${relDir}/${s.name}` : s.name!;
-      validateSymlinkTarget(rel, s.target ?? '');
+      validateSymlinkTarget(relDir, s.name!, s.target ?? '');
       links.push({ path: join(absDir, s.name!), target: s.target! });
     }
     const children: Promise<void>[] = [];
@@ -301,29 +296,4 @@ export async function materializeTree(
     });
   }
   return { files: files.length, directories: dirs.length, symlinks: links.length };
-}
-
-/** INVALID_ARGUMENT unless `name` is one non-empty path component other than `.` and `..`. */
-export function validateEntryName(name: string | null | undefined, what = 'entry'): void {
-  if (!name || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
-    throw StatusError.invalidArgument(`Invalid name ${JSON.stringify(name ?? '')} for ${what}: names must be one non-empty path component other than "." and ".."`, [
-      { field: 'name', description: `${what} has an invalid name` },
-    ]);
-  }
-}
-
-/**
- * INVALID_ARGUMENT when the symlink at `linkPath` (relative to the tree root) points outside the
- * tree: an absolute target, or a relative one climbing above the root.
- */
-export function validateSymlinkTarget(linkPath: string, target: string): void {
-  const fail = (why: string) =>
-    StatusError.invalidArgument(`Invalid symlink ${JSON.stringify(linkPath)} -> ${JSON.stringify(target)}: ${why}`, [
-      { field: 'symlinks.target', description: why },
-    ]);
-  if (!target) throw fail('the target is empty');
-  if (target.includes('\0')) throw fail('the target contains a NUL byte');
-  if (posix.isAbsolute(target)) throw fail('absolute targets may point outside the tree');
-  const resolved = posix.normalize(posix.join(posix.dirname(linkPath), target));
-  if (resolved === '..' || resolved.startsWith('../')) throw fail('the target escapes the tree');
 }

@@ -3,18 +3,14 @@
  * (normal, not an error worth logging); transient failures are retried like every idempotent call.
  */
 import type { Digest } from '../digest/digest.js';
-import type { DigestFunction } from '../digest/digest-function.js';
 import { wrapStatus } from '../errors/status-error.js';
 import type { reapi } from '../proto/index.js';
 import { actionCacheService } from '../proto/services.js';
-import { type RemoteCallOptions, type RemoteConnection, instanceRequestFields } from './connection.js';
-import { type ResolvedRetryOptions, type RetryOptions, resolveRetryOptions, withRetry } from './retry.js';
+import type { RemoteCallOptions } from './connection.js';
+import { withRetry } from './retry.js';
+import { ServiceClient, type ServiceClientOptions } from './service-client.js';
 
-export interface ActionCacheClientOptions {
-  instanceName?: string;
-  digestFunction?: DigestFunction;
-  retry?: RetryOptions;
-}
+export type ActionCacheClientOptions = ServiceClientOptions;
 
 export interface GetActionResultOptions extends RemoteCallOptions {
   inlineStdout?: boolean;
@@ -22,24 +18,11 @@ export interface GetActionResultOptions extends RemoteCallOptions {
   inlineOutputFiles?: string[];
 }
 
-export class ActionCacheClient {
-  readonly instanceName: string;
-  private readonly digestFunction: DigestFunction;
-  private readonly retry: ResolvedRetryOptions;
-
-  constructor(
-    readonly connection: RemoteConnection,
-    opts: ActionCacheClientOptions = {},
-  ) {
-    this.instanceName = opts.instanceName ?? '';
-    this.digestFunction = opts.digestFunction ?? 'sha256';
-    this.retry = resolveRetryOptions(opts.retry);
-  }
-
+export class ActionCacheClient extends ServiceClient {
   /** The cached result of `actionDigest`; NOT_FOUND on a miss (message prefixed, code kept). */
   async getActionResult(actionDigest: Digest, opts: GetActionResultOptions = {}): Promise<reapi.IActionResult> {
     const request: reapi.IGetActionResultRequest = {
-      ...this.requestBase(),
+      ...this.requestFields(),
       actionDigest: actionDigest.toProto(),
       inlineStdout: opts.inlineStdout ?? false,
       inlineStderr: opts.inlineStderr ?? false,
@@ -54,16 +37,12 @@ export class ActionCacheClient {
 
   /** Records `result` for `actionDigest` and returns what the server stored. */
   async updateActionResult(actionDigest: Digest, result: reapi.IActionResult, opts: RemoteCallOptions = {}): Promise<reapi.IActionResult> {
-    const request: reapi.IUpdateActionResultRequest = { ...this.requestBase(), actionDigest: actionDigest.toProto(), actionResult: result };
+    const request: reapi.IUpdateActionResultRequest = { ...this.requestFields(), actionDigest: actionDigest.toProto(), actionResult: result };
     try {
       return await withRetry(this.retry, () => this.connection.unary(actionCacheService.updateActionResult, request, opts), opts.signal);
     } catch (err) {
       throw wrapStatus(err, `Failed to update the action result of ${actionDigest}`);
     }
-  }
-
-  private requestBase(): { instanceName: string; digestFunction?: number } {
-    return instanceRequestFields(this.instanceName, this.digestFunction);
   }
 
 }

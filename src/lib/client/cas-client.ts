@@ -7,47 +7,48 @@
  *   1 MiB chunks read from disk, resuming from QueryWriteStatus after a dropped connection.
  * - Downloads stream to disk with backpressure and verify the hash before the file appears, so
  *   memory does not grow with blob size and a corrupt blob never lands under its final name.
- * - Idempotent calls are retried with bounded exponential backoff on UNAVAILABLE/DEADLINE_EXCEEDED.
- * Every error is a StatusError whose message names the step and the blob.
+ * - Idempotent calls are retried with bounded exponential backoff on UNAVAILABLE/DEADLINE_EXCEEDED,
+ *   by the one policy of retry.ts.
+ * The rooms: blob-batches.ts packs requests, byte-stream-client.ts streams large blobs, local-files.ts
+ * reads and writes the files. Every error is a StatusError whose message names the step and the blob.
  */
-import { randomUUID } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
-import { dirname } from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { abortable } from '../util/abort.js';
 import { Digest, DigestSet } from '../digest/digest.js';
-import { type DigestFunction, digestFunctionToProto, newHasher } from '../digest/digest-function.js';
-import { Code, StatusError, hasCode, isAbortError, toStatusError, wrapStatus } from '../errors/status-error.js';
-import { fsStatusError } from '../errors/fs-status.js';
-import { reapi, bytestream } from '../proto/index.js';
-import { byteStreamService, capabilitiesService, contentAddressableStorageService } from '../proto/services.js';
+import { digestFunctionToProto } from '../digest/digest-function.js';
+import { Code, StatusError, hasCode, toStatusError, wrapStatus } from '../errors/status-error.js';
+import type { reapi } from '../proto/index.js';
+import { capabilitiesService, contentAddressableStorageService } from '../proto/services.js';
 import { mapConcurrent } from '../util/concurrency.js';
-import { MAX_MESSAGE_BYTES, MESSAGE_HEADROOM_BYTES, type RemoteCallOptions, type RemoteConnection, instanceRequestFields } from './connection.js';
-import { type ResolvedRetryOptions, type RetryOptions, backoffMs, isRetryable, resolveRetryOptions, withRetry } from './retry.js';
+import {
+  BATCH_ENTRY_OVERHEAD_BYTES,
+  chunk,
+  dedupe,
+  fitsInBatch,
+  groupByInstance,
+  matchAnswered,
+  planBatches,
+} from './blob-batches.js';
+import { ByteStreamClient, type WriteSource } from './byte-stream-client.js';
+import { FIND_MISSING_BATCH_DIGESTS, MAX_BATCH_TOTAL_SIZE_BYTES } from '../proto/message-limits.js';
+import { type RemoteCallOptions, type RemoteConnection, instanceRequestFields } from './connection.js';
+import { readFileOfSize, writeFileAtomic, writeStreamVerified } from './local-files.js';
+import { pauseBeforeRetry, withRetry } from './retry.js';
+import { ServiceClient, type ServiceClientOptions } from './service-client.js';
 
-/** Batch limit used when the server advertises none: one message, minus room for framing. */
-export const DEFAULT_MAX_BATCH_TOTAL_SIZE_BYTES = MAX_MESSAGE_BYTES - MESSAGE_HEADROOM_BYTES;
+export { packBatches } from './blob-batches.js';
+export { FIND_MISSING_BATCH_DIGESTS } from '../proto/message-limits.js';
+
+/** Batch limit used when the server advertises none (and the cap on what it advertises). */
+export const DEFAULT_MAX_BATCH_TOTAL_SIZE_BYTES = MAX_BATCH_TOTAL_SIZE_BYTES;
 /** Blobs above this size go through ByteStream even when a batch could hold them. */
 export const DEFAULT_BYTESTREAM_THRESHOLD_BYTES = 1024 * 1024;
 /** Payload bytes per ByteStream message. */
 export const DEFAULT_CHUNK_SIZE_BYTES = 1024 * 1024;
-/** Digests per FindMissingBlobs request (~80 bytes each, far under the message limit). */
-export const FIND_MISSING_BATCH_DIGESTS = 10_000;
-/** Conservative encoded size of one batch entry without its data (digest, tags, lengths). */
-const BATCH_ENTRY_OVERHEAD_BYTES = 200;
 
-export interface CasClientOptions {
-  /** @default '' */
-  instanceName?: string;
-  /** @default 'sha256' */
-  digestFunction?: DigestFunction;
+export interface CasClientOptions extends ServiceClientOptions {
   /** Overrides the limit from GetCapabilities; never above the 4 MiB message limit. */
   maxBatchTotalSizeBytes?: number;
   /** Requests in flight at once. @default 16 */
   concurrency?: number;
-  retry?: RetryOptions;
   /** @default 1 MiB */
   byteStreamThresholdBytes?: number;
   /** @default 1 MiB */
@@ -77,33 +78,25 @@ export interface DownloadFileItem {
   isExecutable?: boolean;
 }
 
-/** A source of bytes that can be reopened at an offset, which is what makes a write resumable. */
-type WriteSource = Uint8Array | { path: string } | AsyncIterable<Uint8Array>;
-
 /**
  * Requests name the instance and digest function each Digest carries (digests of different
  * instances go in separate requests); the client's own `instanceName` and `digestFunction` are
  * what `digestOf`/`parseDigest` create and what Capabilities is asked for.
  */
-export class CasClient {
-  readonly instanceName: string;
-  readonly digestFunction: DigestFunction;
+export class CasClient extends ServiceClient {
   private readonly concurrency: number;
-  private readonly retry: ResolvedRetryOptions;
   private readonly byteStreamThresholdBytes: number;
-  private readonly chunkSizeBytes: number;
+  private readonly byteStream: ByteStreamClient;
   private capabilities?: Promise<reapi.IServerCapabilities>;
 
   constructor(
-    readonly connection: RemoteConnection,
+    connection: RemoteConnection,
     private readonly opts: CasClientOptions = {},
   ) {
-    this.instanceName = opts.instanceName ?? '';
-    this.digestFunction = opts.digestFunction ?? 'sha256';
+    super(connection, opts);
     this.concurrency = opts.concurrency ?? 16;
-    this.retry = resolveRetryOptions(opts.retry);
     this.byteStreamThresholdBytes = opts.byteStreamThresholdBytes ?? DEFAULT_BYTESTREAM_THRESHOLD_BYTES;
-    this.chunkSizeBytes = opts.chunkSizeBytes ?? DEFAULT_CHUNK_SIZE_BYTES;
+    this.byteStream = new ByteStreamClient(connection, this.retry, opts.chunkSizeBytes ?? DEFAULT_CHUNK_SIZE_BYTES);
     if (opts.maxBatchTotalSizeBytes !== undefined && opts.maxBatchTotalSizeBytes <= BATCH_ENTRY_OVERHEAD_BYTES) {
       throw new TypeError(`maxBatchTotalSizeBytes must exceed ${BATCH_ENTRY_OVERHEAD_BYTES}, got ${opts.maxBatchTotalSizeBytes}`);
     }
@@ -155,7 +148,7 @@ export class CasClient {
   async findMissingBlobs(digests: readonly Digest[], opts: RemoteCallOptions = {}): Promise<Digest[]> {
     // Duplicates are rare and the server answers each absent blob once: only the (usually few)
     // missing digests are deduplicated, not a set built over every digest asked about.
-    const asked = digests.filter((d) => !isEmptyBlob(d));
+    const asked = digests.filter((d) => !d.isEmpty);
     const batches = groupByInstance(asked, (d) => d).flatMap((group) => chunk(group, FIND_MISSING_BATCH_DIGESTS));
     const missing = new Set<Digest>();
     await mapConcurrent(batches, this.concurrency, async (batch) => {
@@ -195,10 +188,8 @@ export class CasClient {
     if (toSend.length === 0) return result;
 
     const limit = await this.maxBatchTotalSizeBytes(opts);
-    const isSmall = (d: Digest) => d.sizeBytes <= this.byteStreamThresholdBytes && d.sizeBytes + BATCH_ENTRY_OVERHEAD_BYTES <= limit;
-    const batches = groupByInstance(toSend.filter((i) => isSmall(i.digest)), (i) => i.digest).flatMap((group) =>
-      packBatches(group, (i) => i.digest.sizeBytes, limit),
-    );
+    const isSmall = (d: Digest) => fitsInBatch(d, this.byteStreamThresholdBytes, limit);
+    const batches = planBatches(toSend.filter((i) => isSmall(i.digest)), (i) => i.digest, limit);
     const large = toSend.filter((i) => !isSmall(i.digest));
     const done = (d: Digest) => {
       result.uploadedBlobs++;
@@ -226,10 +217,10 @@ export class CasClient {
    * Write otherwise (a stream always goes through ByteStream). The BlobStore `put` of GrpcBlobStore.
    */
   async putBlob(digest: Digest, data: Uint8Array | AsyncIterable<Uint8Array>, opts: RemoteCallOptions = {}): Promise<void> {
-    if (isEmptyBlob(digest)) return;
+    if (digest.isEmpty) return;
     if (data instanceof Uint8Array) {
       const limit = await this.maxBatchTotalSizeBytes(opts);
-      if (digest.sizeBytes <= this.byteStreamThresholdBytes && digest.sizeBytes + BATCH_ENTRY_OVERHEAD_BYTES <= limit) {
+      if (fitsInBatch(digest, this.byteStreamThresholdBytes, limit)) {
         if (data.length !== digest.sizeBytes) throw StatusError.invalidArgument(`Failed to upload blob ${digest}: got ${data.length} bytes`);
         return this.batchUpdate([{ digest, data }], opts);
       }
@@ -238,7 +229,7 @@ export class CasClient {
   }
 
   private async batchUpdate(batch: readonly UploadItem[], opts: RemoteCallOptions): Promise<void> {
-    const requests = await Promise.all(batch.map(async (item) => ({ digest: item.digest.toProto(), data: await itemBytes(item) })));
+    const requests = await Promise.all(batch.map(async (item) => ({ digest: item.digest.toProto(), data: await ('data' in item ? item.data : readFileOfSize(item.path, item.digest)) })));
     const res = await this.call(`Failed to upload ${batch.length} blob(s) with BatchUpdateBlobs`, opts, (o) =>
       this.connection.unary(contentAddressableStorageService.batchUpdateBlobs, { ...requestFields(batch[0]!.digest), requests }, o),
     );
@@ -251,144 +242,26 @@ export class CasClient {
     }
   }
 
-  /**
-   * Writes one blob with ByteStream Write in chunks. A byte array or file is resumable: after an
-   * UNAVAILABLE the upload continues from the server's committed size (QueryWriteStatus); a one-shot
-   * stream is not, and fails instead.
-   */
-  async writeBlob(digest: Digest, source: WriteSource, opts: RemoteCallOptions = {}): Promise<void> {
-    const resourceName = digest.toByteStreamWritePath(randomUUID());
-    const resumable = source instanceof Uint8Array || (typeof source === 'object' && 'path' in source);
-    let offset = 0;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.writeAttempt(resourceName, digest, offset, this.openSource(source, offset), opts);
-        return;
-      } catch (err) {
-        const e = toStatusError(err);
-        if (!resumable || attempt >= this.retry.maxAttempts || !isRetryable(this.retry, e) || opts.signal?.aborted) {
-          throw wrapStatus(e, `Failed to write blob ${digest} with ByteStream`);
-        }
-        await this.sleepBeforeRetry(attempt, opts.signal);
-        const status = await this.queryWriteStatus(resourceName, opts);
-        if (status.complete) return;
-        offset = status.committedSize;
-      }
-    }
+  /** Writes one blob with ByteStream Write (resumable for bytes and files). See ByteStreamClient.write. */
+  writeBlob(digest: Digest, source: WriteSource, opts: RemoteCallOptions = {}): Promise<void> {
+    return this.byteStream.write(digest, source, opts);
   }
 
-  private async writeAttempt(
-    resourceName: string,
-    digest: Digest,
-    startOffset: number,
-    chunks: AsyncIterable<Uint8Array>,
-    opts: RemoteCallOptions,
-  ): Promise<void> {
-    const call = this.connection.clientStream(byteStreamService.write, { signal: opts.signal });
-    let position = startOffset;
-    let finished = false;
-    let first = true;
-    const send = async (data: Uint8Array, finishWrite: boolean) => {
-      const message: bytestream.IWriteRequest = { writeOffset: position, data, finishWrite };
-      if (first) message.resourceName = resourceName;
-      first = false;
-      await call.write(message);
-      position += data.length;
-      finished = finishWrite;
-    };
-    try {
-      for await (const data of untilAborted(chunks, opts.signal)) {
-        // The server may answer early, e.g. because it already holds the blob.
-        if (call.settled) break;
-        if (position + data.length > digest.sizeBytes) {
-          throw StatusError.failedPrecondition(`The source of blob ${digest} holds more than ${digest.sizeBytes} bytes; was it modified after hashing?`);
-        }
-        await send(data, position + data.length === digest.sizeBytes);
-      }
-      if (!call.settled && position !== digest.sizeBytes) {
-        throw StatusError.failedPrecondition(`The source of blob ${digest} ended after ${position} of ${digest.sizeBytes} bytes; was it modified after hashing?`);
-      }
-      if (!call.settled && !finished) await send(new Uint8Array(0), true);
-      call.end();
-    } catch (err) {
-      if (!call.settled) {
-        call.cancel();
-        throw err;
-      }
-    }
-    const res = await call.response;
-    const committed = res.committedSize ?? 0;
-    if (committed !== digest.sizeBytes) {
-      throw StatusError.internal(`The server committed ${committed} of ${digest.sizeBytes} bytes of blob ${digest}`);
-    }
+  /** How much of an upload the server holds. See ByteStreamClient.queryWriteStatus. */
+  queryWriteStatus(resourceName: string, opts: RemoteCallOptions = {}): Promise<{ committedSize: number; complete: boolean }> {
+    return this.byteStream.queryWriteStatus(resourceName, opts);
   }
 
-  private async *openSource(source: WriteSource, offset: number): AsyncGenerator<Uint8Array> {
-    const size = this.chunkSizeBytes;
-    if (source instanceof Uint8Array) {
-      for (let i = offset; i < source.length; i += size) yield source.subarray(i, Math.min(i + size, source.length));
-    } else if ('path' in source) {
-      yield* createReadStream(source.path, { start: offset, highWaterMark: size }) as AsyncIterable<Buffer>;
-    } else {
-      if (offset !== 0) throw StatusError.internal('A one-shot stream cannot be resumed');
-      for await (const data of source) {
-        for (let i = 0; i < data.length; i += size) yield data.subarray(i, Math.min(i + size, data.length));
-      }
-    }
-  }
-
-  /** How much of an upload the server holds. An unknown upload counts as nothing committed. */
-  async queryWriteStatus(resourceName: string, opts: RemoteCallOptions = {}): Promise<{ committedSize: number; complete: boolean }> {
-    try {
-      const res = await this.call(`Failed to query the status of upload ${JSON.stringify(resourceName)}`, opts, (o) =>
-        this.connection.unary(byteStreamService.queryWriteStatus, { resourceName }, o),
-      );
-      return { committedSize: res.committedSize ?? 0, complete: res.complete ?? false };
-    } catch (err) {
-      if (hasCode(err, Code.NOT_FOUND) || hasCode(err, Code.UNIMPLEMENTED)) return { committedSize: 0, complete: false };
-      throw err;
-    }
-  }
-
-  /**
-   * Streams a blob (or the range `offset`..`offset+limit`) with ByteStream Read, resuming after
-   * UNAVAILABLE from the last byte received. NOT_FOUND surfaces from the iterator.
-   */
-  async *readStream(digest: Digest, opts: RemoteCallOptions & { offset?: number; limit?: number } = {}): AsyncGenerator<Uint8Array> {
-    const start = opts.offset ?? 0;
-    if (start < 0 || start > digest.sizeBytes) throw StatusError.outOfRange(`Failed to read blob ${digest}: offset ${start} is outside the blob`);
-    const end = opts.limit ? Math.min(digest.sizeBytes, start + opts.limit) : digest.sizeBytes;
-    let position = start;
-    // A zero-size digest with another hash is not the empty blob: let the server answer for it.
-    if (position >= end && (digest.sizeBytes > 0 || isEmptyBlob(digest))) return;
-    const resourceName = digest.toByteStreamReadPath();
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const request = { resourceName, readOffset: position, readLimit: end - position };
-        for await (const res of this.connection.serverStream(byteStreamService.read, request, { signal: opts.signal, deadlineMs: opts.deadlineMs })) {
-          const data = res.data ?? new Uint8Array(0);
-          if (data.length === 0) continue;
-          if (position + data.length > end) throw StatusError.internal(`Failed to read blob ${digest}: the server sent more than ${end - start} bytes`);
-          position += data.length;
-          yield data;
-        }
-        if (position !== end) throw new StatusError(Code.DATA_LOSS, `Failed to read blob ${digest}: the stream ended after ${position} of ${end} bytes`);
-        return;
-      } catch (err) {
-        const e = toStatusError(err);
-        if (attempt >= this.retry.maxAttempts || !isRetryable(this.retry, e) || opts.signal?.aborted) {
-          throw e.message.startsWith('Failed to read blob') ? e : wrapStatus(e, `Failed to read blob ${digest}`);
-        }
-        await this.sleepBeforeRetry(attempt, opts.signal);
-      }
-    }
+  /** Streams a blob or a range of it with ByteStream Read, resuming after UNAVAILABLE. */
+  readStream(digest: Digest, opts: RemoteCallOptions & { offset?: number; limit?: number } = {}): AsyncGenerator<Uint8Array> {
+    return this.byteStream.read(digest, opts);
   }
 
   /** The whole blob in memory, hash-verified. Use `downloadToFile` for blobs of unbounded size. */
   async readBlob(digest: Digest, opts: RemoteCallOptions = {}): Promise<Uint8Array> {
-    if (isEmptyBlob(digest)) return new Uint8Array(0);
+    if (digest.isEmpty) return new Uint8Array(0);
     const limit = await this.maxBatchTotalSizeBytes(opts);
-    if (digest.sizeBytes <= this.byteStreamThresholdBytes && digest.sizeBytes + BATCH_ENTRY_OVERHEAD_BYTES <= limit) {
+    if (fitsInBatch(digest, this.byteStreamThresholdBytes, limit)) {
       const got = await this.batchRead([digest], opts);
       return got.get(digest.key)!;
     }
@@ -410,7 +283,7 @@ export class CasClient {
       if (group.length === 1 && large.includes(group[0]!)) out.set(group[0]!.key, await this.readBlob(group[0]!, opts));
       else for (const [k, v] of await this.batchRead(group, opts)) out.set(k, v);
     });
-    for (const d of digests) if (isEmptyBlob(d)) out.set(d.key, new Uint8Array(0));
+    for (const d of digests) if (d.isEmpty) out.set(d.key, new Uint8Array(0));
     return out;
   }
 
@@ -419,31 +292,7 @@ export class CasClient {
    * before renaming it into place. Memory stays at a chunk or two whatever the blob size.
    */
   async downloadToFile(digest: Digest, path: string, opts: RemoteCallOptions & { isExecutable?: boolean } = {}): Promise<void> {
-    await mkdir(dirname(path), { recursive: true });
-    const temp = `${path}.bzutil-${randomUUID()}.tmp`;
-    const hasher = newHasher(digest.digestFunction);
-    let sizeBytes = 0;
-    const source = this.readStream(digest, opts);
-    async function* hashing(): AsyncGenerator<Uint8Array> {
-      for await (const data of source) {
-        hasher.update(data);
-        sizeBytes += data.length;
-        yield data;
-      }
-    }
-    try {
-      await pipeline(Readable.from(hashing(), { objectMode: false }), createWriteStream(temp, { mode: opts.isExecutable ? 0o755 : 0o644 }));
-      const hash = hasher.digest('hex');
-      if (hash !== digest.hash || sizeBytes !== digest.sizeBytes) {
-        throw new StatusError(Code.DATA_LOSS, `Failed to download blob ${digest}: received ${hash}/${sizeBytes}`);
-      }
-      await rename(temp, path);
-    } catch (err) {
-      await rm(temp, { force: true });
-      if (err instanceof StatusError) throw err;
-      if (isAbortError(err)) throw StatusError.cancelled(`Download of blob ${digest} was cancelled`);
-      throw wrapStatus(fsStatusError(err), `Failed to write blob ${digest} to ${JSON.stringify(path)}`);
-    }
+    await writeStreamVerified(digest, this.readStream(digest, opts), path, opts.isExecutable ?? false);
   }
 
   /**
@@ -459,7 +308,7 @@ export class CasClient {
       else pathsByKey.set(item.digest.key, [item]);
     }
     const digests = [...pathsByKey.values()].map((l) => l[0]!.digest);
-    const { batches, large } = await this.planReads(digests.filter((d) => !isEmptyBlob(d)), opts);
+    const { batches, large } = await this.planReads(digests.filter((d) => !d.isEmpty), opts);
     const writeAll = async (digest: Digest, data: Uint8Array) => {
       for (const item of pathsByKey.get(digest.key)!) await writeFileAtomic(item.path, data, item.isExecutable ?? false);
     };
@@ -467,7 +316,7 @@ export class CasClient {
     const jobs: Job[] = [
       ...large.map((single) => ({ single })),
       ...batches.map((batch) => ({ batch })),
-      ...digests.filter((d) => isEmptyBlob(d)).map((empty) => ({ empty })),
+      ...digests.filter((d) => d.isEmpty).map((empty) => ({ empty })),
     ];
     await mapConcurrent(jobs, this.concurrency, async (job) => {
       if ('single' in job) {
@@ -500,22 +349,19 @@ export class CasClient {
         return directories;
       } catch (err) {
         const e = toStatusError(err);
-        if (attempt >= this.retry.maxAttempts || !isRetryable(this.retry, e) || opts.signal?.aborted) {
-          throw wrapStatus(e, `Failed to get the tree of directory ${rootDigest}`);
-        }
+        if (!(await pauseBeforeRetry(this.retry, attempt, e, opts.signal))) throw wrapStatus(e, `Failed to get the tree of directory ${rootDigest}`);
         // Resume after the last complete page; without a token, start over.
         if (!pageToken) directories = [];
-        await this.sleepBeforeRetry(attempt, opts.signal);
       }
     }
   }
 
   private async planReads(digests: readonly Digest[], opts: RemoteCallOptions): Promise<{ batches: Digest[][]; large: Digest[] }> {
     const limit = await this.maxBatchTotalSizeBytes(opts);
-    const nonEmpty = digests.filter((d) => !isEmptyBlob(d));
-    const isSmall = (d: Digest) => d.sizeBytes <= this.byteStreamThresholdBytes && d.sizeBytes + BATCH_ENTRY_OVERHEAD_BYTES <= limit;
+    const nonEmpty = digests.filter((d) => !d.isEmpty);
+    const isSmall = (d: Digest) => fitsInBatch(d, this.byteStreamThresholdBytes, limit);
     return {
-      batches: groupByInstance(nonEmpty.filter(isSmall), (d) => d).flatMap((group) => packBatches(group, (d) => d.sizeBytes, limit)),
+      batches: planBatches(nonEmpty.filter(isSmall), (d) => d, limit),
       large: nonEmpty.filter((d) => !isSmall(d)),
     };
   }
@@ -553,51 +399,6 @@ export class CasClient {
       throw wrapStatus(err, step);
     }
   }
-
-  private async sleepBeforeRetry(attempt: number, signal?: AbortSignal): Promise<void> {
-    try {
-      await this.retry.clock.sleep(backoffMs(this.retry, attempt), signal);
-    } catch {
-      throw StatusError.cancelled('The call was cancelled while waiting to retry');
-    }
-  }
-
-}
-
-/** Greedy packing in argument order: each batch's sizes plus per-entry overhead stay within `limitBytes`. */
-export function packBatches<T>(items: readonly T[], sizeOf: (item: T) => number, limitBytes: number): T[][] {
-  const batches: T[][] = [];
-  let current: T[] = [];
-  let total = 0;
-  for (const item of items) {
-    const cost = sizeOf(item) + BATCH_ENTRY_OVERHEAD_BYTES;
-    if (current.length > 0 && total + cost > limitBytes) {
-      batches.push(current);
-      current = [];
-      total = 0;
-    }
-    current.push(item);
-    total += cost;
-  }
-  if (current.length) batches.push(current);
-  return batches;
-}
-
-/** Iterates `source` but rejects with CANCELLED as soon as `signal` fires, even while the source is stalled. */
-async function* untilAborted<T>(source: AsyncIterable<T>, signal: AbortSignal | undefined): AsyncGenerator<T> {
-  // `abortable` listens per step: racing each step against one long-lived promise would keep every
-  // chunk of the upload reachable until it ended, so memory would grow with the blob's size.
-  try {
-    yield* abortable(source, signal);
-  } catch (err) {
-    if (isAbortError(err)) throw StatusError.cancelled('The upload was cancelled');
-    throw err;
-  }
-}
-
-/** The empty blob of a digest's function: always present, never sent. */
-function isEmptyBlob(d: Digest): boolean {
-  return d.sizeBytes === 0 && d.hash === Digest.empty({ digestFunction: d.digestFunction }).hash;
 }
 
 /** Request fields naming the instance and digest function of `d` (requests never mix them). */
@@ -610,105 +411,3 @@ function digestLike(like: Digest, proto: reapi.IDigest | null | undefined, field
   return Digest.fromProto(like.instanceName, digestFunctionToProto(like.digestFunction), proto, field);
 }
 
-/**
- * The digests of `batch` that a FindMissingBlobs answer names, without re-parsing the answer: servers
- * (ours included) answer in request order, so a forward scan matches each entry in passing; entries
- * out of order fall back to a lookup table, and entries that were never asked about are ignored.
- */
-function matchAnswered(batch: readonly Digest[], answered: readonly reapi.IDigest[]): Digest[] {
-  const out: Digest[] = [];
-  let next = 0;
-  let byName: Map<string, Digest> | undefined;
-  for (const a of answered) {
-    const hash = a.hash ?? '';
-    const sizeBytes = Number(a.sizeBytes ?? 0);
-    let found: Digest | undefined;
-    for (let i = next; i < batch.length; i++) {
-      const d = batch[i]!;
-      if (d.hash === hash && d.sizeBytes === sizeBytes) {
-        found = d;
-        next = i + 1;
-        break;
-      }
-    }
-    if (!found) {
-      byName ??= new Map(batch.map((d) => [`${d.hash}/${d.sizeBytes}`, d]));
-      found = byName.get(`${hash}/${sizeBytes}`);
-    }
-    if (found) out.push(found);
-  }
-  return out;
-}
-
-/** Splits items by the instance name and digest function of their digests, keeping order. */
-function groupByInstance<T>(items: readonly T[], digestOf: (item: T) => Digest): T[][] {
-  if (items.length === 0) return [];
-  // The common case: one instance and one function, with no key to build per item.
-  const first = digestOf(items[0]!);
-  const sameAsFirst = (item: T): boolean => {
-    const d = digestOf(item);
-    return d.instanceName === first.instanceName && d.digestFunction === first.digestFunction;
-  };
-  if (items.every(sameAsFirst)) return [[...items]];
-  const groups = new Map<string, T[]>();
-  for (const item of items) {
-    const d = digestOf(item);
-    const key = `${d.instanceName}\u0000${d.digestFunction}`;
-    const group = groups.get(key);
-    if (group) group.push(item);
-    else groups.set(key, [item]);
-  }
-  return [...groups.values()];
-}
-
-function dedupe(digests: readonly Digest[]): Digest[] {
-  const seen = new Set<string>();
-  return digests.filter((d) => (seen.has(d.key) ? false : (seen.add(d.key), true)));
-}
-
-function chunk<T>(items: readonly T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
-}
-
-async function itemBytes(item: UploadItem): Promise<Uint8Array> {
-  if ('data' in item) return item.data;
-  const file = await open(item.path, 'r').catch((err) => {
-    throw wrapStatus(fsStatusError(err), `Failed to open ${JSON.stringify(item.path)} for blob ${item.digest}`);
-  });
-  try {
-    // Read one byte more than expected, to notice a file that grew since it was hashed.
-    const buffer = Buffer.alloc(item.digest.sizeBytes + 1);
-    let length = 0;
-    for (;;) {
-      const { bytesRead } = await file.read(buffer, length, buffer.length - length, length);
-      if (bytesRead === 0) break;
-      length += bytesRead;
-      if (length === buffer.length) break;
-    }
-    if (length !== item.digest.sizeBytes) {
-      throw StatusError.failedPrecondition(`File ${JSON.stringify(item.path)} no longer has ${item.digest.sizeBytes} bytes; was it modified after hashing?`);
-    }
-    return buffer.subarray(0, length);
-  } finally {
-    await file.close();
-  }
-}
-
-async function writeFileAtomic(path: string, data: Uint8Array, isExecutable: boolean): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const temp = `${path}.bzutil-${randomUUID()}.tmp`;
-  try {
-    const file = await open(temp, 'w', isExecutable ? 0o755 : 0o644);
-    try {
-      await file.writeFile(data);
-    } finally {
-      await file.close();
-    }
-    await rename(temp, path);
-  } catch (err) {
-    await rm(temp, { force: true });
-    throw wrapStatus(fsStatusError(err), `Failed to write ${JSON.stringify(path)}`);
-  }
-}

@@ -4,18 +4,14 @@
  * ExecuteResponse packed in Any). Used by the `execute` and `get_operation` commands.
  */
 import type { Digest } from '../digest/digest.js';
-import type { DigestFunction } from '../digest/digest-function.js';
 import { StatusError, wrapStatus } from '../errors/status-error.js';
 import { reapi, type longrunning } from '../proto/index.js';
 import { executionService, operationsService, unpackAny } from '../proto/services.js';
-import { type RemoteCallOptions, type RemoteConnection, instanceRequestFields } from './connection.js';
-import { type ResolvedRetryOptions, type RetryOptions, resolveRetryOptions, withRetry } from './retry.js';
+import type { RemoteCallOptions } from './connection.js';
+import { withRetry } from './retry.js';
+import { ServiceClient, type ServiceClientOptions } from './service-client.js';
 
-export interface ExecutionClientOptions {
-  instanceName?: string;
-  digestFunction?: DigestFunction;
-  retry?: RetryOptions;
-}
+export type ExecutionClientOptions = ServiceClientOptions;
 
 export interface ExecuteOptions extends RemoteCallOptions {
   skipCacheLookup?: boolean;
@@ -51,33 +47,33 @@ export function decodeOperation(op: longrunning.IOperation): DecodedOperation {
   return decoded;
 }
 
-export class ExecutionClient {
-  readonly instanceName: string;
-  private readonly digestFunction: DigestFunction;
-  private readonly retry: ResolvedRetryOptions;
+const BARE_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-  constructor(
-    readonly connection: RemoteConnection,
-    opts: ExecutionClientOptions = {},
-  ) {
-    this.instanceName = opts.instanceName ?? '';
-    this.digestFunction = opts.digestFunction ?? 'sha256';
-    this.retry = resolveRetryOptions(opts.retry);
-  }
+/**
+ * The full resource name of an operation: a bare UUID (as the seed prints and takes it) becomes
+ * `operations/<uuid>`, or `<instance>/operations/<uuid>` under a non-empty instance name; any other
+ * name is sent as given.
+ */
+export function normalizeOperationName(name: string, instanceName = ''): string {
+  const text = name.trim();
+  if (!BARE_UUID.test(text)) return text;
+  return instanceName ? `${instanceName}/operations/${text.toLowerCase()}` : `operations/${text.toLowerCase()}`;
+}
 
+export class ExecutionClient extends ServiceClient {
   /**
    * Starts (or joins) the execution of `actionDigest` and yields each Operation update until done.
    * Not retried: a dropped stream should be resumed with `waitExecution(name)`.
    */
   async *execute(actionDigest: Digest, opts: ExecuteOptions = {}): AsyncGenerator<longrunning.IOperation> {
     const request: reapi.IExecuteRequest = {
-      ...instanceRequestFields(this.instanceName, this.digestFunction),
+      ...this.requestFields(),
       actionDigest: actionDigest.toProto(),
       skipCacheLookup: opts.skipCacheLookup ?? false,
     };
     if (opts.priority) request.executionPolicy = { priority: opts.priority };
     try {
-      yield* this.connection.serverStream(executionService.execute, request, opts);
+      yield* this.connection.serverStream(executionService.execute, request, streamOptions(opts));
     } catch (err) {
       throw wrapStatus(err, `Failed to execute action ${actionDigest}`);
     }
@@ -86,7 +82,7 @@ export class ExecutionClient {
   /** Reattaches to a running operation and yields its updates until done. NOT_FOUND if unknown. */
   async *waitExecution(name: string, opts: RemoteCallOptions = {}): AsyncGenerator<longrunning.IOperation> {
     try {
-      yield* this.connection.serverStream(executionService.waitExecution, { name }, opts);
+      yield* this.connection.serverStream(executionService.waitExecution, { name: normalizeOperationName(name, this.instanceName) }, streamOptions(opts));
     } catch (err) {
       throw wrapStatus(err, `Failed to wait for operation ${JSON.stringify(name)}`);
     }
@@ -94,7 +90,9 @@ export class ExecutionClient {
 
   /** The latest state of an operation. NOT_FOUND if unknown. */
   getOperation(name: string, opts: RemoteCallOptions = {}): Promise<longrunning.IOperation> {
-    return this.retried(`Failed to get operation ${JSON.stringify(name)}`, opts, () => this.connection.unary(operationsService.getOperation, { name }, opts));
+    return this.retried(`Failed to get operation ${JSON.stringify(name)}`, opts, () =>
+      this.connection.unary(operationsService.getOperation, { name: normalizeOperationName(name, this.instanceName) }, opts),
+    );
   }
 
   listOperations(request: longrunning.IListOperationsRequest = {}, opts: RemoteCallOptions = {}): Promise<longrunning.IListOperationsResponse> {
@@ -102,11 +100,15 @@ export class ExecutionClient {
   }
 
   async cancelOperation(name: string, opts: RemoteCallOptions = {}): Promise<void> {
-    await this.retried(`Failed to cancel operation ${JSON.stringify(name)}`, opts, () => this.connection.unary(operationsService.cancelOperation, { name }, opts));
+    await this.retried(`Failed to cancel operation ${JSON.stringify(name)}`, opts, () =>
+      this.connection.unary(operationsService.cancelOperation, { name: normalizeOperationName(name, this.instanceName) }, opts),
+    );
   }
 
   async deleteOperation(name: string, opts: RemoteCallOptions = {}): Promise<void> {
-    await this.retried(`Failed to delete operation ${JSON.stringify(name)}`, opts, () => this.connection.unary(operationsService.deleteOperation, { name }, opts));
+    await this.retried(`Failed to delete operation ${JSON.stringify(name)}`, opts, () =>
+      this.connection.unary(operationsService.deleteOperation, { name: normalizeOperationName(name, this.instanceName) }, opts),
+    );
   }
 
   private async retried<T>(step: string, opts: RemoteCallOptions, fn: () => Promise<T>): Promise<T> {
@@ -116,4 +118,12 @@ export class ExecutionClient {
       throw wrapStatus(err, step);
     }
   }
+}
+
+/**
+ * Execute and WaitExecution streams last as long as the action: the connection's per-call
+ * deadline (`--rpc_timeout`) does not apply to them unless the caller gives one.
+ */
+function streamOptions(opts: RemoteCallOptions): RemoteCallOptions {
+  return opts.deadlineMs === undefined ? { ...opts, deadlineMs: Infinity } : opts;
 }

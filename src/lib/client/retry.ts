@@ -56,6 +56,24 @@ export function isRetryable(opts: ResolvedRetryOptions, err: unknown): boolean {
 }
 
 /**
+ * The retry policy, in one place: given the error of attempt number `attempt` (1-based), resolves
+ * to false when it is not worth retrying (not retryable, attempts used up, or `signal` aborted; the
+ * caller then throws it, wrapped with its step), and otherwise waits the backoff and resolves to
+ * true. Loops that resume where they stopped (ByteStream reads and writes, GetTree pages) keep their
+ * own position and call this from their catch; plain calls use `withRetry`.
+ */
+export async function pauseBeforeRetry(opts: ResolvedRetryOptions, attempt: number, err: unknown, signal?: AbortSignal): Promise<boolean> {
+  if (attempt >= opts.maxAttempts || !isRetryable(opts, err) || signal?.aborted) return false;
+  try {
+    await opts.clock.sleep(backoffMs(opts, attempt), signal);
+  } catch (sleepErr) {
+    if (isAbortError(sleepErr)) throw StatusError.cancelled('The call was cancelled while waiting to retry');
+    throw toStatusError(sleepErr);
+  }
+  return true;
+}
+
+/**
  * Runs `fn` until it succeeds, fails with a non-retryable error, or `maxAttempts` is reached; the
  * last error is rethrown as is. `fn` receives the 1-based attempt number. Aborting `signal` stops
  * the backoff sleep and rethrows CANCELLED.
@@ -69,13 +87,7 @@ export async function withRetry<T>(
     try {
       return await fn(attempt);
     } catch (err) {
-      if (attempt >= opts.maxAttempts || !isRetryable(opts, err) || signal?.aborted) throw err;
-      try {
-        await opts.clock.sleep(backoffMs(opts, attempt), signal);
-      } catch (sleepErr) {
-        if (isAbortError(sleepErr)) throw StatusError.cancelled('The call was cancelled while waiting to retry');
-        throw toStatusError(sleepErr);
-      }
+      if (!(await pauseBeforeRetry(opts, attempt, err, signal))) throw err;
     }
   }
 }

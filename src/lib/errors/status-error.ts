@@ -168,6 +168,14 @@ export function wrapStatusWithCode(err: unknown, code: Code, prefix: string): St
   return new StatusError(code, `${prefix}: ${s.message}`, s.details, { cause: err });
 }
 
+/**
+ * The status a call or task ends with when its signal fired: the signal's reason when it is a
+ * StatusError (e.g. UNAVAILABLE because the server shuts down), else CANCELLED with `message`.
+ */
+export function abortStatus(signal: AbortSignal, message = 'The call was cancelled'): StatusError {
+  return signal.reason instanceof StatusError ? signal.reason : StatusError.cancelled(message);
+}
+
 export function isAbortError(err: unknown): boolean {
   return typeof err === 'object' && err !== null && (err as { name?: string }).name === 'AbortError';
 }

@@ -5,13 +5,9 @@
  * and `reapi.IDigest` (the plain-object shape). 64-bit integers decode to plain numbers: sizes and
  * offsets never exceed 2^53, and numbers are far cheaper than Long objects on hot paths.
  */
-import minimal from 'protobufjs/minimal.js';
 // Before the generated code: int64 prototype defaults must be numbers, not Longs.
 import './protobuf-runtime.js';
 import pb from './generated/protos.cjs';
-
-minimal.util.Long = undefined as never;
-minimal.configure();
 
 export import reapi = pb.build.bazel.remote.execution.v2;
 export import semver = pb.build.bazel.semver;

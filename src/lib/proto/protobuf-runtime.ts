@@ -7,5 +7,15 @@
  */
 import minimal from 'protobufjs/minimal.js';
 
-minimal.util.Long = undefined as never;
-minimal.configure();
+/**
+ * The hack, in one place: protobufjs reads 64-bit integers as `long` objects whenever its global
+ * `util.Long` is set (it is, when the `long` package is installed). Unsetting it and reconfiguring
+ * makes every int64 a plain number, which is exact for sizes and offsets (below 2^53) and far
+ * cheaper on hot paths. protobufjs offers no per-root option for this.
+ */
+function decodeInt64AsNumbers(): void {
+  minimal.util.Long = undefined as never;
+  minimal.configure();
+}
+
+decodeInt64AsNumbers();

@@ -4,15 +4,20 @@
  * action references (Command, every Directory of the input root, every file) is in the CAS. Absent
  * blobs are reported all at once as FAILED_PRECONDITION with one PreconditionFailure MISSING
  * violation each, which is what makes Bazel re-upload its inputs and retry.
+ *
+ * This is the only pass over an action's inputs: the Directory messages fetched here travel to the
+ * worker in the task (Task.input_directories, when they fit `maxHandOverBytes`), so the worker
+ * fetches neither them nor asks FindMissingBlobs again.
  */
 import type { BlobStore, CallOptions } from '../blobstore/blob-store.js';
 import { Digest } from '../digest/digest.js';
 import { digestFunctionToProto } from '../digest/digest-function.js';
 import { Code, hasCode, StatusError, wrapStatus } from '../errors/status-error.js';
-import { reapi } from '../proto/index.js';
+import { reapi, type workerapi } from '../proto/index.js';
 import { mapConcurrent } from '../util/concurrency.js';
 import { PlatformProperties } from './platform-properties.js';
-import { durationToMs } from './proto-time.js';
+import { FIND_MISSING_BATCH_DIGESTS, MAX_MESSAGE_BYTES } from '../proto/message-limits.js';
+import { durationToMs } from '../proto/proto-time.js';
 
 export interface LoadActionOptions extends CallOptions {
   /** Timeout applied when the Action sets none. */
@@ -25,6 +30,8 @@ export interface LoadActionOptions extends CallOptions {
   maxDirectoryBytes?: number;
   /** Directory fetches in flight at once. */
   concurrency?: number;
+  /** Input trees whose Directory messages total at most this are kept for the worker. @default 256 KiB */
+  maxHandOverBytes?: number;
 }
 
 export interface LoadedAction {
@@ -34,16 +41,16 @@ export interface LoadedAction {
   timeoutMs: number;
   /** Action.platform, or the deprecated Command.platform when the Action has none. */
   platform: PlatformProperties;
+  /** Every Directory of the input root, root first; absent when the tree exceeded `maxHandOverBytes`. */
+  inputDirectories?: workerapi.IResolvedDirectory[];
 }
 
-const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 const DEFAULT_MAX_DIRECTORY_BYTES = 16 * 1024 * 1024;
-/** FindMissingBlobs batches; large trees have hundreds of thousands of files. */
-const FIND_MISSING_BATCH = 10_000;
+const DEFAULT_MAX_HAND_OVER_BYTES = 256 * 1024;
 
 /** Fetches and validates an action and its inputs. See the module comment for what is checked. */
 export async function loadAction(contentAddressableStorage: BlobStore, actionDigest: Digest, opts: LoadActionOptions): Promise<LoadedAction> {
-  const maxBytes = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  const maxBytes = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
   const { instanceName } = actionDigest;
   const fnValue = digestFunctionToProto(actionDigest.digestFunction);
   const cas = contentAddressableStorage;
@@ -72,8 +79,8 @@ export async function loadAction(contentAddressableStorage: BlobStore, actionDig
     walkInputRoot(cas, inputRootDigest, opts.maxDirectoryBytes ?? DEFAULT_MAX_DIRECTORY_BYTES, opts),
   ]);
   const absentFiles: Digest[] = [];
-  for (let i = 0; i < tree.files.length; i += FIND_MISSING_BATCH) {
-    const batch = tree.files.slice(i, i + FIND_MISSING_BATCH);
+  for (let i = 0; i < tree.files.length; i += FIND_MISSING_BATCH_DIGESTS) {
+    const batch = tree.files.slice(i, i + FIND_MISSING_BATCH_DIGESTS);
     try {
       absentFiles.push(...(await cas.findMissing(batch, { signal: opts.signal })));
     } catch (err) {
@@ -91,7 +98,8 @@ export async function loadAction(contentAddressableStorage: BlobStore, actionDig
   }
   const actionPlatform = PlatformProperties.fromProto(action.platform);
   const platform = actionPlatform.isEmpty ? PlatformProperties.fromProto(command.platform) : actionPlatform;
-  return { action, command, timeoutMs, platform };
+  const handOver = tree.directoryBytes <= (opts.maxHandOverBytes ?? DEFAULT_MAX_HAND_OVER_BYTES);
+  return { action, command, timeoutMs, platform, ...(handOver ? { inputDirectories: tree.directories } : {}) };
 }
 
 interface InputTree {
@@ -99,12 +107,18 @@ interface InputTree {
   files: Digest[];
   /** Directories that are absent (their subtrees could not be walked). */
   missingDirectories: Digest[];
+  /** Every present Directory, breadth first from the root, each distinct one once. */
+  directories: workerapi.IResolvedDirectory[];
+  /** Their encoded size. */
+  directoryBytes: number;
 }
 
 /** Fetches every Directory of the tree breadth-first, level by level, each distinct one once. */
 async function walkInputRoot(cas: BlobStore, root: Digest, maxBytes: number, opts: LoadActionOptions): Promise<InputTree> {
   const files = new Map<string, Digest>();
   const missingDirectories: Digest[] = [];
+  const directories: workerapi.IResolvedDirectory[] = [];
+  let directoryBytes = 0;
   const seen = new Set<string>([root.key]);
   let level = [{ digest: root, path: '' }];
   while (level.length) {
@@ -117,6 +131,8 @@ async function walkInputRoot(cas: BlobStore, root: Digest, maxBytes: number, opt
         return;
       }
       const dir = decode(reapi.Directory, bytes, 'Directory', digest);
+      directories.push({ digest: digest.toProto(), directory: dir });
+      directoryBytes += bytes.length;
       const fnValue = digestFunctionToProto(digest.digestFunction);
       for (const f of dir.files) {
         const d = Digest.fromProto(digest.instanceName, fnValue, f.digest, `directory ${JSON.stringify(path + f.name)} digest`);
@@ -133,7 +149,7 @@ async function walkInputRoot(cas: BlobStore, root: Digest, maxBytes: number, opt
     });
     level = next;
   }
-  return { files: [...files.values()], missingDirectories };
+  return { files: [...files.values()], missingDirectories, directories, directoryBytes };
 }
 
 /** The blob's bytes, or undefined when it is absent. Other failures are wrapped with the step. */

@@ -2,6 +2,8 @@
  * Time as a dependency, so that schedulers, caches and retries can be tested with a fake clock
  * instead of sleeping on the wall clock.
  */
+import { abortError } from './abort.js';
+
 export interface Clock {
   /** Milliseconds since the Unix epoch. */
   now(): number;
@@ -26,13 +28,6 @@ export const systemClock: Clock = {
     }),
 };
 
-function abortError(signal: AbortSignal): Error {
-  const reason = signal.reason;
-  if (reason instanceof Error && reason.name === 'AbortError') return reason;
-  const err = new Error('The operation was aborted', { cause: reason });
-  err.name = 'AbortError';
-  return err;
-}
 
 /**
  * A clock that only moves when told to: `advance(ms)` fires every sleeper whose deadline has come,

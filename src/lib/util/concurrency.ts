@@ -5,7 +5,10 @@
 
 /**
  * Runs `fn` on every item with at most `limit` calls in flight and resolves to the results in input
- * order. The first failure rejects the whole call; items not yet started are then skipped.
+ * order: the one bounded-concurrency helper of bzutil. The first failure stops new items from
+ * starting and is thrown once the calls already running have settled, so that nothing keeps
+ * touching files or connections after the caller has seen the error (a worker then removes the
+ * action directory safely).
  */
 export async function mapConcurrent<T, R>(
   items: readonly T[],
@@ -27,7 +30,9 @@ export async function mapConcurrent<T, R>(
       }
     }
   };
-  await Promise.all(Array.from({ length: workerCount }, worker));
+  const settled = await Promise.allSettled(Array.from({ length: workerCount }, worker));
+  const rejected = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (rejected) throw rejected.reason;
   return results;
 }
 

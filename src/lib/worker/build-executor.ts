@@ -7,8 +7,8 @@
  */
 import type { CallOptions } from '../blobstore/blob-store.js';
 import type { Digest } from '../digest/digest.js';
-import { Code, StatusError, toStatusError } from '../errors/status-error.js';
-import type { protobuf, reapi } from '../proto/index.js';
+import { abortStatus as abortStatusOf, Code, StatusError, toStatusError } from '../errors/status-error.js';
+import type { protobuf, reapi, workerapi } from '../proto/index.js';
 
 /** One action to run, as the scheduler hands it out (Action and Command already fetched). */
 export interface ExecutionTask {
@@ -22,6 +22,8 @@ export interface ExecutionTask {
   timeoutMs: number;
   /** When the operation was queued, copied into ExecutedActionMetadata. */
   queuedTimestamp?: protobuf.ITimestamp | null;
+  /** The input tree's Directories as the scheduler resolved and checked them (Task.input_directories). */
+  inputDirectories?: workerapi.IResolvedDirectory[] | null;
 }
 
 export type ExecutionStage = 'FETCHING_INPUTS' | 'RUNNING' | 'UPLOADING_OUTPUTS';
@@ -51,7 +53,7 @@ export function attachError(response: reapi.IExecuteResponse, err: unknown): voi
   response.status = toStatusError(err).toProto();
 }
 
-/** The status a task gets when its signal fired: the reason if it is a StatusError, else CANCELLED. */
-export function abortStatus(signal: AbortSignal, fallback = 'Task was cancelled'): StatusError {
-  return signal.reason instanceof StatusError ? signal.reason : StatusError.cancelled(fallback);
+/** The status a task gets when its signal fired (see lib/errors). */
+export function abortStatus(signal: AbortSignal): StatusError {
+  return abortStatusOf(signal, 'Task was cancelled');
 }

@@ -2,16 +2,17 @@
  * Builds an action's input root on local disk from its Merkle tree in the CAS. Directory messages
  * are fetched (each distinct one once) and validated before anything is written, missing blobs are
  * found with one FindMissing call so the client learns about all of them at once, and files come from
- * the worker's FileCache as hard links.
+ * the worker's FileCache as hard links. When the scheduler already resolved and checked the tree
+ * (Task.input_directories), its Directories are used as they are and FindMissing is not asked again.
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { BlobStore, CallOptions } from '../blobstore/blob-store.js';
 import { Digest } from '../digest/digest.js';
 import { Code, StatusError, wrapStatus } from '../errors/status-error.js';
-import { reapi } from '../proto/index.js';
+import { reapi, type workerapi } from '../proto/index.js';
 import type { FileCache } from './file-cache.js';
-import { forEachLimited } from './for-each-limited.js';
+import { mapConcurrent } from '../util/concurrency.js';
 import { resolveRelativePath, toAbsolute, validateEntryName, validateSymlinkTarget } from './paths.js';
 
 /** Directory messages above this size are refused (a Directory is one message, not a stream). */
@@ -22,6 +23,14 @@ export interface InputMaterializerOptions {
   fileCache: FileCache;
   /** How many Directory fetches and file links run at once. */
   concurrency?: number;
+}
+
+export interface MaterializeOptions extends CallOptions {
+  /**
+   * The tree's Directories as the scheduler fetched them while checking that every input blob is in
+   * the CAS. Used instead of fetching; a file gone since then is reported missing when fetched.
+   */
+  resolved?: readonly workerapi.IResolvedDirectory[] | null;
 }
 
 interface FileToLink {
@@ -46,8 +55,9 @@ export class InputMaterializer {
    * Errors: FAILED_PRECONDITION with MISSING violations for absent blobs, INVALID_ARGUMENT for bad
    * names, duplicates or escaping symlinks (nothing is written for those).
    */
-  async materialize(inputRootDigest: Digest, targetDirectory: string, opts: CallOptions = {}): Promise<void> {
-    const directories = await this.fetchDirectories(inputRootDigest, opts);
+  async materialize(inputRootDigest: Digest, targetDirectory: string, opts: MaterializeOptions = {}): Promise<void> {
+    const resolved = resolvedByKey(inputRootDigest, opts.resolved);
+    const directories = await this.fetchDirectories(inputRootDigest, opts, resolved);
 
     // Walk the tree (by path; a Directory reused under two names is instantiated twice).
     const dirsToCreate: string[] = [];
@@ -79,7 +89,7 @@ export class InputMaterializer {
     for (const f of files) {
       if (!f.digest.isEmpty && !this.fileCache.has(f.digest, f.isExecutable)) wanted.set(f.digest.key, f.digest);
     }
-    if (wanted.size > 0) {
+    if (wanted.size > 0 && !resolved) {
       let missing: Digest[];
       try {
         missing = await this.contentAddressableStorage.findMissing([...wanted.values()], opts);
@@ -90,10 +100,12 @@ export class InputMaterializer {
     }
 
     for (const d of dirsToCreate) await fsp.mkdir(toAbsolute(targetDirectory, d));
-    await forEachLimited(files, this.concurrency, async (f) => {
+    await mapConcurrent(files, this.concurrency, async (f) => {
       try {
         await this.fileCache.linkInto(f.digest, f.isExecutable, toAbsolute(targetDirectory, f.relativePath), opts);
       } catch (err) {
+        // Checked by the scheduler, gone since: the same refusal as FindMissing would have given.
+        if (resolved && err instanceof StatusError && err.code === Code.NOT_FOUND) throw StatusError.missingBlobs([f.digest]);
         throw wrapStatus(err, `Failed to create input file ${JSON.stringify(f.relativePath)}`);
       }
     });
@@ -101,14 +113,28 @@ export class InputMaterializer {
   }
 
   /** Fetches and validates every distinct Directory in the tree, breadth first. */
-  private async fetchDirectories(root: Digest, opts: CallOptions): Promise<Map<string, reapi.IDirectory>> {
+  private async fetchDirectories(root: Digest, opts: CallOptions, resolved?: ReadonlyMap<string, reapi.Directory>): Promise<Map<string, reapi.IDirectory>> {
     const directories = new Map<string, reapi.IDirectory>();
     const missing: Digest[] = [];
     let frontier: { digest: Digest; where: string }[] = [{ digest: root, where: '' }];
     const seen = new Set<string>([root.key]);
+    let next: { digest: Digest; where: string }[] = [];
+    const visit = (digest: Digest, where: string, dir: reapi.Directory): void => {
+      validateDirectory(dir, where);
+      directories.set(digest.key, dir);
+      for (const node of dir.directories) {
+        const childWhere = where === '' ? (node.name ?? '') : `${where}/${node.name ?? ''}`;
+        const d = childDigest(root, node.digest, childWhere);
+        if (seen.has(d.key)) continue;
+        seen.add(d.key);
+        next.push({ digest: d, where: childWhere });
+      }
+    };
     while (frontier.length > 0) {
-      const next: { digest: Digest; where: string }[] = [];
-      await forEachLimited(frontier, this.concurrency, async ({ digest, where }) => {
+      next = [];
+      await mapConcurrent(frontier, this.concurrency, async ({ digest, where }) => {
+        const known = resolved?.get(digest.key);
+        if (known) return void visit(digest, where, known);
         let bytes: Uint8Array;
         try {
           bytes = await this.contentAddressableStorage.get(digest, { ...opts, maxBytes: MAX_DIRECTORY_BYTES });
@@ -129,21 +155,21 @@ export class InputMaterializer {
         } catch (err) {
           throw StatusError.invalidArgument(`Failed to decode input directory ${JSON.stringify(where || '.')} (${digest.toString()}): ${(err as Error).message}`);
         }
-        validateDirectory(dir, where);
-        directories.set(digest.key, dir);
-        for (const node of dir.directories) {
-          const childWhere = where === '' ? (node.name ?? '') : `${where}/${node.name ?? ''}`;
-          const d = childDigest(root, node.digest, childWhere);
-          if (seen.has(d.key)) continue;
-          seen.add(d.key);
-          next.push({ digest: d, where: childWhere });
-        }
+        visit(digest, where, dir);
       });
       frontier = next;
     }
     if (missing.length > 0) throw StatusError.missingBlobs(missing);
     return directories;
   }
+}
+
+/** The scheduler's resolved Directories by digest key; undefined unless they include the root. */
+function resolvedByKey(root: Digest, list: readonly workerapi.IResolvedDirectory[] | null | undefined): Map<string, reapi.Directory> | undefined {
+  if (!list?.length) return undefined;
+  const byKey = new Map<string, reapi.Directory>();
+  for (const r of list) byKey.set(childDigest(root, r.digest, 'task.input_directories').key, reapi.Directory.fromObject(r.directory ?? {}));
+  return byKey.has(root.key) ? byKey : undefined;
 }
 
 /**

@@ -11,6 +11,7 @@ import type { BlobStore } from '../blobstore/blob-store.js';
 import { Digest } from '../digest/digest.js';
 import { StatusError, wrapStatus } from '../errors/status-error.js';
 import type { protobuf, reapi } from '../proto/index.js';
+import { msToTimestamp } from '../proto/proto-time.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { abortStatus, attachError, type BuildExecutor, type ExecuteOptions, type ExecutionTask } from './build-executor.js';
@@ -97,7 +98,7 @@ export class LocalBuildExecutor implements BuildExecutor {
         const input = task.action.inputRootDigest;
         if (!input) throw StatusError.invalidArgument('Action has no input_root_digest', [{ field: 'action.input_root_digest', description: 'Required' }]);
         const inputRootDigest = Digest.create(instanceName, digestFunction, input.hash ?? '', Number(input.sizeBytes ?? 0), 'action.input_root_digest');
-        await this.materializer.materialize(inputRootDigest, inputRoot, { signal });
+        await this.materializer.materialize(inputRootDigest, inputRoot, { signal, resolved: task.inputDirectories });
         await createOutputParents(inputRoot, task.command);
       } catch (err) {
         throw wrapStatus(err, 'Failed to prepare input root');
@@ -159,14 +160,8 @@ export class LocalBuildExecutor implements BuildExecutor {
   }
 
   private now(): protobuf.ITimestamp {
-    return toTimestamp(this.clock.now());
+    return msToTimestamp(this.clock.now());
   }
-}
-
-/** Milliseconds since the epoch as a google.protobuf.Timestamp. */
-export function toTimestamp(ms: number): protobuf.ITimestamp {
-  const seconds = Math.floor(ms / 1000);
-  return { seconds, nanos: Math.round((ms - seconds * 1000) * 1e6) };
 }
 
 /** Exactly the Command's variables: nothing from the worker's environment leaks into an action. */

@@ -15,8 +15,10 @@ import { type DigestFunction, hashStream } from '../digest/digest-function.js';
 import { StatusError, wrapStatus } from '../errors/status-error.js';
 import { encodeWithDigest } from '../proto/canonical.js';
 import { reapi } from '../proto/index.js';
-import { forEachLimited } from './for-each-limited.js';
+import { mapConcurrent } from '../util/concurrency.js';
 import { isInside, resolveRelativePath, toAbsolute } from './paths.js';
+import { compareUtf8 } from '../cas/tree-paths.js';
+import { FIND_MISSING_BATCH_DIGESTS } from '../proto/message-limits.js';
 
 export interface OutputUploaderOptions {
   contentAddressableStorage: BlobStore;
@@ -45,8 +47,6 @@ type Expected = 'file' | 'directory' | 'any';
 
 /** A blob to upload: a file streamed from disk, or bytes built in memory (Trees). */
 type BlobSource = { digest: Digest; filePath: string } | { digest: Digest; bytes: Uint8Array };
-
-const FIND_MISSING_BATCH = 5_000;
 
 export class OutputUploader {
   private readonly contentAddressableStorage: BlobStore;
@@ -88,15 +88,15 @@ export class OutputUploader {
   private async upload(blobs: readonly BlobSource[], opts: CallOptions): Promise<void> {
     const nonEmpty = blobs.filter((b) => !b.digest.isEmpty);
     const missing = new Set<string>();
-    for (let i = 0; i < nonEmpty.length; i += FIND_MISSING_BATCH) {
-      const batch = nonEmpty.slice(i, i + FIND_MISSING_BATCH).map((b) => b.digest);
+    for (let i = 0; i < nonEmpty.length; i += FIND_MISSING_BATCH_DIGESTS) {
+      const batch = nonEmpty.slice(i, i + FIND_MISSING_BATCH_DIGESTS).map((b) => b.digest);
       try {
         for (const d of await this.contentAddressableStorage.findMissing(batch, opts)) missing.add(d.key);
       } catch (err) {
         throw wrapStatus(err, 'Failed to check which outputs the CAS holds');
       }
     }
-    await forEachLimited(
+    await mapConcurrent(
       nonEmpty.filter((b) => missing.has(b.digest.key)),
       this.concurrency,
       async (blob) => {
@@ -165,17 +165,19 @@ class Collector {
     }
   }
 
-  /** Digest of a stdout/stderr file, set only when it is not empty (as Bazel expects). */
+  /**
+   * Digest of a stdout/stderr file. An empty stream gets the empty blob's digest, as Scoot and
+   * Buildbarn set it (every CAS holds the empty blob implicitly, so nothing is uploaded for it).
+   */
   async collectLog(filePath: string, name: string): Promise<reapi.IDigest | undefined> {
-    let digest: Digest;
+    const empty = () => Digest.empty({ instanceName: this.request.instanceName, digestFunction: this.request.digestFunction }).toProto();
     try {
       // Most commands print nothing: one stat answers that without opening and reading the file.
-      if ((await fsp.stat(filePath)).size === 0) return undefined;
-      digest = await this.hashFile(filePath, name);
+      if ((await fsp.stat(filePath)).size === 0) return empty();
+      return (await this.hashFile(filePath, name)).toProto();
     } catch (err) {
       throw wrapStatus(err, `Failed to store ${name}`);
     }
-    return digest.isEmpty ? undefined : digest.toProto();
   }
 
   /**
@@ -256,11 +258,6 @@ class Collector {
   private digestOptions(): { instanceName: string; digestFunction: DigestFunction } {
     return { instanceName: this.request.instanceName, digestFunction: this.request.digestFunction };
   }
-}
-
-/** REAPI orders Directory entries by the UTF-8 bytes of their names, not by UTF-16 code units. */
-export function compareUtf8(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 
 function isExecutable(st: Stats): boolean {

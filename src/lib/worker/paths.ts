@@ -7,18 +7,8 @@
 import * as path from 'node:path';
 import { StatusError } from '../errors/status-error.js';
 
-/**
- * Rejects names that are not a single path component: empty, ".", "..", containing "/" or NUL.
- * REAPI requires Directory entry names to be plain components; anything else could address files
- * outside the directory being built.
- */
-export function validateEntryName(name: string, where: string): void {
-  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
-    throw StatusError.invalidArgument(`Invalid entry name ${JSON.stringify(name)} in ${where}: names must be single, non-empty path components`, [
-      { field: where, description: `Invalid entry name ${JSON.stringify(name)}` },
-    ]);
-  }
-}
+// Entry names and symlink targets follow the tree-wide rules of lib/cas.
+export { validateEntryName, validateSymlinkTarget } from '../cas/tree-paths.js';
 
 /**
  * Normalises a client-given relative path (e.g. an output path relative to the working directory,
@@ -45,32 +35,6 @@ export function resolveRelativePath(base: string, relative: string, field: strin
   }
   if (segments.length === 0 && !opts.allowEmpty) throw bad('it names the input root itself');
   return segments.join('/');
-}
-
-/**
- * Checks that a symlink placed at `linkDir/<name>` (both relative to the input root, "" for the root)
- * pointing at `target` stays inside the input root when resolved lexically. Absolute targets are
- * refused: the worker's file system is not the client's.
- */
-export function validateSymlinkTarget(linkDir: string, name: string, target: string): void {
-  const where = linkDir === '' ? name : `${linkDir}/${name}`;
-  const bad = (why: string) =>
-    StatusError.invalidArgument(`Invalid symlink ${JSON.stringify(where)} -> ${JSON.stringify(target)}: ${why}`, [
-      { field: 'symlinks.target', description: why },
-    ]);
-  if (target === '') throw bad('the target is empty');
-  if (target.includes('\0')) throw bad('the target contains a NUL character');
-  if (target.startsWith('/')) throw bad('absolute targets are not allowed');
-  let depth = splitPath(linkDir).filter((s) => s !== '' && s !== '.').length;
-  for (const seg of splitPath(target)) {
-    if (seg === '' || seg === '.') continue;
-    if (seg === '..') {
-      if (depth === 0) throw bad('the target escapes the input root');
-      depth -= 1;
-    } else {
-      depth += 1;
-    }
-  }
 }
 
 /** Joins a root-relative "/"-separated path onto an absolute directory. */

@@ -5,13 +5,14 @@
  */
 import type { DigestFunction } from '../../lib/digest/digest-function.js';
 import type { semver } from '../../lib/proto/index.js';
+import { MAX_BATCH_TOTAL_SIZE_BYTES } from '../../lib/proto/message-limits.js';
 import { MAX_SEND_MESSAGE_BYTES } from '../grpc/server.js';
 
 /**
  * The largest batch (sum of blob sizes) we advertise by default: Bazel's 4 MiB message limit minus
  * 256 KiB of headroom for the per-blob framing (digest, status, field tags) of a full batch response.
  */
-export const DEFAULT_MAX_BATCH_TOTAL_SIZE_BYTES = MAX_SEND_MESSAGE_BYTES - 256 * 1024;
+export const DEFAULT_MAX_BATCH_TOTAL_SIZE_BYTES = MAX_BATCH_TOTAL_SIZE_BYTES;
 
 /** The REAPI versions whose features we serve: 2.3 adds digest_function fields and BatchReadBlobs compressors. */
 export const LOW_API_VERSION: semver.ISemVer = { major: 2, minor: 0, patch: 0 };

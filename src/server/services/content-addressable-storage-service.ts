@@ -6,7 +6,7 @@
  * breadth-first in pages that each stay under Bazel's 4 MiB message limit.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { type BlobStore, isEmptyBlob } from '../../lib/blobstore/blob-store.js';
+import { type BlobStore } from '../../lib/blobstore/blob-store.js';
 import { Digest, DigestSet, requestDigestFunction, validateInstanceName } from '../../lib/digest/digest.js';
 import { type DigestFunction, digestFunctionToProto } from '../../lib/digest/digest-function.js';
 import { Code, StatusError, hasCode, toStatusError, wrapStatus } from '../../lib/errors/status-error.js';
@@ -242,7 +242,7 @@ function findMissingArguments(served: readonly DigestFunction[], request: reapi.
       }
     }
     digest ??= full(i);
-    if (!isEmptyBlob(digest)) digests.push(digest);
+    if (!digest.isEmpty) digests.push(digest);
   }
   return digests;
 }

@@ -7,7 +7,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { longrunning, protobuf } from '../../lib/proto/index.js';
 import type { BuildQueue } from '../../lib/scheduler/build-queue.js';
 import { toLongrunningOperation } from '../../lib/scheduler/operation-snapshot.js';
-import { durationToMs } from '../../lib/scheduler/proto-time.js';
+import { durationToMs } from '../../lib/proto/proto-time.js';
 import type { HandlerFactory } from '../grpc/handlers.js';
 import { requireName } from './request-fields.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffMs, resolveRetryOptions, withRetry } from '../../../src/lib/client/retry.js';
+import { backoffMs, pauseBeforeRetry, resolveRetryOptions, withRetry } from '../../../src/lib/client/retry.js';
 import { Code, StatusError } from '../../../src/lib/errors/status-error.js';
 import { FakeClock } from '../../../src/lib/util/clock.js';
 import { createLimiter, mapConcurrent } from '../../../src/lib/util/concurrency.js';
@@ -48,6 +48,33 @@ describe('withRetry', () => {
   });
 });
 
+describe('pauseBeforeRetry', () => {
+  it('says no (without waiting) for a non-retryable error, the last attempt, or an aborted call', async () => {
+    const opts = resolveRetryOptions({ clock: new FakeClock(), maxAttempts: 3 });
+    expect(await pauseBeforeRetry(opts, 1, StatusError.invalidArgument('bad'))).toBe(false);
+    expect(await pauseBeforeRetry(opts, 3, StatusError.unavailable('down'))).toBe(false);
+    const aborted = new AbortController();
+    aborted.abort();
+    expect(await pauseBeforeRetry(opts, 1, StatusError.unavailable('down'), aborted.signal)).toBe(false);
+  });
+
+  it('waits the backoff before saying yes, and turns an abort during the wait into CANCELLED', async () => {
+    const clock = new FakeClock();
+    const opts = resolveRetryOptions({ clock, random: () => 0.5, initialBackoffMs: 100 });
+    let answered: boolean | undefined;
+    void pauseBeforeRetry(opts, 1, StatusError.unavailable('down')).then((v) => (answered = v));
+    await clock.advance(49);
+    expect(answered).toBeUndefined();
+    await clock.advance(1);
+    expect(answered).toBe(true);
+
+    const stop = new AbortController();
+    const waiting = pauseBeforeRetry(opts, 1, StatusError.unavailable('down'), stop.signal);
+    stop.abort();
+    await expect(waiting).rejects.toMatchObject({ code: Code.CANCELLED });
+  });
+});
+
 describe('mapConcurrent and createLimiter', () => {
   it('never runs more than the limit at once and keeps result order', async () => {
     let active = 0;
@@ -61,6 +88,24 @@ describe('mapConcurrent and createLimiter', () => {
     });
     expect(results).toEqual([50, 10, 40, 20, 30, 0]);
     expect(peak).toBe(2);
+  });
+
+  it('throws the first failure only after the calls already running have settled, and starts no more', async () => {
+    const started: number[] = [];
+    let running = 0;
+    const err = await mapConcurrent([0, 1, 2, 3, 4], 2, async (n) => {
+      started.push(n);
+      running++;
+      try {
+        if (n === 0) throw new Error('first fails');
+        for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+      } finally {
+        running--;
+      }
+    }).catch((e: Error) => e);
+    expect((err as Error).message).toBe('first fails');
+    expect(running).toBe(0);
+    expect(started).toEqual([0, 1]);
   });
 
   it('hands a finished slot to a waiter without letting a newcomer overtake the limit', async () => {

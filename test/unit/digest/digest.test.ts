@@ -30,6 +30,13 @@ describe('Digest', () => {
     expect(empty.toProto()).toEqual({ hash: EMPTY_SHA256 });
   });
 
+  it('calls empty only the blob of no bytes under its own function, not any size-0 digest', () => {
+    expect(Digest.empty({ digestFunction: 'sha1' }).isEmpty).toBe(true);
+    expect(Digest.parse(`${HASH}/0`).isEmpty).toBe(false);
+    expect(Digest.create('', 'sha256', EMPTY_SHA256, 0, 'd').isEmpty).toBe(true);
+    expect(Digest.ofBytes(new Uint8Array(1)).isEmpty).toBe(false);
+  });
+
   it('parses <hash>/<size> and the - and : separators', () => {
     for (const text of [`${HASH}/12`, `${HASH}-12`, `${HASH}:12`, `  ${HASH}/12\n`]) {
       const d = Digest.parse(text);

@@ -81,6 +81,27 @@ async function expectStatus(p: Promise<unknown>, code: Code): Promise<StatusErro
 }
 
 describe('InMemoryBuildQueue: execution flow', () => {
+  it('hands the worker the input Directories it checked, root first, so the worker does not fetch them again', async () => {
+    const { actionDigest, inputRootDigest } = await uploadAction(stores.cas);
+    const op = start(actionDigest);
+    await nextSnapshot(op);
+    const task = (await sync('w1')).tasks![0]!;
+    const resolved = task.inputDirectories ?? [];
+    expect(resolved).toHaveLength(3);
+    expect(resolved[0]!.digest?.hash).toBe(inputRootDigest.hash);
+    expect(resolved[0]!.directory?.files?.map((f) => f.name)).toEqual(['a.txt']);
+    expect(resolved.map((r) => r.directory?.directories?.[0]?.name ?? r.directory?.files?.[0]?.name)).toEqual(['sub', 'deep', 'b.txt']);
+  });
+
+  it('leaves the Directories out of the task when the tree is larger than the hand-over budget', async () => {
+    setup({ maxHandOverBytes: 1 });
+    const { actionDigest } = await uploadAction(stores.cas);
+    const op = start(actionDigest);
+    await nextSnapshot(op);
+    const task = (await sync('w1')).tasks![0]!;
+    expect(task.inputDirectories ?? []).toEqual([]);
+  });
+
   it('queues an action, hands it to a worker, and completes with the reported result', async () => {
     const { actionDigest } = await uploadAction(stores.cas);
     const op = start(actionDigest);

@@ -61,6 +61,35 @@ describe('InputMaterializer', () => {
     expect(statSync(path.join(second, 'big.bin')).nlink).toBeGreaterThanOrEqual(3);
   });
 
+  it('uses the Directories the scheduler resolved: no Directory fetch and no second FindMissing', async () => {
+    const file = await putBlob(store, 'checked by the scheduler');
+    const sub = await putDirectory(store, { files: [{ name: 'f.txt', digest: file.toProto() }] });
+    const digest = await putDirectory(store, { directories: [{ name: 'sub', digest: sub.toProto() }] });
+    const resolved = [
+      { digest: digest.toProto(), directory: { directories: [{ name: 'sub', digest: sub.toProto() }] } },
+      { digest: sub.toProto(), directory: { files: [{ name: 'f.txt', digest: file.toProto() }] } },
+    ];
+    store.calls.length = 0;
+
+    await materializer.materialize(digest, root, { resolved });
+
+    expect(readFileSync(path.join(root, 'sub', 'f.txt'), 'utf8')).toBe('checked by the scheduler');
+    expect(store.count('findMissing')).toBe(0);
+    expect(store.calls.flatMap((c) => c.digests)).not.toContain(sub.toString());
+    expect(store.calls.flatMap((c) => c.digests)).not.toContain(digest.toString());
+  });
+
+  it('reports a file that vanished after the scheduler checked it as a missing blob', async () => {
+    const gone = Digest.ofBytes(new TextEncoder().encode('deleted after the check'));
+    const digest = await putDirectory(store, { files: [{ name: 'gone.txt', digest: gone.toProto() }] });
+    const resolved = [{ digest: digest.toProto(), directory: { files: [{ name: 'gone.txt', digest: gone.toProto() }] } }];
+
+    const err = await failure(materializer.materialize(digest, root, { resolved }));
+
+    expect(err.code).toBe(Code.FAILED_PRECONDITION);
+    expect(err.preconditionViolations().map((v) => v.subject)).toEqual([`blobs/${gone.hash}/${gone.sizeBytes}`]);
+  });
+
   it.each([
     ['a name with a slash', 'a/b'],
     ['"."', '.'],

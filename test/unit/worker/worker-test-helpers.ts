@@ -8,7 +8,7 @@ import { MemoryBlobStore } from '../../../src/lib/blobstore/memory-blob-store.js
 import { Digest } from '../../../src/lib/digest/digest.js';
 import { encodeWithDigest } from '../../../src/lib/proto/canonical.js';
 import { reapi } from '../../../src/lib/proto/index.js';
-import { compareUtf8 } from '../../../src/lib/worker/output-uploader.js';
+import { compareUtf8 } from '../../../src/lib/cas/tree-paths.js';
 
 export function newMemoryStore(): MemoryBlobStore {
   return new MemoryBlobStore({ maxSizeBytes: 64 * 1024 * 1024 });

@@ -1,0 +1,343 @@
+/**
+ * The ByteStream Write state machine over a BlobStore: resumable uploads as the ByteStream spec
+ * describes them. The gRPC service (src/server/services/byte-stream-service.ts) only parses resource
+ * names and hands the message stream here.
+ *
+ * A Write pipes the client's chunks straight into one streaming `put()`, which (through a
+ * VerifyingBlobStore) checks the hash before the blob becomes visible. When a Write stream ends or
+ * breaks before `finish_write`, its `put()` is not cancelled but parked, still waiting for its next
+ * chunk, under the upload's resource name. QueryWriteStatus then reports the bytes received so far,
+ * and a new Write with that `write_offset` continues the same `put()`. Parked uploads that nobody
+ * resumes within `idleTimeoutMs` are aborted, which leaves nothing visible.
+ */
+import type { BlobStore, CallOptions } from '../blobstore/blob-store.js';
+import type { Digest } from '../digest/digest.js';
+import { StatusError, toStatusError, wrapStatus } from '../errors/status-error.js';
+import type { bytestream } from '../proto/index.js';
+import type { Clock } from '../util/clock.js';
+import type { Logger } from '../util/logger.js';
+import { ChunkChannel } from './chunk-channel.js';
+
+/** How long an interrupted upload waits to be resumed before it is aborted. */
+export const DEFAULT_UPLOAD_IDLE_TIMEOUT_MS = 60_000;
+/** Most uploads kept at once (running and parked); the oldest parked one is aborted to make room. */
+export const DEFAULT_MAX_PENDING_UPLOADS = 1000;
+
+/** The parsed resource name of a Write: the blob, and the client's upload id. */
+export interface WriteTarget {
+  resourceName: string;
+  digest: Digest;
+  uploadId: string;
+}
+
+export interface ResumableUploadsOptions {
+  /** Must verify digests on put (a VerifyingBlobStore), so that a wrong upload never becomes visible. */
+  contentAddressableStorage: BlobStore;
+  clock: Clock;
+  logger: Logger;
+  /** @default DEFAULT_UPLOAD_IDLE_TIMEOUT_MS */
+  idleTimeoutMs?: number;
+  /** @default DEFAULT_MAX_PENDING_UPLOADS */
+  maxPendingUploads?: number;
+}
+
+/** An INVALID_ARGUMENT naming the ByteStream request field at fault. */
+export function badByteStreamField(field: string, description: string): StatusError {
+  return StatusError.invalidArgument(`Failed to process ByteStream request: ${description}`, [{ field, description }]);
+}
+const badField = badByteStreamField;
+
+export class ResumableUploads {
+  private readonly cas: BlobStore;
+  private readonly uploads: UploadRegistry;
+
+  constructor(opts: ResumableUploadsOptions) {
+    this.cas = opts.contentAddressableStorage;
+    this.uploads = new UploadRegistry(
+      opts.contentAddressableStorage,
+      opts.clock,
+      opts.idleTimeoutMs ?? DEFAULT_UPLOAD_IDLE_TIMEOUT_MS,
+      opts.maxPendingUploads ?? DEFAULT_MAX_PENDING_UPLOADS,
+      opts.logger,
+    );
+  }
+
+  /** Number of uploads currently running or parked. */
+  get size(): number {
+    return this.uploads.size;
+  }
+
+  /** Aborts every running and parked upload. */
+  close(): void {
+    this.uploads.close();
+  }
+
+  /**
+   * Serves one Write stream whose first message is `first` and whose later messages come from
+   * `rest`; resolves with the committed size to answer. `rest` is not read past the answer.
+   */
+  async write(target: WriteTarget, first: bytestream.WriteRequest, rest: AsyncIterator<bytestream.WriteRequest>, opts: CallOptions = {}): Promise<bytestream.IWriteResponse> {
+    const { resourceName, digest } = target;
+    const cas = this.cas;
+    const uploads = this.uploads;
+    const key = uploadKey(target.uploadId, digest);
+
+    // Early completion: a blob already present needs none of the client's bytes.
+    const missing = await cas.findMissing([digest], { signal: opts.signal });
+    if (missing.length === 0) {
+      uploads.discard(key, StatusError.aborted(`Upload ${JSON.stringify(resourceName)} was superseded: the blob is already stored`));
+      return { committedSize: digest.sizeBytes };
+    }
+
+    // A whole blob in one message (most of Bazel's uploads: every blob of up to 16 KiB) needs no
+    // resumable upload: it is verified and stored in one call, without the streaming machinery.
+    const firstData = first.data;
+    if (first.finishWrite && first.writeOffset === 0 && firstData?.length === digest.sizeBytes && uploads.get(key) === undefined) {
+      try {
+        await cas.put(digest, firstData, { signal: opts.signal });
+      } catch (err) {
+        throw wrapStatus(err, `Failed to store blob ${digest.toString()}`);
+      }
+      return { committedSize: digest.sizeBytes };
+    }
+
+    const upload = uploads.attach(key, digest, first.writeOffset, resourceName);
+    try {
+      let message = first;
+      for (;;) {
+        const done = await this.feed(upload, message, resourceName);
+        if (done) return { committedSize: digest.sizeBytes };
+        const next = await rest.next();
+        // The client half-closed without finish_write: keep what we have for a later Write to resume.
+        if (next.done) return { committedSize: upload.committedSizeBytes };
+        message = next.value;
+      }
+    } finally {
+      uploads.detach(upload);
+    }
+  }
+
+  /**
+   * QueryWriteStatus: complete when the blob is stored, else the bytes received by the upload
+   * named by `uploadId` (absent for a plain blob name); NOT_FOUND when there is neither.
+   */
+  async queryWriteStatus(resourceName: string, digest: Digest, uploadId: string | undefined, opts: CallOptions = {}): Promise<bytestream.IQueryWriteStatusResponse> {
+    const missing = await this.cas.findMissing([digest], { signal: opts.signal });
+    if (missing.length === 0) return { committedSize: digest.sizeBytes, complete: true };
+    const upload = uploadId === undefined ? undefined : this.uploads.get(uploadKey(uploadId, digest));
+    if (upload) return { committedSize: upload.committedSizeBytes, complete: false };
+    throw StatusError.notFound(
+      `Failed to query write status: no upload of ${JSON.stringify(resourceName)} is in progress (it may have expired) and the blob is not stored`,
+    );
+  }
+
+  /** Hands one WriteRequest to the upload; true once the blob is stored. */
+  private async feed(upload: PendingUpload, message: bytestream.WriteRequest, resourceName: string): Promise<boolean> {
+    const digest = upload.digest;
+    if (message.resourceName !== '' && message.resourceName !== resourceName) {
+      throw badField('resource_name', `Resource name changed within one Write stream from ${JSON.stringify(resourceName)} to ${JSON.stringify(message.resourceName)}`);
+    }
+    if (message.writeOffset !== upload.committedSizeBytes) {
+      throw badField('write_offset', `Write offset ${message.writeOffset} does not match the ${upload.committedSizeBytes} bytes received so far for ${digest.toString()}`);
+    }
+    const data = message.data ?? new Uint8Array(0);
+    if (upload.committedSizeBytes + data.length > digest.sizeBytes) {
+      const err = badField(
+        'data',
+        `Received ${upload.committedSizeBytes + data.length} bytes for blob ${digest.toString()}, more than its declared ${digest.sizeBytes}`,
+      );
+      this.uploads.discard(upload.key, err);
+      throw err;
+    }
+    if (data.length > 0) await upload.push(data);
+    if (!message.finishWrite) return false;
+    if (upload.committedSizeBytes !== digest.sizeBytes) {
+      const err = badField('finish_write', `Write finished after ${upload.committedSizeBytes} of the ${digest.sizeBytes} bytes of blob ${digest.toString()}`);
+      this.uploads.discard(upload.key, err);
+      throw err;
+    }
+    await this.uploads.finish(upload);
+    return true;
+  }
+}
+
+function uploadKey(uploadId: string, digest: Digest): string {
+  // Digest.key includes the instance name, so equal upload ids of two instances stay apart.
+  return `${uploadId}\u0000${digest.key}`;
+}
+
+/**
+ * The uploads that are running or parked, keyed by upload id and digest. Owns their lifecycle:
+ * creation, resumption, the idle timeout of parked ones and aborting them.
+ */
+class UploadRegistry {
+  private readonly uploads = new Map<string, PendingUpload>();
+
+  constructor(
+    private readonly cas: BlobStore,
+    private readonly clock: Clock,
+    private readonly idleTimeoutMs: number,
+    private readonly maxPendingUploads: number,
+    private readonly logger: Logger,
+  ) {}
+
+  get size(): number {
+    return this.uploads.size;
+  }
+
+  /** A live (not failed) upload, or undefined. */
+  get(key: string): PendingUpload | undefined {
+    const upload = this.uploads.get(key);
+    if (upload?.failure) {
+      this.remove(upload);
+      return undefined;
+    }
+    return upload;
+  }
+
+  /**
+   * Claims the upload a Write stream continues (write_offset > 0) or starts (write_offset 0, which
+   * also restarts an existing upload of the same name from scratch).
+   */
+  attach(key: string, digest: Digest, writeOffset: number, resourceName: string): PendingUpload {
+    const existing = this.uploads.get(key);
+    if (existing?.attached) {
+      throw StatusError.aborted(`Failed to write ${JSON.stringify(resourceName)}: another Write call is writing this upload; retry after it ends`);
+    }
+    if (writeOffset === 0) {
+      if (existing) this.discard(key, StatusError.aborted(`Upload ${JSON.stringify(resourceName)} was restarted from offset 0`));
+      this.makeRoom(resourceName);
+      const upload = new PendingUpload(key, digest, this.cas);
+      this.uploads.set(key, upload);
+      upload.attached = true;
+      return upload;
+    }
+    if (existing?.failure) {
+      this.remove(existing);
+      throw wrapStatus(existing.failure, `Failed to resume upload ${JSON.stringify(resourceName)}; restart it at offset 0`);
+    }
+    if (!existing) {
+      throw badField('write_offset', `Write offset ${writeOffset} continues no upload of ${JSON.stringify(resourceName)} (unknown or expired); restart at offset 0`);
+    }
+    if (existing.committedSizeBytes !== writeOffset) {
+      throw badField('write_offset', `Write offset ${writeOffset} does not match the ${existing.committedSizeBytes} bytes received so far; ask QueryWriteStatus where to resume`);
+    }
+    existing.cancelIdleTimer();
+    existing.attached = true;
+    return existing;
+  }
+
+  /** Called when a Write stream stops feeding an upload: park it for resumption unless it ended. */
+  detach(upload: PendingUpload): void {
+    upload.attached = false;
+    if (this.uploads.get(upload.key) !== upload) return;
+    if (upload.failure) {
+      this.remove(upload);
+      return;
+    }
+    const timer = new AbortController();
+    upload.idleTimer = timer;
+    this.clock.sleep(this.idleTimeoutMs, timer.signal).then(
+      () => {
+        if (upload.idleTimer !== timer) return;
+        this.logger.debug('Aborting an upload nobody resumed', { digest: upload.digest.toString(), committedSizeBytes: upload.committedSizeBytes });
+        this.discard(upload.key, StatusError.aborted(`Upload of ${upload.digest.toString()} expired after ${this.idleTimeoutMs} ms without being resumed`));
+      },
+      () => {},
+    );
+  }
+
+  /** Ends the upload's data and waits for the store to verify and commit it. */
+  async finish(upload: PendingUpload): Promise<void> {
+    try {
+      await upload.finish();
+    } finally {
+      this.remove(upload);
+    }
+  }
+
+  /** Aborts an upload (if any) so that nothing of it becomes visible. */
+  discard(key: string, reason: StatusError): void {
+    const upload = this.uploads.get(key);
+    if (!upload) return;
+    this.remove(upload);
+    upload.abort(reason);
+  }
+
+  close(): void {
+    for (const key of [...this.uploads.keys()]) this.discard(key, StatusError.unavailable('The server is shutting down'));
+  }
+
+  private remove(upload: PendingUpload): void {
+    upload.cancelIdleTimer();
+    if (this.uploads.get(upload.key) === upload) this.uploads.delete(upload.key);
+  }
+
+  private makeRoom(resourceName: string): void {
+    if (this.uploads.size < this.maxPendingUploads) return;
+    for (const upload of this.uploads.values()) {
+      if (!upload.attached) {
+        this.discard(upload.key, StatusError.aborted(`Upload of ${upload.digest.toString()} was evicted to make room for newer uploads`));
+        return;
+      }
+    }
+    throw StatusError.resourceExhausted(`Failed to start upload ${JSON.stringify(resourceName)}: ${this.uploads.size} uploads are already running`);
+  }
+}
+
+/** One streaming `put()` and the pushable source feeding it. */
+class PendingUpload {
+  readonly source = new ChunkChannel();
+  private readonly controller = new AbortController();
+  private readonly done: Promise<void>;
+  committedSizeBytes = 0;
+  attached = false;
+  failure?: StatusError;
+  idleTimer?: AbortController;
+
+  constructor(
+    readonly key: string,
+    readonly digest: Digest,
+    cas: BlobStore,
+  ) {
+    this.done = cas.put(digest, this.source, { signal: this.controller.signal });
+    // Remember why the store gave up, and make sure the rejection is never unhandled.
+    this.done.catch((err: unknown) => {
+      this.failure ??= toStatusError(err);
+      this.source.abort(this.failure);
+    });
+  }
+
+  /** Queues a chunk (counted as received at once) and waits until the store has taken it. */
+  async push(data: Uint8Array): Promise<void> {
+    this.committedSizeBytes += data.length;
+    try {
+      await this.source.push(data);
+    } catch (err) {
+      // The store stopped reading; its own error says why.
+      await this.done.catch(() => {});
+      throw wrapStatus(this.failure ?? err, `Failed to store blob ${this.digest.toString()}`);
+    }
+  }
+
+  async finish(): Promise<void> {
+    this.source.end();
+    try {
+      await this.done;
+    } catch (err) {
+      throw wrapStatus(err, `Failed to store blob ${this.digest.toString()}`);
+    }
+  }
+
+  abort(reason: StatusError): void {
+    this.failure ??= reason;
+    this.source.abort(reason);
+    this.controller.abort(reason);
+  }
+
+  cancelIdleTimer(): void {
+    this.idleTimer?.abort();
+    this.idleTimer = undefined;
+  }
+}
+

@@ -1,0 +1,97 @@
+/**
+ * The build queue's tunables, with their defaults and validation in one place so that the queue's
+ * constructor only wires rooms together.
+ */
+import type { ActionCache } from '../actioncache/action-cache.js';
+import type { BlobStore } from '../blobstore/blob-store.js';
+import { StatusError } from '../errors/status-error.js';
+import type { Clock } from '../util/clock.js';
+import type { Logger } from '../util/logger.js';
+
+export interface InMemoryBuildQueueOptions {
+  /** Where Actions, Commands and input trees are read from (and checked for completeness). */
+  contentAddressableStorage: BlobStore;
+  /** Looked up before executing (unless skip_cache_lookup) and written after successful executions. */
+  actionCache: ActionCache;
+  /** @default systemClock */
+  clock?: Clock;
+  /** @default silentLogger */
+  logger?: Logger;
+  /** Timeout of actions that set none. @default 1 h */
+  defaultTimeoutMs?: number;
+  /** Actions asking for more are rejected with INVALID_ARGUMENT. @default 3 h */
+  maxTimeoutMs?: number;
+  /** Executions waiting for a worker; beyond it Execute fails with RESOURCE_EXHAUSTED. @default 10000 */
+  maxQueuedOperations?: number;
+  /** A queued action no connected worker can run fails (FAILED_PRECONDITION) after this. @default 60 s */
+  platformQueueTimeoutMs?: number;
+  /** A worker that has no Synchronize outstanding for this long is gone. @default 30 s */
+  workerLeaseMs?: number;
+  /** Attempts of an execution before a lost worker fails it with UNAVAILABLE. @default 3 */
+  maxAttempts?: number;
+  /** How long finished operations stay queryable. @default 1 h */
+  keepCompletedMs?: number;
+  /** Longest a Synchronize call is held when there is nothing to do. @default 10 s */
+  longPollMs?: number;
+  /** Execute and WaitExecution streams repeat the current state at least this often. @default 30 s */
+  keepAliveMs?: number;
+  /** Period of the sweeper (leases, platform timeouts, expiry). @default 1 s */
+  sweepIntervalMs?: number;
+  /**
+   * Input trees whose Directory messages total at most this travel to the worker with the task, so
+   * the worker does not fetch them again; they are held in memory while the action is queued.
+   * @default 256 KiB
+   */
+  maxHandOverBytes?: number;
+  /** Generates operation and task ids. @default crypto.randomUUID */
+  newId?: () => string;
+}
+
+/** The numeric tunables with defaults applied. */
+export interface BuildQueueLimits {
+  defaultTimeoutMs: number;
+  maxTimeoutMs: number;
+  maxQueuedOperations: number;
+  platformQueueTimeoutMs: number;
+  workerLeaseMs: number;
+  maxAttempts: number;
+  keepCompletedMs: number;
+  longPollMs: number;
+  keepAliveMs: number;
+  sweepIntervalMs: number;
+  maxHandOverBytes: number;
+}
+
+/** Applies defaults; INVALID_ARGUMENT for a non-positive value or a default timeout above the maximum. */
+export function resolveLimits(opts: InMemoryBuildQueueOptions): BuildQueueLimits {
+  const limits: BuildQueueLimits = {
+    defaultTimeoutMs: positive('defaultTimeoutMs', opts.defaultTimeoutMs, 60 * 60_000),
+    maxTimeoutMs: positive('maxTimeoutMs', opts.maxTimeoutMs, 3 * 60 * 60_000),
+    maxQueuedOperations: positive('maxQueuedOperations', opts.maxQueuedOperations, 10_000),
+    platformQueueTimeoutMs: positive('platformQueueTimeoutMs', opts.platformQueueTimeoutMs, 60_000),
+    workerLeaseMs: positive('workerLeaseMs', opts.workerLeaseMs, 30_000),
+    maxAttempts: positive('maxAttempts', opts.maxAttempts, 3),
+    keepCompletedMs: positive('keepCompletedMs', opts.keepCompletedMs, 60 * 60_000),
+    longPollMs: positive('longPollMs', opts.longPollMs, 10_000),
+    keepAliveMs: positive('keepAliveMs', opts.keepAliveMs, 30_000),
+    sweepIntervalMs: positive('sweepIntervalMs', opts.sweepIntervalMs, 1_000),
+    maxHandOverBytes: positive('maxHandOverBytes', opts.maxHandOverBytes, 256 * 1024),
+  };
+  if (limits.defaultTimeoutMs > limits.maxTimeoutMs) {
+    throw StatusError.invalidArgument(
+      `Failed to create build queue: defaultTimeoutMs ${limits.defaultTimeoutMs} exceeds maxTimeoutMs ${limits.maxTimeoutMs}`,
+      [{ field: 'defaultTimeoutMs', description: 'Must not exceed maxTimeoutMs' }],
+    );
+  }
+  return limits;
+}
+
+function positive(field: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value <= 0) {
+    throw StatusError.invalidArgument(`Failed to create build queue: ${field} ${JSON.stringify(value)} is not a positive number`, [
+      { field, description: 'Must be a positive number' },
+    ]);
+  }
+  return value;
+}
