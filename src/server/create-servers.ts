@@ -8,16 +8,27 @@ import type { ResolvedConfig } from '../lib/config/config.js';
 import { createStorage } from '../lib/config/create-storage.js';
 import type { Clock } from '../lib/util/clock.js';
 import type { Logger } from '../lib/util/logger.js';
+import type { Registry } from '../lib/util/metrics.js';
 import { parseDurationMs, parseSizeBytes } from '../lib/util/units.js';
 import { parseRunAs } from '../lib/worker/sandbox-command.js';
 import { type ApiServer, startApiServer } from './apiserver.js';
 import { type Scheduler, type SchedulerStorage, startScheduler } from './scheduler.js';
+import { type HttpServer, startHttpServer } from './http/http-server.js';
+import type { UiSources } from './http/ui/pages.js';
 import { startWorker, type WorkerHandle } from './worker.js';
 
 export interface ServerDeps {
   logger: Logger;
   /** @default systemClock */
   clock?: Clock;
+  /** The process's metrics registry, shared by its servers. @default no metrics */
+  metrics?: Registry;
+}
+
+/** The operator's HTTP port of `config` (`http.listen_address`), or undefined when that is empty. */
+export async function createHttpServer(config: ResolvedConfig, deps: ServerDeps & { metrics: Registry; ui?: UiSources }): Promise<HttpServer | undefined> {
+  if (config.http.listen_address === '') return undefined;
+  return startHttpServer({ listenAddress: config.http.listen_address, metrics: deps.metrics, logger: deps.logger, ui: deps.ui });
 }
 
 /** The apiserver of `config` (its `apiserver` and `storage` sections). */
@@ -29,6 +40,7 @@ export function createApiServer(config: ResolvedConfig, deps: ServerDeps): Promi
     uploadIdleTimeoutMs: parseDurationMs(section.upload_idle_timeout),
     logger: deps.logger,
     clock: deps.clock,
+    metrics: deps.metrics,
   });
 }
 
@@ -46,6 +58,7 @@ export function createScheduler(config: ResolvedConfig, deps: ServerDeps, shared
     workerLeaseMs: parseDurationMs(section.worker_lease),
     logger: deps.logger,
     clock: deps.clock,
+    metrics: deps.metrics,
     ...storage,
   });
 }
@@ -61,7 +74,7 @@ export async function createWorker(
   shared?: { schedulerAddress: string; contentAddressableStorage: BlobStore },
 ): Promise<WorkerHandle> {
   const section = required(config.worker, 'worker');
-  const storage = shared ? undefined : await createStorage({ cas: config.storage.cas }, { clock: deps.clock, logger: deps.logger.child('storage') });
+  const storage = shared ? undefined : await createStorage({ cas: config.storage.cas }, { clock: deps.clock, logger: deps.logger.child('storage'), metrics: deps.metrics });
   try {
     const worker = await startWorker({
       schedulerAddress: shared?.schedulerAddress ?? required(section.scheduler_address, 'worker.scheduler_address'),
@@ -85,6 +98,7 @@ export async function createWorker(
     });
     return {
       workerId: worker.workerId,
+      drain: (graceMs) => worker.drain(graceMs),
       close: async () => {
         await worker.close();
         await storage?.close();

@@ -68,6 +68,11 @@ export interface WorkerOptions {
 export interface WorkerHandle {
   /** Unique to this worker process; keys the scheduler's lease. */
   readonly workerId: string;
+  /**
+   * Takes no new tasks (it keeps its lease, reporting no free slot) and waits up to `graceMs` for the
+   * running ones to finish and be reported. Call before close for a graceful shutdown.
+   */
+  drain(graceMs: number): Promise<void>;
   /** Stops polling, kills running tasks, reports them (bounded) and releases every resource. */
   close(): Promise<void>;
 }
@@ -118,6 +123,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   worker.start();
   return {
     workerId: worker.workerId,
+    drain: (graceMs) => worker.drain(graceMs),
     close: async () => {
       await worker.close();
       await created?.close();
@@ -152,6 +158,8 @@ class Worker {
   private loop: Promise<void> | undefined;
   private closed: Promise<void> | undefined;
   private leaseMs: number | undefined;
+  /** Set by drain: report no free slot, so the scheduler assigns nothing new. */
+  private draining = false;
 
   constructor(
     private readonly opts: WorkerOptions,
@@ -173,6 +181,19 @@ class Worker {
   start(): void {
     this.logger.info('Worker started', { workerId: this.workerId, workerName: this.workerName, scheduler: this.opts.schedulerAddress, slots: this.opts.slots });
     this.loop = this.synchronizeLoop();
+  }
+
+  async drain(graceMs: number): Promise<void> {
+    this.draining = true;
+    const running = this.taskPromises.size;
+    if (running > 0) this.logger.info('Draining: waiting for running tasks', { tasks: running, graceMs });
+    const deadline = this.clock.now() + graceMs;
+    while (this.taskPromises.size > 0 && this.clock.now() < deadline) {
+      const left = deadline - this.clock.now();
+      const settled = new AbortController();
+      await Promise.race([Promise.all([...this.taskPromises]).then(() => settled.abort()), this.clock.sleep(left, settled.signal).catch(() => {})]);
+      settled.abort();
+    }
   }
 
   close(): Promise<void> {
@@ -200,7 +221,7 @@ class Worker {
         workerId: this.workerId,
         workerName: this.workerName,
         platform: this.platform,
-        slots: this.opts.slots,
+        slots: this.draining ? this.tasks.size : this.opts.slots,
         runningTaskIds: [...this.tasks.keys()],
         maxWait: msToDuration(maxWaitMs),
       };
@@ -246,7 +267,7 @@ class Worker {
     const promise = (async () => {
       let response: reapi.IExecuteResponse = {};
       try {
-        if (this.closing.signal.aborted) throw StatusError.unavailable('Worker is shutting down');
+        if (this.closing.signal.aborted || this.draining) throw StatusError.unavailable('Worker is shutting down');
         if (busy >= this.opts.slots) throw StatusError.unavailable(`Failed to start task: all ${this.opts.slots} slots of worker ${JSON.stringify(this.workerName)} are busy`);
         const executionTask = toExecutionTask(task);
         this.logger.debug('Task started', { taskId, actionDigest: executionTask.actionDigest.toString() });

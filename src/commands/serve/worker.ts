@@ -1,8 +1,9 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
-import { configFlags, configToServe, logLevelFlag, runnerFlags, waitForShutdownSignal, workerFlags } from '../../lib/cli/serve-flags.js';
+import { configFlags, configToServe, logLevelFlag, operatorFlags, runnerFlags, workerFlags } from '../../lib/cli/serve-flags.js';
 import { createLogger } from '../../lib/util/logger.js';
 import { createWorker } from '../../server/create-servers.js';
+import { runServersUntilSignal } from '../../server/run-servers.js';
 
 export default class ServeWorker extends BzutilCommand<void> {
   static override enableJsonFlag = false;
@@ -26,6 +27,7 @@ Actions run in a bubblewrap sandbox as an unprivileged uid when bwrap is install
     }),
     ...workerFlags,
     ...runnerFlags,
+    ...operatorFlags,
     log_level: logLevelFlag,
   };
 
@@ -34,11 +36,9 @@ Actions run in a bubblewrap sandbox as an unprivileged uid when bwrap is install
     const config = await configToServe('worker', flags);
     if (!config) return;
     const logger = createLogger({ level: config.log_level, component: 'worker' });
-    const worker = await createWorker(config, { logger });
     const { scheduler_address: schedulerAddress, slots } = config.worker!;
-    process.stdout.write(`worker polling ${schedulerAddress} with ${slots} slot(s) as ${worker.workerId}\n`);
-    const signal = await waitForShutdownSignal();
-    logger.info(`Received ${signal}, shutting down`);
-    await worker.close();
+    await runServersUntilSignal(config, logger, (deps) => createWorker(config, deps), (worker) => {
+      process.stdout.write(`worker polling ${schedulerAddress} with ${slots} slot(s) as ${worker.workerId}\n`);
+    });
   }
 }

@@ -63,6 +63,7 @@ export class FilesystemBlobStore implements BlobStore {
   /** Digest -> stored size in bytes, with recency for eviction. */
   private readonly index = new LruIndex<number, Digest>(digestKeyScheme);
   private storedSizeBytes = 0;
+  private evicted = 0;
   /** Per-key queue serialising renames into place with eviction unlinks of the same file. */
   private readonly keyLocks = new Map<string, Promise<void>>();
   private readonly tempDir: string;
@@ -107,6 +108,11 @@ export class FilesystemBlobStore implements BlobStore {
   /** Number of blobs in the index. */
   get blobCount(): number {
     return this.index.size;
+  }
+
+  /** Blobs evicted since the store was opened. */
+  get evictedBlobCount(): number {
+    return this.evicted;
   }
 
   /** Waits for background deletions of evicted blobs; call before removing the directory. */
@@ -339,6 +345,7 @@ export class FilesystemBlobStore implements BlobStore {
       if (digestKeyScheme.equals(digest, keep)) continue;
       this.index.delete(digest);
       this.storedSizeBytes -= sizeBytes;
+      this.evicted++;
       this.logger.debug('Evicting blob', { digest: digest.toString(), instanceName: digest.instanceName, sizeBytes });
       void this.withKeyLock(digest.key, async () => {
         // Re-uploaded since it was chosen for eviction: the new file must stay.

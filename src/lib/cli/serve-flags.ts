@@ -39,6 +39,19 @@ export const schedulerFlags = {
   }),
 };
 
+/** The operator's surface, on every serve command. */
+export const operatorFlags = {
+  http_listen: Flags.string({
+    summary: 'host:port of the HTTP port serving /metrics, port 0 picks a free port, empty turns it off (http.listen_address).',
+    description: 'Defaults: serve all 127.0.0.1:8080, apiserver 127.0.0.1:8081, scheduler 127.0.0.1:8082, worker 127.0.0.1:8083.',
+    aliases: ['http-listen'],
+  }),
+  shutdown_grace_period: Flags.string({
+    summary: 'On SIGTERM, how long running uploads and actions may take to finish (shutdown_grace_period; default 30s).',
+    aliases: ['shutdown-grace-period'],
+  }),
+};
+
 /** How much the servers log on stderr. */
 export const logLevelFlag = Flags.option({
   summary: 'Least severe log level printed on stderr (log_level; default info).',
@@ -120,6 +133,8 @@ export interface ServeFlagValues {
   config?: string;
   print_config?: boolean;
   log_level?: string;
+  http_listen?: string;
+  shutdown_grace_period?: string;
   listen?: string;
   apiserver_listen?: string;
   scheduler_listen?: string;
@@ -164,6 +179,11 @@ export function flagOverrides(role: ServeRole, flags: ServeFlagValues): BzutilCo
   const storage = storageOverride(role, flags);
   if (storage) tree.storage = storage;
   if (flags.log_level !== undefined) tree.log_level = flags.log_level as BzutilConfig['log_level'];
+  if (flags.http_listen !== undefined) tree.http = { listen_address: flags.http_listen };
+  if (flags.shutdown_grace_period !== undefined) {
+    flagValue('shutdown_grace_period', () => parseDurationMs(flags.shutdown_grace_period!, { allowZero: true }));
+    tree.shutdown_grace_period = flags.shutdown_grace_period;
+  }
   return tree;
 }
 
@@ -240,17 +260,4 @@ export async function configToServe(role: ServeRole, flags: ServeFlagValues): Pr
   if (!flags.print_config) return config;
   process.stdout.write(formatConfig(config));
   return undefined;
-}
-
-/** Resolves after SIGINT or SIGTERM. */
-export function waitForShutdownSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      resolve(signal);
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
 }

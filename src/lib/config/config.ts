@@ -50,6 +50,11 @@ export interface WorkerSection {
   limits?: WorkerLimitsSection;
 }
 
+export interface HttpSection {
+  /** `host:port` of the operator's HTTP port (/metrics); empty turns it off. */
+  listen_address?: string;
+}
+
 export interface StorageSection {
   cas?: BlobStoreConfig;
   action_cache?: BlobStoreConfig;
@@ -57,6 +62,9 @@ export interface StorageSection {
 
 export interface BzutilConfig {
   log_level?: LogLevelSetting;
+  /** On SIGTERM, how long running uploads and actions may take to finish before they are cut off. */
+  shutdown_grace_period?: DurationSetting;
+  http?: HttpSection;
   apiserver?: ApiServerSection;
   scheduler?: SchedulerSection;
   worker?: WorkerSection;
@@ -68,15 +76,17 @@ export type ServeRole = 'all' | 'apiserver' | 'scheduler' | 'worker';
 
 /** Which top-level sections (and storage keys) a role reads; any other is refused, not ignored. */
 export const ROLE_SECTIONS: Record<ServeRole, { sections: readonly (keyof BzutilConfig)[]; storage: readonly (keyof StorageSection)[] }> = {
-  all: { sections: ['log_level', 'apiserver', 'scheduler', 'worker', 'storage'], storage: ['cas', 'action_cache'] },
-  apiserver: { sections: ['log_level', 'apiserver', 'storage'], storage: ['cas', 'action_cache'] },
-  scheduler: { sections: ['log_level', 'scheduler', 'storage'], storage: ['cas', 'action_cache'] },
-  worker: { sections: ['log_level', 'worker', 'storage'], storage: ['cas'] },
+  all: { sections: ['log_level', 'shutdown_grace_period', 'http', 'apiserver', 'scheduler', 'worker', 'storage'], storage: ['cas', 'action_cache'] },
+  apiserver: { sections: ['log_level', 'shutdown_grace_period', 'http', 'apiserver', 'storage'], storage: ['cas', 'action_cache'] },
+  scheduler: { sections: ['log_level', 'shutdown_grace_period', 'http', 'scheduler', 'storage'], storage: ['cas', 'action_cache'] },
+  worker: { sections: ['log_level', 'shutdown_grace_period', 'http', 'worker', 'storage'], storage: ['cas'] },
 };
 
 /** A tree after defaults, file and flags, validated: every key the role reads is present. */
 export interface ResolvedConfig {
   log_level: LogLevelSetting;
+  shutdown_grace_period: DurationSetting;
+  http: Required<HttpSection>;
   apiserver?: Required<ApiServerSection>;
   scheduler?: Required<SchedulerSection>;
   worker?: Omit<Required<WorkerSection>, 'scheduler_address' | 'run_as' | 'limits'> & { scheduler_address?: string; run_as?: string; limits: Required<WorkerLimitsSection> };

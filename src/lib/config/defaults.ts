@@ -19,6 +19,17 @@ export const DEFAULT_MEMORY_CACHE_SIZE_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_DISK_MAX_SIZE_BYTES = 10 * 1024 ** 3;
 export const DEFAULT_MEMORY_MAX_SIZE_BYTES = 1024 ** 3;
 export const DEFAULT_WORKER_LEASE = '30s';
+/**
+ * The operator's HTTP port (/metrics) of each role, loopback only: one per role so that an
+ * apiserver, a scheduler and a worker can share a host with their defaults.
+ */
+export const DEFAULT_HTTP_LISTEN_ADDRESS: Record<ServeRole, string> = {
+  all: '127.0.0.1:8080',
+  apiserver: '127.0.0.1:8081',
+  scheduler: '127.0.0.1:8082',
+  worker: '127.0.0.1:8083',
+};
+export const DEFAULT_SHUTDOWN_GRACE_PERIOD = '30s';
 export const DEFAULT_UPLOAD_IDLE_TIMEOUT = '1m';
 export const DEFAULT_FILE_CACHE_MAX_SIZE = '10GiB';
 
@@ -89,6 +100,11 @@ export function remoteStorageConfig(address: string, opts: { actionCache: boolea
 
 /** Every key `role` reads, at its default. */
 export function defaultConfig(role: ServeRole): BzutilConfig {
+  const { log_level, ...sections } = roleDefaults(role);
+  return { log_level, shutdown_grace_period: DEFAULT_SHUTDOWN_GRACE_PERIOD, http: { listen_address: DEFAULT_HTTP_LISTEN_ADDRESS[role] }, ...sections };
+}
+
+function roleDefaults(role: ServeRole): BzutilConfig {
   const worker = {
     slots: availableParallelism(),
     platform: {},

@@ -171,17 +171,19 @@ class Collector {
     }
   }
 
-  /** Digest of a stdout/stderr file, set only when it is not empty (as Bazel expects). */
+  /**
+   * Digest of a stdout/stderr file. An empty stream gets the empty blob's digest, as Scoot and
+   * Buildbarn set it (every CAS holds the empty blob implicitly, so nothing is uploaded for it).
+   */
   async collectLog(filePath: string, name: string): Promise<reapi.IDigest | undefined> {
-    let digest: Digest;
+    const empty = () => Digest.empty({ instanceName: this.request.instanceName, digestFunction: this.request.digestFunction }).toProto();
     try {
       // Most commands print nothing: one stat answers that without opening and reading the file.
-      if ((await fsp.stat(filePath)).size === 0) return undefined;
-      digest = await this.hashFile(filePath, name);
+      if ((await fsp.stat(filePath)).size === 0) return empty();
+      return (await this.hashFile(filePath, name)).toProto();
     } catch (err) {
       throw wrapStatus(err, `Failed to store ${name}`);
     }
-    return digest.isEmpty ? undefined : digest.toProto();
   }
 
   /**
