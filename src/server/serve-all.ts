@@ -64,8 +64,10 @@ export async function startAll(config: ResolvedConfig, deps: ServerDeps): Promis
       const deadline = Date.now() + graceMs;
       apiserver.setServing(false);
       started.setServing(false);
-      await worker?.drain(graceMs);
-      await started.drain(Math.max(0, deadline - Date.now()));
+      // The scheduler refuses new Executes but lets queued and running operations finish, so the
+      // in-process worker keeps taking tasks until none is open; only then does it drain.
+      await started.drain(graceMs);
+      await worker?.drain(Math.max(0, deadline - Date.now()));
     },
     close: async (graceMs?: number) => {
       await worker?.close();

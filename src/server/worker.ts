@@ -267,7 +267,8 @@ class Worker {
     const promise = (async () => {
       let response: reapi.IExecuteResponse = {};
       try {
-        if (this.closing.signal.aborted || this.draining) throw StatusError.unavailable('Worker is shutting down');
+        // A task that arrives while draining was assigned before the scheduler saw the drain: run it.
+        if (this.closing.signal.aborted) throw StatusError.unavailable('Worker is shutting down');
         if (busy >= this.opts.slots) throw StatusError.unavailable(`Failed to start task: all ${this.opts.slots} slots of worker ${JSON.stringify(this.workerName)} are busy`);
         const executionTask = toExecutionTask(task);
         this.logger.debug('Task started', { taskId, actionDigest: executionTask.actionDigest.toString() });
