@@ -19,7 +19,7 @@ import { GiB, MiB } from './lib/stats.js';
 import { formatTable } from './lib/table.js';
 import type { BenchContext, BenchMode, BenchSettings, BenchmarkRow } from './lib/types.js';
 import { runBaselines } from './suites/baselines.js';
-import { runExecutionBenchmark } from './suites/execution.js';
+ import { runExecutionBenchmark, runRunnerComparison } from './suites/execution.js';
 import { runQueueScaleBenchmark } from './suites/queue-scale.js';
 import { runFindMissingBenchmark } from './suites/find-missing.js';
 import { runStorageBenchmarks } from './suites/storage.js';
@@ -100,6 +100,7 @@ const SUITES: Suite[] = [
   { name: 'FindMissingBlobs (C5)', ids: ['C5'], run: runFindMissingBenchmark },
   { name: 'execution (E1)', ids: ['E1'], run: runExecutionBenchmark },
   { name: 'queue scale (Q1)', ids: ['Q1'], run: runQueueScaleBenchmark },
+  { name: 'execution by runner (E1-local, E1-bwrap)', ids: ['E1'], run: runRunnerComparison },
 ];
 
 /**

@@ -1,9 +1,13 @@
 /**
- * E1: the no-op action round trip through a fresh `serve all` with 2 worker slots: sequential
- * latency with an idle worker, then throughput with enough actions in flight to keep both slots busy;
- * once per scheduler state backend.
+ * E1: the no-op action round trip through a fresh `serve all` with 2 worker slots (its default
+ * runner: bwrap when installed): sequential latency with an idle worker, then throughput with enough
+ * actions in flight to keep both slots busy; once per scheduler state backend. E1-local / E1-bwrap:
+ * the same sequential latency with the worker as its own `serve worker --runner=<kind>` process beside
+ * `serve all --slots=0`, so the two runners are compared in one topology (the sandbox may cost at
+ * most 5 ms p50).
  */
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NoopActionsResult } from '../jobs/execution-jobs.js';
 import { runDriver, serveAllArgs } from '../lib/processes.js';
@@ -17,6 +21,77 @@ const IN_FLIGHT = 16;
 const P50_LIMIT_MS = 10;
 const MIN_ACTIONS_PER_S = 200;
 const SQLITE_OVERHEAD_LIMIT_MS = 3;
+const SANDBOX_P50_BUDGET_MS = 5;
+
+/** p50 of sequential no-op actions on a `serve worker --runner=<runner>` beside `serve all --slots=0`. */
+async function runnerP50s(ctx: BenchContext, runner: 'local' | 'bwrap'): Promise<number[]> {
+  const { settings } = ctx;
+  const server = await ctx.startServe(serveAllArgs(join(ctx.tmpDir, `e1-${runner}-storage`), join(ctx.tmpDir, `e1-${runner}-unused`), 0), ['apiserver', 'scheduler']);
+  const p50s: number[] = [];
+  try {
+    const worker = await ctx.startServe(
+      [
+        'worker',
+        `--scheduler=${server.addresses.scheduler}`,
+        `--cas=${server.addresses.scheduler}`,
+        `--slots=${SLOTS}`,
+        `--runner=${runner}`,
+        `--work_dir=${join(ctx.tmpDir, `e1-${runner}-work`)}`,
+        '--log_level=warn',
+      ],
+      // A worker listens on nothing: it is ready once it prints its "worker polling" line.
+      [],
+    );
+    try {
+      for (let rep = 0; rep < settings.repetitions; rep++) {
+        ctx.log(`E1-${runner}: ${settings.executeSequential} sequential no-op actions, repetition ${rep + 1}/${settings.repetitions}`);
+        const r = await runDriver<NoopActionsResult>(
+          'noop-actions',
+          { casAddress: server.addresses.scheduler, schedulerAddress: server.addresses.scheduler, runId: randomUUID(), sequential: settings.executeSequential, throughput: 0, concurrency: IN_FLIGHT },
+          10 * 60_000,
+        );
+        p50s.push(percentile(r.latenciesMs, 50));
+      }
+    } finally {
+      await worker.stop();
+    }
+  } finally {
+    await server.stop();
+  }
+  return p50s;
+}
+
+/** E1-local-p50 and E1-bwrap-p50 (only where bubblewrap is installed). */
+export async function runRunnerComparison(ctx: BenchContext): Promise<BenchmarkRow[]> {
+  const what = `Execute of distinct \`true\` actions, skip_cache_lookup, a separate worker with ${SLOTS} slots`;
+  const withBwrap = existsSync('/usr/bin/bwrap');
+  return rowsOrFailure(
+    [
+      { id: 'E1-local-p50', what, unit: 'ms', target: 'reported' },
+      ...(withBwrap ? [{ id: 'E1-bwrap-p50', what, unit: 'ms', target: `<= E1-local-p50 + ${SANDBOX_P50_BUDGET_MS} ms` }] : []),
+    ],
+    ctx.log,
+    async () => {
+      const local = await runnerP50s(ctx, 'local');
+      const localP50 = percentile(local, 50);
+      const rows = [row({ id: 'E1-local-p50', what: `${what}: --runner=local, p50 of ${ctx.settings.executeSequential} sequential`, unit: 'ms', samples: local })];
+      if (withBwrap) {
+        const bwrap = await runnerP50s(ctx, 'bwrap');
+        rows.push(
+          row({
+            id: 'E1-bwrap-p50',
+            what: `${what}: --runner=bwrap, p50 of ${ctx.settings.executeSequential} sequential (the sandbox's cost over E1-local-p50)`,
+            unit: 'ms',
+            samples: bwrap,
+            target: `<= E1-local-p50 + ${SANDBOX_P50_BUDGET_MS} ms`,
+            meets: (v) => v <= localP50 + SANDBOX_P50_BUDGET_MS,
+          }),
+        );
+      }
+      return rows;
+    },
+  );
+}
 
 interface E1Samples {
   p50s: number[];

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../lib/cli/base-command.js';
 import { remoteFlags } from '../lib/cli/flags.js';
+import { TransferMeter, createProgress, formatBytes } from '../lib/cli/progress.js';
 
 export interface BatchDownloadResult {
   files: { digest: string; path: string }[];
@@ -22,7 +23,16 @@ export default class BatchDownload extends BzutilCommand<BatchDownloadResult> {
     const digests = flags.digests.map((d) => this.parseDigest(d, 'digest in --digests', flags));
     const cas = await this.connectCas(flags);
     const items = digests.map((digest) => ({ digest, path: join(flags.dir, digest.hash) }));
-    await cas.downloadToFiles(items);
+    const meter = new TransferMeter('Downloaded');
+    const total = digests.reduce((n, d) => n + d.sizeBytes, 0);
+    const progress = createProgress(`Downloading ${digests.length} blobs (${formatBytes(total)})`, !this.jsonEnabled());
+    try {
+      await cas.downloadToFiles(items);
+      for (const d of digests) meter.add(d.sizeBytes);
+      progress.succeed(meter.text());
+    } finally {
+      progress.stop();
+    }
     const files = items.map((i) => ({ digest: i.digest.toString(), path: i.path }));
     for (const f of files) this.log(`${f.digest} ${f.path}`);
     return { files };

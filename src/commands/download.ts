@@ -3,9 +3,13 @@ import { pipeline } from 'node:stream/promises';
 import { Args, Flags } from '@oclif/core';
 import { BzutilCommand, usageError } from '../lib/cli/base-command.js';
 import { remoteFlags } from '../lib/cli/flags.js';
+import { type Progress, TransferMeter, createProgress, formatBytes } from '../lib/cli/progress.js';
+import type { CasClient } from '../lib/client/cas-client.js';
+import type { Digest } from '../lib/digest/digest.js';
 import { downloadTree } from '../lib/client/download-tree.js';
 import { newHasher } from '../lib/digest/digest-function.js';
 import { Code, StatusError } from '../lib/errors/status-error.js';
+import { prose } from '../lib/cli/help-text.js';
 
 export interface DownloadResult {
   digest: string;
@@ -19,11 +23,11 @@ export interface DownloadResult {
 
 export default class Download extends BzutilCommand<DownloadResult> {
   static override summary = 'Download a blob to a file or stdout, or a Directory tree into a directory.';
-  static override description = `A blob is streamed (any size, constant memory) and its hash verified; with -o the file only
+  static override description = prose(`A blob is streamed (any size, constant memory) and its hash verified; with -o the file only
 appears once verified. Without -o the blob goes to stdout, which must then not be a terminal.
 
 With --tree the digest names a Directory (e.g. from upload_dir) and the whole tree is recreated
-under -o, refusing entry names and symlinks that would escape it.`;
+under -o, refusing entry names and symlinks that would escape it.`);
   static override examples = [
     { description: 'To a file', command: '<%= config.bin %> <%= command.id %> <hash>/<size> -o out.bin' },
     { description: 'To stdout', command: '<%= config.bin %> <%= command.id %> <hash>/<size> | less' },
@@ -46,6 +50,22 @@ under -o, refusing entry names and symlinks that would escape it.`;
       throw usageError('Failed to download the blob: give -o FILE (stdout is a terminal or carries --json output)');
     }
     const cas = await this.connectCas(flags);
+    const meter = new TransferMeter('Downloaded');
+    const progress = createProgress(`Downloading ${digest} (${formatBytes(digest.sizeBytes)})`, !this.jsonEnabled());
+    try {
+      return await this.download(cas, digest, flags, meter, progress);
+    } finally {
+      progress.stop();
+    }
+  }
+
+  private async download(
+    cas: CasClient,
+    digest: Digest,
+    flags: { tree: boolean; output?: string },
+    meter: TransferMeter,
+    progress: Progress,
+  ): Promise<DownloadResult> {
     if (flags.tree) {
       const result = await downloadTree(cas, digest, flags.output!);
       this.log(flags.output!);
@@ -53,6 +73,7 @@ under -o, refusing entry names and symlinks that would escape it.`;
     }
     if (flags.output) {
       await cas.downloadToFile(digest, flags.output);
+      progress.succeed(meter.add(digest.sizeBytes).text());
       this.log(flags.output);
       return { digest: digest.toString(), path: flags.output };
     }
@@ -67,6 +88,7 @@ under -o, refusing entry names and symlinks that would escape it.`;
           for await (const data of source) {
             hasher.update(data);
             sizeBytes += data.length;
+            progress.update(meter.addBytes(data.length).text());
             yield data;
           }
         })(),

@@ -2,26 +2,28 @@ import { Flags } from '@oclif/core';
 import { ExecutionCommand, describeMissingInputs, failOnNonzeroFlag, missingInputsError, schedulerFlags } from '../lib/cli/execution-command.js';
 import { type OperationView, formatOperation, isMissingInputs } from '../lib/cli/operation-format.js';
 import { usageError } from '../lib/cli/base-command.js';
+import { prose } from '../lib/cli/help-text.js';
 
 /** The `--json` result: the Operation (see OperationView); with --wait it is done. */
 export type ExecuteResult = OperationView;
 
 export default class Execute extends ExecutionCommand<ExecuteResult> {
   static override summary = 'Execute an Action remotely and print its Operation.';
-  static override description = `Sends Execute for an Action digest (from upload_action) to the scheduler. Without --wait it
+  static override description = prose(`Sends Execute for an Action digest (from upload_action) to the scheduler. Without --wait it
 prints the first Operation the scheduler answers, whose name you follow with get_operation or
 wait_execution; the action keeps running after the command exits. With --wait it follows the
 operation until it is done (a spinner shows the stage on a terminal) and prints the result: exit
 code, output digests and how long each phase took.
 
 A failing action (non-zero exit code) is a result, not an error: the command exits 0 and reports
-the action's exit code, unless --fail_on_nonzero. Inputs missing from the CAS fail with exit code 3
-and the list of missing blobs; an unreachable scheduler fails with exit code 4.`;
+the action's exit code, unless --fail_on_nonzero (then exit code 1). Inputs missing from the CAS
+fail with exit code 4 and the list of missing blobs; an unreachable scheduler fails with exit code 5.
+The printed name (operations/<uuid>) and its bare <uuid> are both accepted by get_operation.`);
   static override examples = [
     { description: 'The walkthrough: start it, print the operation name', command: '<%= config.bin %> <%= command.id %> --action=<hash>/<size>' },
     { description: 'Run to completion and fail like the action', command: '<%= config.bin %> <%= command.id %> --action=<hash>/<size> --wait --fail_on_nonzero' },
     { description: 'Bypass the action cache, as a script', command: '<%= config.bin %> <%= command.id %> --action=<hash>/<size> --skip_cache --wait --json' },
-    { description: 'Against another scheduler', command: '<%= config.bin %> <%= command.id %> --action=<hash>/<size> --grpc_addr=buildfarm:9099' },
+    { description: 'Against another scheduler', command: '<%= config.bin %> <%= command.id %> --action=<hash>/<size> --scheduler=buildfarm:9099' },
   ];
   static override flags = {
     ...schedulerFlags,

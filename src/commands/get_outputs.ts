@@ -6,8 +6,10 @@ import { usageError } from '../lib/cli/base-command.js';
 import { type DownloadedOutputs, downloadActionOutputs, isEmptyOrAbsent } from '../lib/cli/download-outputs.js';
 import { ExecutionCommand, schedulerFlags } from '../lib/cli/execution-command.js';
 import { toStatusView } from '../lib/cli/operation-format.js';
+import { createProgress } from '../lib/cli/progress.js';
 import { StatusError } from '../lib/errors/status-error.js';
 import type { reapi } from '../lib/proto/index.js';
+import { prose } from '../lib/cli/help-text.js';
 
 export interface GetOutputsResult extends DownloadedOutputs {
   /** The operation the result came from (with --name). */
@@ -21,27 +23,27 @@ export interface GetOutputsResult extends DownloadedOutputs {
 
 export default class GetOutputs extends ExecutionCommand<GetOutputsResult> {
   static override summary = "Download an action's outputs, stdout and stderr into a directory.";
-  static override description = `Takes the ActionResult of a done operation (--name, as printed by execute) or the cached result
+  static override description = prose(`Takes the ActionResult of a done operation (--name, as printed by execute) or the cached result
 of an action (--action, from the action cache) and recreates it under -o DIR: DIR/stdout and
 DIR/stderr, every output file at its path with its executable bit, every output directory from its
 Tree, every output symlink. Each file's hash is verified as it is written; large files stream.
 
-The blobs come from the CAS at --cas_addr, which defaults to the scheduler's address (the scheduler
+The blobs come from the CAS at --cas, which defaults to the scheduler's address (the scheduler
 serves the CAS too). DIR must be empty or absent unless --force, so that nothing is overwritten by
-accident. Every path in the result is checked before anything is written.`;
+accident. Every path in the result is checked before anything is written.`);
   static override examples = [
     { description: 'After execute --wait', command: '<%= config.bin %> <%= command.id %> --name=operations/5c1e2d4a-... -o ./out' },
     { description: 'From the action cache', command: '<%= config.bin %> <%= command.id %> --action=<hash>/<size> -o ./out' },
-    { description: 'Blobs from the apiserver', command: '<%= config.bin %> <%= command.id %> --name=operations/5c1e... -o ./out --cas_addr=localhost:12100' },
+    { description: 'Blobs from the apiserver', command: '<%= config.bin %> <%= command.id %> --name=operations/5c1e... -o ./out --cas=localhost:12100' },
   ];
   static override flags = {
     ...schedulerFlags,
-    cas_addr: Flags.string({
-      summary: 'Address of the CAS holding the outputs; defaults to --grpc_addr (the scheduler serves the CAS too).',
-      aliases: ['cas-addr'],
+    cas: Flags.string({
+      summary: 'Address of the CAS holding the outputs; defaults to --scheduler (the scheduler serves the CAS too). Alias: --cas_addr.',
+      aliases: ['cas_addr', 'cas-addr'],
       helpGroup: 'REMOTE',
     }),
-    name: Flags.string({ summary: 'Operation whose result to download (must be done).', exactlyOne: ['name', 'action'] }),
+    name: Flags.string({ summary: 'Operation whose result to download (must be done): operations/<uuid> or the bare <uuid>.', exactlyOne: ['name', 'action'] }),
     action: Flags.string({ summary: 'Action digest <hash>/<size> whose cached result to download.', exactlyOne: ['name', 'action'] }),
     output: Flags.string({ char: 'o', summary: 'Directory to write into (created if absent).', required: true }),
     force: Flags.boolean({ summary: 'Write into a non-empty directory, replacing whatever is at stdout, stderr and the output paths.', default: false }),
@@ -53,9 +55,7 @@ accident. Every path in the result is checked before anything is written.`;
     if (!flags.force && !(await isEmptyOrAbsent(flags.output))) {
       throw usageError(`Failed to download the outputs: ${JSON.stringify(flags.output)} is not empty; pass --force to write into it`);
     }
-    const casAddr = flags.cas_addr ?? flags.grpc_addr;
-
-    const casFlags = { cas_addr: casAddr, instance_name: flags.instance_name, digest_function: flags.digest_function };
+    const casFlags = { cas: flags.cas ?? flags.scheduler, instance_name: flags.instance_name, digest_function: flags.digest_function, rpc_timeout: flags.rpc_timeout };
     let result: reapi.IActionResult;
     let cas: CasClient;
     if (flags.name) {
@@ -77,7 +77,13 @@ accident. Every path in the result is checked before anything is written.`;
       result = await actionCache.getActionResult(actionDigest!);
     }
 
-    const downloaded = await downloadActionOutputs(cas, result, flags.output, { replace: flags.force });
+    const progress = createProgress(`Downloading the outputs into ${flags.output}`, !this.jsonEnabled());
+    let downloaded: DownloadedOutputs;
+    try {
+      downloaded = await downloadActionOutputs(cas, result, flags.output, { replace: flags.force });
+    } finally {
+      progress.stop();
+    }
     for (const line of describeDownload(downloaded)) this.log(line);
     const out: GetOutputsResult = { ...downloaded, output: flags.output, exitCode: result.exitCode ?? 0 };
     if (flags.name) out.name = flags.name;

@@ -3,6 +3,7 @@ import { decodeOperation } from '../lib/client/execution-client.js';
 import { ExecutionCommand, schedulerFlags } from '../lib/cli/execution-command.js';
 import { type OperationView, formatOperationTable, toOperationView } from '../lib/cli/operation-format.js';
 import { usageError } from '../lib/cli/base-command.js';
+import { prose } from '../lib/cli/help-text.js';
 
 export interface ListOperationsResult {
   operations: OperationView[];
@@ -15,12 +16,12 @@ const MAX_PAGES = 10_000;
 
 export default class ListOperations extends ExecutionCommand<ListOperationsResult> {
   static override summary = 'List the operations the scheduler knows, oldest first.';
-  static override description = `Pages through Operations.ListOperations. On a terminal the operations are a table (name, stage,
+  static override description = prose(`Pages through Operations.ListOperations. On a terminal the operations are a table (name, stage,
 done, action digest); in a pipe each is one tab-separated line with the same columns, for cut and
 awk. --json returns the operations as execute --json shows them, with the next page token.
 
 The scheduler keeps operations in memory for a while after they are done, so the list is recent
-history, not a complete log.`;
+history, not a complete log.`);
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     { description: 'Only what is still queued or running', command: '<%= config.bin %> <%= command.id %> --filter=done=false' },

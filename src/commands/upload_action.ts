@@ -1,10 +1,11 @@
 import { Flags } from '@oclif/core';
 import { buildAction } from '../lib/cas/action-builder.js';
 import { BzutilCommand, usageError } from '../lib/cli/base-command.js';
-import { listFlag, parseKeyValues, remoteFlags } from '../lib/cli/flags.js';
+import { keyValueFlag, parseKeyValues, remoteFlags } from '../lib/cli/flags.js';
 import { Digest } from '../lib/digest/digest.js';
 import { StatusError, toStatusError } from '../lib/errors/status-error.js';
 import type { reapi } from '../lib/proto/index.js';
+import { prose } from '../lib/cli/help-text.js';
 
 export interface UploadActionResult {
   /** `<hash>/<size>` of the stored Action: pass it to execute --action. */
@@ -17,26 +18,26 @@ export interface UploadActionResult {
 
 export default class UploadAction extends BzutilCommand<UploadActionResult> {
   static override summary = 'Store an Action (command + input root + timeout) in the CAS and print its digest.';
-  static override description = `Builds a canonical REAPI Action from a Command digest (from upload_command) and an input root
+  static override description = prose(`Builds a canonical REAPI Action from a Command digest (from upload_command) and an input root
 Directory digest (from upload_dir; the empty directory when omitted). Both must already be in the
-CAS: a missing one fails with exit code 3 instead of producing an action that cannot run.
+CAS: a missing one fails with exit code 4 instead of producing an action that cannot run.
 
 --salt takes hex (an even number of hex digits) or, otherwise, text; a different salt makes a
-different action digest, which bypasses earlier cache entries.`;
+different action digest, which bypasses earlier cache entries.`);
   static override examples = [
     {
       description: 'The walkthrough: a command and an input root',
       command: '<%= config.bin %> <%= command.id %> --command=$(bzutil upload_command sleep 17) --input_root=$(bzutil upload_dir ./inputs)',
     },
-    { description: 'With a 60 s timeout, never cached', command: '<%= config.bin %> <%= command.id %> --command=<hash>/<size> --timeout=60 --no_cache' },
+    { description: 'With a 60 s timeout, never cached', command: '<%= config.bin %> <%= command.id %> --command=<hash>/<size> --timeout=60 --no_cache --platform_props OSFamily=linux' },
   ];
   static override flags = {
     ...remoteFlags,
     command: Flags.string({ summary: 'Digest <hash>/<size> of the Command.', required: true }),
-    input_root: Flags.string({ summary: 'Digest of the input root Directory. @default the empty directory', aliases: ['input-root'] }),
+    input_root: Flags.string({ summary: 'Digest <hash>/<size> of the input root Directory (from upload_dir); the empty directory when omitted.', aliases: ['input-root'] }),
     timeout: Flags.string({ summary: 'Execution timeout in seconds (decimals allowed).' }),
     no_cache: Flags.boolean({ summary: 'Set do_not_cache: never take the result from, or store it in, the action cache.', aliases: ['no-cache'], default: false }),
-    platform_props: listFlag('Platform properties as name=value, comma-separated or repeated.', ['platform-props']),
+    platform_props: keyValueFlag('A platform property as name=value.', ['platform-props']),
     salt: Flags.string({ summary: 'Salt: hex digits, or any other text taken as UTF-8.' }),
   };
 

@@ -1,9 +1,10 @@
 import { Flags } from '@oclif/core';
 import { buildCommand } from '../lib/cas/action-builder.js';
 import { BzutilCommand, usageError } from '../lib/cli/base-command.js';
-import { listFlag, parseKeyValues, remoteFlags } from '../lib/cli/flags.js';
+import { keyValueFlag, listFlag, parseKeyValues, remoteFlags } from '../lib/cli/flags.js';
 import { toStatusError } from '../lib/errors/status-error.js';
 import type { reapi } from '../lib/proto/index.js';
+import { prose } from '../lib/cli/help-text.js';
 
 export interface UploadCommandResult {
   /** `<hash>/<size>` of the stored Command. */
@@ -15,16 +16,16 @@ export interface UploadCommandResult {
 
 export default class UploadCommand extends BzutilCommand<UploadCommandResult> {
   static override summary = 'Store a Command (argv, environment, outputs) in the CAS and print its digest.';
-  static override description = `Builds a canonical REAPI Command from the arguments after the flags, so the same inputs always
+  static override description = prose(`Builds a canonical REAPI Command from the arguments after the flags, so the same inputs always
 give the same digest: environment variables are sorted by name, platform properties by name then
 value, output paths sorted. Pass the digest to upload_action --command.
 
-Put "--" before the command when its arguments start with "-".`;
+Put "--" before the command when its arguments start with "-".`);
   static override examples = [
     { description: 'A command that sleeps 17 seconds', command: '<%= config.bin %> <%= command.id %> sleep 17' },
     {
       description: 'With environment, outputs and a platform',
-      command: '<%= config.bin %> <%= command.id %> --env PATH=/bin:/usr/bin,LANG=C --output_files out.txt --platform_props OSFamily=linux -- sh -c "echo hi > out.txt"',
+      command: '<%= config.bin %> <%= command.id %> --env PATH=/bin:/usr/bin --env LANG=C --output_files out.txt --platform_props OSFamily=linux -- sh -c "echo hi > out.txt"',
     },
     { description: 'Machine-readable', command: '<%= config.bin %> <%= command.id %> --json -- true' },
   ];
@@ -32,11 +33,11 @@ Put "--" before the command when its arguments start with "-".`;
   static override strict = false;
   static override flags = {
     ...remoteFlags,
-    env: listFlag('Environment variables as name=value, comma-separated or repeated.', []),
+    env: keyValueFlag('An environment variable as name=value.', []),
     output_files: listFlag('Output files, relative to the working directory (REAPI v2.0 field).', ['output-files']),
     output_dirs: listFlag('Output directories, relative to the working directory (REAPI v2.0 field).', ['output-dirs']),
     output_paths: listFlag('Output paths, files or directories (REAPI v2.1 field).', ['output-paths']),
-    platform_props: listFlag('Platform properties as name=value, comma-separated or repeated.', ['platform-props']),
+    platform_props: keyValueFlag('A platform property as name=value.', ['platform-props']),
     working_dir: Flags.string({ summary: 'Working directory of the command, relative to the input root.', aliases: ['working-dir'] }),
   };
 

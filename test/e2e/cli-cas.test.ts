@@ -116,9 +116,10 @@ describe('bzutil CAS commands', () => {
 
     const absent = `${sha256('no such command')}/15`;
     const run = await bzutil(['upload_action', cas, `--command=${absent}`, '--json']);
-    expect(run.exitCode).toBe(3);
+    // A blob the CAS lacks is "not found": exit 4.
+    expect(run.exitCode).toBe(4);
     const err = JSON.parse(run.stdout) as ErrorJson;
-    expect(err).toMatchObject({ status: 3, code: 'FAILED_PRECONDITION' });
+    expect(err).toMatchObject({ status: 4, code: 'FAILED_PRECONDITION' });
     expect(err.message).toContain(absent);
   });
 
@@ -172,26 +173,26 @@ describe('bzutil CAS commands', () => {
     expect(rebuilt.digest).toBe(dir.digest);
   });
 
-  it('fails with exit code 4 and a clear message when the server cannot be reached', async () => {
+  it('fails with exit code 5 and a clear message when the server cannot be reached', async () => {
     const run = await bzutil(['upload_dir', '--cas_addr=127.0.0.1:1', work]);
-    expect(run.exitCode).toBe(4);
+    expect(run.exitCode).toBe(5);
     expect(run.stdout).toBe('');
     expect(run.stderr).toMatch(/^Error: Failed to reach the CAS at 127\.0\.0\.1:1: /);
     expect(run.stderr.trim().split('\n')).toHaveLength(1);
 
     const asJson = await bzutil(['find_missing_blobs', '--cas_addr=127.0.0.1:1', `--digests=${sha256('x')}/1`, '--json']);
-    expect(asJson.exitCode).toBe(4);
-    expect(JSON.parse(asJson.stdout)).toMatchObject({ status: 4, code: 'UNAVAILABLE' });
+    expect(asJson.exitCode).toBe(5);
+    expect(JSON.parse(asJson.stdout)).toMatchObject({ status: 5, code: 'UNAVAILABLE' });
   });
 
-  it('treats a malformed digest as a usage error (exit 2) and an absent blob as NOT_FOUND (exit 3)', async () => {
+  it('treats a malformed digest as a usage error (exit 2) and an absent blob as NOT_FOUND (exit 4)', async () => {
     const malformed = await bzutil(['download', cas, 'not-a-digest', '-o', join(work, 'x'), '--json']);
     expect(malformed.exitCode).toBe(2);
     expect(JSON.parse(malformed.stdout)).toMatchObject({ status: 2, code: 'INVALID_ARGUMENT' });
 
     const absentOut = join(work, 'absent-out');
     const absent = await bzutil(['download', cas, `${sha256('never stored')}/12`, '-o', absentOut]);
-    expect(absent.exitCode).toBe(3);
+    expect(absent.exitCode).toBe(4);
     expect(absent.stderr).toMatch(/^Error: Failed to read blob [0-9a-f]{64}\/12/);
     expect((await readdir(work)).filter((n) => n.startsWith('absent-out'))).toEqual([]);
   });

@@ -3,9 +3,9 @@
  * built binary) on ports 0: execute, get_operation, wait_execution, list_operations,
  * cancel_operation and get_outputs, with --json results parsed as each command's exported type.
  *
- * Exit codes asserted (src/lib/cli/base-command.ts): 0 for a failing action (it is a result), 1
- * with --fail_on_nonzero, 3 for refusals (missing inputs, unknown operation, not a scheduler), 4 for
- * an unreachable scheduler.
+ * Exit codes asserted (src/lib/cli/exit-codes.ts): 0 for a failing action (it is a result), 1
+ * with --fail_on_nonzero, 3 for a server refusal (not a scheduler), 4 for not found (missing inputs,
+ * unknown operation), 5 for an unreachable scheduler.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
@@ -92,8 +92,8 @@ describe('bzutil execute and friends', () => {
     // The human form of the same operation, in the seed's layout.
     const human = await runCli(['get_operation', scheduler, `--name=${executed.name}`]);
     expect(human.exitCode).toBe(0);
-    expect(human.stdout).toMatch(new RegExp(`^Operation: ${executed.name}\n  Done: true\n  Metadata:\n    Stage: COMPLETED\n`));
-    expect(human.stdout).toContain(`        out/tool ${sha256('#!/bin/sh\necho tool\n')}/20 [x]\n`);
+    expect(human.stdout).toMatch(new RegExp(`^Operation: ${executed.name}\n\tDone: true\n\tMetadata:\n\t\tStage: COMPLETED\n`));
+    expect(human.stdout).toContain(`\t\t\t\tout/tool ${sha256('#!/bin/sh\necho tool\n')}/20 [x]\n`);
 
     // --json_full is the whole Operation with its Anys unpacked.
     const full = (await runCliJson<GetOperationResult>(['get_operation', scheduler, `--name=${executed.name}`, '--json_full'])) as Record<string, any>;
@@ -108,8 +108,10 @@ describe('bzutil execute and friends', () => {
     expect(await readFile(join(dest, 'out/tool'), 'utf8')).toBe('#!/bin/sh\necho tool\n');
     expect((await stat(join(dest, 'out/tool'))).mode & 0o100).toBe(0o100);
     expect((await stat(join(dest, 'out/data.txt'))).mode & 0o111).toBe(0);
-    // No stderr was written by the action, so there is no stderr file.
-    expect((await readdir(dest)).sort()).toEqual(['out', 'stdout']);
+    // The action wrote nothing to stderr: the worker still sets the (empty blob) digest, as Scoot
+    // does, so the stderr file exists and is empty.
+    expect((await readdir(dest)).sort()).toEqual(['out', 'stderr', 'stdout']);
+    expect(await readFile(join(dest, 'stderr'), 'utf8')).toBe('');
 
     // Again into the same directory: refused (exit 2) without --force, fine with it.
     const again = await runCli(['get_outputs', scheduler, `--name=${executed.name}`, '-o', dest]);
@@ -123,7 +125,7 @@ describe('bzutil execute and friends', () => {
     const action = await uploadAction(['sleep', '1'], { noCache: true });
     const first = await runCli(['execute', scheduler, `--action=${action}`]);
     expect(first.exitCode).toBe(0);
-    const name = /^Operation: (\S+)\n  Done: false\n/.exec(first.stdout)?.[1];
+    const name = /^Operation: (\S+)\n\tDone: false\n/.exec(first.stdout)?.[1];
     expect(name, first.stdout).toBeDefined();
 
     const waited = await runCliJson<WaitExecutionResult>(['wait_execution', scheduler, `--name=${name}`]);
@@ -146,11 +148,11 @@ describe('bzutil execute and friends', () => {
 
     const strict = await runCli(['execute', scheduler, `--action=${action}`, '--wait', '--fail_on_nonzero']);
     expect(strict.exitCode).toBe(1);
-    expect(strict.stdout).toContain('      ExitCode: 7\n');
+    expect(strict.stdout).toContain('\t\t\tExitCode: 7\n');
     expect(strict.stderr).toContain('the action exited with code 7');
   });
 
-  it('refuses an action whose inputs are missing with exit code 3, listing the blob', async () => {
+  it('refuses an action whose inputs are missing with exit code 4, listing the blob', async () => {
     // An input root whose one file was never uploaded: the Directory itself goes up with batch_upload.
     const absentFile = Buffer.from('this file is never uploaded');
     const absentDigest = `${sha256(absentFile)}/${absentFile.length}`;
@@ -162,13 +164,13 @@ describe('bzutil execute and friends', () => {
     const action = await uploadAction(['cat', 'input.txt'], { inputRoot: `${sha256(directory)}/${directory.length}` });
 
     const run = await runCli(['execute', scheduler, `--action=${action}`, '--wait']);
-    expect(run.exitCode).toBe(3);
+    expect(run.exitCode).toBe(4);
     expect(run.stdout).toBe('');
     expect(run.stderr).toContain(`Failed to execute action ${action}: the CAS lacks 1 blob(s); upload them first:\n  ${absentDigest}`);
 
     const asJson = await runCli(['execute', scheduler, `--action=${action}`, '--json']);
-    expect(asJson.exitCode).toBe(3);
-    expect(JSON.parse(asJson.stdout) as ErrorJson).toMatchObject({ status: 3, code: 'FAILED_PRECONDITION', details: [{ typeUrl: 'type.googleapis.com/google.rpc.PreconditionFailure' }] });
+    expect(asJson.exitCode).toBe(4);
+    expect(JSON.parse(asJson.stdout) as ErrorJson).toMatchObject({ status: 4, code: 'FAILED_PRECONDITION', details: [{ typeUrl: 'type.googleapis.com/google.rpc.PreconditionFailure' }] });
   });
 
   it('cancels a running action, which ends with CANCELLED', async () => {
@@ -186,28 +188,28 @@ describe('bzutil execute and friends', () => {
     expect(cancelled.response?.status.codeName).toBe('CANCELLED');
   });
 
-  it('fails with exit code 3 for an unknown operation and for an address that is not a scheduler', async () => {
+  it('fails with exit code 4 for an unknown operation and 3 for an address that is not a scheduler', async () => {
     const unknown = await runCli(['get_operation', scheduler, '--name=operations/does-not-exist']);
-    expect(unknown.exitCode).toBe(3);
+    expect(unknown.exitCode).toBe(4);
     expect(unknown.stderr).toMatch(/^Error: Failed to get operation "operations\/does-not-exist": .*unknown/);
 
     const unknownJson = await runCli(['wait_execution', scheduler, '--name=operations/does-not-exist', '--json']);
-    expect(unknownJson.exitCode).toBe(3);
-    expect(JSON.parse(unknownJson.stdout)).toMatchObject({ status: 3, code: 'NOT_FOUND' });
+    expect(unknownJson.exitCode).toBe(4);
+    expect(JSON.parse(unknownJson.stdout)).toMatchObject({ status: 4, code: 'NOT_FOUND' });
 
     const apiserver = await runCli(['execute', `--grpc_addr=${serve.addresses.apiserver}`, `--action=${sha256('x')}/1`]);
     expect(apiserver.exitCode).toBe(3);
     expect(apiserver.stderr).toContain('does not offer remote execution');
   });
 
-  it('fails with exit code 4 and a clear message when the scheduler cannot be reached', async () => {
+  it('fails with exit code 5 and a clear message when the scheduler cannot be reached', async () => {
     const run = await runCli(['execute', '--grpc_addr=127.0.0.1:1', `--action=${sha256('x')}/1`]);
-    expect(run.exitCode).toBe(4);
+    expect(run.exitCode).toBe(5);
     expect(run.stdout).toBe('');
     expect(run.stderr).toMatch(/^Error: Failed to reach the scheduler at 127\.0\.0\.1:1: /);
 
     const asJson = await runCli(['list_operations', '--scheduler_addr=127.0.0.1:1', '--json']);
-    expect(asJson.exitCode).toBe(4);
-    expect(JSON.parse(asJson.stdout)).toMatchObject({ status: 4, code: 'UNAVAILABLE' });
+    expect(asJson.exitCode).toBe(5);
+    expect(JSON.parse(asJson.stdout)).toMatchObject({ status: 5, code: 'UNAVAILABLE' });
   });
 });

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/run-cli.js';
 import { repoRoot, startServe } from '../helpers/serve-process.js';
+import { bwrapAvailable } from '../../src/lib/worker/sandbox-command.js';
 
 const example = path.join(repoRoot, 'examples/serve-all.yaml');
 
@@ -41,6 +42,27 @@ describe('serve --config', () => {
     expect(tree.worker.slots).toBe(3);
     expect(tree.scheduler.worker_lease).toBe('1m');
     expect(tree.storage.cas).toEqual({ memory: { max_size_bytes: '1GiB' } });
+  });
+
+  it('prints the runner that would start (bwrap when installed, else local), and takes the sandbox flags on serve all and serve worker', async () => {
+    const all = await runCli(['serve', 'all', '--print_config'], { env });
+    expect(all.exitCode, all.stderr).toBe(0);
+    expect(JSON.parse(all.stdout).worker).toMatchObject({ runner: bwrapAvailable() ? 'bwrap' : 'local', chroot: false, allow_root_actions: false });
+    const flags = ['--runner=local', '--run_as=1000:1000', '--allow_root_actions', '--action_memory=2G', '--action_processes=64', '--action_file_size=1G', '--action_output_size=3G', '--print_config'];
+    for (const role of ['all', 'worker']) {
+      const run = await runCli(['serve', role, ...flags], { env });
+      expect(run.exitCode, run.stderr).toBe(0);
+      expect(JSON.parse(run.stdout).worker).toMatchObject({
+        runner: 'local',
+        run_as: '1000:1000',
+        allow_root_actions: true,
+        chroot: false,
+        limits: { memory: '2GiB', processes: 64, file_size: '1GiB', output_size: '3GiB' },
+      });
+    }
+    const chroot = await runCli(['serve', 'worker', '--runner=local', '--chroot', '--print_config'], { env });
+    expect(chroot.exitCode).toBe(2);
+    expect(chroot.stderr).toContain('worker.chroot: needs worker.runner bwrap');
   });
 
   it('exits 2 naming the bad key, and starts nothing', async () => {

@@ -13,7 +13,8 @@ export interface CliRun {
 
 /**
  * Runs `bzutil <args>` and resolves with its exit code and output; never rejects on a non-zero exit.
- * The environment's BZUTIL_* endpoints are cleared so that only the flags given count.
+ * The environment's BZUTIL_* endpoints are cleared so that only the flags given count (unless `env`
+ * sets them, e.g. to run the seed's commands verbatim against servers on port 0).
  */
 export function runCli(args: string[], opts: { cwd?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliRun> {
   return new Promise((resolve) => {

@@ -1,8 +1,10 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
-import { configFlags, configToServe, logLevelFlag, schedulerFlags, storageFlags, waitForShutdownSignal, workerFlags } from '../../lib/cli/serve-flags.js';
+import { configFlags, configToServe, logLevelFlag, operatorFlags, runnerFlags, schedulerFlags, storageFlags, workerFlags } from '../../lib/cli/serve-flags.js';
 import { createLogger } from '../../lib/util/logger.js';
-import { startAll } from '../../server/serve-all.js';
+import type { ResolvedConfig } from '../../lib/config/config.js';
+import { runServersUntilSignal } from '../../server/run-servers.js';
+import { type ServeAll as AllServers, startAll, uiOfServeAll } from '../../server/serve-all.js';
 
 export default class ServeAll extends BzutilCommand<void> {
   static override enableJsonFlag = false;
@@ -37,6 +39,8 @@ Each server prints "<service> listening on <host:port>" on stdout once it accept
     ...schedulerFlags,
     ...storageFlags,
     ...workerFlags,
+    ...runnerFlags,
+    ...operatorFlags,
     log_level: logLevelFlag,
   };
 
@@ -45,7 +49,10 @@ Each server prints "<service> listening on <host:port>" on stdout once it accept
     const config = await configToServe('all', flags);
     if (!config) return;
     const logger = createLogger({ level: config.log_level });
-    const all = await startAll(config, { logger });
+    await runServersUntilSignal(config, logger, (deps) => startAll(config, deps), (all) => this.ready(config, all), uiOfServeAll);
+  }
+
+  private ready(config: ResolvedConfig, all: AllServers): void {
     process.stdout.write(`apiserver listening on ${all.apiserver.address}\n`);
     process.stdout.write(`scheduler listening on ${all.scheduler.address}\n`);
     const schedulerPort = all.scheduler.port;
@@ -56,8 +63,5 @@ Each server prints "<service> listening on <host:port>" on stdout once it accept
         `  CLI:                      bzutil upload_command --cas_addr=localhost:${all.apiserver.port} echo hello\n` +
         `Press Ctrl-C to stop.\n`,
     );
-    const signal = await waitForShutdownSignal();
-    logger.info(`Received ${signal}, shutting down`);
-    await all.close();
   }
 }

@@ -1,8 +1,9 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
-import { configFlags, configToServe, logLevelFlag, storageFlags, waitForShutdownSignal } from '../../lib/cli/serve-flags.js';
+import { configFlags, configToServe, logLevelFlag, operatorFlags, storageFlags } from '../../lib/cli/serve-flags.js';
 import { createLogger } from '../../lib/util/logger.js';
 import { createApiServer } from '../../server/create-servers.js';
+import { runServersUntilSignal } from '../../server/run-servers.js';
 
 export default class ServeApiserver extends BzutilCommand<void> {
   static override enableJsonFlag = false;
@@ -20,6 +21,7 @@ are evicted beyond --max_size. Prints "apiserver listening on <host:port>" on st
     ...configFlags,
     listen: Flags.string({ summary: 'host:port to listen on, port 0 picks a free port (apiserver.listen_address; default 0.0.0.0:12100).' }),
     ...storageFlags,
+    ...operatorFlags,
     log_level: logLevelFlag,
   };
 
@@ -28,10 +30,12 @@ are evicted beyond --max_size. Prints "apiserver listening on <host:port>" on st
     const config = await configToServe('apiserver', flags);
     if (!config) return;
     const logger = createLogger({ level: config.log_level, component: 'apiserver' });
-    const server = await createApiServer(config, { logger });
-    process.stdout.write(`apiserver listening on ${server.address}\n`);
-    const signal = await waitForShutdownSignal();
-    logger.info(`Received ${signal}, shutting down`);
-    await server.close();
+    await runServersUntilSignal(
+      config,
+      logger,
+      (deps) => createApiServer(config, deps),
+      (server) => process.stdout.write(`apiserver listening on ${server.address}\n`),
+      (server) => ({ contentAddressableStorage: server.contentAddressableStorage, actionCache: server.actionCache }),
+    );
   }
 }

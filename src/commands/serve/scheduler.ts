@@ -1,8 +1,9 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
-import { configFlags, configToServe, logLevelFlag, schedulerFlags, waitForShutdownSignal } from '../../lib/cli/serve-flags.js';
+import { configFlags, configToServe, logLevelFlag, operatorFlags, schedulerFlags } from '../../lib/cli/serve-flags.js';
 import { createLogger } from '../../lib/util/logger.js';
 import { createScheduler } from '../../server/create-servers.js';
+import { runServersUntilSignal } from '../../server/run-servers.js';
 
 export default class ServeScheduler extends BzutilCommand<void> {
   static override enableJsonFlag = false;
@@ -28,6 +29,7 @@ needs only --remote_executor=grpc://host:9099. Prints "scheduler listening on <h
       description: 'Defaults to $XDG_CACHE_HOME/bzutil/scheduler or ~/.cache/bzutil/scheduler. --state overrides it.',
       aliases: ['data-dir'],
     }),
+    ...operatorFlags,
     log_level: logLevelFlag,
   };
 
@@ -36,10 +38,12 @@ needs only --remote_executor=grpc://host:9099. Prints "scheduler listening on <h
     const config = await configToServe('scheduler', flags);
     if (!config) return;
     const logger = createLogger({ level: config.log_level, component: 'scheduler' });
-    const scheduler = await createScheduler(config, { logger });
-    process.stdout.write(`scheduler listening on ${scheduler.address}\n`);
-    const signal = await waitForShutdownSignal();
-    logger.info(`Received ${signal}, shutting down`);
-    await scheduler.close();
+    await runServersUntilSignal(
+      config,
+      logger,
+      (deps) => createScheduler(config, deps),
+      (scheduler) => process.stdout.write(`scheduler listening on ${scheduler.address}\n`),
+      (s) => ({ contentAddressableStorage: s.contentAddressableStorage, actionCache: s.actionCache, buildQueue: s.buildQueue, workers: () => s.workers() }),
+    );
   }
 }

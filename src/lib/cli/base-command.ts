@@ -3,30 +3,24 @@
  * human form with `this.log` and return a typed result, which oclif prints under `--json`.
  *
  * Errors are handled here, once: one clear `Error: <message>` line on stderr (or a JSON object on
- * stdout under `--json`) and an exit code a script can branch on:
- *
- * | exit | meaning |
- * | --- | --- |
- * | 0 | success |
- * | 1 | any other failure (INTERNAL, DATA_LOSS, RESOURCE_EXHAUSTED, ...) |
- * | 2 | usage: unknown or malformed flags and arguments, a malformed digest or address |
- * | 3 | the request was refused: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION |
- * | 4 | the server could not be reached or did not answer in time: UNAVAILABLE, DEADLINE_EXCEEDED |
+ * stdout under `--json`) and an exit code a script can branch on (see exit-codes.ts: 0 ok, 1 the
+ * action failed, 2 usage or bad local input, 3 server error, 4 not found, 5 unreachable).
  */
 import { Command } from '@oclif/core';
 import { chalkStderr } from 'chalk';
 import { CasClient } from '../client/cas-client.js';
-import { RemoteConnection } from '../client/connection.js';
+import type { RemoteConnection } from '../client/connection.js';
 import { Digest } from '../digest/digest.js';
 import type { DigestFunction } from '../digest/digest-function.js';
-import { Code, StatusError, hasCode, toStatusError, wrapStatus } from '../errors/status-error.js';
+import { StatusError, toStatusError } from '../errors/status-error.js';
+import type { reapi } from '../proto/index.js';
+import { connectChecked } from './connect.js';
+import { EXIT_USAGE, exitCodeFor, isUsage, usageError } from './exit-codes.js';
+import { applyColorEnvironment } from './terminal.js';
 
-/** How long the first call may take before the server counts as unreachable. */
-export const FIRST_CALL_DEADLINE_MS = 10_000;
+export { exitCodeFor, usageError };
 
-export const EXIT_USAGE = 2;
-export const EXIT_REFUSED = 3;
-export const EXIT_UNREACHABLE = 4;
+applyColorEnvironment();
 
 /** The JSON printed on failure under `--json`. */
 export interface ErrorJson {
@@ -37,44 +31,13 @@ export interface ErrorJson {
   details: { typeUrl: string; value: string }[];
 }
 
-/** Marks an error as a usage error (exit code 2): bad input detected before any remote call. */
-export function usageError(message: string, cause?: unknown): StatusError {
-  const err = new StatusError(Code.INVALID_ARGUMENT, message, [], { cause });
-  Object.defineProperty(err, 'usage', { value: true });
-  return err;
-}
-
-function isUsage(err: unknown): boolean {
-  if (typeof err !== 'object' || err === null) return false;
-  if ((err as { usage?: unknown }).usage === true) return true;
-  // oclif's parse errors (unknown flag, missing argument, bad option) carry an exit code of 2.
-  const oclif = (err as { oclif?: { exit?: unknown } }).oclif;
-  return oclif !== undefined && oclif.exit === 2;
-}
-
-/** The exit code for an error, following the table above. */
-export function exitCodeFor(err: unknown): number {
-  if (isUsage(err)) return EXIT_USAGE;
-  const oclif = (err as { oclif?: { exit?: unknown } } | undefined)?.oclif;
-  if (!(err instanceof StatusError) && typeof oclif?.exit === 'number') return oclif.exit;
-  const s = toStatusError(err);
-  switch (s.code) {
-    case Code.INVALID_ARGUMENT:
-    case Code.NOT_FOUND:
-    case Code.FAILED_PRECONDITION:
-      return EXIT_REFUSED;
-    case Code.UNAVAILABLE:
-    case Code.DEADLINE_EXCEEDED:
-      return EXIT_UNREACHABLE;
-    default:
-      return 1;
-  }
-}
-
 export interface RemoteFlagValues {
-  cas_addr: string;
+  /** The CAS address (`--cas`, alias `--cas_addr`). */
+  cas: string;
   instance_name: string;
   digest_function: DigestFunction;
+  /** `--rpc_timeout` in ms (Infinity: none). */
+  rpc_timeout: number;
 }
 
 export abstract class BzutilCommand<T> extends Command {
@@ -85,26 +48,24 @@ export abstract class BzutilCommand<T> extends Command {
   abstract override run(): Promise<T>;
 
   /**
-   * Opens the CAS at `flags.cas_addr` and makes the first call (GetCapabilities) under a deadline,
-   * so that an unreachable server is reported as such instead of hanging or looking like success.
+   * Opens the CAS at `--cas` and checks it with a first call under the connect deadline, so that an
+   * unreachable server is reported as such (exit 5) instead of hanging or looking like success.
    */
   protected async connectCas(flags: RemoteFlagValues): Promise<CasClient> {
-    let connection: RemoteConnection;
-    try {
-      connection = new RemoteConnection(flags.cas_addr);
-    } catch (err) {
-      throw usageError(`Invalid --cas_addr: ${toStatusError(err).message}`, err);
-    }
-    this.connections.push(connection);
-    const cas = new CasClient(connection, { instanceName: flags.instance_name, digestFunction: flags.digest_function });
-    try {
-      await cas.getCapabilities({ deadlineMs: FIRST_CALL_DEADLINE_MS });
-    } catch (err) {
-      // A server without the Capabilities service is still a server.
-      if (hasCode(err, Code.UNIMPLEMENTED)) return cas;
-      throw wrapStatus(err, `Failed to reach the CAS at ${flags.cas_addr}`);
-    }
-    return cas;
+    const opts = {
+      what: 'the CAS',
+      flag: '--cas',
+      instanceName: flags.instance_name,
+      digestFunction: flags.digest_function,
+      rpcTimeoutMs: flags.rpc_timeout,
+    };
+    const { connection } = await this.connect(flags.cas, opts);
+    return new CasClient(connection, { instanceName: flags.instance_name, digestFunction: flags.digest_function });
+  }
+
+  /** Opens and checks a connection that this command closes when it finishes. */
+  protected connect(address: string, opts: Parameters<typeof connectChecked>[1]): Promise<{ connection: RemoteConnection; capabilities?: reapi.IServerCapabilities }> {
+    return connectChecked(address, opts, (c) => this.connections.push(c));
   }
 
   /** Parses a digest given on the command line; a malformed one is a usage error. */
@@ -123,9 +84,9 @@ export abstract class BzutilCommand<T> extends Command {
       this.logJson(this.toErrorJson(err));
       return;
     }
-    const message = err instanceof Error ? err.message : String(err);
-    process.stderr.write(`${chalkStderr.red('Error:')} ${message.replace(/\s+$/, '')}\n`);
-    if ((err as { usage?: boolean }).usage === true && this.id) process.stderr.write(`See: ${this.config.bin} ${this.id} --help\n`);
+    const message = cleanMessage(err instanceof Error ? err.message : String(err));
+    process.stderr.write(`${chalkStderr.red('Error:')} ${message}\n`);
+    if (code === EXIT_USAGE && this.id) process.stderr.write(`See: ${this.config.bin} ${this.id.replaceAll(':', ' ')} --help\n`);
   }
 
   protected override toErrorJson(err: unknown): ErrorJson {
@@ -135,7 +96,7 @@ export abstract class BzutilCommand<T> extends Command {
       status: exitCodeFor(err),
       name: isStatus ? 'StatusError' : err instanceof Error ? err.name : 'Error',
       code: isUsage(err) && !isStatus ? 'INVALID_ARGUMENT' : s.codeName,
-      message: err instanceof Error ? err.message : String(err),
+      message: cleanMessage(err instanceof Error ? err.message : String(err)),
       details: s.details.map((d) => ({ typeUrl: d.typeUrl, value: Buffer.from(d.value).toString('base64') })),
     };
   }
@@ -144,4 +105,47 @@ export abstract class BzutilCommand<T> extends Command {
     for (const c of this.connections.splice(0)) c.close();
     await super.finally(err);
   }
+}
+
+/**
+ * The error text once, without oclif's decorations: flag-parse errors ("Parsing --x \n\t<why>") become
+ * "Invalid --x: <why>", "The following error occurred:" headers and oclif's own "See more help with
+ * --help" go (the See: line follows once, from `catch`).
+ */
+export function cleanMessage(message: string): string {
+  let text = message.replace(/\n?See more help with --help\s*$/, '');
+  const parsing = /^Parsing (--\S+)\s*\n\t([\s\S]*)$/.exec(text);
+  if (parsing) text = `Invalid ${parsing[1]}: ${parsing[2]}`;
+  const listed = /^The following errors? occurred:\n([\s\S]*)$/.exec(text);
+  if (listed) text = listed[1]!.split('\n').map((l) => l.trim()).filter(Boolean).join('; ');
+  return dedupeSteps(text).replace(/\s+$/, '');
+}
+
+/** Digests, quoted names and operation names: what a step of an error message is about. */
+function subjectsOf(step: string): string[] {
+  return step.match(/[0-9a-f]{32,}\/\d+|"[^"]*"|operations\/[\w-]+/g) ?? [];
+}
+
+/**
+ * Error messages grow a prefix at each layer ("Failed to X: Failed to Y: <server text>"). When the
+ * client and the server both say "Failed to ..." about the same subject, the inner step repeats the
+ * outer one and is dropped; "Blob <d> not found" about a digest already named becomes "not found".
+ */
+export function dedupeSteps(message: string): string {
+  const out: string[] = [];
+  for (const step of message.split(': ')) {
+    const prev = out[out.length - 1];
+    if (prev !== undefined) {
+      const subjects = subjectsOf(step);
+      const prevSubjects = subjectsOf(prev);
+      if (/^Failed to /.test(step) && /^Failed to /.test(prev) && subjects.length > 0 && subjects.every((x) => prevSubjects.includes(x))) continue;
+      const blob = /^Blob (\S+) not found$/.exec(step);
+      if (blob && out.some((s) => s.includes(blob[1]!))) {
+        out.push('not found');
+        continue;
+      }
+    }
+    out.push(step);
+  }
+  return out.join(': ');
 }

@@ -4,43 +4,33 @@
  * the scheduler, and following an Operation stream until it is done with a spinner on stderr.
  *
  * Connecting makes a first GetCapabilities call under a deadline, like `connectCas`, so that a
- * scheduler that cannot be reached fails fast with exit code 4 ("Failed to reach the scheduler at
+ * scheduler that cannot be reached fails fast with exit code 5 ("Failed to reach the scheduler at
  * ...") rather than hanging; and a server that answers but does not execute (the apiserver given by
  * mistake) is refused with a message that says which address to use.
  */
 import { Flags } from '@oclif/core';
-import { CasClient } from '../client/cas-client.js';
-import { RemoteConnection } from '../client/connection.js';
 import { type DecodedOperation, ExecutionClient, decodeOperation } from '../client/execution-client.js';
-import { Code, StatusError, hasCode, toStatusError, wrapStatus } from '../errors/status-error.js';
+import type { DigestFunction } from '../digest/digest-function.js';
+import { Code, StatusError, hasCode, toStatusError } from '../errors/status-error.js';
 import type { longrunning } from '../proto/index.js';
-import { BzutilCommand, FIRST_CALL_DEADLINE_MS, usageError } from './base-command.js';
-import { digestFunctionFlag, instanceNameFlag } from './flags.js';
+import { BzutilCommand } from './base-command.js';
+import { digestFunctionFlag, instanceNameFlag, rpcTimeoutFlag, schedulerFlag } from './flags.js';
 import { type OperationView, formatStage, toOperationView } from './operation-format.js';
 import { type Progress, createProgress } from './progress.js';
 
-/** Where `bzutil serve all` (and `serve scheduler`) listen by default. */
-export const DEFAULT_SCHEDULER_ADDRESS = 'localhost:9099';
-
-/** `--grpc_addr`, the seed's name for the scheduler endpoint; `--scheduler_addr` reads better and is an alias. */
-export const grpcAddrFlag = Flags.string({
-  summary: 'Address of the scheduler (Execution and Operations): host:port or grpc://host:port.',
-  default: DEFAULT_SCHEDULER_ADDRESS,
-  aliases: ['grpc-addr', 'scheduler_addr', 'scheduler-addr'],
-  env: 'BZUTIL_SCHEDULER_ADDR',
-  helpGroup: 'REMOTE',
-});
+export { DEFAULT_SCHEDULER_ADDRESS } from './flags.js';
 
 /** The flags every command talking to the scheduler takes. */
 export const schedulerFlags = {
-  grpc_addr: grpcAddrFlag,
+  scheduler: schedulerFlag,
   instance_name: instanceNameFlag,
   digest_function: digestFunctionFlag,
+  rpc_timeout: rpcTimeoutFlag,
 };
 
 /** `--name`: the operation to act on. */
 export const operationNameFlag = Flags.string({
-  summary: 'Name of the operation, as printed by execute (e.g. operations/5c1e...).',
+  summary: 'Name of the operation, as printed by execute: operations/<uuid>, or the bare <uuid> as the seed prints it.',
   required: true,
 });
 
@@ -52,39 +42,31 @@ export const failOnNonzeroFlag = Flags.boolean({
 });
 
 export interface SchedulerFlagValues {
-  grpc_addr: string;
+  scheduler: string;
   instance_name: string;
-  digest_function: import('../digest/digest-function.js').DigestFunction;
+  digest_function: DigestFunction;
+  rpc_timeout: number;
 }
 
 /** Times a dropped stream is re-attached with WaitExecution before giving up. */
 const MAX_REATTACH_ATTEMPTS = 3;
 
 export abstract class ExecutionCommand<T> extends BzutilCommand<T> {
-  private readonly schedulerConnections: RemoteConnection[] = [];
   private progress?: Progress;
 
-  /** Opens the scheduler at `flags.grpc_addr` and checks that it answers and executes. */
+  /** Opens the scheduler at `--scheduler` and checks that it answers and executes. */
   protected async connectScheduler(flags: SchedulerFlagValues): Promise<ExecutionClient> {
-    let connection: RemoteConnection;
-    try {
-      connection = new RemoteConnection(flags.grpc_addr);
-    } catch (err) {
-      throw usageError(`Invalid --grpc_addr: ${toStatusError(err).message}`, err);
-    }
-    this.schedulerConnections.push(connection);
-    // Capabilities is the cheapest call every REAPI server answers; a CasClient knows how to ask.
-    const probe = new CasClient(connection, { instanceName: flags.instance_name, digestFunction: flags.digest_function });
-    let execEnabled = true;
-    try {
-      const capabilities = await probe.getCapabilities({ deadlineMs: FIRST_CALL_DEADLINE_MS });
-      execEnabled = capabilities.executionCapabilities?.execEnabled ?? false;
-    } catch (err) {
-      if (!hasCode(err, Code.UNIMPLEMENTED)) throw wrapStatus(err, `Failed to reach the scheduler at ${flags.grpc_addr}`);
-    }
-    if (!execEnabled) {
+    const { connection, capabilities } = await this.connect(flags.scheduler, {
+      what: 'the scheduler',
+      flag: '--scheduler',
+      instanceName: flags.instance_name,
+      digestFunction: flags.digest_function,
+      rpcTimeoutMs: flags.rpc_timeout,
+    });
+    // A server without Capabilities may still execute; one that says it does not is refused.
+    if (capabilities && !(capabilities.executionCapabilities?.execEnabled ?? false)) {
       throw StatusError.failedPrecondition(
-        `Failed to use ${flags.grpc_addr} as the scheduler: it does not offer remote execution (is it the apiserver?); give the scheduler's address with --grpc_addr`,
+        `Failed to use ${flags.scheduler} as the scheduler: it does not offer remote execution (is it the apiserver?); give the scheduler's address with --scheduler`,
       );
     }
     return new ExecutionClient(connection, { instanceName: flags.instance_name, digestFunction: flags.digest_function });
@@ -145,7 +127,7 @@ export abstract class ExecutionCommand<T> extends BzutilCommand<T> {
    * failed (timeout, cancellation...), becomes a CLI error after it has been printed.
    */
   protected failOnNonzero(view: OperationView): void {
-    // Always exit code 1: a timed-out action is not an unreachable server (DEADLINE_EXCEEDED's 4).
+    // Always exit code 1: a timed-out action is not an unreachable server (DEADLINE_EXCEEDED's 5).
     if (view.error) throw new ActionFailedError(`Operation ${view.name} failed: ${view.error.codeName}: ${view.error.message}`);
     const response = view.response;
     if (!response) return;
@@ -158,7 +140,6 @@ export abstract class ExecutionCommand<T> extends BzutilCommand<T> {
 
   protected override async finally(err: Error | undefined): Promise<void> {
     this.progress?.stop();
-    for (const c of this.schedulerConnections.splice(0)) c.close();
     await super.finally(err);
   }
 }
@@ -170,6 +151,8 @@ export abstract class ExecutionCommand<T> extends BzutilCommand<T> {
  */
 export class ActionFailedError extends StatusError {
   override readonly name = 'ActionFailedError';
+  /** Exit code 1 (see exit-codes.ts). */
+  readonly actionFailed = true;
   constructor(
     message: string,
     readonly actionExitCode?: number,
@@ -180,7 +163,7 @@ export class ActionFailedError extends StatusError {
 
 /**
  * Missing inputs reported in a done operation (the worker found a blob gone after the scheduler's
- * check): the same refusal, with the same exit code 3, as when Execute itself reports them.
+ * check): the same refusal, with the same exit code 4 (not found), as when Execute itself reports them.
  */
 export function missingInputsError(view: OperationView): StatusError {
   const status = view.response!.status;

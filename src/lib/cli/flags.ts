@@ -1,18 +1,33 @@
 /**
- * Flags shared by the CAS-side commands. Names keep the seed's snake_case spelling
- * (`--cas_addr`) and accept kebab-case aliases (`--cas-addr`); defaults can come from the
- * environment so that scripts set the endpoint once.
+ * Flags shared by the client commands. One convention for addresses: `--cas` (the CAS: apiserver
+ * or scheduler) and `--scheduler` (Execution and Operations), with the seed's `--cas_addr` and
+ * `--grpc_addr` kept as aliases so that the seed's walkthrough runs as written. Other names keep the
+ * seed's snake_case spelling and accept kebab-case aliases; defaults can come from the environment
+ * so that scripts set the endpoints once.
  */
 import { Flags } from '@oclif/core';
+import { parseDurationMs } from '../util/units.js';
 import { DIGEST_FUNCTIONS, type DigestFunction } from '../digest/digest-function.js';
 
 export const DEFAULT_CAS_ADDRESS = 'localhost:12100';
+/** Where `bzutil serve all` (and `serve scheduler`) listen by default. */
+export const DEFAULT_SCHEDULER_ADDRESS = 'localhost:9099';
+/** `--rpc_timeout`'s default, like Bazel's `--remote_timeout`. */
+export const DEFAULT_RPC_TIMEOUT = '60s';
 
-export const casAddrFlag = Flags.string({
-  summary: 'Address of the CAS (apiserver or scheduler): host:port or grpc://host:port.',
+export const casFlag = Flags.string({
+  summary: 'Address of the CAS (apiserver or scheduler): host:port, grpc://host:port or grpcs://host:port. Alias: --cas_addr (the seed\'s name).',
   default: DEFAULT_CAS_ADDRESS,
-  aliases: ['cas-addr'],
+  aliases: ['cas_addr', 'cas-addr'],
   env: 'BZUTIL_CAS_ADDR',
+  helpGroup: 'REMOTE',
+});
+
+export const schedulerFlag = Flags.string({
+  summary: 'Address of the scheduler (Execution and Operations): host:port or grpc://host:port. Alias: --grpc_addr (the seed\'s name).',
+  default: DEFAULT_SCHEDULER_ADDRESS,
+  aliases: ['grpc_addr', 'grpc-addr', 'scheduler_addr', 'scheduler-addr'],
+  env: 'BZUTIL_SCHEDULER_ADDR',
   helpGroup: 'REMOTE',
 });
 
@@ -25,23 +40,53 @@ export const instanceNameFlag = Flags.string({
 });
 
 export const digestFunctionFlag = Flags.option({
-  summary: 'Hash function of digests; must be one the server supports.',
+  summary: 'Hash function of digests. Checked against what the server advertises (bzutil servers: sha256) before anything is sent.',
   options: DIGEST_FUNCTIONS as DigestFunction[],
   default: 'sha256' as DigestFunction,
   aliases: ['digest-function'],
   helpGroup: 'REMOTE',
 })();
 
+/**
+ * `--rpc_timeout`: the deadline of each remote call (Execute and WaitExecution streams excepted:
+ * they last as long as the action). A duration (`30s`, `2m`, `500ms`); a bare number is seconds;
+ * 0 means no deadline. The first call (the connect check) gets at most 10 s of it.
+ */
+export const rpcTimeoutFlag = Flags.custom<number>({
+  summary: 'Deadline of each remote call: 30s, 2m, 500ms; a bare number is seconds; 0 = none.',
+  default: async () => parseRpcTimeout(DEFAULT_RPC_TIMEOUT),
+  defaultHelp: async () => DEFAULT_RPC_TIMEOUT,
+  aliases: ['rpc-timeout'],
+  env: 'BZUTIL_RPC_TIMEOUT',
+  helpGroup: 'REMOTE',
+  parse: async (text) => parseRpcTimeout(text),
+})();
+
+/** Milliseconds of an `--rpc_timeout` value; Infinity for 0 (no deadline). Throws on bad input. */
+export function parseRpcTimeout(text: string): number {
+  const ms = parseDurationMs(text, { allowZero: true });
+  return ms === 0 ? Infinity : ms;
+}
+
 /** The flags every command talking to the CAS takes. */
 export const remoteFlags = {
-  cas_addr: casAddrFlag,
+  cas: casFlag,
   instance_name: instanceNameFlag,
   digest_function: digestFunctionFlag,
+  rpc_timeout: rpcTimeoutFlag,
 };
 
 /** A comma-separated (or repeated) list flag, e.g. `--output_files a,b --output_files c`. */
 export function listFlag(summary: string, aliases: string[]) {
   return Flags.string({ summary, multiple: true, delimiter: ',', aliases });
+}
+
+/**
+ * A repeatable `KEY=VALUE` flag, one pair per occurrence: `--env A=1 --env B=x,y` keeps the comma
+ * in B's value (environment values and platform properties may contain commas).
+ */
+export function keyValueFlag(summary: string, aliases: string[]) {
+  return Flags.string({ summary: `${summary} Repeat the flag for each; a value may contain commas.`, multiple: true, aliases, helpValue: 'KEY=VALUE' });
 }
 
 /** Parses `name=value` entries; a malformed one throws a KeyValueError (a usage error). */

@@ -2,13 +2,16 @@
  * How the execution-side commands (`execute`, `get_operation`, `wait_execution`, `cancel_operation`,
  * `list_operations`) show an Operation: one plain view type that is both the `--json` result and the
  * source of the human layout, so the two can never disagree. The human layout is the seed's
- * (`Operation: <name>` / `Done:` / `Metadata:` / `ExecResponse:`), indented two spaces per level,
+ * (`Operation: <name>` / `Done:` / `Metadata:` / `ExecResponse:`), indented one tab per level,
  * with the ExecutedActionMetadata timestamps turned into the durations a user actually wants to read
  * (queue latency, input fetch, execution, output upload).
  */
 import { type DecodedOperation } from '../client/execution-client.js';
 import { Code, StatusError } from '../errors/status-error.js';
 import { type longrunning, type protobuf, reapi, rpc } from '../proto/index.js';
+import { timestampToMs } from '../proto/proto-time.js';
+
+export { timestampToMs };
 
 /** A google.rpc.Status for people and scripts. */
 export interface StatusView {
@@ -65,7 +68,7 @@ export interface ActionResultView {
   outputDirectories: OutputDirectoryView[];
   /** output_symlinks plus the older output_file_symlinks and output_directory_symlinks, one per path. */
   outputSymlinks: OutputSymlinkView[];
-  /** `<hash>/<size>`; absent when the action printed nothing to it. */
+  /** `<hash>/<size>`; the empty blob's digest when the action printed nothing to it (absent from servers that leave it unset). */
   stdoutDigest?: string;
   stderrDigest?: string;
   executionMetadata?: ExecutionMetadataView;
@@ -125,15 +128,6 @@ export function missingBlobSubjects(err: StatusError): string[] {
 export function formatProtoDigest(d: reapi.IDigest | null | undefined): string | undefined {
   if (!d || !d.hash) return undefined;
   return `${d.hash}/${Number(d.sizeBytes ?? 0)}`;
-}
-
-/** Milliseconds since the epoch of a Timestamp; undefined when unset (all zero). */
-export function timestampToMs(t: protobuf.ITimestamp | null | undefined): number | undefined {
-  if (!t) return undefined;
-  const seconds = Number(t.seconds ?? 0);
-  const nanos = t.nanos ?? 0;
-  if (seconds === 0 && nanos === 0) return undefined;
-  return seconds * 1000 + nanos / 1e6;
 }
 
 function isoOf(t: protobuf.ITimestamp | null | undefined): string | undefined {
@@ -212,55 +206,68 @@ export function toOperationView(op: DecodedOperation): OperationView {
   return view;
 }
 
-/** `12ms`, or `0.4ms` below 10 ms where whole milliseconds would say nothing. */
+/** Whole milliseconds, as the seed prints them (`420ms`); `--json` keeps the fractions. */
 export function formatMs(ms: number): string {
-  return ms < 10 ? `${Math.round(ms * 10) / 10}ms` : `${Math.round(ms)}ms`;
+  return `${Math.round(ms)}ms`;
 }
 
+/** One level of indentation: a tab, as the seed (Scoot's bzutil) prints it. */
+const TAB = '\t';
+
 function statusLines(s: StatusView, indent: string): string[] {
-  const lines = [`${indent}Code: ${s.codeName} (${s.code})`];
+  const lines = [`${indent}Code: ${s.codeName}`];
   if (s.message) lines.push(`${indent}Message: ${s.message}`);
-  if (s.missingBlobs?.length) lines.push(`${indent}MissingBlobs:`, ...s.missingBlobs.map((b) => `${indent}  ${b}`));
+  if (s.missingBlobs?.length) lines.push(`${indent}MissingBlobs:`, ...s.missingBlobs.map((b) => `${indent}${TAB}${b}`));
   return lines;
 }
 
 /**
- * The seed's human layout of an Operation, ending with a newline:
+ * The seed's human layout of an Operation, field for field and one tab per level, ending with a
+ * newline. Fields the seed always prints (OutputFiles, OutputDirectories, the stream digests) are
+ * printed even when empty:
  *
  * ```
  * Operation: operations/1f0e...
- *   Done: true
- *   Metadata:
- *     Stage: COMPLETED
- *     ActionDigest: <hash>/<size>
- *   ExecResponse:
- *     Status:
- *       Code: OK (0)
- *     Cached: false
- *     ActionResult:
- *       ExitCode: 0
- *       ...
+ * \tDone: true
+ * \tMetadata:
+ * \t\tStage: COMPLETED
+ * \t\tActionDigest: <hash>/<size>
+ * \tExecResponse:
+ * \t\tStatus:
+ * \t\t\tCode: OK
+ * \t\tCached: false
+ * \t\tActionResult:
+ * \t\t\tExitCode: 0
+ * \t\t\tOutputFiles: []
+ * ...
  * ```
  */
 export function formatOperation(view: OperationView): string {
-  const lines = [`Operation: ${view.name}`, `  Done: ${view.done}`, '  Metadata:', `    Stage: ${view.stage}`];
-  if (view.actionDigest) lines.push(`    ActionDigest: ${view.actionDigest}`);
-  if (view.error) lines.push('  Error:', ...statusLines(view.error, '    '));
+  const t1 = TAB;
+  const t2 = TAB.repeat(2);
+  const lines = [`Operation: ${view.name}`, `${t1}Done: ${view.done}`, `${t1}Metadata:`, `${t2}Stage: ${view.stage}`];
+  if (view.actionDigest) lines.push(`${t2}ActionDigest: ${view.actionDigest}`);
+  if (view.error) lines.push(`${t1}Error:`, ...statusLines(view.error, t2));
   const response = view.response;
   if (response) {
-    lines.push('  ExecResponse:', '    Status:', ...statusLines(response.status, '      '), `    Cached: ${response.cachedResult}`);
-    if (response.message) lines.push(`    Message: ${response.message}`);
-    if (response.result) lines.push('    ActionResult:', ...actionResultLines(response.result, '      '));
+    lines.push(`${t1}ExecResponse:`, `${t2}Status:`, ...statusLines(response.status, TAB.repeat(3)), `${t2}Cached: ${response.cachedResult}`);
+    if (response.message) lines.push(`${t2}Message: ${response.message}`);
+    if (response.result) lines.push(`${t2}ActionResult:`, ...actionResultLines(response.result, TAB.repeat(3)));
   }
   return lines.join('\n') + '\n';
 }
 
+/** `Label: []` when empty, else `Label:` and one indented line per entry. */
+function listLines(label: string, entries: string[], indent: string): string[] {
+  return entries.length === 0 ? [`${indent}${label}: []`] : [`${indent}${label}:`, ...entries.map((e) => `${indent}${TAB}${e}`)];
+}
+
 function actionResultLines(r: ActionResultView, indent: string): string[] {
   const lines = [`${indent}ExitCode: ${r.exitCode}`];
-  const inner = indent + '  ';
-  if (r.outputFiles.length) lines.push(`${indent}OutputFiles:`, ...r.outputFiles.map((f) => `${inner}${f.path} ${f.digest}${f.isExecutable ? ' [x]' : ''}`));
-  if (r.outputDirectories.length) lines.push(`${indent}OutputDirectories:`, ...r.outputDirectories.map((d) => `${inner}${d.path} tree=${d.treeDigest}`));
-  if (r.outputSymlinks.length) lines.push(`${indent}OutputSymlinks:`, ...r.outputSymlinks.map((s) => `${inner}${s.path} -> ${s.target}`));
+  const inner = indent + TAB;
+  lines.push(...listLines('OutputFiles', r.outputFiles.map((f) => `${f.path} ${f.digest}${f.isExecutable ? ' [x]' : ''}`), indent));
+  lines.push(...listLines('OutputDirectories', r.outputDirectories.map((d) => `${d.path} tree=${d.treeDigest}`), indent));
+  if (r.outputSymlinks.length) lines.push(...listLines('OutputSymlinks', r.outputSymlinks.map((s) => `${s.path} -> ${s.target}`), indent));
   if (r.stdoutDigest) lines.push(`${indent}StdoutDigest: ${r.stdoutDigest}`);
   if (r.stderrDigest) lines.push(`${indent}StderrDigest: ${r.stderrDigest}`);
   const m = r.executionMetadata;

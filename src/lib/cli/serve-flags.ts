@@ -6,11 +6,12 @@
  * and `--cas` sets it to a remote apiserver: for any other layout, write it in the file.
  */
 import { Flags } from '@oclif/core';
-import type { BzutilConfig, ResolvedConfig, ServeRole, StorageSection } from '../config/config.js';
+import type { BzutilConfig, ResolvedConfig, ServeRole, StorageSection, WorkerLimitsSection, WorkerSection } from '../config/config.js';
 import { ConfigError } from '../config/config.js';
 import { localStorageConfig, remoteStorageConfig, sqliteStateIn } from '../config/defaults.js';
 import { readConfigFile, resolveConfig } from '../config/resolve-config.js';
 import { parseDurationMs, parseSizeBytes } from '../util/units.js';
+import { parseRunAs } from '../worker/sandbox-command.js';
 import { usageError } from './base-command.js';
 import { parseKeyValues } from './flags.js';
 
@@ -48,6 +49,19 @@ export const schedulerFlags = {
   operation_retention: Flags.string({
     summary: 'How long finished operations stay queryable (scheduler.operation_retention; default 1h).',
     aliases: ['operation-retention'],
+  }),
+};
+
+/** The operator's surface, on every serve command. */
+export const operatorFlags = {
+  http_listen: Flags.string({
+    summary: 'host:port of the HTTP port serving /metrics, port 0 picks a free port, empty turns it off (http.listen_address).',
+    description: 'Defaults: serve all 127.0.0.1:8080, apiserver 127.0.0.1:8081, scheduler 127.0.0.1:8082, worker 127.0.0.1:8083.',
+    aliases: ['http-listen'],
+  }),
+  shutdown_grace_period: Flags.string({
+    summary: 'On SIGTERM, how long running uploads and actions may take to finish (shutdown_grace_period; default 30s).',
+    aliases: ['shutdown-grace-period'],
   }),
 };
 
@@ -99,11 +113,41 @@ export const workerFlags = {
   }),
 };
 
+/**
+ * How a worker runs actions (see the README's "Security model"), shorthands for the `worker.runner`,
+ * `worker.chroot`, `worker.run_as`, `worker.allow_root_actions` and `worker.limits` keys. Kept apart
+ * from workerFlags so that commands adopt them only together with a worker that reads them.
+ */
+export const runnerFlags = {
+  runner: Flags.option({
+    summary: 'How actions run: bwrap (namespaces, unprivileged uid) or local (plain child processes) (worker.runner).',
+    description: 'Defaults to bwrap when /usr/bin/bwrap is installed, else local with a loud warning.',
+    options: ['local', 'bwrap'] as const,
+  })(),
+  run_as: Flags.string({
+    summary: 'Host uid:gid actions run as when the worker is root (worker.run_as; bwrap default 65534:65534).',
+    aliases: ['run-as'],
+  }),
+  allow_root_actions: Flags.boolean({
+    summary: 'Let actions run as root; input files are then copied, never hard-linked (worker.allow_root_actions).',
+    aliases: ['allow-root-actions'],
+  }),
+  chroot: Flags.boolean({
+    summary: 'Run every action chrooted into its input root (worker.chroot; bwrap runner; per action: platform chroot=true).',
+  }),
+  action_memory: Flags.string({ summary: 'Memory per action, e.g. 4G (worker.limits.memory; default 4GiB).', aliases: ['action-memory'] }),
+  action_processes: Flags.integer({ summary: 'Processes per action at once (worker.limits.processes; default 1024).', min: 1, aliases: ['action-processes'] }),
+  action_file_size: Flags.string({ summary: 'Largest file an action may write, e.g. 16G (worker.limits.file_size; default 16GiB).', aliases: ['action-file-size'] }),
+  action_output_size: Flags.string({ summary: "Total bytes of an action's outputs, e.g. 16G (worker.limits.output_size; default 16GiB).", aliases: ['action-output-size'] }),
+};
+
 /** The flag values the serve commands may have; each command declares a subset. */
 export interface ServeFlagValues {
   config?: string;
   print_config?: boolean;
   log_level?: string;
+  http_listen?: string;
+  shutdown_grace_period?: string;
   listen?: string;
   apiserver_listen?: string;
   scheduler_listen?: string;
@@ -121,6 +165,14 @@ export interface ServeFlagValues {
   slots?: number;
   work_dir?: string;
   platform?: string[];
+  runner?: 'local' | 'bwrap';
+  run_as?: string;
+  allow_root_actions?: boolean;
+  chroot?: boolean;
+  action_memory?: string;
+  action_processes?: number;
+  action_file_size?: string;
+  action_output_size?: string;
 }
 
 /** The keys the given flags set, as a tree to lay over the config file. Bad values are usage errors naming the flag. */
@@ -142,17 +194,22 @@ export function flagOverrides(role: ServeRole, flags: ServeFlagValues): BzutilCo
       operation_retention: flags.operation_retention,
     };
   }
-  if (flags.slots !== undefined || flags.work_dir !== undefined || flags.platform !== undefined || flags.scheduler !== undefined) {
-    tree.worker = {
-      slots: flags.slots,
-      work_dir: flags.work_dir,
-      scheduler_address: flags.scheduler,
-      platform: flags.platform === undefined ? undefined : platformTree(flags.platform),
-    };
-  }
+  const worker: WorkerSection = {
+    slots: flags.slots,
+    work_dir: flags.work_dir,
+    scheduler_address: flags.scheduler,
+    platform: flags.platform === undefined ? undefined : platformTree(flags.platform),
+    ...runnerOverrides(flags),
+  };
+  if (Object.values(worker).some((v) => v !== undefined)) tree.worker = worker;
   const storage = storageOverride(role, flags);
   if (storage) tree.storage = storage;
   if (flags.log_level !== undefined) tree.log_level = flags.log_level as BzutilConfig['log_level'];
+  if (flags.http_listen !== undefined) tree.http = { listen_address: flags.http_listen };
+  if (flags.shutdown_grace_period !== undefined) {
+    flagValue('shutdown_grace_period', () => parseDurationMs(flags.shutdown_grace_period!, { allowZero: true }));
+    tree.shutdown_grace_period = flags.shutdown_grace_period;
+  }
   return tree;
 }
 
@@ -163,6 +220,25 @@ function stateOverride(role: ServeRole, flags: ServeFlagValues): string | undefi
   if (role !== 'all') return undefined;
   if (flags.in_memory) return 'memory';
   return flags.storage_dir === undefined ? undefined : sqliteStateIn(flags.storage_dir);
+}
+
+/** The runner keys the sandbox flags set; sizes and run_as are checked here so that errors name the flag. */
+function runnerOverrides(flags: ServeFlagValues): WorkerSection {
+  const size = (flag: string, value: string | undefined) => (value === undefined ? undefined : (flagValue(flag, () => parseSizeBytes(value)), value));
+  if (flags.run_as !== undefined) flagValue('run_as', () => parseRunAs(flags.run_as!));
+  const limits: WorkerLimitsSection = {
+    memory: size('action_memory', flags.action_memory),
+    processes: flags.action_processes,
+    file_size: size('action_file_size', flags.action_file_size),
+    output_size: size('action_output_size', flags.action_output_size),
+  };
+  return {
+    runner: flags.runner,
+    run_as: flags.run_as,
+    allow_root_actions: flags.allow_root_actions,
+    chroot: flags.chroot,
+    limits: Object.values(limits).some((v) => v !== undefined) ? limits : undefined,
+  };
 }
 
 function storageOverride(role: ServeRole, flags: ServeFlagValues): StorageSection | undefined {
@@ -219,17 +295,4 @@ export async function configToServe(role: ServeRole, flags: ServeFlagValues): Pr
   if (!flags.print_config) return config;
   process.stdout.write(formatConfig(config));
   return undefined;
-}
-
-/** Resolves after SIGINT or SIGTERM. */
-export function waitForShutdownSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      resolve(signal);
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
 }

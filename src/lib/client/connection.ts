@@ -68,12 +68,20 @@ export interface ConnectionOptions {
   channelOptions?: grpc.ChannelOptions;
   /** grpc-js client interceptors, e.g. to observe calls in tests. */
   interceptors?: grpc.Interceptor[];
+  /**
+   * Deadline of every call that does not set its own `deadlineMs` (the CLI's `--rpc_timeout`, like
+   * Bazel's `--remote_timeout`). Unset or Infinity: no deadline.
+   */
+  defaultDeadlineMs?: number;
 }
 
 export interface RemoteCallOptions {
   /** Cancels the call; it then fails with CANCELLED. */
   signal?: AbortSignal;
-  /** Fails the call with DEADLINE_EXCEEDED after this long. Unset: no deadline. */
+  /**
+   * Fails the call with DEADLINE_EXCEEDED after this long. Unset: the connection's
+   * `defaultDeadlineMs`; Infinity: no deadline.
+   */
   deadlineMs?: number;
 }
 
@@ -99,9 +107,11 @@ export class RemoteConnection {
   readonly parsed: ParsedAddress;
   private readonly client: grpc.Client;
   private readonly baseMetadata: grpc.Metadata;
+  private readonly defaultDeadlineMs: number | undefined;
 
   constructor(address: string, opts: ConnectionOptions = {}) {
     this.address = address;
+    this.defaultDeadlineMs = opts.defaultDeadlineMs;
     this.parsed = parseAddress(address);
     const credentials = this.parsed.tls ? grpc.credentials.createSsl() : grpc.credentials.createInsecure();
     this.client = new grpc.Client(this.parsed.target, credentials, {
@@ -134,7 +144,7 @@ export class RemoteConnection {
         method.responseDeserialize,
         request,
         this.baseMetadata.clone(),
-        callOptions(opts),
+        this.callOptions(opts),
         (err, res) => {
           opts.signal?.removeEventListener('abort', onAbort);
           if (err) reject(clientError(err));
@@ -158,7 +168,7 @@ export class RemoteConnection {
       method.responseDeserialize,
       request,
       this.baseMetadata.clone(),
-      callOptions(opts),
+      this.callOptions(opts),
     );
     const onAbort = () => call.cancel();
     opts.signal?.addEventListener('abort', onAbort, { once: true });
@@ -191,7 +201,7 @@ export class RemoteConnection {
       method.requestSerialize,
       method.responseDeserialize,
       this.baseMetadata.clone(),
-      callOptions(opts),
+      this.callOptions(opts),
       (err, res) => {
         settled = true;
         opts.signal?.removeEventListener('abort', onAbort);
@@ -231,6 +241,11 @@ export class RemoteConnection {
     };
   }
 
+  private callOptions(opts: RemoteCallOptions): grpc.CallOptions {
+    const deadlineMs = opts.deadlineMs ?? this.defaultDeadlineMs;
+    return deadlineMs !== undefined && Number.isFinite(deadlineMs) ? { deadline: Date.now() + deadlineMs } : {};
+  }
+
   /** Closes the channel. Calls still running fail with CANCELLED or UNAVAILABLE. */
   close(): void {
     this.client.close();
@@ -242,10 +257,6 @@ function clientError(err: unknown): StatusError {
   const s = fromGrpcError(err);
   const message = s.message.replace(/\.?\s*Resolution note:\s*$/, '');
   return message === s.message ? s : new StatusError(s.code, message, s.details, { cause: s.cause ?? err });
-}
-
-function callOptions(opts: RemoteCallOptions): grpc.CallOptions {
-  return opts.deadlineMs !== undefined ? { deadline: Date.now() + opts.deadlineMs } : {};
 }
 
 /**

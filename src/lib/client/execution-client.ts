@@ -47,6 +47,19 @@ export function decodeOperation(op: longrunning.IOperation): DecodedOperation {
   return decoded;
 }
 
+const BARE_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * The full resource name of an operation: a bare UUID (as the seed prints and takes it) becomes
+ * `operations/<uuid>`, or `<instance>/operations/<uuid>` under a non-empty instance name; any other
+ * name is sent as given.
+ */
+export function normalizeOperationName(name: string, instanceName = ''): string {
+  const text = name.trim();
+  if (!BARE_UUID.test(text)) return text;
+  return instanceName ? `${instanceName}/operations/${text.toLowerCase()}` : `operations/${text.toLowerCase()}`;
+}
+
 export class ExecutionClient extends ServiceClient {
   /**
    * Starts (or joins) the execution of `actionDigest` and yields each Operation update until done.
@@ -60,7 +73,7 @@ export class ExecutionClient extends ServiceClient {
     };
     if (opts.priority) request.executionPolicy = { priority: opts.priority };
     try {
-      yield* this.connection.serverStream(executionService.execute, request, opts);
+      yield* this.connection.serverStream(executionService.execute, request, streamOptions(opts));
     } catch (err) {
       throw wrapStatus(err, `Failed to execute action ${actionDigest}`);
     }
@@ -69,7 +82,7 @@ export class ExecutionClient extends ServiceClient {
   /** Reattaches to a running operation and yields its updates until done. NOT_FOUND if unknown. */
   async *waitExecution(name: string, opts: RemoteCallOptions = {}): AsyncGenerator<longrunning.IOperation> {
     try {
-      yield* this.connection.serverStream(executionService.waitExecution, { name }, opts);
+      yield* this.connection.serverStream(executionService.waitExecution, { name: normalizeOperationName(name, this.instanceName) }, streamOptions(opts));
     } catch (err) {
       throw wrapStatus(err, `Failed to wait for operation ${JSON.stringify(name)}`);
     }
@@ -77,7 +90,9 @@ export class ExecutionClient extends ServiceClient {
 
   /** The latest state of an operation. NOT_FOUND if unknown. */
   getOperation(name: string, opts: RemoteCallOptions = {}): Promise<longrunning.IOperation> {
-    return this.retried(`Failed to get operation ${JSON.stringify(name)}`, opts, () => this.connection.unary(operationsService.getOperation, { name }, opts));
+    return this.retried(`Failed to get operation ${JSON.stringify(name)}`, opts, () =>
+      this.connection.unary(operationsService.getOperation, { name: normalizeOperationName(name, this.instanceName) }, opts),
+    );
   }
 
   listOperations(request: longrunning.IListOperationsRequest = {}, opts: RemoteCallOptions = {}): Promise<longrunning.IListOperationsResponse> {
@@ -85,11 +100,15 @@ export class ExecutionClient extends ServiceClient {
   }
 
   async cancelOperation(name: string, opts: RemoteCallOptions = {}): Promise<void> {
-    await this.retried(`Failed to cancel operation ${JSON.stringify(name)}`, opts, () => this.connection.unary(operationsService.cancelOperation, { name }, opts));
+    await this.retried(`Failed to cancel operation ${JSON.stringify(name)}`, opts, () =>
+      this.connection.unary(operationsService.cancelOperation, { name: normalizeOperationName(name, this.instanceName) }, opts),
+    );
   }
 
   async deleteOperation(name: string, opts: RemoteCallOptions = {}): Promise<void> {
-    await this.retried(`Failed to delete operation ${JSON.stringify(name)}`, opts, () => this.connection.unary(operationsService.deleteOperation, { name }, opts));
+    await this.retried(`Failed to delete operation ${JSON.stringify(name)}`, opts, () =>
+      this.connection.unary(operationsService.deleteOperation, { name: normalizeOperationName(name, this.instanceName) }, opts),
+    );
   }
 
   private async retried<T>(step: string, opts: RemoteCallOptions, fn: () => Promise<T>): Promise<T> {
@@ -99,4 +118,12 @@ export class ExecutionClient extends ServiceClient {
       throw wrapStatus(err, step);
     }
   }
+}
+
+/**
+ * Execute and WaitExecution streams last as long as the action: the connection's per-call
+ * deadline (`--rpc_timeout`) does not apply to them unless the caller gives one.
+ */
+function streamOptions(opts: RemoteCallOptions): RemoteCallOptions {
+  return opts.deadlineMs === undefined ? { ...opts, deadlineMs: Infinity } : opts;
 }

@@ -5,8 +5,8 @@
  * the schema. Keys are snake_case. Sizes are bytes or text like "10GiB", durations text like "30s".
  *
  * Planned sections (not accepted yet, so that no key is silently ignored): `apiserver.tls` and
- * `scheduler.tls`, `auth`, `scheduler.state` redis://… and `worker.runner`
- * (local | bwrap, run_as, limits). Each will be a class plus a factory case plus a schema entry.
+ * `scheduler.tls`, `auth` and `scheduler.state` redis://…. Each will be a class plus a factory case plus
+ * a schema entry.
  */
 import type { BlobStoreConfig, DurationSetting, SizeSetting } from '../blobstore/config.js';
 
@@ -28,6 +28,17 @@ export interface SchedulerSection {
   operation_retention?: DurationSetting;
 }
 
+/** How actions run: bubblewrap sandbox (namespaces, unprivileged uid) or plain child processes. */
+export type RunnerSetting = 'local' | 'bwrap';
+
+/** What one action may use (lib/worker ActionLimits). */
+export interface WorkerLimitsSection {
+  memory?: SizeSetting;
+  processes?: number;
+  file_size?: SizeSetting;
+  output_size?: SizeSetting;
+}
+
 export interface WorkerSection {
   /** Stable across restarts, so a restarted scheduler recognises the worker's leases. Default: host + work_dir. */
   id?: string;
@@ -37,6 +48,19 @@ export interface WorkerSection {
   work_dir?: string;
   platform?: Record<string, string | string[]>;
   file_cache_max_size_bytes?: SizeSetting;
+  /** Default: bwrap when installed, else local (resolved when the tree is, so `--print_config` shows it). */
+  runner?: RunnerSetting;
+  /** Every action chrooted into its input root (bwrap only). */
+  chroot?: boolean;
+  /** "uid:gid" actions run as when the worker is root; no default key: 65534:65534 (bwrap) or the worker's own (local). */
+  run_as?: string;
+  allow_root_actions?: boolean;
+  limits?: WorkerLimitsSection;
+}
+
+export interface HttpSection {
+  /** `host:port` of the operator's HTTP port (/metrics); empty turns it off. */
+  listen_address?: string;
 }
 
 export interface StorageSection {
@@ -46,6 +70,9 @@ export interface StorageSection {
 
 export interface BzutilConfig {
   log_level?: LogLevelSetting;
+  /** On SIGTERM, how long running uploads and actions may take to finish before they are cut off. */
+  shutdown_grace_period?: DurationSetting;
+  http?: HttpSection;
   apiserver?: ApiServerSection;
   scheduler?: SchedulerSection;
   worker?: WorkerSection;
@@ -57,18 +84,20 @@ export type ServeRole = 'all' | 'apiserver' | 'scheduler' | 'worker';
 
 /** Which top-level sections (and storage keys) a role reads; any other is refused, not ignored. */
 export const ROLE_SECTIONS: Record<ServeRole, { sections: readonly (keyof BzutilConfig)[]; storage: readonly (keyof StorageSection)[] }> = {
-  all: { sections: ['log_level', 'apiserver', 'scheduler', 'worker', 'storage'], storage: ['cas', 'action_cache'] },
-  apiserver: { sections: ['log_level', 'apiserver', 'storage'], storage: ['cas', 'action_cache'] },
-  scheduler: { sections: ['log_level', 'scheduler', 'storage'], storage: ['cas', 'action_cache'] },
-  worker: { sections: ['log_level', 'worker', 'storage'], storage: ['cas'] },
+  all: { sections: ['log_level', 'shutdown_grace_period', 'http', 'apiserver', 'scheduler', 'worker', 'storage'], storage: ['cas', 'action_cache'] },
+  apiserver: { sections: ['log_level', 'shutdown_grace_period', 'http', 'apiserver', 'storage'], storage: ['cas', 'action_cache'] },
+  scheduler: { sections: ['log_level', 'shutdown_grace_period', 'http', 'scheduler', 'storage'], storage: ['cas', 'action_cache'] },
+  worker: { sections: ['log_level', 'shutdown_grace_period', 'http', 'worker', 'storage'], storage: ['cas'] },
 };
 
 /** A tree after defaults, file and flags, validated: every key the role reads is present. */
 export interface ResolvedConfig {
   log_level: LogLevelSetting;
+  shutdown_grace_period: DurationSetting;
+  http: Required<HttpSection>;
   apiserver?: Required<ApiServerSection>;
   scheduler?: Required<SchedulerSection>;
-  worker?: Omit<Required<WorkerSection>, 'scheduler_address' | 'id'> & { scheduler_address?: string; id?: string };
+  worker?: Omit<Required<WorkerSection>, 'scheduler_address' | 'id' | 'run_as' | 'limits'> & { scheduler_address?: string; id?: string; run_as?: string; limits: Required<WorkerLimitsSection> };
   storage: { cas: BlobStoreConfig; action_cache?: BlobStoreConfig };
 }
 

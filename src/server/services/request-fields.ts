@@ -32,8 +32,13 @@ export function assertDigestFunctionServed(served: readonly DigestFunction[], di
   }
 }
 
-/** INVALID_ARGUMENT for an empty operation name. */
+const BARE_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * The operation name to look up; INVALID_ARGUMENT when empty. A bare UUID (the seed's
+ * `--name=b53b5e99-...`) names the default instance's `operations/<uuid>`.
+ */
 export function requireName(name: string | null | undefined, field = 'name'): string {
   if (!name) throw StatusError.invalidArgument('Failed to find operation: the operation name is empty', [{ field, description: 'Must name an operation' }]);
-  return name;
+  return BARE_UUID.test(name) ? `operations/${name.toLowerCase()}` : name;
 }

@@ -3,8 +3,9 @@
  * them: serve all shares one verified CAS between apiserver, scheduler and worker; a standalone
  * scheduler forwards storage to an apiserver and leaves the hashing of uploads to it.
  */
-import { access, mkdtemp, rm } from 'node:fs/promises';
+ import { access, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { GrpcBlobStore } from '../../../src/lib/blobstore/grpc-blob-store.js';
@@ -15,7 +16,8 @@ import { resolveConfig } from '../../../src/lib/config/resolve-config.js';
 import { Digest } from '../../../src/lib/digest/digest.js';
 import { Code } from '../../../src/lib/errors/status-error.js';
 import { silentLogger } from '../../../src/lib/util/logger.js';
-import { createApiServer, createScheduler, defaultWorkerId } from '../../../src/server/create-servers.js';
+ import { createApiServer, createScheduler, createWorker, defaultWorkerId } from '../../../src/server/create-servers.js';
+import { MemoryBlobStore } from '../../../src/lib/blobstore/memory-blob-store.js';
 import { startAll } from '../../../src/server/serve-all.js';
 import { bytes, expectCode, rejectionOf } from '../../helpers/blob-store-contract.js';
 
@@ -37,6 +39,15 @@ describe('server factories', () => {
     expect(all.worker).toBeUndefined();
     expect(all.apiserver.contentAddressableStorage).toBeInstanceOf(VerifyingBlobStore);
     expect(all.scheduler.contentAddressableStorage).toBe(all.apiserver.contentAddressableStorage);
+  });
+
+  it('worker: the runner keys reach startWorker (chroot with the local runner is refused there too)', async () => {
+    const workDir = await mkdtemp(path.join(tmpdir(), 'bzutil-factory-worker-'));
+    cleanups.push(() => rm(workDir, { recursive: true, force: true }));
+    const config = resolveConfig({ role: 'all', overrides: { worker: { slots: 1, runner: 'local', work_dir: workDir }, storage: inMemory } });
+    config.worker!.chroot = true; // past validation, which refuses it: the worker must refuse it as well
+    const shared = { schedulerAddress: '127.0.0.1:1', contentAddressableStorage: new MemoryBlobStore({ maxSizeBytes: 1 << 20 }) };
+    await expect(createWorker(config, { logger: silentLogger }, shared)).rejects.toThrow(/chroot mode needs the bwrap runner/);
   });
 
   it('standalone scheduler: forwards uploads to the apiserver, which alone verifies them', async () => {

@@ -120,36 +120,36 @@ describe('toOperationView', () => {
 });
 
 describe('formatOperation', () => {
-  it('prints the seed layout for a completed operation', () => {
+  it('prints the seed layout, one tab per level, for a completed operation', () => {
     const text = formatOperation(toOperationView(decodeOperation(operation({ stage: 'COMPLETED', response: completed }))));
     expect(text).toBe(
       [
         'Operation: operations/7b1c',
-        '  Done: true',
-        '  Metadata:',
-        '    Stage: COMPLETED',
-        `    ActionDigest: ${H('a')}/140`,
-        '  ExecResponse:',
-        '    Status:',
-        '      Code: OK (0)',
-        '    Cached: false',
-        '    ActionResult:',
-        '      ExitCode: 0',
-        '      OutputFiles:',
-        `        out/tool ${H('2')}/100 [x]`,
-        `        out/z.txt ${H('1')}/6`,
-        '      OutputDirectories:',
-        `        gen tree=${H('3')}/85`,
-        '      OutputSymlinks:',
-        '        latest -> out/z.txt',
-        `      StdoutDigest: ${H('4')}/3`,
-        '      ExecutionMetadata:',
-        '        Worker: host:1',
-        '        QueueLatency: 250ms',
-        '        WorkerTotal: 1060ms',
-        '        InputFetch: 40ms',
-        '        Execution: 1000ms',
-        '        OutputUpload: 4.5ms',
+        '\tDone: true',
+        '\tMetadata:',
+        '\t\tStage: COMPLETED',
+        `\t\tActionDigest: ${H('a')}/140`,
+        '\tExecResponse:',
+        '\t\tStatus:',
+        '\t\t\tCode: OK',
+        '\t\tCached: false',
+        '\t\tActionResult:',
+        '\t\t\tExitCode: 0',
+        '\t\t\tOutputFiles:',
+        `\t\t\t\tout/tool ${H('2')}/100 [x]`,
+        `\t\t\t\tout/z.txt ${H('1')}/6`,
+        '\t\t\tOutputDirectories:',
+        `\t\t\t\tgen tree=${H('3')}/85`,
+        '\t\t\tOutputSymlinks:',
+        '\t\t\t\tlatest -> out/z.txt',
+        `\t\t\tStdoutDigest: ${H('4')}/3`,
+        '\t\t\tExecutionMetadata:',
+        '\t\t\t\tWorker: host:1',
+        '\t\t\t\tQueueLatency: 250ms',
+        '\t\t\t\tWorkerTotal: 1060ms',
+        '\t\t\t\tInputFetch: 40ms',
+        '\t\t\t\tExecution: 1000ms',
+        '\t\t\t\tOutputUpload: 5ms',
         '',
       ].join('\n'),
     );
@@ -157,19 +157,40 @@ describe('formatOperation', () => {
 
   it('prints only the metadata while the operation runs', () => {
     const text = formatOperation(toOperationView(decodeOperation(operation({ stage: 'EXECUTING' }))));
-    expect(text).toBe(['Operation: operations/7b1c', '  Done: false', '  Metadata:', '    Stage: EXECUTING', `    ActionDigest: ${H('a')}/140`, ''].join('\n'));
+    expect(text).toBe(['Operation: operations/7b1c', '\tDone: false', '\tMetadata:', '\t\tStage: EXECUTING', `\t\tActionDigest: ${H('a')}/140`, ''].join('\n'));
   });
 
   it('prints a failed status with its message and missing blobs', () => {
     const status = StatusError.missingBlobs([{ hash: H('b'), sizeBytes: 12 }], 'Failed to fetch inputs').toProto();
     const text = formatOperation(toOperationView(decodeOperation(operation({ stage: 'COMPLETED', response: { status } }))));
-    expect(text).toContain(['    Status:', '      Code: FAILED_PRECONDITION (9)', '      Message: Failed to fetch inputs', '      MissingBlobs:', `        blobs/${H('b')}/12`].join('\n'));
+    expect(text).toContain(['\t\tStatus:', '\t\t\tCode: FAILED_PRECONDITION', '\t\t\tMessage: Failed to fetch inputs', '\t\t\tMissingBlobs:', `\t\t\t\tblobs/${H('b')}/12`].join('\n'));
     expect(text).not.toContain('ActionResult');
   });
 
   it('prints Operation.error when the server failed the operation itself', () => {
     const text = formatOperation(toOperationView(decodeOperation(operation({ stage: 'COMPLETED', error: StatusError.internal('worker vanished') }))));
-    expect(text).toContain(['  Error:', '    Code: INTERNAL (13)', '    Message: worker vanished'].join('\n'));
+    expect(text).toContain(['\tError:', '\t\tCode: INTERNAL', '\t\tMessage: worker vanished'].join('\n'));
+  });
+});
+
+describe('formatOperation with empty outputs', () => {
+  it('prints OutputFiles: [], OutputDirectories: [] and both empty stream digests, as the seed does', () => {
+    const empty = { hash: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' };
+    const text = formatOperation(
+      toOperationView(decodeOperation(operation({ stage: 'COMPLETED', response: { status: {}, result: { exitCode: 0, stdoutDigest: empty, stderrDigest: empty } } }))),
+    );
+    expect(text).toContain(
+      [
+        '\t\tActionResult:',
+        '\t\t\tExitCode: 0',
+        '\t\t\tOutputFiles: []',
+        '\t\t\tOutputDirectories: []',
+        `\t\t\tStdoutDigest: ${empty.hash}/0`,
+        `\t\t\tStderrDigest: ${empty.hash}/0`,
+        '',
+      ].join('\n'),
+    );
+    expect(text).not.toContain('OutputSymlinks');
   });
 });
 
@@ -227,8 +248,9 @@ describe('toFullOperationJson', () => {
 });
 
 describe('small helpers', () => {
-  it('formats durations with a decimal only below 10 ms', () => {
-    expect(formatMs(0.44)).toBe('0.4ms');
+  it('formats durations in whole milliseconds, as the seed does', () => {
+    expect(formatMs(0.44)).toBe('0ms');
+    expect(formatMs(4.5)).toBe('5ms');
     expect(formatMs(9.96)).toBe('10ms');
     expect(formatMs(1234.4)).toBe('1234ms');
   });

@@ -4,19 +4,10 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, type ResolvedConfig, type ServeRole } from '../../../src/lib/config/config.js';
 import { readConfigFile, resolveConfig } from '../../../src/lib/config/resolve-config.js';
+import { issuesOf } from './config-test-helpers.js';
 import { validateConfigTree } from '../../../src/lib/config/validate-config.js';
 import { defaultCacheDir } from '../../../src/lib/config/defaults.js';
 
-/** The issues of resolving `tree` as a config file, as "path: message" lines. */
-function issuesOf(tree: unknown, role: ServeRole = 'all'): string[] {
-  try {
-    resolveConfig({ role, file: { tree, source: 'test.yaml' } });
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).issues.map((i) => `${i.path}: ${i.message}`);
-  }
-  throw new Error('expected the configuration to be refused');
-}
 
 describe('resolveConfig', () => {
   const savedCacheHome = process.env.XDG_CACHE_HOME;
@@ -50,12 +41,25 @@ describe('resolveConfig', () => {
 
   it('gives each role only the sections it reads, with remote storage for scheduler and worker', () => {
     const scheduler = resolveConfig({ role: 'scheduler' });
-    expect(Object.keys(scheduler).sort()).toEqual(['log_level', 'scheduler', 'storage']);
+    expect(Object.keys(scheduler).sort()).toEqual(['http', 'log_level', 'scheduler', 'shutdown_grace_period', 'storage']);
     expect(scheduler.storage).toEqual({ cas: { grpc: { address: 'localhost:12100' } }, action_cache: { grpc: { address: 'localhost:12100' } } });
     const worker = resolveConfig({ role: 'worker' });
-    expect(Object.keys(worker).sort()).toEqual(['log_level', 'storage', 'worker']);
+    expect(Object.keys(worker).sort()).toEqual(['http', 'log_level', 'shutdown_grace_period', 'storage', 'worker']);
     expect(worker.worker).toMatchObject({ scheduler_address: 'localhost:9099', work_dir: '/cache/bzutil/worker' });
     expect(worker.storage).toEqual({ cas: { grpc: { address: 'localhost:12100' } } });
+  });
+
+  it('gives each role its own default HTTP port, and takes port 0, another address or "" (off)', () => {
+    const ports = (['all', 'apiserver', 'scheduler', 'worker'] as const).map((role) => resolveConfig({ role }).http.listen_address);
+    expect(ports).toEqual(['127.0.0.1:8080', '127.0.0.1:8081', '127.0.0.1:8082', '127.0.0.1:8083']);
+    expect(resolveConfig({ role: 'all' }).shutdown_grace_period).toBe('30s');
+    for (const listen_address of ['127.0.0.1:0', '[::1]:9100', '']) {
+      expect(resolveConfig({ role: 'apiserver', overrides: { http: { listen_address } } }).http.listen_address).toBe(listen_address);
+    }
+    expect(resolveConfig({ role: 'worker', overrides: { shutdown_grace_period: '0s' } }).shutdown_grace_period).toBe('0ms');
+    expect(issuesOf({ http: { listen_address: 'nowhere' } })[0]).toMatch(/^http\.listen_address/);
+    expect(issuesOf({ http: { port: 1 } })[0]).toMatch(/^http/);
+    expect(issuesOf({ shutdown_grace_period: 'soon' })[0]).toMatch(/^shutdown_grace_period/);
   });
 
   it('lays the file over the defaults and the flags over the file', () => {

@@ -67,7 +67,7 @@ describe('LocalBuildExecutor', () => {
     expect(response.result?.outputFiles?.map((f) => f.path)).toEqual(['out/b.txt']);
     expect(await blobText(store, response.result?.outputFiles?.[0]?.digest)).toBe('hi hi ');
     expect(await blobText(store, response.result?.stdoutDigest)).toBe('done\n');
-    expect(response.result?.stderrDigest).toBeUndefined();
+    expect(response.result?.stderrDigest).toEqual({ hash: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' });
   });
 
   it('runs in the working directory and creates the parents of declared outputs', async () => {
