@@ -5,6 +5,7 @@
  */
 import { byteStreamDownloadJob, byteStreamUploadJob, findMissingJob, populateCasJob, smallBlobsJob } from './jobs/cas-jobs.js';
 import { noopActionsJob } from './jobs/execution-jobs.js';
+import { queueScaleJob } from './jobs/queue-jobs.js';
 import { diskWriteJob, rawDownloadJob, rawUnaryLatencyJob, rawUnaryRateJob, rawUploadJob, sha256Job, spawnTrueJob } from './jobs/raw-jobs.js';
 
 // Each job validates its own parameters through its types; the runner is the only caller.
@@ -23,6 +24,7 @@ const jobs: Record<string, (params: any) => Promise<unknown>> = {
   'populate-cas': populateCasJob,
   'find-missing': findMissingJob,
   'noop-actions': noopActionsJob,
+  'queue-scale': queueScaleJob,
 };
 
 const [name, paramsText] = process.argv.slice(2);

@@ -89,7 +89,8 @@ export function transferTimeoutMs(sizeBytes: number): number {
 
 /** `bzutil serve <args>` from the regular build. */
 export function startServe(args: string[], expect: string[], timeoutMs?: number): Promise<ServeProcess> {
-  return startListeningProcess(binPath, ['serve', ...args], expect, timeoutMs);
+  // The HTTP port (/metrics) on a free port rather than the role's fixed default.
+  return startListeningProcess(binPath, ['serve', ...args, '--http_listen=127.0.0.1:0'], expect, timeoutMs);
 }
 
 /**

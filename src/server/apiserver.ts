@@ -10,6 +10,9 @@ import { createStorage } from '../lib/config/create-storage.js';
 import { DEFAULT_APISERVER_LISTEN_ADDRESS, type LocalStorageOptions, localStorageConfig } from '../lib/config/defaults.js';
 import { type Clock, systemClock } from '../lib/util/clock.js';
 import { type Logger, createLogger } from '../lib/util/logger.js';
+import type { Registry } from '../lib/util/metrics.js';
+import { addIntrospection } from './grpc/introspection.js';
+import { createRpcMetrics } from './grpc/rpc-metrics.js';
 import { bindGrpcServer, createGrpcServer, shutdownGrpcServer } from './grpc/server.js';
 import type { ServerTls } from './grpc/tls.js';
 import type { CapabilitiesConfig } from './services/capabilities-config.js';
@@ -38,6 +41,8 @@ export interface ApiServerConfig extends LocalStorageOptions {
   capabilities?: CapabilitiesConfig;
   /** How long an interrupted ByteStream upload may be resumed. @default 60 000 */
   uploadIdleTimeoutMs?: number;
+  /** Where to count RPCs and storage traffic (label server="apiserver"). @default no metrics */
+  metrics?: Registry;
 }
 
 export interface ApiServer {
@@ -49,8 +54,15 @@ export interface ApiServer {
   contentAddressableStorage: BlobStore;
   /** The action cache the services use. */
   actionCache: ActionCache;
-  /** Stops accepting calls, lets running ones finish briefly, aborts parked uploads. */
-  close(): Promise<void>;
+  /** Fully-qualified names of the services on the port (health and reflection list these). */
+  services: readonly string[];
+  /** Health status of every service on the port: NOT_SERVING while draining before shutdown. */
+  setServing(serving: boolean): void;
+  /**
+   * Stops accepting calls, lets running ones (uploads) finish for up to `graceMs`, then cancels
+   * them, aborts parked uploads and releases the stores. @default graceMs 2000
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 /** Builds the stores with createStorage, registers the storage services and listens. */
@@ -63,7 +75,7 @@ export async function startApiServer(config: ApiServerConfig = {}): Promise<ApiS
   const tree = config.storage ?? localStorageConfig(config);
   if (!tree.cas || !tree.action_cache) throw new TypeError('Failed to start apiserver: storage needs both cas and action_cache');
   const clock = config.clock ?? systemClock;
-  const storage = await createStorage({ cas: tree.cas, action_cache: tree.action_cache }, { clock, logger: logger.child('storage') });
+  const storage = await createStorage({ cas: tree.cas, action_cache: tree.action_cache }, { clock, logger: logger.child('storage'), metrics: config.metrics });
   const { contentAddressableStorage } = storage;
   const actionCache = storage.actionCache!;
 
@@ -76,7 +88,9 @@ export async function startApiServer(config: ApiServerConfig = {}): Promise<ApiS
     capabilities: config.capabilities,
     clock,
     uploadIdleTimeoutMs: config.uploadIdleTimeoutMs,
+    rpcObserver: config.metrics && createRpcMetrics(config.metrics, 'apiserver'),
   });
+  const introspection = addIntrospection(server, services.definitions);
   let port: number;
   try {
     port = await bindGrpcServer(server, listenAddress, config.tls?.credentials);
@@ -96,9 +110,12 @@ export async function startApiServer(config: ApiServerConfig = {}): Promise<ApiS
     address,
     contentAddressableStorage,
     actionCache,
-    close: () => {
+    services: introspection.services,
+    setServing: introspection.setServing,
+    close: (graceMs?: number) => {
       closing ??= (async () => {
-        await shutdownGrpcServer(server);
+        introspection.setServing(false);
+        await shutdownGrpcServer(server, graceMs);
         services.close();
         await storage.close();
       })();

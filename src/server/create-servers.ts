@@ -3,22 +3,37 @@
  * lib/config): the only place where configuration keys become server options. The `serve` commands
  * and `startAll` go through here, so a new key is read in exactly one spot.
  */
+import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
 import type { BlobStore } from '../lib/blobstore/blob-store.js';
 import type { ResolvedConfig, TlsSection } from '../lib/config/config.js';
 import { createStorage } from '../lib/config/create-storage.js';
 import type { Clock } from '../lib/util/clock.js';
 import type { Logger } from '../lib/util/logger.js';
+import type { Registry } from '../lib/util/metrics.js';
 import { parseDurationMs, parseSizeBytes } from '../lib/util/units.js';
+import { parseRunAs } from '../lib/worker/sandbox-command.js';
 import { type ApiServer, startApiServer } from './apiserver.js';
 import { type Scheduler, type SchedulerStorage, startScheduler } from './scheduler.js';
 import { warnIfExposed } from './exposure-warning.js';
 import { createServerTls, reloadOnSighup, type ServerTls } from './grpc/tls.js';
+import { type HttpServer, startHttpServer } from './http/http-server.js';
+import type { UiSources } from './http/ui/pages.js';
 import { startWorker, type WorkerHandle } from './worker.js';
 
 export interface ServerDeps {
   logger: Logger;
   /** @default systemClock */
   clock?: Clock;
+  /** The process's metrics registry, shared by its servers. @default no metrics */
+  metrics?: Registry;
+}
+
+/** The operator's HTTP port of `config` (`http.listen_address`), or undefined when that is empty. */
+export async function createHttpServer(config: ResolvedConfig, deps: ServerDeps & { metrics: Registry; ui?: UiSources }): Promise<HttpServer | undefined> {
+  if (config.http.listen_address === '') return undefined;
+  return startHttpServer({ listenAddress: config.http.listen_address, metrics: deps.metrics, logger: deps.logger, ui: deps.ui });
 }
 
 /** The apiserver of `config` (its `apiserver` and `storage` sections). */
@@ -34,6 +49,7 @@ export async function createApiServer(config: ResolvedConfig, deps: ServerDeps):
     capabilities: { actionCacheUpdateEnabled: section.allow_ac_updates },
     logger: deps.logger,
     clock: deps.clock,
+    metrics: deps.metrics,
   });
   return withSighupReload(server, tls, deps.logger);
 }
@@ -57,8 +73,12 @@ export async function createScheduler(config: ResolvedConfig, deps: ServerDeps, 
     workerLeaseMs: parseDurationMs(section.worker_lease),
     maxWorkerSlots: section.max_worker_slots,
     capabilities: { actionCacheUpdateEnabled: section.allow_ac_updates },
+    state: section.state,
+    workerGraceMs: parseDurationMs(section.worker_grace),
+    keepCompletedMs: parseDurationMs(section.operation_retention),
     logger: deps.logger,
     clock: deps.clock,
+    metrics: deps.metrics,
     ...storage,
   });
   return withSighupReload(scheduler, tls, deps.logger);
@@ -75,20 +95,32 @@ export async function createWorker(
   shared?: { schedulerAddress: string; contentAddressableStorage: BlobStore },
 ): Promise<WorkerHandle> {
   const section = required(config.worker, 'worker');
-  const storage = shared ? undefined : await createStorage({ cas: config.storage.cas }, { clock: deps.clock, logger: deps.logger.child('storage') });
+  const storage = shared ? undefined : await createStorage({ cas: config.storage.cas }, { clock: deps.clock, logger: deps.logger.child('storage'), metrics: deps.metrics });
   try {
     const worker = await startWorker({
       schedulerAddress: shared?.schedulerAddress ?? required(section.scheduler_address, 'worker.scheduler_address'),
       contentAddressableStorage: shared?.contentAddressableStorage ?? storage!.contentAddressableStorage,
       slots: section.slots,
       workDir: section.work_dir,
+      workerId: section.id ?? defaultWorkerId(section.work_dir),
       platform: Object.fromEntries(Object.entries(section.platform).map(([name, values]) => [name, typeof values === 'string' ? [values] : values])),
       fileCacheMaxSizeBytes: parseSizeBytes(section.file_cache_max_size_bytes),
+      runner: section.runner,
+      ...(section.run_as === undefined ? {} : { runAs: parseRunAs(section.run_as) }),
+      allowRootActions: section.allow_root_actions,
+      chroot: section.chroot,
+      limits: {
+        memoryBytes: parseSizeBytes(section.limits.memory),
+        processes: section.limits.processes,
+        fileSizeBytes: parseSizeBytes(section.limits.file_size),
+        outputBytes: parseSizeBytes(section.limits.output_size),
+      },
       logger: deps.logger,
       clock: deps.clock,
     });
     return {
       workerId: worker.workerId,
+      drain: (graceMs) => worker.drain(graceMs),
       close: async () => {
         await worker.close();
         await storage?.close();
@@ -98,6 +130,11 @@ export async function createWorker(
     await storage?.close();
     throw err;
   }
+}
+
+/** Stable across restarts of the same worker (host and work dir), distinct for two workers on a host. */
+export function defaultWorkerId(workDir: string): string {
+  return `${hostname()}:${createHash('sha256').update(resolve(workDir)).digest('hex').slice(0, 16)}`;
 }
 
 function serverTls(section: TlsSection | undefined): ServerTls | undefined {

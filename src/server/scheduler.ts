@@ -13,8 +13,15 @@ import { createStorage, type Storage } from '../lib/config/create-storage.js';
 import { DEFAULT_SCHEDULER_LISTEN_ADDRESS } from '../lib/config/defaults.js';
 import { capabilitiesService, executionService, operationsService } from '../lib/proto/services.js';
 import { InMemoryBuildQueue, type InMemoryBuildQueueOptions } from '../lib/scheduler/in-memory-build-queue.js';
+import { createStateStore } from '../lib/scheduler/create-state-store.js';
+import type { SchedulerStateStore } from '../lib/scheduler/state-store.js';
+import { systemClock } from '../lib/util/clock.js';
 import { createLogger } from '../lib/util/logger.js';
+import type { Registry } from '../lib/util/metrics.js';
 import { createHandlerFactory } from './grpc/handlers.js';
+import { addIntrospection } from './grpc/introspection.js';
+import { createRpcMetrics } from './grpc/rpc-metrics.js';
+import { createActionObserver, type WorkerSummary } from './observability/action-observer.js';
 import { bindGrpcServer, createGrpcServer, shutdownGrpcServer } from './grpc/server.js';
 import type { ServerTls } from './grpc/tls.js';
 import { createExecutionService } from './services/execution-service.js';
@@ -42,7 +49,13 @@ export type SchedulerStorage =
 
 export type SchedulerConfig = SchedulerOptions & SchedulerStorage;
 
-export interface SchedulerOptions extends Omit<InMemoryBuildQueueOptions, 'contentAddressableStorage' | 'actionCache'> {
+export interface SchedulerOptions extends Omit<InMemoryBuildQueueOptions, 'contentAddressableStorage' | 'actionCache' | 'state'> {
+  /**
+   * Where the queue's state lives: `memory`, or `sqlite:PATH` (survives a crash; see
+   * lib/scheduler/state-store.ts). Loaded before the port opens.
+   * @default "memory"
+   */
+  state?: string;
   /** `host:port` to listen on; port 0 picks a free one. @default DEFAULT_SCHEDULER_LISTEN_ADDRESS */
   listenAddress?: string;
   /**
@@ -60,6 +73,8 @@ export interface SchedulerOptions extends Omit<InMemoryBuildQueueOptions, 'conte
   serveStorage?: boolean;
   /** What Capabilities advertises; `execution` is always set, with every priority unless given. */
   capabilities?: CapabilitiesConfig;
+  /** Where to count RPCs (label server="scheduler"), queue and worker metrics. @default no metrics */
+  metrics?: Registry;
 }
 
 export interface Scheduler {
@@ -70,10 +85,27 @@ export interface Scheduler {
   /** What workers dial: `host:port` of the worker port as bound, or `unix:/path`. */
   workerAddress: string;
   buildQueue: InMemoryBuildQueue;
+  /** The action cache behind the queue. */
+  actionCache: ActionCache;
+  /** Live workers and what each runs (as seen by the WorkerQueue service). */
+  workers(): WorkerSummary[];
   /** The CAS behind the queue and this port's storage services (see StorageServicesDeps.uploadsVerified). */
   contentAddressableStorage: BlobStore;
-  /** Ends held calls (workers get empty answers, followers UNAVAILABLE) and stops the server. */
-  close(): Promise<void>;
+  /** Fully-qualified names of the services on the port (health and reflection list these). */
+  services: readonly string[];
+  /** Health status of every service on the port: NOT_SERVING while draining before shutdown. */
+  setServing(serving: boolean): void;
+  /**
+   * Reports NOT_SERVING, refuses new executions (UNAVAILABLE) and waits up to `graceMs` until no
+   * operation is queued or executing, while still serving the rest (workers keep reporting results,
+   * followers keep getting them).
+   */
+  drain(graceMs: number): Promise<void>;
+  /**
+   * Ends held calls (workers get empty answers, followers UNAVAILABLE) and stops the server, giving
+   * running calls up to `graceMs`. @default graceMs 2000
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 /** Builds the queue, registers the services and listens on `config.listenAddress`. */
@@ -93,11 +125,28 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
   } else {
     stores = { contentAddressableStorage: config.contentAddressableStorage, actionCache: config.actionCache, uploadsVerified: config.uploadsVerified ?? false };
   }
-  const { storage: _tree, uploadsVerified: _verified, workerListenAddress, tls: _tls, ...queueOptions } = config;
-  const buildQueue = new InMemoryBuildQueue({ ...queueOptions, ...stores, logger: logger.child('queue') });
+  const { storage: _tree, uploadsVerified: _verified, workerListenAddress, tls: _tls, state: stateSetting, metrics, ...queueOptions } = config;
+  let state: SchedulerStateStore;
+  let buildQueue: InMemoryBuildQueue;
+  try {
+    state = createStateStore(stateSetting ?? 'memory');
+    try {
+      // Restores operations, queue and leases: the port opens only after this.
+      buildQueue = new InMemoryBuildQueue({ ...queueOptions, ...stores, state, logger: logger.child('queue') });
+    } catch (err) {
+      state.close();
+      throw err;
+    }
+  } catch (err) {
+    await owned?.close();
+    throw err;
+  }
 
   const server = createGrpcServer();
-  const handlers = createHandlerFactory(logger);
+  const rpcObserver = metrics && createRpcMetrics(metrics, 'scheduler');
+  const handlers = createHandlerFactory(logger, rpcObserver);
+  const clock = config.clock ?? systemClock;
+  const observer = createActionObserver({ buildQueue, logger: logger.child('actions'), clock, workerLeaseMs: config.workerLeaseMs ?? 30_000, metrics });
   let storage: StorageServices | undefined;
   if (config.serveStorage ?? true) {
     storage = registerStorageServices(server, {
@@ -107,20 +156,27 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
       logger,
       capabilities,
       clock: config.clock,
+      rpcObserver,
     });
   } else {
     server.addService(capabilitiesService, createCapabilitiesService(handlers, capabilities));
   }
-  server.addService(executionService, createExecutionService(handlers, { buildQueue, digestFunctions: capabilities.digestFunctions }));
+  let draining = false;
+  const executions = { buildQueue, digestFunctions: capabilities.digestFunctions, observer, draining: () => draining };
+  server.addService(executionService, createExecutionService(handlers, executions));
   server.addService(operationsService, createOperationsService(handlers, { buildQueue }));
+  // WorkerQueue is served on the private worker port only (see worker-port.ts), never here.
+  const introspection = addIntrospection(server, [...(storage ? storage.definitions : [capabilitiesService]), executionService, operationsService]);
 
   let port: number;
   let workerPort: WorkerPort;
   try {
     port = await bindGrpcServer(server, listenAddress, config.tls?.credentials);
-    workerPort = await openWorkerPort(handlers, buildQueue, workerListenAddress);
+    workerPort = await openWorkerPort(handlers, { buildQueue, observer }, workerListenAddress);
   } catch (err) {
     buildQueue.close();
+    state.close();
+    observer.close();
     storage?.close();
     server.forceShutdown();
     await owned?.close();
@@ -137,11 +193,26 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
     workerAddress: workerPort.address,
     buildQueue,
     contentAddressableStorage: stores.contentAddressableStorage,
-    close: () => {
+    actionCache: stores.actionCache,
+    workers: () => observer.workers(),
+    services: introspection.services,
+    setServing: introspection.setServing,
+    drain: async (graceMs) => {
+      introspection.setServing(false);
+      draining = true;
+      const deadline = clock.now() + graceMs;
+      const busy = () => buildQueue.listOperations({ filter: 'done=false', pageSize: 1 }).operations.length > 0;
+      if (busy()) logger.info('Draining: waiting for queued and executing operations', { graceMs });
+      while (busy() && clock.now() < deadline) await clock.sleep(Math.min(100, Math.max(1, deadline - clock.now())));
+    },
+    close: (graceMs?: number) => {
       closing ??= (async () => {
+        introspection.setServing(false);
         // First release the calls the queue holds, so the server can drain instead of waiting.
         buildQueue.close();
-        await Promise.all([shutdownGrpcServer(server), workerPort.close()]);
+        observer.close();
+        await Promise.all([shutdownGrpcServer(server, graceMs), workerPort.close()]);
+        state.close();
         storage?.close();
         await owned?.close();
       })();

@@ -9,6 +9,7 @@
 import type { ResolvedConfig } from '../lib/config/config.js';
 import type { ApiServer } from './apiserver.js';
 import { createApiServer, createScheduler, createWorker, type ServerDeps } from './create-servers.js';
+import type { UiSources } from './http/ui/pages.js';
 import type { Scheduler } from './scheduler.js';
 import type { WorkerHandle } from './worker.js';
 
@@ -17,7 +18,23 @@ export interface ServeAll {
   scheduler: Scheduler;
   /** Absent with `worker.slots: 0`. */
   worker: WorkerHandle | undefined;
-  close(): Promise<void>;
+  /**
+   * Graceful shutdown, first half: both ports report NOT_SERVING, the worker takes no new task and
+   * its running ones (and the scheduler's queue) get up to `graceMs` to finish.
+   */
+  drain(graceMs: number): Promise<void>;
+  /** Stops everything; running calls get up to `graceMs` (default 2 s). */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** What the web UI of `serve all` shows: the shared stores, the queue and its workers. */
+export function uiOfServeAll(all: ServeAll): UiSources {
+  return {
+    contentAddressableStorage: all.apiserver.contentAddressableStorage,
+    actionCache: all.apiserver.actionCache,
+    buildQueue: all.scheduler.buildQueue,
+    workers: () => all.scheduler.workers(),
+  };
 }
 
 export async function startAll(config: ResolvedConfig, deps: ServerDeps): Promise<ServeAll> {
@@ -44,10 +61,19 @@ export async function startAll(config: ResolvedConfig, deps: ServerDeps): Promis
     apiserver,
     scheduler: started,
     worker,
-    close: async () => {
+    drain: async (graceMs) => {
+      const deadline = Date.now() + graceMs;
+      apiserver.setServing(false);
+      started.setServing(false);
+      // The scheduler refuses new Executes but lets queued and running operations finish, so the
+      // in-process worker keeps taking tasks until none is open; only then does it drain.
+      await started.drain(graceMs);
+      await worker?.drain(Math.max(0, deadline - Date.now()));
+    },
+    close: async (graceMs?: number) => {
       await worker?.close();
-      await started.close();
-      await apiserver.close();
+      await started.close(graceMs);
+      await apiserver.close(graceMs);
     },
   };
 }

@@ -12,6 +12,7 @@ import { actionCacheService, byteStreamService, capabilitiesService, contentAddr
 import type { Clock } from '../lib/util/clock.js';
 import type { Logger } from '../lib/util/logger.js';
 import { createHandlerFactory } from './grpc/handlers.js';
+import type { RpcObserver } from './grpc/rpc-metrics.js';
 import { createActionCacheService } from './services/action-cache-service.js';
 import { createByteStreamService } from './services/byte-stream-service.js';
 import { type CapabilitiesConfig, type ResolvedCapabilitiesConfig, resolveCapabilitiesConfig } from './services/capabilities-config.js';
@@ -37,12 +38,16 @@ export interface StorageServicesDeps {
   clock?: Clock;
   /** How long an interrupted ByteStream upload may be resumed. @default 60 000 */
   uploadIdleTimeoutMs?: number;
+  /** Per-RPC metrics of the server these services are on. */
+  rpcObserver?: RpcObserver;
 }
 
 /** Handle on the registered services. */
 export interface StorageServices {
   /** The effective capabilities (defaults applied). */
   capabilities: ResolvedCapabilitiesConfig;
+  /** What was registered (for health and reflection). */
+  definitions: grpc.ServiceDefinition[];
   /** Number of ByteStream uploads running or parked for resumption. */
   readonly pendingUploadCount: number;
   /** Aborts parked ByteStream uploads; call when the server shuts down. */
@@ -57,7 +62,7 @@ export function registerStorageServices(server: grpc.Server, deps: StorageServic
   });
   const verified = deps.uploadsVerified || deps.contentAddressableStorage instanceof VerifyingBlobStore;
   const contentAddressableStorage = verified ? deps.contentAddressableStorage : new VerifyingBlobStore(deps.contentAddressableStorage);
-  const handlers = createHandlerFactory(deps.logger);
+  const handlers = createHandlerFactory(deps.logger, deps.rpcObserver);
   const logger = deps.logger;
 
   server.addService(capabilitiesService, createCapabilitiesService(handlers, capabilities));
@@ -80,6 +85,7 @@ export function registerStorageServices(server: grpc.Server, deps: StorageServic
 
   return {
     capabilities,
+    definitions: [capabilitiesService, contentAddressableStorageService, byteStreamService, actionCacheService],
     get pendingUploadCount() {
       return byteStream.pendingUploadCount;
     },

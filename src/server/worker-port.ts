@@ -14,10 +14,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { workerQueueService } from '../lib/proto/services.js';
-import type { BuildQueue } from '../lib/scheduler/build-queue.js';
 import type { HandlerFactory } from './grpc/handlers.js';
 import { bindGrpcServer, createGrpcServer, shutdownGrpcServer } from './grpc/server.js';
 import { createWorkerQueueService } from './services/worker-queue-service.js';
+import { addIntrospection } from './grpc/introspection.js';
 
 export interface WorkerPort {
   /** What a worker dials: `host:port` as bound, or `unix:/path` for the private socket. */
@@ -25,9 +25,11 @@ export interface WorkerPort {
   close(): Promise<void>;
 }
 
-export async function openWorkerPort(handlers: HandlerFactory, buildQueue: BuildQueue, listenAddress?: string): Promise<WorkerPort> {
+export async function openWorkerPort(handlers: HandlerFactory, deps: Parameters<typeof createWorkerQueueService>[1], listenAddress?: string): Promise<WorkerPort> {
   const server = createGrpcServer();
-  server.addService(workerQueueService, createWorkerQueueService(handlers, { buildQueue }));
+  server.addService(workerQueueService, createWorkerQueueService(handlers, deps));
+  // Health and reflection on this port too, listing the one service it serves.
+  addIntrospection(server, [workerQueueService]);
   const socketDir = listenAddress === undefined ? await mkdtemp(join(tmpdir(), 'bzutil-worker-')) : undefined;
   const bindAddress = socketDir === undefined ? listenAddress! : `unix:${join(socketDir, 'worker.sock')}`;
   try {

@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
-import { hostname } from 'node:os';
+import { arch, hostname } from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { BlobStore } from '../lib/blobstore/blob-store.js';
@@ -15,13 +15,16 @@ import { Digest } from '../lib/digest/digest.js';
 import { fromGrpcError } from '../lib/errors/grpc-status.js';
 import { Code, StatusError, toStatusError } from '../lib/errors/status-error.js';
 import { type protobuf, type reapi, workerapi } from '../lib/proto/index.js';
+import { durationToMs, msToDuration } from '../lib/proto/proto-time.js';
 import { workerQueueService } from '../lib/proto/services.js';
 import { type Clock, systemClock } from '../lib/util/clock.js';
 import type { Logger } from '../lib/util/logger.js';
 import { attachError, type BuildExecutor, type ExecutionTask } from '../lib/worker/build-executor.js';
 import { FileCache } from '../lib/worker/file-cache.js';
 import { LocalBuildExecutor, removeTree } from '../lib/worker/local-build-executor.js';
-import { LocalRunner, type Runner } from '../lib/worker/runner.js';
+import { createRunner, type RunnerKind } from '../lib/worker/create-runner.js';
+import type { Runner } from '../lib/worker/runner.js';
+import type { ActionLimits, RunAs } from '../lib/worker/sandbox-command.js';
 
 export interface WorkerOptions {
   /** "host:port" of the scheduler's WorkerQueue service (plaintext gRPC). */
@@ -34,13 +37,29 @@ export interface WorkerOptions {
   workDir: string;
   /** Properties this worker satisfies, as a map of name to values or a list of {name, value}. */
   platform: Record<string, string[]> | readonly { name: string; value: string }[];
+  /**
+   * Identifies the worker to the scheduler; keep it stable across restarts so that a restarted
+   * scheduler hands this worker's running actions back (or requeues them at once). @default a random UUID
+   */
+  workerId?: string;
   /** Reported to the scheduler and in ExecutedActionMetadata.worker. @default "<hostname>:<pid>" */
   workerName?: string;
   logger: Logger;
   /** @default systemClock */
   clock?: Clock;
-  /** Runs the commands. @default new LocalRunner() */
-  runner?: Runner;
+  /**
+   * Runs the commands: a Runner, or which kind to build ('bwrap': namespaces + unprivileged uid;
+   * 'local': child processes). @default 'bwrap' when installed, else 'local' with a loud warning
+   */
+  runner?: Runner | RunnerKind;
+  /** Host uid/gid actions run as when the worker is root. @default 65534:65534 (bwrap), the worker's (local) */
+  runAs?: RunAs;
+  /** Allow actions to run as root (inputs are copied, not linked). @default false */
+  allowRootActions?: boolean;
+  /** Per-action limits (memory, processes, file size, total outputs). @default DEFAULT_LIMITS */
+  limits?: Partial<ActionLimits>;
+  /** Run every action chrooted into its input root (bwrap only; per action: platform `chroot=true`). */
+  chroot?: boolean;
   /** Bytes of input files kept for reuse. @default 10 GiB */
   fileCacheMaxSizeBytes?: number;
   /** Longest the scheduler may hold a Synchronize call. @default 30 s */
@@ -54,6 +73,11 @@ export interface WorkerOptions {
 export interface WorkerHandle {
   /** Unique to this worker process; keys the scheduler's lease. */
   readonly workerId: string;
+  /**
+   * Takes no new tasks (it keeps its lease, reporting no free slot) and waits up to `graceMs` for the
+   * running ones to finish and be reported. Call before close for a graceful shutdown.
+   */
+  drain(graceMs: number): Promise<void>;
   /** Stops polling, kills running tasks, reports them (bounded) and releases every resource. */
   close(): Promise<void>;
 }
@@ -77,18 +101,39 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   });
   const workerName = opts.workerName ?? `${hostname()}:${process.pid}`;
   const clock = opts.clock ?? systemClock;
+  const created =
+    typeof opts.runner === 'object'
+      ? undefined
+      : await createRunner({
+          ...(opts.runner ? { kind: opts.runner } : {}),
+          ...(opts.runAs ? { runAs: opts.runAs } : {}),
+          ...(opts.allowRootActions ? { allowRootActions: true } : {}),
+          ...(opts.limits ? { limits: opts.limits } : {}),
+          logger: opts.logger.child('runner'),
+          clock,
+        });
+  if (opts.chroot && created?.kind !== 'bwrap') throw StatusError.invalidArgument('Failed to start worker: chroot mode needs the bwrap runner');
   const executor = new LocalBuildExecutor({
     contentAddressableStorage: opts.contentAddressableStorage,
-    runner: opts.runner ?? new LocalRunner({ clock }),
+    runner: typeof opts.runner === 'object' ? opts.runner : created!.runner,
     workDir,
     workerName,
     fileCache,
     clock,
     logger: opts.logger,
+    ...(opts.chroot ? { chroot: true } : {}),
   });
-  const worker = new Worker(opts, workerName, clock, executor);
+  const platform = withDefaultPlatform(opts.platform, created?.kind === 'bwrap');
+  const worker = new Worker({ ...opts, platform }, workerName, clock, executor);
   worker.start();
-  return { workerId: worker.workerId, close: () => worker.close() };
+  return {
+    workerId: worker.workerId,
+    drain: (graceMs) => worker.drain(graceMs),
+    close: async () => {
+      await worker.close();
+      await created?.close();
+    },
+  };
 }
 
 interface RunningTask {
@@ -103,7 +148,7 @@ const INITIAL_BACKOFF_MS = 100;
 const TASK_GONE_CODES = new Set([Code.NOT_FOUND, Code.FAILED_PRECONDITION, Code.INVALID_ARGUMENT, Code.ALREADY_EXISTS, Code.PERMISSION_DENIED]);
 
 class Worker {
-  readonly workerId = randomUUID();
+  readonly workerId: string;
   private readonly client: grpc.Client;
   private readonly platform: reapi.IPlatform;
   private readonly logger: Logger;
@@ -118,6 +163,8 @@ class Worker {
   private loop: Promise<void> | undefined;
   private closed: Promise<void> | undefined;
   private leaseMs: number | undefined;
+  /** Set by drain: report no free slot, so the scheduler assigns nothing new. */
+  private draining = false;
 
   constructor(
     private readonly opts: WorkerOptions,
@@ -125,6 +172,7 @@ class Worker {
     private readonly clock: Clock,
     private readonly executor: BuildExecutor,
   ) {
+    this.workerId = opts.workerId ?? randomUUID();
     this.client = new WorkerQueueClient(opts.schedulerAddress, grpc.credentials.createInsecure(), {
       // Tasks carry whole Commands; accept more than the 4 MiB default.
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
@@ -139,6 +187,19 @@ class Worker {
   start(): void {
     this.logger.info('Worker started', { workerId: this.workerId, workerName: this.workerName, scheduler: this.opts.schedulerAddress, slots: this.opts.slots });
     this.loop = this.synchronizeLoop();
+  }
+
+  async drain(graceMs: number): Promise<void> {
+    this.draining = true;
+    const running = this.taskPromises.size;
+    if (running > 0) this.logger.info('Draining: waiting for running tasks', { tasks: running, graceMs });
+    const deadline = this.clock.now() + graceMs;
+    while (this.taskPromises.size > 0 && this.clock.now() < deadline) {
+      const left = deadline - this.clock.now();
+      const settled = new AbortController();
+      await Promise.race([Promise.all([...this.taskPromises]).then(() => settled.abort()), this.clock.sleep(left, settled.signal).catch(() => {})]);
+      settled.abort();
+    }
   }
 
   close(): Promise<void> {
@@ -166,9 +227,9 @@ class Worker {
         workerId: this.workerId,
         workerName: this.workerName,
         platform: this.platform,
-        slots: this.opts.slots,
+        slots: this.draining ? this.tasks.size : this.opts.slots,
         runningTaskIds: [...this.tasks.keys()],
-        maxWait: toDuration(maxWaitMs),
+        maxWait: msToDuration(maxWaitMs),
       };
       const startedAtMs = this.clock.now();
       let response: workerapi.SynchronizeResponse;
@@ -212,6 +273,7 @@ class Worker {
     const promise = (async () => {
       let response: reapi.IExecuteResponse = {};
       try {
+        // A task that arrives while draining was assigned before the scheduler saw the drain: run it.
         if (this.closing.signal.aborted) throw StatusError.unavailable('Worker is shutting down');
         if (busy >= this.opts.slots) throw StatusError.unavailable(`Failed to start task: all ${this.opts.slots} slots of worker ${JSON.stringify(this.workerName)} are busy`);
         const executionTask = toExecutionTask(task);
@@ -270,6 +332,26 @@ class Worker {
 }
 
 /**
+ * Adds what every worker of ours satisfies unless the operator said otherwise: `OSFamily` and `ISA`
+ * (BuildGrid-style clients send them), and for the bwrap runner `network=on|off` and `chroot=true`
+ * (actions asking for no network or for a chroot can only be honoured there).
+ */
+function withDefaultPlatform(platform: WorkerOptions['platform'], sandboxed: boolean): { name: string; value: string }[] {
+  const properties = normalizePlatform(platform).properties as { name: string; value: string }[];
+  const names = new Set(properties.map((p) => p.name));
+  const add = (name: string, values: string[]) => {
+    if (!names.has(name)) for (const value of values) properties.push({ name, value });
+  };
+  add('OSFamily', ['linux']);
+  add('ISA', [arch() === 'x64' ? 'x86-64' : arch() === 'arm64' ? 'aarch64' : arch()]);
+  if (sandboxed) {
+    add('network', ['on', 'off']);
+    add('chroot', ['true', 'false']);
+  }
+  return properties;
+}
+
+/**
  * Platform properties as REAPI wants them: one entry per (name, value), sorted by name then value,
  * so that the scheduler can compare them with an action's platform directly.
  */
@@ -295,14 +377,4 @@ function toExecutionTask(task: workerapi.ITask): ExecutionTask {
     ...(task.queuedTimestamp ? { queuedTimestamp: task.queuedTimestamp } : {}),
     ...(task.inputDirectories?.length ? { inputDirectories: task.inputDirectories } : {}),
   };
-}
-
-function durationToMs(d: protobuf.IDuration | null | undefined): number {
-  if (!d) return 0;
-  return Number(d.seconds ?? 0) * 1000 + Math.floor(Number(d.nanos ?? 0) / 1e6);
-}
-
-function toDuration(ms: number): protobuf.IDuration {
-  const seconds = Math.floor(ms / 1000);
-  return { seconds, nanos: (ms - seconds * 1000) * 1e6 };
 }

@@ -36,7 +36,10 @@ beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'bzutil-e2e-apart-'));
   apiserver = await startServe(['apiserver', '--listen=127.0.0.1:0', '--allow_ac_updates', `--storage_dir=${join(work, 'storage')}`], ['apiserver']);
   // A short lease so that a dead worker's action is requeued within the test's time.
-  scheduler = await startServe(['scheduler', '--listen=127.0.0.1:0', '--worker_listen=127.0.0.1:0', `--cas=${apiserver.addresses.apiserver}`, '--worker_lease=2s'], ['scheduler', 'workers']);
+  scheduler = await startServe(
+    ['scheduler', '--listen=127.0.0.1:0', '--worker_listen=127.0.0.1:0', `--cas=${apiserver.addresses.apiserver}`, '--worker_lease=2s', `--data_dir=${join(work, 'scheduler')}`],
+    ['scheduler', 'workers'],
+  );
 });
 
 afterAll(async () => {

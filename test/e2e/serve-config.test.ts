@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/run-cli.js';
 import { repoRoot, startServe } from '../helpers/serve-process.js';
+import { bwrapAvailable } from '../../src/lib/worker/sandbox-command.js';
 
 const example = path.join(repoRoot, 'examples/serve-all.yaml');
 
@@ -43,6 +44,27 @@ describe('serve --config', () => {
     expect(tree.storage.cas).toEqual({ memory: { max_size_bytes: '1GiB' } });
   });
 
+  it('prints the runner that would start (bwrap when installed, else local), and takes the sandbox flags on serve all and serve worker', async () => {
+    const all = await runCli(['serve', 'all', '--print_config'], { env });
+    expect(all.exitCode, all.stderr).toBe(0);
+    expect(JSON.parse(all.stdout).worker).toMatchObject({ runner: bwrapAvailable() ? 'bwrap' : 'local', chroot: false, allow_root_actions: false });
+    const flags = ['--runner=local', '--run_as=1000:1000', '--allow_root_actions', '--action_memory=2G', '--action_processes=64', '--action_file_size=1G', '--action_output_size=3G', '--print_config'];
+    for (const role of ['all', 'worker']) {
+      const run = await runCli(['serve', role, ...flags], { env });
+      expect(run.exitCode, run.stderr).toBe(0);
+      expect(JSON.parse(run.stdout).worker).toMatchObject({
+        runner: 'local',
+        run_as: '1000:1000',
+        allow_root_actions: true,
+        chroot: false,
+        limits: { memory: '2GiB', processes: 64, file_size: '1GiB', output_size: '3GiB' },
+      });
+    }
+    const chroot = await runCli(['serve', 'worker', '--runner=local', '--chroot', '--print_config'], { env });
+    expect(chroot.exitCode).toBe(2);
+    expect(chroot.stderr).toContain('worker.chroot: needs worker.runner bwrap');
+  });
+
   it('exits 2 naming the bad key, and starts nothing', async () => {
     const bad = path.join(home, 'bad.yaml');
     await fs.writeFile(bad, (await fs.readFile(example, 'utf8')).replace('          max_size_bytes: 10GiB', '          max_size_bytes: 10 gigs'));
@@ -53,10 +75,10 @@ describe('serve --config', () => {
     expect(run.stdout).not.toContain('listening');
     await expect(fs.access(path.join(home, '.cache'))).rejects.toThrow();
 
-    await fs.writeFile(bad, 'scheduler:\n  state: sqlite:/tmp/x.db\n');
+    await fs.writeFile(bad, 'scheduler:\n  tls: {}\n');
     const unknown = await runCli(['serve', 'scheduler', '--config', bad], { env, timeoutMs: 30_000 });
     expect(unknown.exitCode).toBe(2);
-    expect(unknown.stderr).toContain('scheduler.state: is planned but not supported yet');
+    expect(unknown.stderr).toContain('scheduler.tls: is planned but not supported yet');
   });
 
   it('starts the servers the example describes', async () => {
@@ -71,6 +93,8 @@ describe('serve --config', () => {
       // The disk stores of the example's tree were opened where it says.
       await fs.access(path.join(home, '.cache/bzutil/storage/cas'));
       await fs.access(path.join(home, '.cache/bzutil/storage/ac'));
+      // So was the scheduler's state file.
+      await fs.access(path.join(home, '.cache/bzutil/storage/scheduler.db'));
       const run = await runCli(['find_missing_blobs', `--cas_addr=${serve.addresses.apiserver}`, '--digests=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855/0'], { env });
       expect(run.exitCode, run.stderr).toBe(0);
     } finally {

@@ -20,10 +20,13 @@ export interface ServeProcess {
 
 /**
  * Runs `bzutil serve <args>` and resolves once every service in `expect` printed its
- * "<service> listening on <address>" line (a worker: "worker polling <scheduler>") on stdout.
+ * "<service> listening on <address>" line (a worker: "worker polling <scheduler>") on stdout. The
+ * HTTP port is on a free loopback port unless `args` sets `--http_listen` (its address: `addresses.http`).
  */
 export async function startServe(args: string[], expect: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<ServeProcess> {
-  const child = spawn(process.execPath, [binPath, 'serve', ...args], {
+  // Every role opens an HTTP port (/metrics) at a fixed default; tests never bind fixed ports.
+  const http = args.some((a) => a.startsWith('--http_listen')) ? [] : ['--http_listen=127.0.0.1:0'];
+  const child = spawn(process.execPath, [binPath, 'serve', ...args, ...http], {
     cwd: repoRoot,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...opts.env },

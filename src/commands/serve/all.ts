@@ -1,8 +1,10 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
-import { allowAcUpdatesFlag, configFlags, serverTlsFlags, configToServe, logLevelFlag, schedulerFlags, storageFlags, waitForShutdownSignal, workerFlags } from '../../lib/cli/serve-flags.js';
+import { allowAcUpdatesFlag, configFlags, configToServe, logLevelFlag, operatorFlags, runnerFlags, schedulerFlags, serverTlsFlags, storageFlags, workerFlags } from '../../lib/cli/serve-flags.js';
 import { createLogger } from '../../lib/util/logger.js';
-import { startAll } from '../../server/serve-all.js';
+import type { ResolvedConfig } from '../../lib/config/config.js';
+import { runServersUntilSignal } from '../../server/run-servers.js';
+import { type ServeAll as AllServers, startAll, uiOfServeAll } from '../../server/serve-all.js';
 
 export default class ServeAll extends BzutilCommand<void> {
   static override enableJsonFlag = false;
@@ -39,6 +41,8 @@ Each server prints "<service> listening on <host:port>" on stdout once it accept
     ...workerFlags,
     ...allowAcUpdatesFlag,
     ...serverTlsFlags,
+    ...runnerFlags,
+    ...operatorFlags,
     log_level: logLevelFlag,
   };
 
@@ -47,7 +51,10 @@ Each server prints "<service> listening on <host:port>" on stdout once it accept
     const config = await configToServe('all', flags);
     if (!config) return;
     const logger = createLogger({ level: config.log_level });
-    const all = await startAll(config, { logger });
+    await runServersUntilSignal(config, logger, (deps) => startAll(config, deps), (all) => this.ready(config, all), uiOfServeAll);
+  }
+
+  private ready(config: ResolvedConfig, all: AllServers): void {
     process.stdout.write(`apiserver listening on ${all.apiserver.address}\n`);
     process.stdout.write(`scheduler listening on ${all.scheduler.address}\n`);
     if (config.scheduler?.worker_listen_address !== undefined) process.stdout.write(`workers listening on ${all.scheduler.workerAddress}\n`);
@@ -59,8 +66,5 @@ Each server prints "<service> listening on <host:port>" on stdout once it accept
         `  CLI:                      bzutil upload_command --cas_addr=localhost:${all.apiserver.port} echo hello\n` +
         `Press Ctrl-C to stop.\n`,
     );
-    const signal = await waitForShutdownSignal();
-    logger.info(`Received ${signal}, shutting down`);
-    await all.close();
   }
 }

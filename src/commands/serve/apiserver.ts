@@ -1,8 +1,9 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
-import { allowAcUpdatesFlag, configFlags, serverTlsFlags, configToServe, logLevelFlag, storageFlags, waitForShutdownSignal } from '../../lib/cli/serve-flags.js';
+import { allowAcUpdatesFlag, configFlags, configToServe, logLevelFlag, operatorFlags, serverTlsFlags, storageFlags } from '../../lib/cli/serve-flags.js';
 import { createLogger } from '../../lib/util/logger.js';
 import { createApiServer } from '../../server/create-servers.js';
+import { runServersUntilSignal } from '../../server/run-servers.js';
 
 export default class ServeApiserver extends BzutilCommand<void> {
   static override enableJsonFlag = false;
@@ -25,6 +26,7 @@ Prints "apiserver listening on <host:port>" on stdout when ready.`;
     ...storageFlags,
     ...allowAcUpdatesFlag,
     ...serverTlsFlags,
+    ...operatorFlags,
     log_level: logLevelFlag,
   };
 
@@ -33,10 +35,12 @@ Prints "apiserver listening on <host:port>" on stdout when ready.`;
     const config = await configToServe('apiserver', flags);
     if (!config) return;
     const logger = createLogger({ level: config.log_level, component: 'apiserver' });
-    const server = await createApiServer(config, { logger });
-    process.stdout.write(`apiserver listening on ${server.address}\n`);
-    const signal = await waitForShutdownSignal();
-    logger.info(`Received ${signal}, shutting down`);
-    await server.close();
+    await runServersUntilSignal(
+      config,
+      logger,
+      (deps) => createApiServer(config, deps),
+      (server) => process.stdout.write(`apiserver listening on ${server.address}\n`),
+      (server) => ({ contentAddressableStorage: server.contentAddressableStorage, actionCache: server.actionCache }),
+    );
   }
 }

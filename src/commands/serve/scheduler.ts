@@ -1,8 +1,9 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
-import { allowAcUpdatesFlag, configFlags, serverTlsFlags, configToServe, logLevelFlag, schedulerFlags, waitForShutdownSignal } from '../../lib/cli/serve-flags.js';
+import { allowAcUpdatesFlag, configFlags, configToServe, logLevelFlag, operatorFlags, schedulerFlags, serverTlsFlags } from '../../lib/cli/serve-flags.js';
 import { createLogger } from '../../lib/util/logger.js';
 import { createScheduler } from '../../server/create-servers.js';
+import { runServersUntilSignal } from '../../server/run-servers.js';
 
 export default class ServeScheduler extends BzutilCommand<void> {
   static override enableJsonFlag = false;
@@ -27,6 +28,12 @@ needs only --remote_executor=grpc://host:9099. Workers dial a separate, private 
     ...schedulerFlags,
     ...allowAcUpdatesFlag,
     ...serverTlsFlags,
+    data_dir: Flags.string({
+      summary: 'Directory for the scheduler state, scheduler.db (scheduler.state sqlite:<data_dir>/scheduler.db).',
+      description: 'Defaults to $XDG_CACHE_HOME/bzutil/scheduler or ~/.cache/bzutil/scheduler. --state overrides it.',
+      aliases: ['data-dir'],
+    }),
+    ...operatorFlags,
     log_level: logLevelFlag,
   };
 
@@ -35,11 +42,15 @@ needs only --remote_executor=grpc://host:9099. Workers dial a separate, private 
     const config = await configToServe('scheduler', flags);
     if (!config) return;
     const logger = createLogger({ level: config.log_level, component: 'scheduler' });
-    const scheduler = await createScheduler(config, { logger });
-    process.stdout.write(`scheduler listening on ${scheduler.address}\n`);
-    process.stdout.write(`workers listening on ${scheduler.workerAddress}\n`);
-    const signal = await waitForShutdownSignal();
-    logger.info(`Received ${signal}, shutting down`);
-    await scheduler.close();
+    await runServersUntilSignal(
+      config,
+      logger,
+      (deps) => createScheduler(config, deps),
+      (scheduler) => {
+        process.stdout.write(`scheduler listening on ${scheduler.address}\n`);
+        process.stdout.write(`workers listening on ${scheduler.workerAddress}\n`);
+      },
+      (s) => ({ contentAddressableStorage: s.contentAddressableStorage, actionCache: s.actionCache, buildQueue: s.buildQueue, workers: () => s.workers() }),
+    );
   }
 }

@@ -1,8 +1,9 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
-import { configFlags, configToServe, logLevelFlag, waitForShutdownSignal, workerFlags } from '../../lib/cli/serve-flags.js';
+import { configFlags, configToServe, logLevelFlag, operatorFlags, runnerFlags, workerFlags } from '../../lib/cli/serve-flags.js';
 import { createLogger } from '../../lib/util/logger.js';
 import { createWorker } from '../../server/create-servers.js';
+import { runServersUntilSignal } from '../../server/run-servers.js';
 
 export default class ServeWorker extends BzutilCommand<void> {
   static override enableJsonFlag = false;
@@ -10,7 +11,9 @@ export default class ServeWorker extends BzutilCommand<void> {
   static override description = `The worker connects to the scheduler (so it may run on another host or behind NAT),
 fetches each action's inputs from the CAS into a hard-linked local file cache, runs the command with
 exactly the environment the action specifies, uploads the outputs and reports the result. It
-reconnects with backoff when the scheduler goes away. Give each worker its own --work_dir.`;
+reconnects with backoff when the scheduler goes away. Give each worker its own --work_dir.
+Actions run in a bubblewrap sandbox as an unprivileged uid when bwrap is installed (see the README's
+"Security model" for what each --runner protects).`;
   static override examples = [
     '<%= config.bin %> <%= command.id %> --scheduler=localhost:9098 --cas=localhost:12100 --slots=4',
     '<%= config.bin %> <%= command.id %> --scheduler=sched:9098 --cas=cas:12100 --platform=OSFamily=Linux,container-image=none --work_dir=/tmp/w1',
@@ -23,6 +26,8 @@ reconnects with backoff when the scheduler goes away. Give each worker its own -
       aliases: ['cas_addr', 'cas-addr'],
     }),
     ...workerFlags,
+    ...runnerFlags,
+    ...operatorFlags,
     log_level: logLevelFlag,
   };
 
@@ -31,11 +36,9 @@ reconnects with backoff when the scheduler goes away. Give each worker its own -
     const config = await configToServe('worker', flags);
     if (!config) return;
     const logger = createLogger({ level: config.log_level, component: 'worker' });
-    const worker = await createWorker(config, { logger });
     const { scheduler_address: schedulerAddress, slots } = config.worker!;
-    process.stdout.write(`worker polling ${schedulerAddress} with ${slots} slot(s) as ${worker.workerId}\n`);
-    const signal = await waitForShutdownSignal();
-    logger.info(`Received ${signal}, shutting down`);
-    await worker.close();
+    await runServersUntilSignal(config, logger, (deps) => createWorker(config, deps), (worker) => {
+      process.stdout.write(`worker polling ${schedulerAddress} with ${slots} slot(s) as ${worker.workerId}\n`);
+    });
   }
 }

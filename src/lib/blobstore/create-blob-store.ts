@@ -12,6 +12,7 @@ import { RemoteConnection } from '../client/connection.js';
 import { StatusError } from '../errors/status-error.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import { type Logger, silentLogger } from '../util/logger.js';
+import { collectedGauge, type Registry } from '../util/metrics.js';
 import { parseDurationMs, parseSizeBytes } from '../util/units.js';
 import type { BlobStore } from './blob-store.js';
 import { BLOB_STORE_KINDS, type BlobStoreConfig, type GrpcBlobStoreConfig } from './config.js';
@@ -19,6 +20,7 @@ import { ExistenceCachingBlobStore } from './existence-caching-blob-store.js';
 import { FilesystemBlobStore } from './filesystem-blob-store.js';
 import { GrpcBlobStore } from './grpc-blob-store.js';
 import { MemoryBlobStore } from './memory-blob-store.js';
+import { MetricsBlobStore } from './metrics-blob-store.js';
 import { ReadCachingBlobStore } from './read-caching-blob-store.js';
 import { SmallBlobCachingBlobStore } from './small-blob-caching-blob-store.js';
 import { VerifyingBlobStore } from './verifying-blob-store.js';
@@ -33,19 +35,35 @@ export interface CreateBlobStoreDeps {
    * owner of the stack calls them on shutdown. Without it those resources live until exit.
    */
   onClose?: (close: () => void | Promise<void>) => void;
+  /**
+   * Where to count each node's traffic: every node built is wrapped in a MetricsBlobStore labelled
+   * with its key path and kind, and disk nodes report their size and evictions. @default no metrics
+   */
+  metrics?: Registry;
 }
 
-/** Creates the store described by `config`; `path` names the node in error messages. */
+/**
+ * Creates the store described by `config`; `path` names the node in error messages and metrics.
+ * With `deps.metrics`, every node of the tree is wrapped in a MetricsBlobStore.
+ */
 export async function createBlobStore(config: BlobStoreConfig, deps: CreateBlobStoreDeps = {}, path = 'blob_store'): Promise<BlobStore> {
+  const kind = kindOf(config, path);
+  const store = await createNode(config, deps, path, `${path}.${kind}`);
+  return deps.metrics ? new MetricsBlobStore(store, deps.metrics, { store: path, kind }) : store;
+}
+
+async function createNode(config: BlobStoreConfig, deps: CreateBlobStoreDeps, path: string, at: string): Promise<BlobStore> {
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? silentLogger;
-  const kind = kindOf(config, path);
-  const at = `${path}.${kind}`;
   if ('disk' in config) {
     const { path: dir, max_size_bytes, fsync } = config.disk;
     if (typeof dir !== 'string' || dir === '') throw configError(`${at}.path`, 'must be a non-empty string');
     const store = await FilesystemBlobStore.open({ path: dir, maxSizeBytes: size(max_size_bytes, `${at}.max_size_bytes`), fsync, logger: logger.child('disk') });
-    deps.onClose?.(() => store.close());
+    const unregister = deps.metrics ? diskGauges(deps.metrics, store, path) : undefined;
+    deps.onClose?.(() => {
+      unregister?.();
+      return store.close();
+    });
     return store;
   }
   if ('memory' in config) {
@@ -73,6 +91,25 @@ export async function createBlobStore(config: BlobStoreConfig, deps: CreateBlobS
   const slowStore = await createBlobStore(requireNode(slow, `${at}.slow`), deps, `${at}.slow`);
   const fastStore = await createBlobStore(requireNode(fast, `${at}.fast`), deps, `${at}.fast`);
   return new ReadCachingBlobStore(slowStore, fastStore, { logger: logger.child('read_caching') });
+}
+
+/** Scrape-time gauges of a disk node: bytes and blobs stored, blobs evicted so far. */
+function diskGauges(registry: Registry, store: FilesystemBlobStore, path: string): () => void {
+  const labels = { store: path };
+  const unregister = [
+    collectedGauge(registry, { name: 'bzutil_disk_store_bytes', help: 'Bytes stored by a disk node of the storage tree.', labelNames: ['store'] }, (set) =>
+      set(labels, store.sizeBytes),
+    ),
+    collectedGauge(registry, { name: 'bzutil_disk_store_blobs', help: 'Blobs stored by a disk node of the storage tree.', labelNames: ['store'] }, (set) =>
+      set(labels, store.blobCount),
+    ),
+    collectedGauge(
+      registry,
+      { name: 'bzutil_disk_store_evicted_blobs', help: 'Blobs a disk node has evicted (least recently used first) since it opened.', labelNames: ['store'] },
+      (set) => set(labels, store.evictedBlobCount),
+    ),
+  ];
+  return () => unregister.forEach((u) => u());
 }
 
 /** A connection for a `grpc` node, released through `deps.onClose`. */

@@ -5,9 +5,8 @@
  * a blob becomes visible only by an atomic rename once all its bytes are on disk, so a failed,
  * aborted or rejected upload (e.g. a VerifyingBlobStore mismatch) never leaves a partial blob.
  *
- * Layout: `<path>/<instance>/<digest function>/<hash[0..2]>/<hash>-<size>`, where `<instance>` is
- * `_` for the empty instance name and the percent-encoded name otherwise (`/`, `_` and `.` encoded,
- * so no instance directory can be `_` or start with `.`). Uploads in progress live in `<path>/.tmp`,
+ * Layout (blob-directory-layout.ts): `<path>/<instance>/<digest function>/<hash[0..2]>/<hash>-<size>`.
+ * Uploads in progress live in `<path>/.tmp`,
  * on the same filesystem so that the final rename is atomic; leftovers are removed at open.
  *
  * The store does not check that content matches its digest (stack a VerifyingBlobStore on top for
@@ -18,12 +17,10 @@
  * the disk. After a restart, recency is approximated by file modification time.
  */
 import { randomUUID } from 'node:crypto';
-import { type Dirent, readdirSync, statSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { Digest } from '../digest/digest.js';
-import { type DigestFunction, isDigestFunctionName } from '../digest/digest-function.js';
 import { Code, StatusError, isAbortError } from '../errors/status-error.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { absentDigests } from './absent-digests.js';
@@ -32,6 +29,10 @@ import { type BlobStore, type CallOptions, type GetOptions, MAX_READ_CHUNK_BYTES
 import { LruIndex, digestKeyScheme } from './lru-index.js';
 import { resolveReadRange } from './read-range.js';
 import { BatchingFileWriter, writeBatchBytesFor, writeFully } from './batching-file-writer.js';
+import { blobFilePath, scanBlobDirectory } from './blob-directory-layout.js';
+
+// The on-disk layout has its own module; re-exported for code importing it from here.
+export { escapeInstanceName } from './blob-directory-layout.js';
 
 export interface FilesystemBlobStoreOptions {
   /** Directory holding the blobs; created if absent. */
@@ -57,14 +58,12 @@ export interface FilesystemBlobStoreOptions {
 }
 
 const TEMP_DIR_NAME = '.tmp';
-const BLOB_FILE_NAME = /^([0-9a-f]+)-(\d+)$/;
-/** Files the start-up scan stats between two yields to the event loop (a few milliseconds' work). */
-const SCAN_FILES_PER_YIELD = 1000;
 
 export class FilesystemBlobStore implements BlobStore {
   /** Digest -> stored size in bytes, with recency for eviction. */
   private readonly index = new LruIndex<number, Digest>(digestKeyScheme);
   private storedSizeBytes = 0;
+  private evicted = 0;
   /** Per-key queue serialising renames into place with eviction unlinks of the same file. */
   private readonly keyLocks = new Map<string, Promise<void>>();
   private readonly tempDir: string;
@@ -111,6 +110,11 @@ export class FilesystemBlobStore implements BlobStore {
     return this.index.size;
   }
 
+  /** Blobs evicted since the store was opened. */
+  get evictedBlobCount(): number {
+    return this.evicted;
+  }
+
   /** Waits for background deletions of evicted blobs; call before removing the directory. */
   async close(): Promise<void> {
     while (this.keyLocks.size > 0) await Promise.all([...this.keyLocks.values()]);
@@ -126,12 +130,28 @@ export class FilesystemBlobStore implements BlobStore {
     if (opts.maxBytes !== undefined && sizeBytes > opts.maxBytes) {
       throw StatusError.resourceExhausted(`Failed to get blob ${digest.toString()}: ${sizeBytes} bytes exceed the limit of ${opts.maxBytes}`);
     }
+    let data: Buffer;
     try {
-      const data = await fsp.readFile(this.blobPath(digest), { signal: opts.signal });
-      return new Uint8Array(data.buffer, data.byteOffset, data.length);
+      data = await fsp.readFile(this.blobPath(digest), { signal: opts.signal });
     } catch (err) {
       throw this.readError(err, digest);
     }
+    if (data.length !== sizeBytes) throw await this.corrupt(digest, data.length);
+    return new Uint8Array(data.buffer, data.byteOffset, data.length);
+  }
+
+  /**
+   * A blob file whose size is not the size it was stored with was changed behind our back (another
+   * process, a disk fault): it is dropped so that clients upload it again, never served.
+   */
+  private async corrupt(digest: Digest, foundBytes: number): Promise<StatusError> {
+    this.logger.warn('Blob file changed on disk; dropping it', { digest: digest.toString(), instanceName: digest.instanceName, foundBytes });
+    await this.withKeyLock(digest.key, async () => {
+      const sizeBytes = this.index.delete(digest);
+      if (sizeBytes !== undefined) this.storedSizeBytes -= sizeBytes;
+      await fsp.unlink(this.blobPath(digest)).catch(() => {});
+    });
+    return notFound(digest);
   }
 
   async *read(digest: Digest, opts: ReadOptions = {}): AsyncGenerator<Uint8Array, void, undefined> {
@@ -151,6 +171,17 @@ export class FilesystemBlobStore implements BlobStore {
       handle = await fsp.open(this.blobPath(digest), 'r');
     } catch (err) {
       throw this.readError(err, digest);
+    }
+    let foundBytes: number;
+    try {
+      foundBytes = (await handle.stat()).size;
+    } catch (err) {
+      await handle.close().catch(() => {});
+      throw fsError(err, `Failed to read blob ${digest.toString()}`);
+    }
+    if (foundBytes !== sizeBytes) {
+      await handle.close().catch(() => {});
+      throw await this.corrupt(digest, foundBytes);
     }
     // Strictly pull-based: one chunk is read only when the consumer asks for it, so at most one
     // chunk per reader is in memory whatever the blob size.
@@ -185,11 +216,55 @@ export class FilesystemBlobStore implements BlobStore {
       for await (const _ of abortable(toChunks(data), opts.signal));
       return;
     }
+    try {
+      await this.putOnce(digest, data, opts);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOSPC' && code !== 'EDQUOT') throw fsError(err, `Failed to store blob ${digest.toString()}`);
+      // The disk is fuller than our capacity says (other files share it): make room from the
+      // least recently used end. A whole blob is written again at once; a stream cannot be
+      // replayed, so its client gets RESOURCE_EXHAUSTED and finds the room on its retry.
+      const freed = await this.freeSpace(Math.max(digest.sizeBytes, 1024 * 1024), digest);
+      this.logger.warn('Disk full while storing a blob; evicted least recently used blobs', { digest: digest.toString(), freedBytes: freed });
+      if (freed === 0 || !(data instanceof Uint8Array)) throw fsError(err, `Failed to store blob ${digest.toString()}`);
+      try {
+        await this.putOnce(digest, data, opts);
+      } catch (retryErr) {
+        throw fsError(retryErr, `Failed to store blob ${digest.toString()}`);
+      }
+    }
+  }
+
+  /** Evicts least recently used blobs (never `keep`) until `bytes` are freed; waits for the unlinks. */
+  private async freeSpace(bytes: number, keep: Digest): Promise<number> {
+    let freed = 0;
+    const victims: Digest[] = [];
+    for (const [digest, sizeBytes] of this.index.oldestFirst()) {
+      if (freed >= bytes) break;
+      if (digestKeyScheme.equals(digest, keep)) continue;
+      this.index.delete(digest);
+      this.storedSizeBytes -= sizeBytes;
+      freed += sizeBytes;
+      victims.push(digest);
+    }
+    await Promise.all(
+      victims.map((digest) =>
+        this.withKeyLock(digest.key, async () => {
+          if (!this.index.has(digest)) await fsp.unlink(this.blobPath(digest)).catch(() => {});
+        }),
+      ),
+    );
+    return freed;
+  }
+
+  /** One attempt at storing a blob; errors are raw (the caller wraps them, after handling ENOSPC). */
+  private async putOnce(digest: Digest, data: Uint8Array | AsyncIterable<Uint8Array>, opts: CallOptions): Promise<void> {
     const tempPath = path.join(this.tempDir, `${digest.hash}-${digest.sizeBytes}.${randomUUID()}`);
     let handle: FileHandle | undefined;
     let writer: BatchingFileWriter | undefined;
     try {
-      handle = await fsp.open(tempPath, 'wx');
+      // Read-only from the start: nothing may change a stored blob in place (CAS files are immutable).
+      handle = await fsp.open(tempPath, 'wx', 0o444);
       let writtenBytes = 0;
       if (data instanceof Uint8Array) {
         // A whole blob is written as it is: nothing follows it that could overlap with the write.
@@ -216,7 +291,7 @@ export class FilesystemBlobStore implements BlobStore {
       await writer?.settle();
       await handle?.close().catch(() => {});
       await fsp.rm(tempPath, { force: true }).catch(() => {});
-      throw fsError(err, `Failed to store blob ${digest.toString()}`);
+      throw err;
     }
   }
 
@@ -270,6 +345,7 @@ export class FilesystemBlobStore implements BlobStore {
       if (digestKeyScheme.equals(digest, keep)) continue;
       this.index.delete(digest);
       this.storedSizeBytes -= sizeBytes;
+      this.evicted++;
       this.logger.debug('Evicting blob', { digest: digest.toString(), instanceName: digest.instanceName, sizeBytes });
       void this.withKeyLock(digest.key, async () => {
         // Re-uploaded since it was chosen for eviction: the new file must stay.
@@ -318,97 +394,21 @@ export class FilesystemBlobStore implements BlobStore {
   }
 
   private blobPath(digest: Digest): string {
-    return filePath(this.root, digest.instanceName, digest.digestFunction, digest.hash, digest.sizeBytes);
+    return blobFilePath(this.root, digest.instanceName, digest.digestFunction, digest.hash, digest.sizeBytes);
   }
 
-  /**
-   * Scans the store with synchronous readdir/stat calls, yielding to the event loop every
-   * SCAN_FILES_PER_YIELD files. Start-up over a large store is nothing but these calls, and each one
-   * through the libuv thread pool (fs/promises) cost several times the call itself.
-   */
+  /** Indexes the blobs already on disk, oldest first, then evicts down to the capacity. */
   private async rebuildIndex(sizesFromFileNames: boolean): Promise<void> {
-    const stats: { digest: Digest; sizeBytes: number; mtimeMs: number }[] = [];
-    let sinceYield = 0;
-    for (const instanceEntry of readDirsSync(this.root)) {
-      if (instanceEntry.name.startsWith('.')) continue;
-      const instanceName = unescapeInstanceName(instanceEntry.name);
-      if (instanceName === undefined) {
-        this.logger.warn('Ignoring unexpected directory in blob store', { path: path.join(this.root, instanceEntry.name) });
-        continue;
-      }
-      const instanceDir = path.join(this.root, instanceEntry.name);
-      for (const fnEntry of readDirsSync(instanceDir)) {
-        if (!isDigestFunctionName(fnEntry.name)) continue;
-        const fnDir = path.join(instanceDir, fnEntry.name);
-        for (const prefixEntry of readDirsSync(fnDir)) {
-          const prefixDir = path.join(fnDir, prefixEntry.name);
-          for (const fileName of readdirSync(prefixDir)) {
-            const m = BLOB_FILE_NAME.exec(fileName);
-            const digest = m && m[1]!.startsWith(prefixEntry.name) ? tryDigest(instanceName, fnEntry.name, m[1]!, Number(m[2])) : undefined;
-            // prefixDir is already normalised and a file name has no separator: no path.join per file.
-            const blobPath = `${prefixDir}${path.sep}${fileName}`;
-            if (!digest) {
-              this.logger.warn('Ignoring unexpected file in blob store', { path: blobPath });
-              continue;
-            }
-            if (sizesFromFileNames) {
-              stats.push({ digest, sizeBytes: digest.sizeBytes, mtimeMs: 0 });
-            } else {
-              // Gone since the listing (deleted by hand): nothing to index.
-              const st = statSync(blobPath, { throwIfNoEntry: false });
-              if (st) stats.push({ digest, sizeBytes: st.size, mtimeMs: st.mtimeMs });
-            }
-            if (++sinceYield >= SCAN_FILES_PER_YIELD) {
-              sinceYield = 0;
-              await new Promise<void>((resolve) => setImmediate(resolve));
-            }
-          }
-        }
-      }
-    }
-    if (!sizesFromFileNames) stats.sort((a, b) => a.mtimeMs - b.mtimeMs);
-    for (const s of stats) {
+    const found = await scanBlobDirectory(this.root, { sizesFromFileNames, logger: this.logger });
+    for (const s of found) {
       this.index.set(s.digest, s.sizeBytes);
       this.storedSizeBytes += s.sizeBytes;
     }
     this.logger.info('Opened filesystem blob store', { path: this.root, blobCount: this.index.size, sizeBytes: this.storedSizeBytes });
     // The capacity may have been lowered since the last run.
-    const newest = stats.at(-1);
+    const newest = found.at(-1);
     if (newest) this.evict(newest.digest);
   }
-}
-
-/** `_` for the empty instance name, else the percent-encoded name with `_` and `.` encoded too. */
-export function escapeInstanceName(instanceName: string): string {
-  if (instanceName === '') return '_';
-  return encodeURIComponent(instanceName).replace(/[_.]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
-}
-
-function unescapeInstanceName(dirName: string): string | undefined {
-  if (dirName === '_') return '';
-  try {
-    const name = decodeURIComponent(dirName);
-    return escapeInstanceName(name) === dirName ? name : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function filePath(root: string, instanceName: string, fn: DigestFunction, hash: string, sizeBytes: number): string {
-  return path.join(root, escapeInstanceName(instanceName), fn, hash.slice(0, 2), `${hash}-${sizeBytes}`);
-}
-
-function tryDigest(instanceName: string, fn: DigestFunction, hash: string, sizeBytes: number): Digest | undefined {
-  try {
-    // BLOB_FILE_NAME matched the hash as lowercase hex already.
-    return Digest.create(instanceName, fn, hash, sizeBytes, 'digest', true);
-  } catch {
-    return undefined;
-  }
-}
-
-function readDirsSync(dir: string): Dirent[] {
-  return readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory());
 }
 
 function notFound(digest: Digest): StatusError {

@@ -27,8 +27,14 @@ export function validateEntryName(name: string, where: string): void {
  * Checks that a symlink placed at `linkDir/<name>` (both relative to the tree, "" for the root)
  * pointing at `target` stays inside the tree when resolved lexically. Absolute targets are
  * refused: the worker's file system is not the client's.
+ *
+ * With `anywhere` only a non-empty, NUL-free target is required: the worker's input trees use
+ * REAPI's `ALLOWED` strategy (which Capabilities advertise), creating targets as given, absolute or
+ * climbing out of the input root. It never follows them (directories are created before symlinks,
+ * output parents are walked without following, outputs are read with O_NOFOLLOW) and the action sees
+ * them inside its sandbox.
  */
-export function validateSymlinkTarget(linkDir: string, name: string, target: string): void {
+export function validateSymlinkTarget(linkDir: string, name: string, target: string, opts: { anywhere?: boolean } = {}): void {
   const where = linkDir === '' ? name : `${linkDir}/${name}`;
   const bad = (why: string) =>
     StatusError.invalidArgument(`Invalid symlink ${JSON.stringify(where)} -> ${JSON.stringify(target)}: ${why}`, [
@@ -36,6 +42,7 @@ export function validateSymlinkTarget(linkDir: string, name: string, target: str
     ]);
   if (target === '') throw bad('the target is empty');
   if (target.includes('\0')) throw bad('the target contains a NUL character');
+  if (opts.anywhere) return;
   if (target.startsWith('/')) throw bad('absolute targets are not allowed');
   let depth = splitPath(linkDir).filter((s) => s !== '' && s !== '.').length;
   for (const seg of splitPath(target)) {

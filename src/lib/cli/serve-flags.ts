@@ -6,11 +6,12 @@
  * and `--cas` sets it to a remote apiserver: for any other layout, write it in the file.
  */
 import { Flags } from '@oclif/core';
-import type { BzutilConfig, ResolvedConfig, ServeRole, StorageSection, TlsSection } from '../config/config.js';
+import type { BzutilConfig, ResolvedConfig, ServeRole, StorageSection, TlsSection, WorkerLimitsSection, WorkerSection } from '../config/config.js';
 import { ConfigError } from '../config/config.js';
-import { localStorageConfig, remoteStorageConfig } from '../config/defaults.js';
+import { localStorageConfig, remoteStorageConfig, sqliteStateIn } from '../config/defaults.js';
 import { readConfigFile, resolveConfig } from '../config/resolve-config.js';
 import { parseDurationMs, parseSizeBytes } from '../util/units.js';
+import { parseRunAs } from '../worker/sandbox-command.js';
 import { usageError } from './base-command.js';
 import { parseKeyValues } from './flags.js';
 
@@ -44,6 +45,32 @@ export const schedulerFlags = {
     summary: 'The most slots one worker is believed to have; a worker announcing more is capped (scheduler.max_worker_slots; default 256).',
     min: 1,
     aliases: ['max-worker-slots'],
+  }),
+  state: Flags.string({
+    summary: 'Where operations, the queue and leases live: memory or sqlite:PATH (scheduler.state).',
+    description: 'Defaults to sqlite:<storage_dir>/scheduler.db (serve all; memory with --in_memory) or sqlite:<data_dir>/scheduler.db (serve scheduler).',
+    helpValue: 'memory|sqlite:PATH',
+  }),
+  worker_grace: Flags.string({
+    summary: 'After a restart, how long a running action waits for its worker before it is requeued (scheduler.worker_grace; default 5s).',
+    aliases: ['worker-grace'],
+  }),
+  operation_retention: Flags.string({
+    summary: 'How long finished operations stay queryable (scheduler.operation_retention; default 1h).',
+    aliases: ['operation-retention'],
+  }),
+};
+
+/** The operator's surface, on every serve command. */
+export const operatorFlags = {
+  http_listen: Flags.string({
+    summary: 'host:port of the HTTP port serving /metrics, port 0 picks a free port, empty turns it off (http.listen_address).',
+    description: 'Defaults: serve all 127.0.0.1:8080, apiserver 127.0.0.1:8081, scheduler 127.0.0.1:8082, worker 127.0.0.1:8083.',
+    aliases: ['http-listen'],
+  }),
+  shutdown_grace_period: Flags.string({
+    summary: 'On SIGTERM, how long running uploads and actions may take to finish (shutdown_grace_period; default 30s).',
+    aliases: ['shutdown-grace-period'],
   }),
 };
 
@@ -116,11 +143,41 @@ export const workerFlags = {
   }),
 };
 
+/**
+ * How a worker runs actions (see the README's "Security model"), shorthands for the `worker.runner`,
+ * `worker.chroot`, `worker.run_as`, `worker.allow_root_actions` and `worker.limits` keys. Kept apart
+ * from workerFlags so that commands adopt them only together with a worker that reads them.
+ */
+export const runnerFlags = {
+  runner: Flags.option({
+    summary: 'How actions run: bwrap (namespaces, unprivileged uid) or local (plain child processes) (worker.runner).',
+    description: 'Defaults to bwrap when /usr/bin/bwrap is installed, else local with a loud warning.',
+    options: ['local', 'bwrap'] as const,
+  })(),
+  run_as: Flags.string({
+    summary: 'Host uid:gid actions run as when the worker is root (worker.run_as; bwrap default 65534:65534).',
+    aliases: ['run-as'],
+  }),
+  allow_root_actions: Flags.boolean({
+    summary: 'Let actions run as root; input files are then copied, never hard-linked (worker.allow_root_actions).',
+    aliases: ['allow-root-actions'],
+  }),
+  chroot: Flags.boolean({
+    summary: 'Run every action chrooted into its input root (worker.chroot; bwrap runner; per action: platform chroot=true).',
+  }),
+  action_memory: Flags.string({ summary: 'Memory per action, e.g. 4G (worker.limits.memory; default 4GiB).', aliases: ['action-memory'] }),
+  action_processes: Flags.integer({ summary: 'Processes per action at once (worker.limits.processes; default 1024).', min: 1, aliases: ['action-processes'] }),
+  action_file_size: Flags.string({ summary: 'Largest file an action may write, e.g. 16G (worker.limits.file_size; default 16GiB).', aliases: ['action-file-size'] }),
+  action_output_size: Flags.string({ summary: "Total bytes of an action's outputs, e.g. 16G (worker.limits.output_size; default 16GiB).", aliases: ['action-output-size'] }),
+};
+
 /** The flag values the serve commands may have; each command declares a subset. */
 export interface ServeFlagValues {
   config?: string;
   print_config?: boolean;
   log_level?: string;
+  http_listen?: string;
+  shutdown_grace_period?: string;
   listen?: string;
   apiserver_listen?: string;
   scheduler_listen?: string;
@@ -131,6 +188,10 @@ export interface ServeFlagValues {
   tls_cert?: string;
   tls_key?: string;
   tls_client_ca?: string;
+  state?: string;
+  worker_grace?: string;
+  operation_retention?: string;
+  data_dir?: string;
   storage_dir?: string;
   max_size?: string;
   memory_cache?: string;
@@ -140,6 +201,14 @@ export interface ServeFlagValues {
   slots?: number;
   work_dir?: string;
   platform?: string[];
+  runner?: 'local' | 'bwrap';
+  run_as?: string;
+  allow_root_actions?: boolean;
+  chroot?: boolean;
+  action_memory?: string;
+  action_processes?: number;
+  action_file_size?: string;
+  action_output_size?: string;
 }
 
 /** The keys the given flags set, as a tree to lay over the config file. Bad values are usage errors naming the flag. */
@@ -149,25 +218,78 @@ export function flagOverrides(role: ServeRole, flags: ServeFlagValues): BzutilCo
   const schedulerListen = role === 'scheduler' ? flags.listen : flags.scheduler_listen;
   const allowAc = flags.allow_ac_updates ? true : undefined;
   if (apiserverListen !== undefined || (allowAc && role !== 'scheduler')) tree.apiserver = { listen_address: apiserverListen, allow_ac_updates: role === 'scheduler' ? undefined : allowAc };
-  if (schedulerListen !== undefined || flags.worker_lease !== undefined || flags.max_worker_slots !== undefined || flags.worker_listen !== undefined || (allowAc && role !== 'apiserver')) {
-    if (flags.worker_lease !== undefined) flagValue('worker_lease', () => parseDurationMs(flags.worker_lease!));
-    tree.scheduler = { listen_address: schedulerListen, worker_lease: flags.worker_lease, max_worker_slots: flags.max_worker_slots, worker_listen_address: flags.worker_listen, allow_ac_updates: role === 'apiserver' ? undefined : allowAc };
-  }
-  if (flags.slots !== undefined || flags.work_dir !== undefined || flags.platform !== undefined || flags.scheduler !== undefined) {
-    tree.worker = {
-      slots: flags.slots,
-      work_dir: flags.work_dir,
-      scheduler_address: flags.scheduler,
-      platform: flags.platform === undefined ? undefined : platformTree(flags.platform),
+  const state = stateOverride(role, flags);
+  const schedulerDurations = ['worker_lease', 'worker_grace', 'operation_retention'] as const;
+  if (
+    schedulerListen !== undefined ||
+    state !== undefined ||
+    schedulerDurations.some((flag) => flags[flag] !== undefined) ||
+    flags.max_worker_slots !== undefined ||
+    flags.worker_listen !== undefined ||
+    (allowAc && role !== 'apiserver')
+  ) {
+    for (const flag of schedulerDurations) {
+      if (flags[flag] !== undefined) flagValue(flag, () => parseDurationMs(flags[flag]!));
+    }
+    tree.scheduler = {
+      listen_address: schedulerListen,
+      worker_lease: flags.worker_lease,
+      max_worker_slots: flags.max_worker_slots,
+      worker_listen_address: flags.worker_listen,
+      allow_ac_updates: role === 'apiserver' ? undefined : allowAc,
+      state,
+      worker_grace: flags.worker_grace,
+      operation_retention: flags.operation_retention,
     };
   }
+  const worker: WorkerSection = {
+    slots: flags.slots,
+    work_dir: flags.work_dir,
+    scheduler_address: flags.scheduler,
+    platform: flags.platform === undefined ? undefined : platformTree(flags.platform),
+    ...runnerOverrides(flags),
+  };
+  if (Object.values(worker).some((v) => v !== undefined)) tree.worker = worker;
   const tls = tlsOverride(flags);
   if (tls && role !== 'scheduler' && role !== 'worker') tree.apiserver = { ...tree.apiserver, tls };
   if (tls && role !== 'apiserver' && role !== 'worker') tree.scheduler = { ...tree.scheduler, tls };
   const storage = storageOverride(role, flags);
   if (storage) tree.storage = storage;
   if (flags.log_level !== undefined) tree.log_level = flags.log_level as BzutilConfig['log_level'];
+  if (flags.http_listen !== undefined) tree.http = { listen_address: flags.http_listen };
+  if (flags.shutdown_grace_period !== undefined) {
+    flagValue('shutdown_grace_period', () => parseDurationMs(flags.shutdown_grace_period!, { allowZero: true }));
+    tree.shutdown_grace_period = flags.shutdown_grace_period;
+  }
   return tree;
+}
+
+/** `--state`, else the state file that `--storage_dir` (serve all) or `--data_dir` (serve scheduler) implies; `--in_memory` keeps it in memory. */
+function stateOverride(role: ServeRole, flags: ServeFlagValues): string | undefined {
+  if (flags.state !== undefined) return flags.state;
+  if (role === 'scheduler' && flags.data_dir !== undefined) return sqliteStateIn(flags.data_dir);
+  if (role !== 'all') return undefined;
+  if (flags.in_memory) return 'memory';
+  return flags.storage_dir === undefined ? undefined : sqliteStateIn(flags.storage_dir);
+}
+
+/** The runner keys the sandbox flags set; sizes and run_as are checked here so that errors name the flag. */
+function runnerOverrides(flags: ServeFlagValues): WorkerSection {
+  const size = (flag: string, value: string | undefined) => (value === undefined ? undefined : (flagValue(flag, () => parseSizeBytes(value)), value));
+  if (flags.run_as !== undefined) flagValue('run_as', () => parseRunAs(flags.run_as!));
+  const limits: WorkerLimitsSection = {
+    memory: size('action_memory', flags.action_memory),
+    processes: flags.action_processes,
+    file_size: size('action_file_size', flags.action_file_size),
+    output_size: size('action_output_size', flags.action_output_size),
+  };
+  return {
+    runner: flags.runner,
+    run_as: flags.run_as,
+    allow_root_actions: flags.allow_root_actions,
+    chroot: flags.chroot,
+    limits: Object.values(limits).some((v) => v !== undefined) ? limits : undefined,
+  };
 }
 
 function tlsOverride(flags: ServeFlagValues): TlsSection | undefined {
@@ -230,17 +352,4 @@ export async function configToServe(role: ServeRole, flags: ServeFlagValues): Pr
   if (!flags.print_config) return config;
   process.stdout.write(formatConfig(config));
   return undefined;
-}
-
-/** Resolves after SIGINT or SIGTERM. */
-export function waitForShutdownSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      resolve(signal);
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
 }

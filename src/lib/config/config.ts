@@ -4,8 +4,8 @@
  * schema/bzutil-config.schema.json, is the reference and is what validates it; these types follow
  * the schema. Keys are snake_case. Sizes are bytes or text like "10GiB", durations text like "30s".
  *
- * Planned sections (not accepted yet, so that no key is silently ignored): `auth`, `scheduler.state` (memory | sqlite:PATH | redis://…) and `worker.runner`
- * (local | bwrap, run_as, limits). Each will be a class plus a factory case plus a schema entry.
+ * Planned sections (not accepted yet, so that no key is silently ignored): `auth` and
+ * `scheduler.state` redis://…. Each will be a class plus a factory case plus a schema entry.
  */
 import type { BlobStoreConfig, DurationSetting, SizeSetting } from '../blobstore/config.js';
 
@@ -37,15 +37,47 @@ export interface SchedulerSection {
   max_worker_slots?: number;
   /** As apiserver.allow_ac_updates, for the storage APIs on the scheduler port. */
   allow_ac_updates?: boolean;
+  /** `memory` or `sqlite:PATH`; see lib/scheduler/state-store.ts. */
+  state?: string;
+  /** After a restart, how long a running action waits for its worker before it is requeued. */
+  worker_grace?: DurationSetting;
+  /** How long finished operations stay queryable. */
+  operation_retention?: DurationSetting;
+}
+
+/** How actions run: bubblewrap sandbox (namespaces, unprivileged uid) or plain child processes. */
+export type RunnerSetting = 'local' | 'bwrap';
+
+/** What one action may use (lib/worker ActionLimits). */
+export interface WorkerLimitsSection {
+  memory?: SizeSetting;
+  processes?: number;
+  file_size?: SizeSetting;
+  output_size?: SizeSetting;
 }
 
 export interface WorkerSection {
+  /** Stable across restarts, so a restarted scheduler recognises the worker's leases. Default: host + work_dir. */
+  id?: string;
   /** `serve worker` only; in `serve all` the worker dials the scheduler of its own process. */
   scheduler_address?: string;
   slots?: number;
   work_dir?: string;
   platform?: Record<string, string | string[]>;
   file_cache_max_size_bytes?: SizeSetting;
+  /** Default: bwrap when installed, else local (resolved when the tree is, so `--print_config` shows it). */
+  runner?: RunnerSetting;
+  /** Every action chrooted into its input root (bwrap only). */
+  chroot?: boolean;
+  /** "uid:gid" actions run as when the worker is root; no default key: 65534:65534 (bwrap) or the worker's own (local). */
+  run_as?: string;
+  allow_root_actions?: boolean;
+  limits?: WorkerLimitsSection;
+}
+
+export interface HttpSection {
+  /** `host:port` of the operator's HTTP port (/metrics); empty turns it off. */
+  listen_address?: string;
 }
 
 export interface StorageSection {
@@ -55,6 +87,9 @@ export interface StorageSection {
 
 export interface BzutilConfig {
   log_level?: LogLevelSetting;
+  /** On SIGTERM, how long running uploads and actions may take to finish before they are cut off. */
+  shutdown_grace_period?: DurationSetting;
+  http?: HttpSection;
   apiserver?: ApiServerSection;
   scheduler?: SchedulerSection;
   worker?: WorkerSection;
@@ -66,18 +101,20 @@ export type ServeRole = 'all' | 'apiserver' | 'scheduler' | 'worker';
 
 /** Which top-level sections (and storage keys) a role reads; any other is refused, not ignored. */
 export const ROLE_SECTIONS: Record<ServeRole, { sections: readonly (keyof BzutilConfig)[]; storage: readonly (keyof StorageSection)[] }> = {
-  all: { sections: ['log_level', 'apiserver', 'scheduler', 'worker', 'storage'], storage: ['cas', 'action_cache'] },
-  apiserver: { sections: ['log_level', 'apiserver', 'storage'], storage: ['cas', 'action_cache'] },
-  scheduler: { sections: ['log_level', 'scheduler', 'storage'], storage: ['cas', 'action_cache'] },
-  worker: { sections: ['log_level', 'worker', 'storage'], storage: ['cas'] },
+  all: { sections: ['log_level', 'shutdown_grace_period', 'http', 'apiserver', 'scheduler', 'worker', 'storage'], storage: ['cas', 'action_cache'] },
+  apiserver: { sections: ['log_level', 'shutdown_grace_period', 'http', 'apiserver', 'storage'], storage: ['cas', 'action_cache'] },
+  scheduler: { sections: ['log_level', 'shutdown_grace_period', 'http', 'scheduler', 'storage'], storage: ['cas', 'action_cache'] },
+  worker: { sections: ['log_level', 'shutdown_grace_period', 'http', 'worker', 'storage'], storage: ['cas'] },
 };
 
 /** A tree after defaults, file and flags, validated: every key the role reads is present. */
 export interface ResolvedConfig {
   log_level: LogLevelSetting;
+  shutdown_grace_period: DurationSetting;
+  http: Required<HttpSection>;
   apiserver?: Omit<Required<ApiServerSection>, 'tls'> & { tls?: TlsSection };
   scheduler?: Omit<Required<SchedulerSection>, 'worker_listen_address' | 'tls'> & { worker_listen_address?: string; tls?: TlsSection };
-  worker?: Omit<Required<WorkerSection>, 'scheduler_address'> & { scheduler_address?: string };
+  worker?: Omit<Required<WorkerSection>, 'scheduler_address' | 'id' | 'run_as' | 'limits'> & { scheduler_address?: string; id?: string; run_as?: string; limits: Required<WorkerLimitsSection> };
   storage: { cas: BlobStoreConfig; action_cache?: BlobStoreConfig };
 }
 

@@ -4,7 +4,9 @@
  */
 import { availableParallelism, homedir } from 'node:os';
 import { join } from 'node:path';
-import type { StorageSection, BzutilConfig, ServeRole } from './config.js';
+import { formatSizeBytes } from '../util/units.js';
+import { bwrapAvailable, DEFAULT_LIMITS } from '../worker/sandbox-command.js';
+import type { StorageSection, BzutilConfig, RunnerSetting, ServeRole, WorkerLimitsSection } from './config.js';
 
 /** Loopback by default: nothing is reachable from the network until an address is configured. */
 export const DEFAULT_APISERVER_LISTEN_ADDRESS = '127.0.0.1:12100';
@@ -24,8 +26,58 @@ export const DEFAULT_MEMORY_MAX_SIZE_BYTES = 1024 ** 3;
 export const DEFAULT_WORKER_LEASE = '30s';
 /** Slots the scheduler believes a worker has at most (a worker claiming more is capped). */
 export const DEFAULT_MAX_WORKER_SLOTS = 256;
+/**
+ * The operator's HTTP port (/metrics) of each role, loopback only: one per role so that an
+ * apiserver, a scheduler and a worker can share a host with their defaults.
+ */
+export const DEFAULT_HTTP_LISTEN_ADDRESS: Record<ServeRole, string> = {
+  all: '127.0.0.1:8080',
+  apiserver: '127.0.0.1:8081',
+  scheduler: '127.0.0.1:8082',
+  worker: '127.0.0.1:8083',
+};
+export const DEFAULT_SHUTDOWN_GRACE_PERIOD = '30s';
 export const DEFAULT_UPLOAD_IDLE_TIMEOUT = '1m';
 export const DEFAULT_FILE_CACHE_MAX_SIZE = '10GiB';
+export const DEFAULT_WORKER_GRACE = '5s';
+export const DEFAULT_OPERATION_RETENTION = '1h';
+/** The SQLite file of `serve all` inside its storage directory, and of `serve scheduler` in its data directory. */
+export const SCHEDULER_DB_FILE = 'scheduler.db';
+
+/** `sqlite:<dir>/scheduler.db`: the default `scheduler.state` for a storage or data directory. */
+export function sqliteStateIn(dir: string): string {
+  return `sqlite:${join(dir, SCHEDULER_DB_FILE)}`;
+}
+
+/** The scheduler section's defaults, with the state kept under `stateDir`. */
+function schedulerDefaults(stateDir: string) {
+  return {
+    listen_address: DEFAULT_SCHEDULER_LISTEN_ADDRESS,
+    worker_lease: DEFAULT_WORKER_LEASE,
+    max_worker_slots: DEFAULT_MAX_WORKER_SLOTS,
+    allow_ac_updates: false,
+    state: sqliteStateIn(stateDir),
+    worker_grace: DEFAULT_WORKER_GRACE,
+    operation_retention: DEFAULT_OPERATION_RETENTION,
+  };
+}
+
+/** Per-action limits, as config values (lib/worker's DEFAULT_LIMITS). */
+export const DEFAULT_WORKER_LIMITS: Required<WorkerLimitsSection> = {
+  memory: formatSizeBytes(DEFAULT_LIMITS.memoryBytes),
+  processes: DEFAULT_LIMITS.processes,
+  file_size: formatSizeBytes(DEFAULT_LIMITS.fileSizeBytes),
+  output_size: formatSizeBytes(DEFAULT_LIMITS.outputBytes),
+};
+
+/**
+ * `worker.runner` when the tree does not say: bwrap when it is installed on this host, else local
+ * (the worker then warns loudly). Decided when the tree is resolved, so that `--print_config` shows
+ * the runner that would start rather than "auto".
+ */
+export function defaultRunner(): RunnerSetting {
+  return bwrapAvailable() ? 'bwrap' : 'local';
+}
 
 /** `$XDG_CACHE_HOME/bzutil`, else `~/.cache/bzutil`. */
 export function defaultCacheDir(): string {
@@ -77,17 +129,26 @@ export function remoteStorageConfig(address: string, opts: { actionCache: boolea
 
 /** Every key `role` reads, at its default. */
 export function defaultConfig(role: ServeRole): BzutilConfig {
+  const { log_level, ...sections } = roleDefaults(role);
+  return { log_level, shutdown_grace_period: DEFAULT_SHUTDOWN_GRACE_PERIOD, http: { listen_address: DEFAULT_HTTP_LISTEN_ADDRESS[role] }, ...sections };
+}
+
+function roleDefaults(role: ServeRole): BzutilConfig {
   const worker = {
     slots: availableParallelism(),
     platform: {},
     file_cache_max_size_bytes: DEFAULT_FILE_CACHE_MAX_SIZE,
+    runner: defaultRunner(),
+    chroot: false,
+    allow_root_actions: false,
+    limits: { ...DEFAULT_WORKER_LIMITS },
   };
   switch (role) {
     case 'all':
       return {
         log_level: 'info',
         apiserver: { listen_address: DEFAULT_APISERVER_LISTEN_ADDRESS, upload_idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT, allow_ac_updates: false },
-        scheduler: { listen_address: DEFAULT_SCHEDULER_LISTEN_ADDRESS, worker_lease: DEFAULT_WORKER_LEASE, max_worker_slots: DEFAULT_MAX_WORKER_SLOTS, allow_ac_updates: false },
+        scheduler: schedulerDefaults(join(defaultCacheDir(), 'storage')),
         worker: { ...worker, work_dir: join(defaultCacheDir(), 'work') },
         storage: localStorageConfig(),
       };
@@ -100,13 +161,7 @@ export function defaultConfig(role: ServeRole): BzutilConfig {
     case 'scheduler':
       return {
         log_level: 'info',
-        scheduler: {
-          listen_address: DEFAULT_SCHEDULER_LISTEN_ADDRESS,
-          worker_listen_address: DEFAULT_WORKER_LISTEN_ADDRESS,
-          worker_lease: DEFAULT_WORKER_LEASE,
-          max_worker_slots: DEFAULT_MAX_WORKER_SLOTS,
-          allow_ac_updates: false,
-        },
+        scheduler: { ...schedulerDefaults(join(defaultCacheDir(), 'scheduler')), worker_listen_address: DEFAULT_WORKER_LISTEN_ADDRESS },
         storage: remoteStorageConfig(DEFAULT_REMOTE_APISERVER_ADDRESS, { actionCache: true }),
       };
     case 'worker':

@@ -1,8 +1,8 @@
 /**
  * From defaults, a config file and flags to the one tree the servers are built from. Order: the
  * role's defaults, then the file, then the flags (each flag sets one key, or for the storage
- * flags the `storage` subtree). Sections merge key by key; a store tree (`storage.cas`,
- * `storage.action_cache`) and `worker.platform` are replaced whole, because merging two store kinds
+ * flags the `storage` subtree). Sections merge key by key, and so does `worker.limits`; a store tree
+ * (`storage.cas`, `storage.action_cache`) and `worker.platform` are replaced whole, because merging two store kinds
  * would make a node with two kinds. Every issue names the key's path; nothing is started on error.
  */
 import { readFile } from 'node:fs/promises';
@@ -50,6 +50,7 @@ export function resolveConfig(input: ResolveConfigInput): ResolvedConfig {
   const issues = validateConfigTree(merged);
   issues.push(...roleIssues(merged, role));
   if (role === 'worker' && merged.worker?.slots === 0) issues.push({ path: 'worker.slots', message: 'must be at least 1 for serve worker' });
+  if (issues.length === 0) issues.push(...runnerIssues(merged));
   if (issues.length > 0) throw new ConfigError(issues, input.overrides && input.file ? `${input.file.source} with the flags` : input.file?.source);
   return merged as ResolvedConfig;
 }
@@ -70,6 +71,21 @@ function roleIssues(tree: BzutilConfig, role: ServeRole): ConfigIssue[] {
   return issues;
 }
 
+/** Combinations of runner keys that the worker would refuse at start, refused here with their paths. */
+function runnerIssues(tree: BzutilConfig): ConfigIssue[] {
+  const worker = tree.worker;
+  if (!worker) return [];
+  const issues: ConfigIssue[] = [];
+  if (worker.chroot && worker.runner !== 'bwrap') issues.push({ path: 'worker.chroot', message: 'needs worker.runner bwrap' });
+  if (worker.run_as !== undefined && /^\s*0:/.test(worker.run_as) && !worker.allow_root_actions) {
+    issues.push({ path: 'worker.run_as', message: 'is root: set worker.allow_root_actions to mean it' });
+  }
+  return issues;
+}
+
+/** Subsections merged key by key like sections (the rest of a section's values are replaced whole). */
+const MERGED_SUBSECTIONS: Readonly<Record<string, readonly string[]>> = { worker: ['limits'] };
+
 /** `overlay` over `base`, per the rules in the module comment. Neither argument is modified. */
 export function mergeConfig(base: BzutilConfig, overlay: BzutilConfig): BzutilConfig {
   const out = structuredClone(base) as Record<string, unknown>;
@@ -78,12 +94,21 @@ export function mergeConfig(base: BzutilConfig, overlay: BzutilConfig): BzutilCo
     const current = out[key];
     if (typeof value === 'object' && value !== null && !Array.isArray(value) && typeof current === 'object' && current !== null) {
       // Sections merge key by key; their values (store trees, platform maps) are replaced whole.
-      out[key] = { ...(current as object), ...dropUndefined(value as Record<string, unknown>) };
+      const merged: Record<string, unknown> = { ...(current as object), ...dropUndefined(value as Record<string, unknown>) };
+      for (const sub of MERGED_SUBSECTIONS[key] ?? []) {
+        const [was, now] = [(current as Record<string, unknown>)[sub], (value as Record<string, unknown>)[sub]];
+        if (isPlainObject(was) && isPlainObject(now)) merged[sub] = { ...was, ...dropUndefined(now) };
+      }
+      out[key] = merged;
     } else {
       out[key] = value;
     }
   }
   return out as BzutilConfig;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function dropUndefined(obj: Record<string, unknown>): Record<string, unknown> {
@@ -94,6 +119,8 @@ function dropUndefined(obj: Record<string, unknown>): Record<string, unknown> {
 function expandHome(tree: BzutilConfig): void {
   const expand = (p: string) => (p === '~' || p.startsWith('~/') ? homedir() + p.slice(1) : p);
   if (tree.worker?.work_dir) tree.worker.work_dir = expand(tree.worker.work_dir);
+  const state = tree.scheduler?.state;
+  if (state?.startsWith('sqlite:')) tree.scheduler!.state = `sqlite:${expand(state.slice('sqlite:'.length))}`;
   const walk = (node: BlobStoreConfig | undefined): void => {
     if (!node || typeof node !== 'object') return;
     for (const body of Object.values(node) as Record<string, unknown>[]) {

@@ -7,6 +7,7 @@ import type { BlobStore } from '../blobstore/blob-store.js';
 import { StatusError } from '../errors/status-error.js';
 import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
+import type { SchedulerStateStore } from './state-store.js';
 
 export interface InMemoryBuildQueueOptions {
   /** Where Actions, Commands and input trees are read from (and checked for completeness). */
@@ -45,6 +46,17 @@ export interface InMemoryBuildQueueOptions {
    * @default 256 KiB
    */
   maxHandOverBytes?: number;
+  /**
+   * Where operations, the queue and leases are written through so that a restarted scheduler finds
+   * them again (see state-store.ts). Owned by the caller, who closes it after the queue.
+   * @default NO_STATE_STORE (memory only)
+   */
+  state?: SchedulerStateStore;
+  /**
+   * After a restart, how long a running action's lease waits for its worker to synchronize again
+   * before the action is requeued. @default 5 s
+   */
+  workerGraceMs?: number;
   /** Generates operation and task ids. @default crypto.randomUUID */
   newId?: () => string;
 }
@@ -63,6 +75,7 @@ export interface BuildQueueLimits {
   keepAliveMs: number;
   sweepIntervalMs: number;
   maxHandOverBytes: number;
+  workerGraceMs: number;
 }
 
 /** Applies defaults; INVALID_ARGUMENT for a non-positive value or a default timeout above the maximum. */
@@ -80,6 +93,7 @@ export function resolveLimits(opts: InMemoryBuildQueueOptions): BuildQueueLimits
     keepAliveMs: positive('keepAliveMs', opts.keepAliveMs, 30_000),
     sweepIntervalMs: positive('sweepIntervalMs', opts.sweepIntervalMs, 1_000),
     maxHandOverBytes: positive('maxHandOverBytes', opts.maxHandOverBytes, 256 * 1024),
+    workerGraceMs: positive('workerGraceMs', opts.workerGraceMs, 5_000),
   };
   if (limits.defaultTimeoutMs > limits.maxTimeoutMs) {
     throw StatusError.invalidArgument(

@@ -13,7 +13,8 @@
  * - `claim` matching is `workerPlatform.satisfies(item.platform)`; compare by `PlatformProperties.key`
  *   (canonical) so that a backend can group waiting executions by required platform.
  * InMemoryBuildQueue binds to InMemoryExecutionQueue's synchronous signatures; see operation-table.ts
- * for what a coordinator over a durable queue must do instead.
+ * for what a coordinator over a durable queue must do instead, and for how the SQLite state journals
+ * this room rather than replacing it.
  */
 import type { MaybePromise } from '../util/maybe-promise.js';
 import type { PlatformProperties } from './platform-properties.js';

@@ -13,6 +13,9 @@
  * event that creates work for a waiting worker (an action queued, a slot freed, a cancellation)
  * answers that worker's pending poll at once, so dispatch never waits for a timer. When a worker is
  * lost its tasks are requeued as new tasks, up to `maxAttempts`.
+ *
+ * With a durable `state` store (state-store.ts) every state change is also written through, in one
+ * transaction, and the rooms are rebuilt from it by the constructor (state-journal.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
@@ -44,6 +47,8 @@ import { TaskDispatcher } from './task-dispatcher.js';
 import { normalizeResponse } from './task-messages.js';
 import { admitCompletion, admitSynchronize } from './worker-admission.js';
 import { WorkerRegistry } from './worker-registry.js';
+import { NO_STATE_STORE, type SchedulerStateStore } from './state-store.js';
+import { restoreState, storedExecution, storedOperation } from './state-journal.js';
 
 export type { InMemoryBuildQueueOptions } from './build-queue-options.js';
 
@@ -64,6 +69,7 @@ export class InMemoryBuildQueue implements BuildQueue {
   private readonly follower: OperationFollower;
   private readonly sweeper: LeaseSweeper;
   private readonly dispatcher: TaskDispatcher;
+  private readonly store: SchedulerStateStore;
   private nextSeq = 0;
   private readonly closing = new AbortController();
 
@@ -74,6 +80,7 @@ export class InMemoryBuildQueue implements BuildQueue {
     this.logger = opts.logger ?? silentLogger;
     this.newId = opts.newId ?? randomUUID;
     this.limits = resolveLimits(opts);
+    this.store = opts.state ?? NO_STATE_STORE;
     this.workers = new WorkerRegistry(this.clock, this.logger);
     this.follower = new OperationFollower(this.clock, this.closing.signal, this.limits.keepAliveMs);
     this.dispatcher = new TaskDispatcher({
@@ -85,6 +92,7 @@ export class InMemoryBuildQueue implements BuildQueue {
       workers: this.workers,
       completeExecution: (execution, response) => this.completeExecution(execution, response),
       notifyExecution: (execution) => this.notifyExecution(execution),
+      loadedOf: (execution) => execution.loaded ?? this.store.loadAction(execution.seq),
     });
     this.sweeper = new LeaseSweeper({
       ...this.limits,
@@ -95,6 +103,7 @@ export class InMemoryBuildQueue implements BuildQueue {
       queue: this.queue,
       workers: this.workers,
       loseWorker: (worker, reason) => this.dispatcher.removeWorker(worker, reason),
+      expireTask: (task, nowMs) => this.dispatcher.expireTask(task, nowMs),
       failUnschedulable: (execution, waitedMs) =>
         this.completeExecution(execution, {
           status: StatusError.failedPrecondition(
@@ -104,6 +113,7 @@ export class InMemoryBuildQueue implements BuildQueue {
       forget: (entry) => this.forget(entry),
       dispatch: () => this.dispatcher.dispatch(),
     });
+    this.nextSeq = restoreState({ ...this.limits, store: this.store, table: this.table, queue: this.queue, workers: this.workers, clock: this.clock, logger: this.logger });
     // Every follower and held poll listens for close; there may be thousands.
     setMaxListeners(0, this.closing.signal);
     void this.sweeper.run(this.closing.signal);
@@ -250,6 +260,7 @@ export class InMemoryBuildQueue implements BuildQueue {
     const name = actionDigest.instanceName ? `${actionDigest.instanceName}/operations/${id}` : `operations/${id}`;
     const entry: OperationEntry = { name, seq: this.nextSeq++, actionDigest, version: 0, listeners: new Set() };
     this.table.insert(entry);
+    this.store.putOperation(storedOperation(entry));
     return entry;
   }
 
@@ -300,6 +311,7 @@ export class InMemoryBuildQueue implements BuildQueue {
       doNotCache: loaded.action.doNotCache,
       priority: request.priority,
       seq: entry.seq,
+      timeoutMs: loaded.timeoutMs,
       queuedAtMs: this.clock.now(),
       stage: 'QUEUED',
       attempts: 0,
@@ -309,8 +321,13 @@ export class InMemoryBuildQueue implements BuildQueue {
     };
     if (!this.workers.anySatisfies(execution.platform)) execution.unsatisfiableSinceMs = this.clock.now();
     if (!execution.doNotCache) this.table.setInFlight(request.actionDigest.key, execution);
+    this.store.transaction(() => {
+      this.store.putExecution(storedExecution(execution), loaded);
+      this.attach(entry, execution);
+    });
+    // The store holds the Action and Command until a worker takes them: no decoded copy in memory.
+    if (this.store.durable) execution.loaded = undefined;
     this.queue.push(execution);
-    this.attach(entry, execution);
     this.logger.debug('Queued action', { operation: entry.name, actionDigest: request.actionDigest.toString(), priority: request.priority });
     this.dispatcher.dispatch();
   }
@@ -319,6 +336,7 @@ export class InMemoryBuildQueue implements BuildQueue {
     entry.execution = execution;
     execution.entries.add(entry);
     if (execution.stage === 'COMPLETED') this.table.markCompleted(entry, this.clock.now());
+    this.store.putOperation(storedOperation(entry));
     bump(entry);
   }
 
@@ -331,6 +349,7 @@ export class InMemoryBuildQueue implements BuildQueue {
     if (execution.stage !== 'EXECUTING' || execution.finishing || execution.cancelRequested) return;
     execution.cancelRequested = true;
     this.table.clearInFlight(execution.actionDigest.key, execution);
+    this.store.putExecution(storedExecution(execution));
     const task = execution.task;
     if (!task || !this.workers.isLive(task.worker)) {
       if (task) this.workers.release(task);
@@ -349,26 +368,37 @@ export class InMemoryBuildQueue implements BuildQueue {
     execution.finishing = false;
     execution.loaded = undefined;
     this.table.clearInFlight(execution.actionDigest.key, execution);
-    for (const entry of execution.entries) {
-      if (entry.ownResponse) continue;
-      this.table.markCompleted(entry, this.clock.now());
-      bump(entry);
-    }
+    const done = [...execution.entries].filter((entry) => !entry.ownResponse);
+    for (const entry of done) this.table.markCompleted(entry, this.clock.now());
+    this.store.transaction(() => {
+      // No operation follows it any more (all cancelled and expired while it ran): nothing to keep.
+      if (execution.entries.size === 0) this.store.deleteExecution(execution.seq);
+      else this.store.putExecution(storedExecution(execution));
+      for (const entry of done) this.store.putOperation(storedOperation(entry));
+    });
+    for (const entry of done) bump(entry);
   }
 
   private completeEntry(entry: OperationEntry, response: reapi.IExecuteResponse): void {
     entry.ownResponse = response;
     this.table.markCompleted(entry, this.clock.now());
+    this.store.putOperation(storedOperation(entry));
     bump(entry);
   }
 
   private notifyExecution(execution: Execution): void {
+    this.store.putExecution(storedExecution(execution));
     for (const entry of execution.entries) if (!entry.ownResponse) bump(entry);
   }
 
   private forget(entry: OperationEntry): void {
     this.table.delete(entry);
-    entry.execution?.entries.delete(entry);
+    const execution = entry.execution;
+    execution?.entries.delete(entry);
+    this.store.transaction(() => {
+      this.store.deleteOperation(entry.name);
+      if (execution?.stage === 'COMPLETED' && execution.entries.size === 0) this.store.deleteExecution(execution.seq);
+    });
   }
 
   private lookup(name: string): OperationEntry {

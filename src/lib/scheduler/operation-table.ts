@@ -18,6 +18,11 @@
  * InMemoryBuildQueue binds to InMemoryOperationTable's synchronous signatures: it changes state and
  * wakes followers in one event-loop turn. A coordinator over a durable table must serialize state
  * changes (one at a time) and await every call.
+ *
+ * The SQLite state (`scheduler.state: sqlite:PATH`) does not replace this room: being synchronous,
+ * it journals the coordinator's state changes next to the in-memory rooms and rebuilds them at start
+ * (state-store.ts, state-journal.ts). A shared backend (Redis, several schedulers) needs the route
+ * described above.
  */
 import { StatusError } from '../errors/status-error.js';
 import type { MaybePromise } from '../util/maybe-promise.js';

@@ -30,8 +30,10 @@ export interface OperationEntry {
 
 export interface Execution {
   readonly actionDigest: Digest;
-  /** Dropped once completed; the snapshot does not need it. */
+  /** Dropped once completed; the snapshot does not need it. Not held when a durable store holds it. */
   loaded?: LoadedAction;
+  /** The action's effective timeout. */
+  readonly timeoutMs?: number;
   readonly platform: PlatformProperties;
   readonly doNotCache: boolean;
   /** Lower runs first. */
@@ -59,6 +61,8 @@ export interface TaskState {
   readonly assignedInSync: number;
   /** The secret of this attempt's lease (Task.lease_token); CompleteTask must echo it. */
   readonly leaseToken: string;
+  /** When the task was handed out: with the action's timeout, the scheduler-side deadline. */
+  readonly startedAtMs: number;
 }
 
 export interface WorkerState {

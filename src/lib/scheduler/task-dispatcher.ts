@@ -3,6 +3,7 @@
  * slots from the queue within the response budget, and requeues (or, after `maxAttempts`, fails) the
  * executions of tasks whose worker was lost.
  */
+import type { LoadedAction } from './load-action.js';
 import { StatusError } from '../errors/status-error.js';
 import type { reapi, workerapi } from '../proto/index.js';
 import { msToDuration } from '../proto/proto-time.js';
@@ -26,6 +27,8 @@ export interface TaskDispatcherOptions {
   completeExecution(execution: Execution, response: reapi.IExecuteResponse): void;
   /** Wakes the operations of an execution whose stage changed. */
   notifyExecution(execution: Execution): void;
+  /** The Action and Command of a queued execution (held in memory, or read back from the state store). */
+  loadedOf(execution: Execution): LoadedAction | undefined;
 }
 
 export class TaskDispatcher {
@@ -52,9 +55,14 @@ export class TaskDispatcher {
     let budgetBytes = SYNCHRONIZE_RESPONSE_BUDGET_BYTES;
     for (let i = 0; i < claimed.length; i++) {
       const execution = claimed[i]!;
+      const loaded = this.opts.loadedOf(execution);
+      if (!loaded) {
+        this.opts.completeExecution(execution, { status: StatusError.internal(`Failed to hand out action ${execution.actionDigest}: its Action is no longer in the scheduler state`).toProto() });
+        continue;
+      }
       const taskId = this.opts.newId();
       const leaseToken = newLeaseToken();
-      const { task, sizeBytes } = toTaskProto(execution, taskId, leaseToken);
+      const { task, sizeBytes } = toTaskProto(execution, loaded, taskId, leaseToken);
       if (response.tasks.length > 0 && sizeBytes > budgetBytes) {
         // The response is full: the rest go back to their places for the next call.
         for (const rest of claimed.slice(i)) this.opts.queue.push(rest);
@@ -99,6 +107,23 @@ export class TaskDispatcher {
     if (!this.opts.workers.anySatisfies(execution.platform)) execution.unsatisfiableSinceMs = this.opts.clock.now();
     this.opts.queue.push(execution);
     this.opts.notifyExecution(execution);
+  }
+
+  /**
+   * Fails the execution of a task that ran past its action's timeout plus a grace: the worker should
+   * have stopped it by itself, so it is told to cancel and its late result is ignored.
+   */
+  expireTask(task: TaskState, nowMs: number): void {
+    this.opts.workers.release(task);
+    const execution = task.execution;
+    if (execution.task !== task) return;
+    execution.task = undefined;
+    if (this.opts.workers.isLive(task.worker)) task.worker.pendingCancels.add(task.id);
+    const ranMs = nowMs - task.startedAtMs;
+    this.opts.logger.warn('Failing an action that ran past its timeout', { actionDigest: execution.actionDigest.toString(), worker: task.worker.name, ranMs });
+    this.opts.completeExecution(execution, {
+      status: StatusError.deadlineExceeded(`Failed to execute action ${execution.actionDigest}: worker ${JSON.stringify(task.worker.name)} ran it for ${ranMs} ms, past its timeout of ${execution.timeoutMs} ms`).toProto(),
+    });
   }
 
   removeWorker(worker: WorkerState, reason: string): void {

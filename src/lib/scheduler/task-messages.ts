@@ -6,14 +6,14 @@ import { digestFunctionToProto } from '../digest/digest-function.js';
 import { Code } from '../errors/status-error.js';
 import { type reapi, workerapi } from '../proto/index.js';
 import { msToDuration, msToTimestamp } from '../proto/proto-time.js';
+import type { LoadedAction } from './load-action.js';
 import type { Execution, OperationEntry, WorkerState } from './scheduler-state.js';
 
 /** Tasks handed out in one Synchronize response stop here (a single task may exceed it). */
 export const SYNCHRONIZE_RESPONSE_BUDGET_BYTES = 3 * 1024 * 1024;
 
 /** The Task for one attempt of `execution`, and its encoded size (for the response budget). */
-export function toTaskProto(execution: Execution, taskId: string, leaseToken: string): { task: workerapi.ITask; sizeBytes: number } {
-  const loaded = execution.loaded!;
+export function toTaskProto(execution: Execution, loaded: LoadedAction, taskId: string, leaseToken: string): { task: workerapi.ITask; sizeBytes: number } {
   const primary = execution.entries.values().next().value as OperationEntry | undefined;
   const task: workerapi.ITask = {
     taskId,

@@ -53,18 +53,7 @@ export class WorkerRegistry {
     const id = request.workerId ?? '';
     let worker = this.workers.get(id);
     if (!worker) {
-      worker = {
-        id,
-        name: id,
-        platform: PlatformProperties.empty(),
-        slots: 0,
-        tasks: new Map(),
-        pendingCancels: new Set(),
-        unknownTasksCancelled: new Set(),
-        syncCount: 0,
-        lastSeenMs: this.clock.now(),
-      };
-      this.workers.set(id, worker);
+      worker = this.restore(id, this.clock.now());
     }
     const isNew = worker.syncCount === 0;
     worker.syncCount++;
@@ -90,9 +79,29 @@ export class WorkerRegistry {
     return false;
   }
 
-  /** Hands `execution` to `worker` as task `taskId` under lease `leaseToken`. */
-  assign(execution: Execution, worker: WorkerState, taskId: string, leaseToken: string): TaskState {
-    const task: TaskState = { id: taskId, execution, worker, assignedInSync: worker.syncCount, leaseToken };
+  /**
+   * A placeholder for a worker known only from the state store (a restarted scheduler): it holds the
+   * worker's leases until the worker synchronizes, or until its lease runs out from `lastSeenMs`.
+   */
+  restore(id: string, lastSeenMs: number): WorkerState {
+    const worker: WorkerState = {
+      id,
+      name: id,
+      platform: PlatformProperties.empty(),
+      slots: 0,
+      tasks: new Map(),
+      pendingCancels: new Set(),
+      unknownTasksCancelled: new Set(),
+      syncCount: 0,
+      lastSeenMs,
+    };
+    this.workers.set(id, worker);
+    return worker;
+  }
+
+  /** Hands `execution` to `worker` as task `taskId` under lease `leaseToken` (see reconcile for `assignedInSync`). */
+  assign(execution: Execution, worker: WorkerState, taskId: string, leaseToken: string, assignedInSync = worker.syncCount, startedAtMs = this.clock.now()): TaskState {
+    const task: TaskState = { id: taskId, execution, worker, assignedInSync, startedAtMs, leaseToken };
     worker.tasks.set(taskId, task);
     this.tasks.set(taskId, task);
     return task;
@@ -122,6 +131,11 @@ export class WorkerRegistry {
     }
     for (const id of worker.unknownTasksCancelled) if (!listed.has(id)) worker.unknownTasksCancelled.delete(id);
     return lost;
+  }
+
+  /** Tasks that have run for longer than their action's timeout plus `graceMs` by `nowMs`. */
+  overdue(nowMs: number, graceMs: number): TaskState[] {
+    return [...this.tasks.values()].filter((t) => t.execution.timeoutMs !== undefined && nowMs - t.startedAtMs >= t.execution.timeoutMs + graceMs);
   }
 
   /** Workers with no poll held whose lease (counted from `lastSeenMs`) ran out by `nowMs`. */

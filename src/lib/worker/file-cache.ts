@@ -8,8 +8,9 @@
  * - Concurrent requests for the same file share one download (the in-flight promise is keyed like the
  *   file), so two actions starting together do not fetch twice or race on the rename.
  * - Hard links share an inode with the cache entry, so entries are made read-only (0444, or 0555 for
- *   executables; the executable bit is part of the key because it is part of the inode). An action
- *   running as the worker's user could still chmod a file back; isolating that needs separate users.
+ *   executables; the executable bit is part of the key because it is part of the inode) and stay
+ *   owned by the worker: an action running as another, unprivileged uid can neither write nor chmod
+ *   them. Where actions run as the worker's uid or as root, inputs are copied instead (`copy`).
  * - Eviction (least recently used, by total bytes) never removes an entry that is being linked; an
  *   evicted entry's existing hard links in action directories are unaffected.
  * - Files are written to a temporary name, hashed while written and renamed into place only when the
@@ -109,12 +110,14 @@ export class FileCache {
    * first if needed. Falls back to a copy where hard links are impossible (link limit reached).
    * NOT_FOUND from the CAS becomes FAILED_PRECONDITION with a MISSING violation for the blob.
    */
-  async linkInto(digest: Digest, isExecutable: boolean, targetPath: string, opts: CallOptions = {}): Promise<void> {
+  async linkInto(digest: Digest, isExecutable: boolean, targetPath: string, opts: CallOptions = {}, copy = false): Promise<void> {
     const name = entryName(digest, isExecutable);
     const entry = await this.acquire(name, digest, isExecutable, opts);
     try {
       const source = path.join(this.directory, name);
       try {
+        // `copy` when the action could write through a link into the cache (it runs as our uid or as root).
+        if (copy) throw Object.assign(new Error('copy requested'), { code: 'EPERM' });
         await fsp.link(source, targetPath);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
@@ -156,7 +159,25 @@ export class FileCache {
     throw StatusError.unavailable(`Failed to keep ${digest.toString()} in the file cache: it was evicted repeatedly while being linked`);
   }
 
+  /**
+   * Fetches into the cache. On a full disk (ENOSPC/EDQUOT) unpinned entries (inputs of no running
+   * action) are evicted, least recently used first, and the fetch retried once.
+   */
   private async fetch(name: string, digest: Digest, isExecutable: boolean): Promise<void> {
+    try {
+      await this.fetchOnce(name, digest, isExecutable);
+    } catch (err) {
+      const cause = err instanceof StatusError ? err.cause : err;
+      const code = (cause as NodeJS.ErrnoException | undefined)?.code;
+      if (code !== 'ENOSPC' && code !== 'EDQUOT') throw err;
+      const freed = await this.evict(Math.max(digest.sizeBytes, 1024 * 1024));
+      this.logger.warn('Disk full while fetching an input file; evicted unused cache entries', { digest: digest.toString(), freedBytes: freed });
+      if (freed === 0) throw StatusError.resourceExhausted(`Failed to fetch file ${digest.toString()}: no space left on device`);
+      await this.fetchOnce(name, digest, isExecutable);
+    }
+  }
+
+  private async fetchOnce(name: string, digest: Digest, isExecutable: boolean): Promise<void> {
     const tmp = path.join(this.tmpDirectory, randomUUID());
     try {
       const hasher = newHasher(digest.digestFunction);
@@ -196,11 +217,14 @@ export class FileCache {
     this.totalSizeBytes += sizeBytes;
   }
 
-  private async evict(): Promise<void> {
-    if (this.totalSizeBytes <= this.maxSizeBytes) return;
+  /** Evicts unpinned entries, oldest first, down to capacity (and `extraBytes` below it); returns bytes freed. */
+  private async evict(extraBytes = 0): Promise<number> {
+    const target = this.maxSizeBytes - extraBytes;
+    if (this.totalSizeBytes <= target) return 0;
     const victims: string[] = [];
+    const before = this.totalSizeBytes;
     for (const [name, entry] of this.entries) {
-      if (this.totalSizeBytes <= this.maxSizeBytes) break;
+      if (this.totalSizeBytes <= target) break;
       if (entry.pins > 0) continue;
       this.entries.delete(name);
       this.totalSizeBytes -= entry.sizeBytes;
@@ -211,6 +235,7 @@ export class FileCache {
         this.logger.warn('Failed to remove evicted cache entry', { name, error: err });
       });
     }
+    return before - this.totalSizeBytes;
   }
 }
 

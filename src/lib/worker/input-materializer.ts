@@ -14,6 +14,8 @@ import { reapi, type workerapi } from '../proto/index.js';
 import type { FileCache } from './file-cache.js';
 import { mapConcurrent } from '../util/concurrency.js';
 import { resolveRelativePath, toAbsolute, validateEntryName, validateSymlinkTarget } from './paths.js';
+import { ensureDirectory } from './safe-walk.js';
+import type { RunAs } from './sandbox-command.js';
 
 /** Directory messages above this size are refused (a Directory is one message, not a stream). */
 const MAX_DIRECTORY_BYTES = 64 * 1024 * 1024;
@@ -23,6 +25,13 @@ export interface InputMaterializerOptions {
   fileCache: FileCache;
   /** How many Directory fetches and file links run at once. */
   concurrency?: number;
+  /**
+   * The uid/gid actions run as: every directory of the input root is made theirs (so outputs can be
+   * created) while input files stay the cache's, read-only, which that uid cannot change.
+   */
+  owner?: RunAs;
+  /** Copy input files instead of hard-linking them (the action could modify a linked one). */
+  copyInputs?: boolean;
 }
 
 export interface MaterializeOptions extends CallOptions {
@@ -43,11 +52,15 @@ export class InputMaterializer {
   private readonly contentAddressableStorage: BlobStore;
   private readonly fileCache: FileCache;
   private readonly concurrency: number;
+  private readonly owner: RunAs | undefined;
+  private readonly copyInputs: boolean;
 
   constructor(opts: InputMaterializerOptions) {
     this.contentAddressableStorage = opts.contentAddressableStorage;
     this.fileCache = opts.fileCache;
     this.concurrency = opts.concurrency ?? 16;
+    this.owner = opts.owner;
+    this.copyInputs = opts.copyInputs ?? false;
   }
 
   /**
@@ -77,7 +90,7 @@ export class InputMaterializer {
       }
       for (const node of dir.symlinks ?? []) {
         // Checked per path, not per Directory: the same Directory may sit at different depths.
-        validateSymlinkTarget(relativeDir, node.name ?? '', node.target ?? '');
+        validateSymlinkTarget(relativeDir, node.name ?? '', node.target ?? '', { anywhere: true });
         symlinks.push({ relativePath: join(node.name ?? ''), target: node.target ?? '' });
       }
     };
@@ -99,10 +112,16 @@ export class InputMaterializer {
       if (missing.length > 0) throw StatusError.missingBlobs(missing);
     }
 
-    for (const d of dirsToCreate) await fsp.mkdir(toAbsolute(targetDirectory, d));
+    // Directories first, symlinks last: no path the worker writes through can be a symlink.
+    const owner = this.owner;
+    if (owner) await fsp.chown(targetDirectory, owner.uid, owner.gid);
+    for (const d of dirsToCreate) {
+      await fsp.mkdir(toAbsolute(targetDirectory, d));
+      if (owner) await fsp.chown(toAbsolute(targetDirectory, d), owner.uid, owner.gid);
+    }
     await mapConcurrent(files, this.concurrency, async (f) => {
       try {
-        await this.fileCache.linkInto(f.digest, f.isExecutable, toAbsolute(targetDirectory, f.relativePath), opts);
+        await this.fileCache.linkInto(f.digest, f.isExecutable, toAbsolute(targetDirectory, f.relativePath), opts, this.copyInputs);
       } catch (err) {
         // Checked by the scheduler, gone since: the same refusal as FindMissing would have given.
         if (resolved && err instanceof StatusError && err.code === Code.NOT_FOUND) throw StatusError.missingBlobs([f.digest]);
@@ -177,10 +196,11 @@ function resolvedByKey(root: Digest, list: readonly workerapi.IResolvedDirectory
  * the working directory itself, before the command runs, as REAPI requires. Validates the paths
  * first: INVALID_ARGUMENT for absolute ones or ones that leave the input root.
  */
-export async function createOutputParents(inputRoot: string, command: reapi.ICommand): Promise<void> {
+export async function createOutputParents(inputRoot: string, command: reapi.ICommand, owner?: RunAs, allowRootOutput = false): Promise<void> {
   const workingDirectory = resolveRelativePath('', command.workingDirectory ?? '', 'working_directory', { allowEmpty: true });
   // The input root itself exists already; only a working directory below it may need creating.
-  if (workingDirectory !== '') await fsp.mkdir(toAbsolute(inputRoot, workingDirectory), { recursive: true });
+  // Both walks refuse symlinks: an input symlink must not make the worker create directories elsewhere.
+  await ensureDirectory(inputRoot, workingDirectory, 'working_directory', owner);
   const declared: [string, readonly string[] | null | undefined][] = [
     ['output_files', command.outputFiles],
     ['output_directories', command.outputDirectories],
@@ -188,9 +208,9 @@ export async function createOutputParents(inputRoot: string, command: reapi.ICom
   ];
   for (const [field, paths] of declared) {
     for (const p of paths ?? []) {
-      const relative = resolveRelativePath(workingDirectory, p, field);
+      const relative = resolveRelativePath(workingDirectory, p, field, { allowEmpty: allowRootOutput });
       const parent = path.posix.dirname(relative);
-      if (parent !== '.') await fsp.mkdir(toAbsolute(inputRoot, parent), { recursive: true });
+      if (parent !== '.') await ensureDirectory(inputRoot, parent, field, owner);
     }
   }
 }

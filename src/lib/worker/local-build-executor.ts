@@ -19,7 +19,8 @@ import type { FileCache } from './file-cache.js';
 import { createOutputParents, InputMaterializer } from './input-materializer.js';
 import { OutputUploader } from './output-uploader.js';
 import { resolveRelativePath, toAbsolute } from './paths.js';
-import type { Runner } from './runner.js';
+import type { ExceededLimit, Runner } from './runner.js';
+import type { ActionLimits, RunAs } from './sandbox-command.js';
 
 export interface LocalBuildExecutorOptions {
   contentAddressableStorage: BlobStore;
@@ -36,6 +37,8 @@ export interface LocalBuildExecutorOptions {
    * this many are. @default 4
    */
   maxPendingCleanups?: number;
+  /** Run every action chrooted into its input root (else only those whose platform has `chroot=true`). */
+  chroot?: boolean;
 }
 
 export class LocalBuildExecutor implements BuildExecutor {
@@ -49,15 +52,27 @@ export class LocalBuildExecutor implements BuildExecutor {
   /** Removals of finished tasks' directories, by directory. */
   private readonly cleanups = new Map<string, Promise<void>>();
   private readonly maxPendingCleanups: number;
+  private readonly chroot: boolean;
+  private readonly owner: RunAs | undefined;
+  private readonly maxOutputBytes: number | undefined;
 
   constructor(opts: LocalBuildExecutorOptions) {
+    this.chroot = opts.chroot ?? false;
+    const isolation = opts.runner.isolation;
+    this.owner = isolation?.actionUser;
+    this.maxOutputBytes = isolation?.limits?.outputBytes;
     this.maxPendingCleanups = opts.maxPendingCleanups ?? 4;
     this.runner = opts.runner;
     this.actionsDirectory = path.join(opts.workDir, 'actions');
     this.workerName = opts.workerName;
     this.clock = opts.clock ?? systemClock;
     this.logger = opts.logger ?? silentLogger;
-    this.materializer = new InputMaterializer({ contentAddressableStorage: opts.contentAddressableStorage, fileCache: opts.fileCache });
+    this.materializer = new InputMaterializer({
+      contentAddressableStorage: opts.contentAddressableStorage,
+      fileCache: opts.fileCache,
+      ...(this.owner ? { owner: this.owner } : {}),
+      copyInputs: isolation?.copyInputs ?? true,
+    });
     this.uploader = new OutputUploader({ contentAddressableStorage: opts.contentAddressableStorage });
   }
 
@@ -89,6 +104,8 @@ export class LocalBuildExecutor implements BuildExecutor {
     const stdoutPath = path.join(actionDirectory, 'stdout');
     const stderrPath = path.join(actionDirectory, 'stderr');
     const { instanceName, digestFunction } = task.actionDigest;
+    const platform = platformOf(task);
+    const chroot = this.chroot || platform.get('chroot') === 'true';
     try {
       await createActionDirectory(actionDirectory, inputRoot);
 
@@ -99,7 +116,7 @@ export class LocalBuildExecutor implements BuildExecutor {
         if (!input) throw StatusError.invalidArgument('Action has no input_root_digest', [{ field: 'action.input_root_digest', description: 'Required' }]);
         const inputRootDigest = Digest.create(instanceName, digestFunction, input.hash ?? '', Number(input.sizeBytes ?? 0), 'action.input_root_digest');
         await this.materializer.materialize(inputRootDigest, inputRoot, { signal, resolved: task.inputDirectories });
-        await createOutputParents(inputRoot, task.command);
+        await createOutputParents(inputRoot, task.command, this.owner, chroot);
       } catch (err) {
         throw wrapStatus(err, 'Failed to prepare input root');
       }
@@ -112,10 +129,13 @@ export class LocalBuildExecutor implements BuildExecutor {
         {
           argv: task.command.arguments ?? [],
           env: environmentOf(task.command),
-          cwd: toAbsolute(inputRoot, workingDirectory),
+          cwd: chroot ? `/${workingDirectory}` : toAbsolute(inputRoot, workingDirectory),
+          inputRoot,
           stdoutPath,
           stderrPath,
           timeoutMs: task.timeoutMs,
+          network: platform.get('network') !== 'off',
+          chroot,
         },
         { signal },
       );
@@ -126,6 +146,14 @@ export class LocalBuildExecutor implements BuildExecutor {
         attachError(response, abortStatus(signal!));
         return response;
       }
+      if (run.limitExceeded) {
+        const limits = this.runner.isolation?.limits;
+        this.logger.warn('Action reached a limit', { taskId: task.taskId, limit: run.limitExceeded, limits, exitCode: run.exitCode });
+        // A command that met a limit but still succeeded (a `make -j` whose fork was refused once) keeps its result.
+        if (run.exitCode !== 0 || run.timedOut) {
+          attachError(response, StatusError.resourceExhausted(`Failed to run command: it exceeded its ${describeLimit(run.limitExceeded, limits)}`));
+        }
+      }
       if (run.timedOut) {
         // Stdout, stderr and whatever outputs exist are still uploaded, for the user to debug with.
         attachError(response, StatusError.deadlineExceeded(`Failed to run command: it exceeded its timeout of ${task.timeoutMs} ms`));
@@ -133,7 +161,19 @@ export class LocalBuildExecutor implements BuildExecutor {
 
       opts.onStage?.('UPLOADING_OUTPUTS');
       metadata.outputUploadStartTimestamp = this.now();
-      const outputs = await this.uploader.uploadOutputs({ inputRoot, command: task.command, instanceName, digestFunction, stdoutPath, stderrPath }, { signal });
+      const outputs = await this.uploader.uploadOutputs(
+        {
+          inputRoot,
+          command: task.command,
+          instanceName,
+          digestFunction,
+          stdoutPath,
+          stderrPath,
+          allowRootOutput: chroot,
+          ...(this.maxOutputBytes !== undefined ? { maxOutputBytes: this.maxOutputBytes } : {}),
+        },
+        { signal },
+      );
       Object.assign(result, outputs);
       metadata.outputUploadCompletedTimestamp = this.now();
     } catch (err) {
@@ -162,6 +202,20 @@ export class LocalBuildExecutor implements BuildExecutor {
   private now(): protobuf.ITimestamp {
     return msToTimestamp(this.clock.now());
   }
+}
+
+/** The action's platform properties (Action.platform, else Command.platform), first value per name. */
+function platformOf(task: ExecutionTask): Map<string, string> {
+  const properties = task.action.platform?.properties?.length ? task.action.platform.properties : (task.command.platform?.properties ?? []);
+  const map = new Map<string, string>();
+  for (const p of properties) if (!map.has(p.name ?? '')) map.set(p.name ?? '', p.value ?? '');
+  return map;
+}
+
+function describeLimit(limit: ExceededLimit, limits: ActionLimits | undefined): string {
+  if (limit === 'memory') return `memory limit${limits ? ` of ${limits.memoryBytes} bytes` : ''}`;
+  if (limit === 'processes') return `process limit${limits ? ` of ${limits.processes} processes` : ''}`;
+  return `file size limit${limits ? ` of ${limits.fileSizeBytes} bytes` : ''}`;
 }
 
 /** Exactly the Command's variables: nothing from the worker's environment leaks into an action. */

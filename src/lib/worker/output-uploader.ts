@@ -7,7 +7,7 @@
  * Files are hashed and uploaded as streams, so memory does not grow with output size; blobs go
  * through one FindMissing round first so that outputs the CAS already holds are not sent again.
  */
-import { createReadStream, promises as fsp, type Stats } from 'node:fs';
+import { constants as fsConstants, createReadStream, promises as fsp, type ReadStream, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import type { BlobStore, CallOptions } from '../blobstore/blob-store.js';
 import { Digest } from '../digest/digest.js';
@@ -16,7 +16,8 @@ import { StatusError, wrapStatus } from '../errors/status-error.js';
 import { encodeWithDigest } from '../proto/canonical.js';
 import { reapi } from '../proto/index.js';
 import { mapConcurrent } from '../util/concurrency.js';
-import { isInside, resolveRelativePath, toAbsolute } from './paths.js';
+import { resolveRelativePath, toAbsolute } from './paths.js';
+import { parentsAreDirectories } from './safe-walk.js';
 import { compareUtf8 } from '../cas/tree-paths.js';
 import { FIND_MISSING_BATCH_DIGESTS } from '../proto/message-limits.js';
 
@@ -35,6 +36,10 @@ export interface UploadOutputsRequest {
   /** Files holding the command's stdout/stderr; omitted when the command never ran. */
   stdoutPath?: string;
   stderrPath?: string;
+  /** Chroot mode: an output path may name the input root itself. */
+  allowRootOutput?: boolean;
+  /** Total bytes of output files (stdout and stderr included) beyond which collection fails. */
+  maxOutputBytes?: number;
 }
 
 /** The part of an ActionResult the uploader fills: outputs and stdout/stderr digests. */
@@ -68,12 +73,13 @@ export class OutputUploader {
     const { command } = request;
     const workingDirectory = resolveRelativePath('', command.workingDirectory ?? '', 'working_directory', { allowEmpty: true });
     const outputPaths = command.outputPaths ?? [];
+    const allowEmpty = request.allowRootOutput ?? false;
     if (outputPaths.length > 0) {
-      for (const p of outputPaths) await collector.collect(p, resolveRelativePath(workingDirectory, p, 'output_paths'), 'any', result);
+      for (const p of outputPaths) await collector.collect(p, resolveRelativePath(workingDirectory, p, 'output_paths', { allowEmpty }), 'any', result);
     } else {
       for (const p of command.outputFiles ?? []) await collector.collect(p, resolveRelativePath(workingDirectory, p, 'output_files'), 'file', result);
       for (const p of command.outputDirectories ?? []) {
-        await collector.collect(p, resolveRelativePath(workingDirectory, p, 'output_directories'), 'directory', result);
+        await collector.collect(p, resolveRelativePath(workingDirectory, p, 'output_directories', { allowEmpty }), 'directory', result);
       }
     }
     [result.stdoutDigest, result.stderrDigest] = await Promise.all([
@@ -101,7 +107,7 @@ export class OutputUploader {
       this.concurrency,
       async (blob) => {
         try {
-          const data = 'bytes' in blob ? blob.bytes : createReadStream(blob.filePath, { highWaterMark: 1024 * 1024 });
+          const data = 'bytes' in blob ? blob.bytes : readNoFollow(blob.filePath);
           await this.contentAddressableStorage.put(blob.digest, data, opts);
         } catch (err) {
           throw wrapStatus(err, `Failed to upload ${'filePath' in blob ? `output file ${JSON.stringify(blob.filePath)}` : 'output tree'} (${blob.digest.toString()})`);
@@ -114,14 +120,14 @@ export class OutputUploader {
 /** Walks outputs on disk, builds their proto descriptions and remembers the blobs to upload. */
 class Collector {
   readonly blobs = new Map<string, BlobSource>();
-  private rootRealPath: string | undefined;
+  private totalBytes = 0;
 
   constructor(private readonly request: UploadOutputsRequest) {}
 
   /** Adds the output at `relative` (normalised, relative to the input root) to `result`. */
   async collect(declared: string, relative: string, expected: Expected, result: CollectedOutputs): Promise<void> {
     const absolute = toAbsolute(this.request.inputRoot, relative);
-    if (!(await this.parentIsInside(absolute, declared))) return;
+    if (relative !== '' && !(await parentsAreDirectories(this.request.inputRoot, relative, 'output_paths'))) return;
     let st: Stats;
     try {
       st = await fsp.lstat(absolute);
@@ -225,39 +231,33 @@ class Collector {
   private async hashFile(filePath: string, label: string): Promise<Digest> {
     let hashed: { hash: string; sizeBytes: number };
     try {
-      hashed = await hashStream(this.request.digestFunction, createReadStream(filePath, { highWaterMark: 1024 * 1024 }));
+      hashed = await hashStream(this.request.digestFunction, readNoFollow(filePath));
     } catch (err) {
       throw wrapStatus(err, `Failed to hash output ${JSON.stringify(label)}`);
+    }
+    this.totalBytes += hashed.sizeBytes;
+    const max = this.request.maxOutputBytes;
+    if (max !== undefined && this.totalBytes > max) {
+      throw StatusError.resourceExhausted(`Failed to collect outputs: they exceed the total output limit of ${max} bytes`);
     }
     const digest = Digest.create(this.request.instanceName, this.request.digestFunction, hashed.hash, hashed.sizeBytes);
     if (!this.blobs.has(digest.key)) this.blobs.set(digest.key, { digest, filePath });
     return digest;
   }
 
-  /**
-   * False when the output's parent does not exist (the output is then simply absent). Throws
-   * INVALID_ARGUMENT when the action replaced a parent with a symlink leading out of the input root.
-   */
-  private async parentIsInside(absolute: string, declared: string): Promise<boolean> {
-    this.rootRealPath ??= await fsp.realpath(this.request.inputRoot);
-    let parentReal: string;
-    try {
-      parentReal = await fsp.realpath(path.dirname(absolute));
-    } catch (err) {
-      if (isAbsent(err)) return false;
-      throw wrapStatus(err, `Failed to inspect output ${JSON.stringify(declared)}`);
-    }
-    if (!isInside(this.rootRealPath, parentReal)) {
-      throw StatusError.invalidArgument(`Invalid output ${JSON.stringify(declared)}: its parent directory resolves outside the input root`, [
-        { field: 'output_paths', description: 'Output escapes the input root through a symlink' },
-      ]);
-    }
-    return true;
-  }
-
   private digestOptions(): { instanceName: string; digestFunction: DigestFunction } {
     return { instanceName: this.request.instanceName, digestFunction: this.request.digestFunction };
   }
+}
+
+/**
+ * Reads a file the worker collects, refusing to follow a symlink in its place: the action may have
+ * swapped the file between the walk and the read.
+ */
+function readNoFollow(filePath: string): ReadStream {
+  // fs.open takes numeric flags; the option's type only lists the string forms.
+  const flags = (fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW) as unknown as string;
+  return createReadStream(filePath, { highWaterMark: 1024 * 1024, flags });
 }
 
 function isExecutable(st: Stats): boolean {

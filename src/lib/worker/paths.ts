@@ -7,7 +7,8 @@
 import * as path from 'node:path';
 import { StatusError } from '../errors/status-error.js';
 
-// Entry names and symlink targets follow the tree-wide rules of lib/cas.
+// Entry names and symlink targets follow the tree-wide rules of lib/cas (the worker's input trees
+// with `anywhere` targets, REAPI's ALLOWED strategy).
 export { validateEntryName, validateSymlinkTarget } from '../cas/tree-paths.js';
 
 /**

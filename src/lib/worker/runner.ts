@@ -11,7 +11,9 @@ import * as path from 'node:path';
 import type { CallOptions } from '../blobstore/blob-store.js';
 import { StatusError } from '../errors/status-error.js';
 import { type Clock, systemClock } from '../util/clock.js';
-import { SpawnError, type SpawnerProcess, sharedSpawner } from './spawner-process.js';
+import type { ActionCgroup, CgroupManager } from './action-cgroup.js';
+import { type ActionLimits, DEFAULT_LIMITS, localCommand, type RunAs, type SandboxCommand } from './sandbox-command.js';
+import { SpawnError, SpawnerProcess, joinCgroups, sharedSpawner } from './spawner-process.js';
 
 export interface RunRequest {
   /** argv[0] is resolved against the PATH in `env` (or DEFAULT_SEARCH_PATH) unless it contains "/". */
@@ -25,7 +27,16 @@ export interface RunRequest {
   stderrPath: string;
   /** Kill the process group after this long; 0 or Infinity for no limit. */
   timeoutMs: number;
+  /** The action's input root (the only writable tree in a sandbox). @default cwd */
+  inputRoot?: string;
+  /** False when the action's platform says `network=off` (the bwrap runner then unshares the network). */
+  network?: boolean;
+  /** The action expects to run chrooted into its input root (bwrap runner only). */
+  chroot?: boolean;
 }
+
+/** A limit whose breach ended or crippled the command. */
+export type ExceededLimit = 'memory' | 'processes' | 'file size';
 
 export interface RunResult {
   /** The exit status; 128 + signal number when the process was killed by a signal (as shells report). */
@@ -36,6 +47,21 @@ export interface RunResult {
   cancelled: boolean;
   /** The signal that ended the main process, if any. */
   signal?: NodeJS.Signals;
+  /** Set when the command reached one of its limits (memory, processes, file size). */
+  limitExceeded?: ExceededLimit;
+}
+
+/** What a runner guarantees, for the executor preparing the input root. */
+export interface RunnerIsolation {
+  /** The host uid/gid actions run as; the executor makes the input root's directories theirs. */
+  actionUser?: RunAs;
+  /**
+   * Actions could modify a hard-linked input (they run as the worker's uid, or as root): inputs
+   * must be copied out of the file cache, not linked.
+   */
+  copyInputs: boolean;
+  /** Limits applied to each action (the executor checks `outputBytes`). */
+  limits?: ActionLimits;
 }
 
 /** Runs commands; implementations decide where and how (local child process, sandbox, ...). */
@@ -45,6 +71,8 @@ export interface Runner {
    * argv[0]) rejects with INVALID_ARGUMENT; a non-zero exit, a timeout or a cancellation is a result.
    */
   run(request: RunRequest, opts?: CallOptions): Promise<RunResult>;
+  /** What the runner guarantees; absent means nothing (inputs copied, no limits). */
+  readonly isolation?: RunnerIsolation;
 }
 
 /** PATH used to find argv[0] when the Command sets none, as Bazel's own local execution does. */
@@ -61,6 +89,12 @@ export interface LocalRunnerOptions {
    * @default sharedSpawner()
    */
   spawner?: SpawnerProcess | 'inline';
+  /** Run actions as this host uid/gid (needs root). @default the worker's own */
+  runAs?: RunAs;
+  /** Per-action limits; without them the command is started as given (no prlimit). */
+  limits?: ActionLimits;
+  /** Per-action cgroups for memory, processes and whole-tree kill, when the worker can create them. */
+  cgroups?: CgroupManager;
 }
 
 /** The part of ChildProcess the runner uses; SpawnedCommand has the same shape. */
@@ -75,17 +109,68 @@ interface StartedChild {
  * Runs a command as a local child process in its own process group, with stdout and stderr written to
  * files (never buffered in memory, so output size does not matter). On timeout or cancellation the
  * whole group gets SIGTERM and, after a grace period, SIGKILL; once the main process exits, any
- * stragglers it left in the group are killed too, so no action outlives its task.
+ * stragglers it left in the group are killed too, so no action outlives its task. With a cgroup per
+ * action, everything in the cgroup is killed as well (which catches `setsid` escapes), and its memory
+ * and process limits hold. No namespaces: the command sees the host as the uid it runs as.
  */
 export class LocalRunner implements Runner {
   private readonly killGraceMs: number;
   private readonly clock: Clock;
   private readonly spawner: SpawnerProcess | 'inline';
+  protected readonly runAs: RunAs | undefined;
+  protected readonly limits: ActionLimits | undefined;
+  private readonly cgroups: CgroupManager | undefined;
+  private readonly pendingCgroupRemovals = new Set<Promise<void>>();
+  readonly isolation: RunnerIsolation;
 
   constructor(opts: LocalRunnerOptions = {}) {
     this.killGraceMs = opts.killGraceMs ?? 2_000;
     this.clock = opts.clock ?? systemClock;
-    this.spawner = opts.spawner ?? sharedSpawner();
+    // With limits, a helper of our own carries RLIMIT_FSIZE for every command (no prlimit exec each).
+    this.spawner = opts.spawner ?? (opts.limits ? new SpawnerProcess(opts.limits.fileSizeBytes) : sharedSpawner());
+    this.runAs = opts.runAs;
+    this.limits = opts.limits;
+    this.cgroups = opts.cgroups;
+    const uid = this.runAs?.uid ?? process.getuid?.() ?? 0;
+    this.isolation = {
+      ...(this.runAs ? { actionUser: this.runAs } : {}),
+      copyInputs: uid === 0 || uid === process.getuid?.(),
+      ...(this.limits ? { limits: this.limits } : {}),
+    };
+  }
+
+  /** The command line that starts the action (wrapped in prlimit/setpriv when configured). */
+  protected command(request: RunRequest, executable: string, cgroup: ActionCgroup | undefined): SandboxCommand | undefined {
+    if (!this.limits && !this.runAs) return undefined;
+    const input = this.sandboxInput(request, executable, cgroup);
+    // Nothing to set per command (the helper and the cgroup hold the limits): start it directly.
+    if (!input.runAs && input.limits.fileSizeBytes === undefined && input.limits.memoryBytes === undefined) return undefined;
+    return localCommand(input);
+  }
+
+  protected sandboxInput(request: RunRequest, executable: string, cgroup: ActionCgroup | undefined): Parameters<typeof localCommand>[0] {
+    // execvp in the wrapper looks argv[0] up again, in the action's environment and working
+    // directory, exactly as resolveExecutable did; argv[0] reaches the action as given.
+    void executable;
+    const limits = this.limits ?? DEFAULT_LIMITS;
+    return {
+      argv: request.argv,
+      cwd: request.cwd,
+      inputRoot: request.inputRoot ?? request.cwd,
+      runAs: this.runAs,
+      limits: {
+        fileSizeBytes: this.spawner !== 'inline' && this.spawner.fileSizeLimit === limits.fileSizeBytes ? undefined : limits.fileSizeBytes,
+        memoryBytes: cgroup ? undefined : limits.memoryBytes,
+      },
+      network: request.network ?? true,
+      chroot: request.chroot ?? false,
+    };
+  }
+
+  /** Checks argv[0] on the host before anything starts (INVALID_ARGUMENT when it cannot run). */
+  protected async executableOf(request: RunRequest): Promise<string> {
+    const argv0 = request.argv[0]!;
+    return resolveExecutable(argv0, request.env.PATH ?? DEFAULT_SEARCH_PATH, request.cwd);
   }
 
   async run(request: RunRequest, opts: CallOptions = {}): Promise<RunResult> {
@@ -96,24 +181,76 @@ export class LocalRunner implements Runner {
       ]);
     }
     opts.signal?.throwIfAborted();
-    const executable = await resolveExecutable(argv0, request.env.PATH ?? DEFAULT_SEARCH_PATH, request.cwd);
+    const executable = await this.executableOf(request);
+    const cgroup = this.cgroups && this.limits ? await this.cgroups.create(this.limits) : undefined;
+    try {
+      const wrapped = this.command(request, executable, cgroup);
+      const file = wrapped?.file ?? executable;
+      const args = wrapped?.args ?? request.argv.slice(1);
+      const result = await this.start(request, file, args, wrapped ? file : argv0, cgroup, opts.signal);
+      return await this.withLimits(result, cgroup);
+    } finally {
+      // Every process is dead by now (withLimits killed the cgroup's, or the command never
+      // started); removing the directories can wait for the kernel without holding up the result.
+      if (cgroup) {
+        const removal = cgroup.destroy().catch(() => {});
+        this.pendingCgroupRemovals.add(removal);
+        void removal.finally(() => this.pendingCgroupRemovals.delete(removal));
+      }
+    }
+  }
 
+  /** Stops a helper process of our own (commands still running are not affected). */
+  close(): void {
+    if (this.spawner !== 'inline' && this.spawner !== sharedSpawner()) this.spawner.close();
+  }
+
+  /** Resolves once the cgroups of finished commands are removed (before the cgroup parent is). */
+  async settled(): Promise<void> {
+    while (this.pendingCgroupRemovals.size > 0) await Promise.all([...this.pendingCgroupRemovals]);
+  }
+
+  private async withLimits(result: RunResult, cgroup: ActionCgroup | undefined): Promise<RunResult> {
+    if (cgroup) {
+      await cgroup.killAll();
+      const usage = await cgroup.usage();
+      if (usage.memoryExceeded) return { ...result, limitExceeded: 'memory' };
+      if (usage.processesExceeded) return { ...result, limitExceeded: 'processes' };
+    }
+    if (this.limits && (result.signal === 'SIGXFSZ' || result.exitCode === 128 + (osConstants.signals.SIGXFSZ ?? 25))) {
+      return { ...result, limitExceeded: 'file size' };
+    }
+    return result;
+  }
+
+  private async start(
+    request: RunRequest,
+    file: string,
+    args: readonly string[],
+    argv0: string,
+    cgroup: ActionCgroup | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<RunResult> {
     const spawner = this.spawner;
+    const cgroupProcs = cgroup?.procsFiles;
+    const returnProcs = cgroup ? this.cgroups!.homeProcsFiles : undefined;
     if (spawner !== 'inline') {
       // The helper creates the output files itself.
       return await this.spawnAndWait(
         request,
         () =>
           spawner.spawn({
-            file: executable,
-            args: request.argv.slice(1),
+            file,
+            args,
             argv0,
             cwd: request.cwd,
             env: request.env,
             stdoutPath: request.stdoutPath,
             stderrPath: request.stderrPath,
+            ...(cgroupProcs ? { cgroupProcs, returnProcs: returnProcs! } : {}),
           }),
-        opts.signal,
+        signal,
+        cgroup,
       );
     }
     const [stdout, stderr] = await openOutputFiles(request.stdoutPath, request.stderrPath);
@@ -122,14 +259,17 @@ export class LocalRunner implements Runner {
       const exited = this.spawnAndWait(
         request,
         () =>
-          spawn(executable, request.argv.slice(1), {
-            cwd: request.cwd,
-            env: { ...request.env },
-            argv0,
-            detached: true,
-            stdio: ['ignore', stdout.fd, stderr.fd],
-          }),
-        opts.signal,
+          joinCgroups(cgroupProcs, returnProcs, () =>
+            spawn(file, args, {
+              cwd: request.cwd,
+              env: { ...request.env },
+              argv0,
+              detached: true,
+              stdio: ['ignore', stdout.fd, stderr.fd],
+            }),
+          ),
+        signal,
+        cgroup,
       );
       // spawn() has forked by the time it returns and the child holds its own copies of the
       // descriptors, so ours are closed while it runs rather than after it exits.
@@ -141,7 +281,7 @@ export class LocalRunner implements Runner {
   }
 
   /** Starts the child (in its own process group) and waits for it, enforcing timeout and cancellation. */
-  private spawnAndWait(request: RunRequest, start: () => StartedChild, signal?: AbortSignal): Promise<RunResult> {
+  private spawnAndWait(request: RunRequest, start: () => StartedChild, signal: AbortSignal | undefined, cgroup: ActionCgroup | undefined): Promise<RunResult> {
     return new Promise<RunResult>((resolve, reject) => {
       let child: StartedChild;
       try {
@@ -163,6 +303,8 @@ export class LocalRunner implements Runner {
         } catch {
           // ESRCH: the group is already gone.
         }
+        // Processes that left the group (setsid) are still in the cgroup.
+        if (sig === 'SIGKILL') void cgroup?.killAll();
       };
       const stop = () => {
         if (killing) return;

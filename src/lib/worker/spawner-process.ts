@@ -18,6 +18,8 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import { PRLIMIT_PATH } from './sandbox-command.js';
 
 /** What the helper needs to start one command. */
 export interface SpawnRequest {
@@ -30,6 +32,12 @@ export interface SpawnRequest {
   /** Created or truncated by the helper; receive the command's stdout and stderr. */
   stdoutPath: string;
   stderrPath: string;
+  /**
+   * `cgroup.procs` files of the action's cgroup(s): the helper moves itself there for the instant of
+   * the fork, so the command is inside from its first instruction, then back to `returnProcs`.
+   */
+  cgroupProcs?: readonly string[];
+  returnProcs?: readonly string[];
 }
 
 /**
@@ -80,12 +88,15 @@ process.on('message', (m) => {
     return;
   }
   let child;
+  const pid = String(process.pid);
   try {
+    for (const f of m.cgroupProcs || []) fs.writeFileSync(f, pid);
     child = spawn(m.file, m.args, { cwd: m.cwd, env: m.env, argv0: m.argv0, detached: true, stdio: ['ignore', out, err] });
   } catch (e) {
     fail('spawn', e);
     return;
   } finally {
+    for (const f of m.returnProcs || []) { try { fs.writeFileSync(f, pid); } catch (e) {} }
     fs.closeSync(out);
     fs.closeSync(err);
   }
@@ -98,6 +109,17 @@ process.on('message', (m) => {
 /** One helper process and the commands it is running for us. */
 export class SpawnerProcess {
   private helper: ChildProcess | undefined;
+
+  /**
+   * @param fileSizeLimitBytes RLIMIT_FSIZE of the helper, inherited by every command it starts: set
+   *   once here instead of by a `prlimit` exec per command. (The helper writes no regular files.)
+   */
+  constructor(private readonly fileSizeLimitBytes?: number) {}
+
+  /** The RLIMIT_FSIZE every command of this helper inherits, if any. */
+  get fileSizeLimit(): number | undefined {
+    return this.fileSizeLimitBytes;
+  }
   private readonly pending = new Map<number, SpawnedCommand>();
   private nextId = 1;
 
@@ -108,7 +130,7 @@ export class SpawnerProcess {
     const id = this.nextId++;
     this.pending.set(id, command);
     helper.channel?.ref();
-    const sent = helper.send({ id, ...request, args: [...request.args], env: { ...request.env } }, (err) => {
+    const sent = helper.send({ id, ...request, args: [...request.args], env: { ...request.env }, cgroupProcs: [...(request.cgroupProcs ?? [])], returnProcs: [...(request.returnProcs ?? [])] }, (err) => {
       if (err) this.fail(id, new SpawnError(`Failed to hand the command to the spawner process: ${err.message}`, undefined, 'helper'));
     });
     if (!sent && !helper.connected) this.fail(id, new SpawnError('Failed to hand the command to the spawner process: it is gone', undefined, 'helper'));
@@ -129,7 +151,10 @@ export class SpawnerProcess {
 
   private ensureHelper(): ChildProcess {
     if (this.helper?.connected) return this.helper;
-    const helper = spawn(process.execPath, ['-e', HELPER_SOURCE], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'json' });
+    const limit = this.fileSizeLimitBytes;
+    const [file, args] =
+      limit === undefined ? [process.execPath, ['-e', HELPER_SOURCE]] : [PRLIMIT_PATH, [`--fsize=${limit}:${limit}`, '--', process.execPath, '-e', HELPER_SOURCE]];
+    const helper = spawn(file, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'json' });
     helper.on('message', (m: HelperMessage) => this.onMessage(m));
     helper.on('error', () => {
       // Reported through 'exit' (or the send callback); nothing else to do here.
@@ -179,6 +204,26 @@ export class SpawnerProcess {
     this.pending.delete(id);
     // Only a running command keeps this process alive, as a ChildProcess of our own would.
     if (this.pending.size === 0) this.helper?.channel?.unref();
+  }
+}
+
+/**
+ * Runs `spawn` (which forks synchronously) with this process moved into the cgroups of
+ * `cgroupProcs`, then moves it back to `returnProcs`: the child starts inside its action's cgroup.
+ */
+export function joinCgroups<T>(cgroupProcs: readonly string[] | undefined, returnProcs: readonly string[] | undefined, spawn: () => T): T {
+  const pid = String(process.pid);
+  try {
+    for (const f of cgroupProcs ?? []) writeFileSync(f, pid);
+    return spawn();
+  } finally {
+    for (const f of returnProcs ?? []) {
+      try {
+        writeFileSync(f, pid);
+      } catch {
+        // Our own cgroup is gone: nothing to return to.
+      }
+    }
   }
 }
 

@@ -4,12 +4,15 @@
  * client goes away) and return, yield or throw. These wrappers turn them into grpc-js handlers and
  * convert whatever they throw: StatusError keeps its code and google.rpc details (in
  * grpc-status-details-bin), an AbortError becomes CANCELLED, anything else becomes INTERNAL and its
- * stack is logged here, never sent to the client.
+ * stack is logged here, never sent to the client. It is also where every call is observed: one
+ * debug log line per RPC (method, code, duration, peer) and, with an RpcObserver, the per-RPC
+ * metrics (rpc-metrics.ts).
  */
 import * as grpc from '@grpc/grpc-js';
 import { toGrpcStatus } from '../../lib/errors/grpc-status.js';
 import { Code, StatusError, toStatusError } from '../../lib/errors/status-error.js';
 import type { Logger } from '../../lib/util/logger.js';
+import type { RpcObserver } from './rpc-metrics.js';
 
 export interface CallContext {
   /** Fires when the client cancels or disconnects, or the deadline passes. */
@@ -28,7 +31,7 @@ export interface HandlerFactory {
   clientStream<Req, Res>(name: string, handler: ClientStreamHandler<Req, Res>): grpc.handleClientStreamingCall<Req, Res>;
 }
 
-export function createHandlerFactory(logger: Logger): HandlerFactory {
+export function createHandlerFactory(logger: Logger, observe?: RpcObserver): HandlerFactory {
   const toStatus = (name: string, err: unknown) => {
     const s = toStatusError(err);
     if (s.code === Code.INTERNAL || s.code === Code.UNKNOWN) {
@@ -38,29 +41,48 @@ export function createHandlerFactory(logger: Logger): HandlerFactory {
     }
     return toGrpcStatus(s);
   };
+  /** Starts observing a call; the returned function ends it with a status (once). */
+  const begin = (name: string, peer: string) => {
+    const start = performance.now();
+    const done = observe?.(name);
+    let ended = false;
+    return (codeName: string) => {
+      if (ended) return;
+      ended = true;
+      done?.(codeName);
+      logger.debug('RPC', { method: name, code: codeName, durationMs: Math.round((performance.now() - start) * 1000) / 1000, peer });
+    };
+  };
+  const codeOf = (err: unknown) => toStatusError(err).codeName;
 
   return {
     unary: (name, handler) => (call, callback) => {
       const { ctx, settle } = contextOf(call);
-      answer(handler(call.request, ctx), settle, callback, (err) => toStatus(name, err));
+      const end = begin(name, ctx.peer);
+      answer(handler(call.request, ctx), settle, callback, (err) => toStatus(name, err), end, codeOf);
     },
 
     serverStream: (name, handler) => (call) => {
       const { ctx, settle } = contextOf(call);
+      const end = begin(name, ctx.peer);
       (async () => {
         // Backpressure by written messages rather than grpc-js's 16-message buffer: with 1 MiB
         // ByteStream chunks that buffer alone (and its serialized copies) held tens of MiB per read.
         const unsent = new UnsentMessages(ctx.signal);
         for await (const msg of handler(call.request, ctx)) {
-          if (ctx.signal.aborted) return;
+          if (ctx.signal.aborted) return end('CANCELLED');
           call.write(msg, unsent.track());
           await unsent.below(MAX_UNSENT_MESSAGES);
         }
         if (!ctx.signal.aborted) {
           settle();
+          end('OK');
           call.end();
+        } else {
+          end('CANCELLED');
         }
       })().catch((err) => {
+        end(ctx.signal.aborted ? 'CANCELLED' : codeOf(err));
         if (ctx.signal.aborted) return;
         settle();
         call.emit('error', toStatus(name, err));
@@ -69,7 +91,8 @@ export function createHandlerFactory(logger: Logger): HandlerFactory {
 
     clientStream: (name, handler) => (call, callback) => {
       const { ctx, settle } = contextOf(call);
-      answer(handler(readableToIterable<never>(call), ctx), settle, callback, (err) => toStatus(name, err));
+      const end = begin(name, ctx.peer);
+      answer(handler(readableToIterable<never>(call), ctx), settle, callback, (err) => toStatus(name, err), end, codeOf);
     },
   };
 }
@@ -80,14 +103,18 @@ function answer<Res>(
   settle: () => void,
   callback: grpc.sendUnaryData<Res>,
   toStatus: (err: unknown) => Partial<grpc.StatusObject>,
+  end: (codeName: string) => void,
+  codeOf: (err: unknown) => string,
 ): void {
   result.then(
     (res) => {
       settle();
+      end('OK');
       callback(null, res);
     },
     (err) => {
       settle();
+      end(codeOf(err));
       callback(toStatus(err));
     },
   );

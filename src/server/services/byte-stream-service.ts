@@ -84,7 +84,8 @@ export function createByteStreamService(handlers: HandlerFactory, deps: ByteStre
     const { digest } = checkResourceName(parseReadResourceName(request.resourceName), 'resource_name');
     const offset = request.readOffset;
     const limit = request.readLimit;
-    if (offset < 0) throw badField('read_offset', `Read offset ${offset} is negative`);
+    // google.bytestream: a read_offset that is negative or past the end is OUT_OF_RANGE.
+    if (offset < 0) throw StatusError.outOfRange(`Failed to read blob ${digest.toString()}: read_offset ${offset} is negative`);
     if (limit < 0) throw badField('read_limit', `Read limit ${limit} is negative`);
     if (offset > digest.sizeBytes) {
       throw StatusError.outOfRange(`Failed to read blob ${digest.toString()}: read_offset ${offset} is past its end (${digest.sizeBytes} bytes)`);

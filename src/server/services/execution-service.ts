@@ -10,13 +10,19 @@ import type { DigestFunction } from '../../lib/digest/digest-function.js';
 import type { longrunning, reapi } from '../../lib/proto/index.js';
 import type { BuildQueue } from '../../lib/scheduler/build-queue.js';
 import { toLongrunningOperation } from '../../lib/scheduler/operation-snapshot.js';
+import { StatusError } from '../../lib/errors/status-error.js';
 import type { HandlerFactory } from '../grpc/handlers.js';
+import type { ActionObserver } from '../observability/action-observer.js';
 import { digestFromRequest, requireName } from './request-fields.js';
 
 export interface ExecutionServiceDeps {
   buildQueue: BuildQueue;
   /** Digest functions accepted, as advertised by Capabilities. @default ['sha256'] */
   digestFunctions?: readonly DigestFunction[];
+  /** Told the first state of every Execute (logs and metrics). */
+  observer?: ActionObserver;
+  /** True once the server is shutting down: new executions are refused with UNAVAILABLE (clients retry elsewhere). */
+  draining?: () => boolean;
 }
 
 /** The Execution service implementation for grpc-js. */
@@ -26,6 +32,7 @@ export function createExecutionService(handlers: HandlerFactory, deps: Execution
   return {
     execute: handlers.serverStream<reapi.ExecuteRequest, longrunning.IOperation>('Execution.Execute', async function* (request, ctx) {
       const actionDigest = digestFromRequest(served, request.instanceName, request.digestFunction, request.actionDigest, 'action_digest');
+      if (deps.draining?.()) throw StatusError.unavailable('Failed to execute: the scheduler is shutting down');
       const snapshots = queue.execute(
         {
           actionDigest,
@@ -35,7 +42,12 @@ export function createExecutionService(handlers: HandlerFactory, deps: Execution
         },
         { signal: ctx.signal },
       );
-      for await (const snapshot of snapshots) yield toLongrunningOperation(snapshot);
+      let first = true;
+      for await (const snapshot of snapshots) {
+        if (first) deps.observer?.executeStarted(snapshot);
+        first = false;
+        yield toLongrunningOperation(snapshot);
+      }
     }),
 
     waitExecution: handlers.serverStream<reapi.WaitExecutionRequest, longrunning.IOperation>('Execution.WaitExecution', async function* (request, ctx) {

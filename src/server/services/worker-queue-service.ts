@@ -8,20 +8,25 @@ import { StatusError } from '../../lib/errors/status-error.js';
 import type { workerapi } from '../../lib/proto/index.js';
 import type { BuildQueue } from '../../lib/scheduler/build-queue.js';
 import type { HandlerFactory } from '../grpc/handlers.js';
+import type { ActionObserver } from '../observability/action-observer.js';
 
 /** The WorkerQueue service implementation for grpc-js. */
-export function createWorkerQueueService(handlers: HandlerFactory, deps: { buildQueue: BuildQueue }): grpc.UntypedServiceImplementation {
+export function createWorkerQueueService(handlers: HandlerFactory, deps: { buildQueue: BuildQueue; observer?: ActionObserver }): grpc.UntypedServiceImplementation {
   const queue = deps.buildQueue;
   return {
-    synchronize: handlers.unary<workerapi.SynchronizeRequest, workerapi.ISynchronizeResponse>('WorkerQueue.Synchronize', (request, ctx) =>
-      queue.synchronize(request, { signal: ctx.signal }),
-    ),
+    synchronize: handlers.unary<workerapi.SynchronizeRequest, workerapi.ISynchronizeResponse>('WorkerQueue.Synchronize', async (request, ctx) => {
+      deps.observer?.synchronizing(request);
+      const response = await queue.synchronize(request, { signal: ctx.signal });
+      deps.observer?.synchronized(request, response);
+      return response;
+    }),
 
     completeTask: handlers.unary<workerapi.CompleteTaskRequest, workerapi.ICompleteTaskResponse>('WorkerQueue.CompleteTask', async (request) => {
       if (!request.taskId) {
         throw StatusError.invalidArgument('Failed to complete task: task_id is empty', [{ field: 'task_id', description: 'Must name the task' }]);
       }
       await queue.completeTask(request);
+      deps.observer?.taskCompleted(request);
       return {};
     }),
   };

@@ -3,6 +3,10 @@
  * them: serve all shares one verified CAS between apiserver, scheduler and worker; a standalone
  * scheduler forwards storage to an apiserver and leaves the hashing of uploads to it.
  */
+ import { access, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { GrpcBlobStore } from '../../../src/lib/blobstore/grpc-blob-store.js';
 import { VerifyingBlobStore } from '../../../src/lib/blobstore/verifying-blob-store.js';
@@ -12,7 +16,8 @@ import { resolveConfig } from '../../../src/lib/config/resolve-config.js';
 import { Digest } from '../../../src/lib/digest/digest.js';
 import { Code } from '../../../src/lib/errors/status-error.js';
 import { silentLogger } from '../../../src/lib/util/logger.js';
-import { createApiServer, createScheduler } from '../../../src/server/create-servers.js';
+ import { createApiServer, createScheduler, createWorker, defaultWorkerId } from '../../../src/server/create-servers.js';
+import { MemoryBlobStore } from '../../../src/lib/blobstore/memory-blob-store.js';
 import { startAll } from '../../../src/server/serve-all.js';
 import { bytes, expectCode, rejectionOf } from '../../helpers/blob-store-contract.js';
 
@@ -27,13 +32,22 @@ describe('server factories', () => {
   it('serve all: the scheduler uses the apiserver\'s verified CAS, with no second verifier', async () => {
     const config = resolveConfig({
       role: 'all',
-      overrides: { apiserver: { listen_address: '127.0.0.1:0' }, scheduler: { listen_address: '127.0.0.1:0' }, worker: { slots: 0 }, storage: inMemory },
+      overrides: { apiserver: { listen_address: '127.0.0.1:0' }, scheduler: { listen_address: '127.0.0.1:0', state: 'memory' }, worker: { slots: 0 }, storage: inMemory },
     });
     const all = await startAll(config, { logger: silentLogger });
     cleanups.push(() => all.close());
     expect(all.worker).toBeUndefined();
     expect(all.apiserver.contentAddressableStorage).toBeInstanceOf(VerifyingBlobStore);
     expect(all.scheduler.contentAddressableStorage).toBe(all.apiserver.contentAddressableStorage);
+  });
+
+  it('worker: the runner keys reach startWorker (chroot with the local runner is refused there too)', async () => {
+    const workDir = await mkdtemp(path.join(tmpdir(), 'bzutil-factory-worker-'));
+    cleanups.push(() => rm(workDir, { recursive: true, force: true }));
+    const config = resolveConfig({ role: 'all', overrides: { worker: { slots: 1, runner: 'local', work_dir: workDir }, storage: inMemory } });
+    config.worker!.chroot = true; // past validation, which refuses it: the worker must refuse it as well
+    const shared = { schedulerAddress: '127.0.0.1:1', contentAddressableStorage: new MemoryBlobStore({ maxSizeBytes: 1 << 20 }) };
+    await expect(createWorker(config, { logger: silentLogger }, shared)).rejects.toThrow(/chroot mode needs the bwrap runner/);
   });
 
   it('standalone scheduler: forwards uploads to the apiserver, which alone verifies them', async () => {
@@ -43,7 +57,7 @@ describe('server factories', () => {
     const schedulerConfig = resolveConfig({
       role: 'scheduler',
       overrides: {
-        scheduler: { listen_address: '127.0.0.1:0' },
+        scheduler: { listen_address: '127.0.0.1:0', state: 'memory' },
         storage: { cas: { grpc: { address: apiserver.address } }, action_cache: { grpc: { address: apiserver.address } } },
       },
     });
@@ -62,5 +76,25 @@ describe('server factories', () => {
     const err = await rejectionOf(cas.putBlob(Digest.ofBytes(bytes('claimed')), bytes('other')));
     expectCode(err, Code.INVALID_ARGUMENT);
     expect(await apiserver.contentAddressableStorage.findMissing([Digest.ofBytes(bytes('claimed'))])).toHaveLength(1);
+  });
+
+  it('serve all: the worker keeps a stable id (worker.id, else host and work dir) and the scheduler its state file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'bzutil-factories-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    expect(defaultWorkerId(join(dir, 'work'))).toBe(defaultWorkerId(join(dir, 'work')));
+    expect(defaultWorkerId(join(dir, 'work'))).not.toBe(defaultWorkerId(join(dir, 'other')));
+    const config = resolveConfig({
+      role: 'all',
+      overrides: {
+        apiserver: { listen_address: '127.0.0.1:0' },
+        scheduler: { listen_address: '127.0.0.1:0', state: `sqlite:${join(dir, 'state', 'scheduler.db')}` },
+        worker: { slots: 1, work_dir: join(dir, 'work'), id: 'builder-7' },
+        storage: inMemory,
+      },
+    });
+    const all = await startAll(config, { logger: silentLogger });
+    cleanups.push(() => all.close());
+    expect(all.worker?.workerId).toBe('builder-7');
+    await access(join(dir, 'state', 'scheduler.db'));
   });
 });

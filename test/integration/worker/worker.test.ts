@@ -1,3 +1,4 @@
+import { arch } from 'node:os';
 /**
  * The worker against a fake scheduler: a real grpc-js server implementing WorkerQueue on
  * 127.0.0.1:0 that holds Synchronize calls (long-poll) until the test hands out work, and records
@@ -103,6 +104,9 @@ describe('worker (startWorker) with a fake scheduler', () => {
       logger,
       maxBackoffMs: 200,
       closeGraceMs: 500,
+      // These tests follow actions by their host pid, which a PID namespace hides; the bwrap runner
+      // has its own tests (hostile-actions.test.ts).
+      runner: 'local',
     });
     return worker;
   };
@@ -133,7 +137,13 @@ describe('worker (startWorker) with a fake scheduler', () => {
     expect(first.workerName).toBe('it-worker');
     expect(first.slots).toBe(3);
     expect(first.runningTaskIds).toEqual([]);
-    expect(first.platform?.properties?.map((p) => `${p.name}=${p.value}`)).toEqual(['OSFamily=linux', 'container-image=a', 'container-image=b']);
+    // ISA is added by default (OSFamily was given).
+    expect(first.platform?.properties?.map((p) => `${p.name}=${p.value}`)).toEqual([
+      `ISA=${arch() === 'x64' ? 'x86-64' : arch() === 'arm64' ? 'aarch64' : arch()}`,
+      'OSFamily=linux',
+      'container-image=a',
+      'container-image=b',
+    ]);
     expect(Number(first.maxWait?.seconds)).toBeGreaterThan(0);
   });
 

@@ -6,13 +6,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 
-const diskFull = vi.hoisted(() => ({ code: undefined as string | undefined }));
+const diskFull = vi.hoisted(() => ({ code: undefined as string | undefined, times: Infinity }));
 
 vi.mock('node:fs/promises', async (importOriginal) => {
   const real = await importOriginal<typeof import('node:fs/promises')>();
   const open: typeof real.open = async (...args) => {
     const handle = await real.open(...args);
-    if (diskFull.code && args[1] === 'wx') {
+    if (diskFull.code && args[1] === 'wx' && diskFull.times > 0) {
+      diskFull.times -= 1;
       const code = diskFull.code;
       handle.write = (async () => {
         throw Object.assign(new Error(`${code}: no space left on device, write`), { code });
@@ -33,6 +34,7 @@ describe('FilesystemBlobStore on a full disk', () => {
   const dirs: string[] = [];
   afterEach(async () => {
     diskFull.code = undefined;
+    diskFull.times = Infinity;
     for (const d of dirs.splice(0)) await fs.rm(d, { recursive: true, force: true });
   });
 
@@ -51,4 +53,39 @@ describe('FilesystemBlobStore on a full disk', () => {
       expect(await store.findMissing([digest])).toEqual([digest]);
     });
   }
+
+  it('evicts the least recently used blobs on ENOSPC and retries a whole-blob put once', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'bzutil-full-'));
+    dirs.push(dir);
+    const store = await FilesystemBlobStore.open({ path: dir, maxSizeBytes: 1 << 20 });
+    const old = bytes('x'.repeat(2000));
+    const recent = bytes('y'.repeat(2000));
+    await store.put(Digest.ofBytes(old), old);
+    await store.put(Digest.ofBytes(recent), recent);
+    await store.get(Digest.ofBytes(recent));
+    diskFull.code = 'ENOSPC';
+    diskFull.times = 1;
+    const data = bytes('fits after eviction');
+    const digest = Digest.ofBytes(data);
+
+    await store.put(digest, data);
+
+    expect(new TextDecoder().decode(await store.get(digest))).toBe('fits after eviction');
+    expect(await store.findMissing([Digest.ofBytes(old), Digest.ofBytes(recent)])).toEqual([Digest.ofBytes(old), Digest.ofBytes(recent)]);
+  });
+
+  it('drops a blob whose file changed size behind its back instead of serving it', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'bzutil-tamper-'));
+    dirs.push(dir);
+    const store = await FilesystemBlobStore.open({ path: dir, maxSizeBytes: 1 << 20 });
+    const data = bytes('precious');
+    const digest = Digest.ofBytes(data);
+    await store.put(digest, data);
+    const [file] = (await fs.readdir(dir, { recursive: true })).filter((f) => f.endsWith(`${digest.hash}-${digest.sizeBytes}`));
+    await fs.chmod(path.join(dir, file!), 0o644);
+    await fs.appendFile(path.join(dir, file!), 'evil');
+
+    expectCode(await rejectionOf(store.get(digest)), Code.NOT_FOUND);
+    expect(await store.findMissing([digest])).toEqual([digest]);
+  });
 });

@@ -63,6 +63,25 @@ describe('flagOverrides', () => {
     });
   });
 
+  it('keeps the scheduler state with the storage (serve all) or in --data_dir (serve scheduler), unless --state says where', () => {
+    expect(flagOverrides('all', { storage_dir: '/s' }).scheduler?.state).toBe('sqlite:/s/scheduler.db');
+    expect(flagOverrides('all', { in_memory: true }).scheduler?.state).toBe('memory');
+    expect(flagOverrides('all', { in_memory: true, state: 'sqlite:/x.db' }).scheduler?.state).toBe('sqlite:/x.db');
+    expect(flagOverrides('scheduler', { data_dir: '/d' }).scheduler?.state).toBe('sqlite:/d/scheduler.db');
+    expect(flagOverrides('scheduler', { data_dir: '/d', state: 'memory' }).scheduler?.state).toBe('memory');
+    expect(flagOverrides('scheduler', { worker_grace: '2s', operation_retention: '10m' }).scheduler).toMatchObject({ worker_grace: '2s', operation_retention: '10m' });
+    expect(() => flagOverrides('scheduler', { worker_grace: 'soon' })).toThrow(/--worker_grace/);
+  });
+
+  it('sets http.listen_address from --http_listen and shutdown_grace_period from --shutdown_grace_period', () => {
+    expect(flagOverrides('scheduler', { http_listen: '127.0.0.1:0', shutdown_grace_period: '5s' })).toEqual({
+      http: { listen_address: '127.0.0.1:0' },
+      shutdown_grace_period: '5s',
+    });
+    expect(flagOverrides('worker', { http_listen: '' })).toEqual({ http: { listen_address: '' } });
+    expect(() => flagOverrides('all', { shutdown_grace_period: 'later' })).toThrow(/--shutdown_grace_period/);
+  });
+
   it('sets the storage subtree from the storage flags, or to a remote apiserver from --cas', () => {
     expect(flagOverrides('apiserver', { in_memory: true }).storage).toEqual({
       cas: { memory: { max_size_bytes: 1024 ** 3 } },

@@ -4,18 +4,10 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, type ResolvedConfig, type ServeRole } from '../../../src/lib/config/config.js';
 import { readConfigFile, resolveConfig } from '../../../src/lib/config/resolve-config.js';
+import { issuesOf } from './config-test-helpers.js';
 import { validateConfigTree } from '../../../src/lib/config/validate-config.js';
+import { defaultCacheDir } from '../../../src/lib/config/defaults.js';
 
-/** The issues of resolving `tree` as a config file, as "path: message" lines. */
-function issuesOf(tree: unknown, role: ServeRole = 'all'): string[] {
-  try {
-    resolveConfig({ role, file: { tree, source: 'test.yaml' } });
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).issues.map((i) => `${i.path}: ${i.message}`);
-  }
-  throw new Error('expected the configuration to be refused');
-}
 
 describe('resolveConfig', () => {
   const savedCacheHome = process.env.XDG_CACHE_HOME;
@@ -30,7 +22,15 @@ describe('resolveConfig', () => {
   it('fills every key serve all reads with today\'s defaults', () => {
     const config = resolveConfig({ role: 'all' });
     expect(config.apiserver).toEqual({ listen_address: '127.0.0.1:12100', upload_idle_timeout: '1m', allow_ac_updates: false });
-    expect(config.scheduler).toEqual({ listen_address: '127.0.0.1:9099', worker_lease: '30s', max_worker_slots: 256, allow_ac_updates: false });
+    expect(config.scheduler).toEqual({
+      listen_address: '127.0.0.1:9099',
+      worker_lease: '30s',
+      max_worker_slots: 256,
+      allow_ac_updates: false,
+      state: `sqlite:${path.join(defaultCacheDir(), 'storage', 'scheduler.db')}`,
+      worker_grace: '5s',
+      operation_retention: '1h',
+    });
     expect(config.worker?.work_dir).toBe('/cache/bzutil/work');
     expect(config.worker?.slots).toBeGreaterThan(0);
     expect(config.storage.cas).toEqual({
@@ -43,21 +43,34 @@ describe('resolveConfig', () => {
 
   it('gives each role only the sections it reads, with remote storage for scheduler and worker', () => {
     const scheduler = resolveConfig({ role: 'scheduler' });
-    expect(Object.keys(scheduler).sort()).toEqual(['log_level', 'scheduler', 'storage']);
+    expect(Object.keys(scheduler).sort()).toEqual(['http', 'log_level', 'scheduler', 'shutdown_grace_period', 'storage']);
     expect(scheduler.storage).toEqual({ cas: { grpc: { address: 'localhost:12100' } }, action_cache: { grpc: { address: 'localhost:12100' } } });
     // The worker port is private and loopback by default; serve all opens none.
     expect(scheduler.scheduler?.worker_listen_address).toBe('127.0.0.1:9098');
     expect(resolveConfig({ role: 'all' }).scheduler?.worker_listen_address).toBeUndefined();
     const worker = resolveConfig({ role: 'worker' });
-    expect(Object.keys(worker).sort()).toEqual(['log_level', 'storage', 'worker']);
+    expect(Object.keys(worker).sort()).toEqual(['http', 'log_level', 'shutdown_grace_period', 'storage', 'worker']);
     expect(worker.worker).toMatchObject({ scheduler_address: 'localhost:9098', work_dir: '/cache/bzutil/worker' });
     expect(worker.storage).toEqual({ cas: { grpc: { address: 'localhost:12100' } } });
+  });
+
+  it('gives each role its own default HTTP port, and takes port 0, another address or "" (off)', () => {
+    const ports = (['all', 'apiserver', 'scheduler', 'worker'] as const).map((role) => resolveConfig({ role }).http.listen_address);
+    expect(ports).toEqual(['127.0.0.1:8080', '127.0.0.1:8081', '127.0.0.1:8082', '127.0.0.1:8083']);
+    expect(resolveConfig({ role: 'all' }).shutdown_grace_period).toBe('30s');
+    for (const listen_address of ['127.0.0.1:0', '[::1]:9100', '']) {
+      expect(resolveConfig({ role: 'apiserver', overrides: { http: { listen_address } } }).http.listen_address).toBe(listen_address);
+    }
+    expect(resolveConfig({ role: 'worker', overrides: { shutdown_grace_period: '0s' } }).shutdown_grace_period).toBe('0ms');
+    expect(issuesOf({ http: { listen_address: 'nowhere' } })[0]).toMatch(/^http\.listen_address/);
+    expect(issuesOf({ http: { port: 1 } })[0]).toMatch(/^http/);
+    expect(issuesOf({ shutdown_grace_period: 'soon' })[0]).toMatch(/^shutdown_grace_period/);
   });
 
   it('lays the file over the defaults and the flags over the file', () => {
     const file = { scheduler: { worker_lease: '2m' }, worker: { slots: 3, platform: { OSFamily: 'Linux' } } };
     const config = resolveConfig({ role: 'all', file: { tree: file, source: 'f' }, overrides: { worker: { slots: 5 } } });
-    expect(config.scheduler).toEqual({ listen_address: '127.0.0.1:9099', worker_lease: '2m', max_worker_slots: 256, allow_ac_updates: false });
+    expect(config.scheduler).toMatchObject({ listen_address: '127.0.0.1:9099', worker_lease: '2m', worker_grace: '5s', max_worker_slots: 256, allow_ac_updates: false });
     expect(config.worker).toMatchObject({ slots: 5, platform: { OSFamily: 'Linux' } });
   });
 
@@ -91,10 +104,14 @@ describe('resolveConfig', () => {
   });
 
   it('names the path of an unknown key, with the keys that are allowed there', () => {
-    expect(issuesOf({ scheduler: { worker_leases: '1s' } })).toEqual(['scheduler.worker_leases: unknown key (expected one of tls, listen_address, worker_listen_address, worker_lease, allow_ac_updates, max_worker_slots)']);
+    expect(issuesOf({ scheduler: { worker_leases: '1s' } })).toEqual(['scheduler.worker_leases: unknown key (expected one of tls, listen_address, worker_listen_address, worker_lease, allow_ac_updates, max_worker_slots, state, worker_grace, operation_retention)']);
     expect(issuesOf({ storage: { cas: { s3: {} } } })[0]).toMatch(/^storage\.cas\.s3: unknown key \(expected one of disk, memory, grpc/);
-    // Planned sections are refused, not silently ignored.
-    expect(issuesOf({ scheduler: { state: 'memory' } })).toEqual(['scheduler.state: is planned but not supported yet']);
+    // Planned sections are refused, not silently ignored; implemented ones are checked.
+    expect(issuesOf({ scheduler: { tls: {} } })).toEqual(['scheduler.tls.cert_file: is required', 'scheduler.tls.key_file: is required']);
+    expect(resolveConfig({ role: 'all', file: { tree: { scheduler: { state: 'memory' } }, source: 'a.yaml' } }).scheduler!.state).toBe('memory');
+    const db = 'sqlite:/var/lib/bzutil/scheduler.db';
+    expect(resolveConfig({ role: 'scheduler', file: { tree: { scheduler: { state: db } }, source: 'a.yaml' } }).scheduler!.state).toBe(db);
+    expect(issuesOf({ scheduler: { state: 'redis://localhost:6379' } })).toEqual(['scheduler.state: expected "memory" or "sqlite:PATH"']);
     expect(issuesOf({ storage: { cas: { sharding: {} } } })).toEqual(['storage.cas.sharding: is planned but not supported yet']);
     expect(issuesOf({ auth: {} })).toEqual(['auth: is planned but not supported yet']);
   });

@@ -9,6 +9,7 @@ import { encodeWithDigest } from '../../../src/lib/proto/canonical.js';
 import { reapi } from '../../../src/lib/proto/index.js';
 import { InMemoryBuildQueue, type InMemoryBuildQueueOptions } from '../../../src/lib/scheduler/in-memory-build-queue.js';
 import type { OperationSnapshot } from '../../../src/lib/scheduler/operation-snapshot.js';
+import type { SchedulerStateStore } from '../../../src/lib/scheduler/state-store.js';
 import { FakeClock } from '../../../src/lib/util/clock.js';
 
 export interface TestStores {
@@ -23,13 +24,32 @@ export function createStores(): TestStores {
   return { cas, acStore, actionCache: new BlobStoreActionCache(acStore) };
 }
 
+/**
+ * Where the queues of createQueue keep their state: in memory (no store) unless a test file chose a
+ * store factory, as in-memory-build-queue.sqlite.test.ts does to run the queue's tests over SQLite.
+ */
+let stateFactory: (() => SchedulerStateStore) | undefined;
+const openStores: SchedulerStateStore[] = [];
+
+export function useStateStore(factory: () => SchedulerStateStore): void {
+  stateFactory = factory;
+}
+
+/** Closes the stores opened for the queues created so far. */
+export function closeStateStores(): void {
+  for (const store of openStores.splice(0)) store.close();
+}
+
 export function createQueue(
   stores: TestStores,
   opts: Partial<InMemoryBuildQueueOptions> = {},
 ): { queue: InMemoryBuildQueue; clock: FakeClock } {
   const clock = (opts.clock as FakeClock | undefined) ?? new FakeClock(1_700_000_000_000);
   let next = 0;
+  const state = opts.state ?? stateFactory?.();
+  if (state && !opts.state) openStores.push(state);
   const queue = new InMemoryBuildQueue({
+    ...(state ? { state } : {}),
     contentAddressableStorage: stores.cas,
     actionCache: stores.actionCache,
     clock,

@@ -1,4 +1,4 @@
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, existsSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, existsSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -90,6 +90,28 @@ describe('InputMaterializer', () => {
     expect(err.preconditionViolations().map((v) => v.subject)).toEqual([`blobs/${gone.hash}/${gone.sizeBytes}`]);
   });
 
+  it('checks the resolved Directories like fetched ones: bad names refused, symlinks made last and never written through', async () => {
+    const file = await putBlob(store, 'x');
+    const outside = path.join(dir, 'outside');
+    mkdirSync(outside);
+    const bad = await putDirectory(store, { files: [{ name: '..', digest: file.toProto() }] });
+    const badErr = await failure(materializer.materialize(bad, root, { resolved: [{ digest: bad.toProto(), directory: { files: [{ name: '..', digest: file.toProto() }] } }] }));
+    expect(badErr.code).toBe(Code.INVALID_ARGUMENT);
+    expect(readdirSync(root)).toEqual([]);
+
+    const sub = await putDirectory(store, { files: [{ name: 'f.txt', digest: file.toProto() }] });
+    const top = { directories: [{ name: 'sub', digest: sub.toProto() }], symlinks: [{ name: 'link', target: outside }] };
+    const digest = await putDirectory(store, top);
+    const resolved = [
+      { digest: digest.toProto(), directory: top },
+      { digest: sub.toProto(), directory: { files: [{ name: 'f.txt', digest: file.toProto() }] } },
+    ];
+    await materializer.materialize(digest, root, { resolved });
+    expect(lstatSync(path.join(root, 'link')).isSymbolicLink()).toBe(true);
+    expect(readFileSync(path.join(root, 'sub', 'f.txt'), 'utf8')).toBe('x');
+    expect(readdirSync(outside)).toEqual([]);
+  });
+
   it.each([
     ['a name with a slash', 'a/b'],
     ['"."', '.'],
@@ -121,11 +143,20 @@ describe('InputMaterializer', () => {
     ['an absolute target', '', '/etc/passwd'],
     ['a target climbing out of the root', '', '../outside'],
     ['a target climbing out from a subdirectory', 'sub', '../../outside'],
-  ])('rejects a symlink with %s', async (_label, where, target) => {
+  ])('creates a symlink with %s as given (strategy ALLOWED), without following it', async (_label, where, target) => {
     const link = { symlinks: [{ name: 'link', target }] };
     const digest = where === '' ? await putDirectory(store, link) : await putDirectory(store, { directories: [{ name: where, digest: (await putDirectory(store, link)).toProto() }] });
 
-    const err = await failure(materializer.materialize(digest, root));
+    await materializer.materialize(digest, root);
+
+    expect(readlinkSync(path.join(root, where, 'link'))).toBe(target);
+  });
+
+  it.each([
+    ['an empty target', ''],
+    ['a NUL in the target', 'a\0b'],
+  ])('rejects a symlink with %s', async (_label, target) => {
+    const err = await failure(materializer.materialize(await putDirectory(store, { symlinks: [{ name: 'link', target }] }), root));
 
     expect(err.code).toBe(Code.INVALID_ARGUMENT);
     expect(err.message).toContain('Invalid symlink');
@@ -216,5 +247,21 @@ describe('createOutputParents', () => {
     const err = (await createOutputParents(root, command).catch((e: unknown) => e)) as StatusError;
     expect(err.code).toBe(Code.INVALID_ARGUMENT);
     expect(err.fieldViolations()[0]?.field).toBe(field);
+  });
+
+  it.each([
+    ['an output parent', { outputFiles: ['link/new/file'] }, 'output_files'],
+    ['the working directory', { workingDirectory: 'link/sub' }, 'working_directory'],
+  ])('refuses to create %s through an input symlink (nothing is created outside the root)', async (_label, command, field) => {
+    const outside = mkdtempSync(path.join(tmpdir(), 'bzutil-outside-'));
+    try {
+      symlinkSync(outside, path.join(root, 'link'));
+      const err = (await createOutputParents(root, command).catch((e: unknown) => e)) as StatusError;
+      expect(err.code).toBe(Code.INVALID_ARGUMENT);
+      expect(err.fieldViolations()[0]?.field).toBe(field);
+      expect(readdirSync(outside)).toEqual([]);
+    } finally {
+      rmSync(outside, { recursive: true, force: true });
+    }
   });
 });

@@ -1,0 +1,109 @@
+/**
+ * The on-disk layout of a FilesystemBlobStore and the scan that finds its blobs at open.
+ *
+ * Layout: `<path>/<instance>/<digest function>/<hash[0..2]>/<hash>-<size>`, where `<instance>` is
+ * `_` for the empty instance name and the percent-encoded name otherwise (`/`, `_` and `.` encoded,
+ * so no instance directory can be `_` or start with `.`, which is left to the store's own entries).
+ */
+import { type Dirent, readdirSync, statSync } from 'node:fs';
+import * as path from 'node:path';
+import { Digest } from '../digest/digest.js';
+import { type DigestFunction, isDigestFunctionName } from '../digest/digest-function.js';
+import type { Logger } from '../util/logger.js';
+
+const BLOB_FILE_NAME = /^([0-9a-f]+)-(\d+)$/;
+/** Files scanned between two yields to the event loop at open. */
+const SCAN_FILES_PER_YIELD = 1000;
+
+/** `_` for the empty instance name, else the percent-encoded name with `_` and `.` encoded too. */
+export function escapeInstanceName(instanceName: string): string {
+  if (instanceName === '') return '_';
+  return encodeURIComponent(instanceName).replace(/[_.]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
+}
+
+function unescapeInstanceName(dirName: string): string | undefined {
+  if (dirName === '_') return '';
+  try {
+    const name = decodeURIComponent(dirName);
+    return escapeInstanceName(name) === dirName ? name : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Where the blob of this digest lives under `root`. */
+export function blobFilePath(root: string, instanceName: string, fn: DigestFunction, hash: string, sizeBytes: number): string {
+  return path.join(root, escapeInstanceName(instanceName), fn, hash.slice(0, 2), `${hash}-${sizeBytes}`);
+}
+
+export interface FoundBlob {
+  digest: Digest;
+  sizeBytes: number;
+  mtimeMs: number;
+}
+
+/**
+ * Lists the blobs under `root`, least recently modified first (in directory order with
+ * `sizesFromFileNames`, which takes sizes from the file names instead of stat-ing every file).
+ * Unexpected files and directories are logged and skipped. Uses synchronous readdir/stat calls,
+ * yielding to the event loop every SCAN_FILES_PER_YIELD files: start-up over a large store is
+ * nothing but these calls, and each one through the libuv thread pool (fs/promises) cost several
+ * times the call itself.
+ */
+export async function scanBlobDirectory(root: string, opts: { sizesFromFileNames: boolean; logger: Logger }): Promise<FoundBlob[]> {
+  const { sizesFromFileNames, logger } = opts;
+  const found: FoundBlob[] = [];
+  let sinceYield = 0;
+  for (const instanceEntry of readDirsSync(root)) {
+    if (instanceEntry.name.startsWith('.')) continue;
+    const instanceName = unescapeInstanceName(instanceEntry.name);
+    if (instanceName === undefined) {
+      logger.warn('Ignoring unexpected directory in blob store', { path: path.join(root, instanceEntry.name) });
+      continue;
+    }
+    const instanceDir = path.join(root, instanceEntry.name);
+    for (const fnEntry of readDirsSync(instanceDir)) {
+      if (!isDigestFunctionName(fnEntry.name)) continue;
+      const fnDir = path.join(instanceDir, fnEntry.name);
+      for (const prefixEntry of readDirsSync(fnDir)) {
+        const prefixDir = path.join(fnDir, prefixEntry.name);
+        for (const fileName of readdirSync(prefixDir)) {
+          const m = BLOB_FILE_NAME.exec(fileName);
+          const digest = m && m[1]!.startsWith(prefixEntry.name) ? tryDigest(instanceName, fnEntry.name, m[1]!, Number(m[2])) : undefined;
+          // prefixDir is already normalised and a file name has no separator: no path.join per file.
+          const blobPath = `${prefixDir}${path.sep}${fileName}`;
+          if (!digest) {
+            logger.warn('Ignoring unexpected file in blob store', { path: blobPath });
+            continue;
+          }
+          if (sizesFromFileNames) {
+            found.push({ digest, sizeBytes: digest.sizeBytes, mtimeMs: 0 });
+          } else {
+            // Gone since the listing (deleted by hand): nothing to index.
+            const st = statSync(blobPath, { throwIfNoEntry: false });
+            if (st) found.push({ digest, sizeBytes: st.size, mtimeMs: st.mtimeMs });
+          }
+          if (++sinceYield >= SCAN_FILES_PER_YIELD) {
+            sinceYield = 0;
+            await new Promise<void>((resolve) => setImmediate(resolve));
+          }
+        }
+      }
+    }
+  }
+  if (!sizesFromFileNames) found.sort((a, b) => a.mtimeMs - b.mtimeMs);
+  return found;
+}
+
+function tryDigest(instanceName: string, fn: DigestFunction, hash: string, sizeBytes: number): Digest | undefined {
+  try {
+    // BLOB_FILE_NAME matched the hash as lowercase hex already.
+    return Digest.create(instanceName, fn, hash, sizeBytes, 'digest', true);
+  } catch {
+    return undefined;
+  }
+}
+
+function readDirsSync(dir: string): Dirent[] {
+  return readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory());
+}

@@ -1,0 +1,17 @@
+/**
+ * `scheduler.state` -> the store: `memory` (nothing survives the process) or `sqlite:PATH`.
+ */
+import { StatusError } from '../errors/status-error.js';
+import { SqliteStateStore } from './sqlite-state-store.js';
+import { NO_STATE_STORE, parseStateSpec, type SchedulerStateStore } from './state-store.js';
+
+/** Opens the store a `scheduler.state` setting names; INVALID_ARGUMENT for an unknown kind. */
+export function createStateStore(setting: string): SchedulerStateStore {
+  const spec = parseStateSpec(setting);
+  if (!spec) {
+    throw StatusError.invalidArgument(`Failed to open the scheduler state: ${JSON.stringify(setting)} is neither "memory" nor "sqlite:PATH"`, [
+      { field: 'scheduler.state', description: 'Must be "memory" or "sqlite:PATH"' },
+    ]);
+  }
+  return spec.kind === 'memory' ? NO_STATE_STORE : new SqliteStateStore(spec.path);
+}
