@@ -26,13 +26,17 @@ const SANDBOX_P50_BUDGET_MS = 5;
 /** p50 of sequential no-op actions on a `serve worker --runner=<runner>` beside `serve all --slots=0`. */
 async function runnerP50s(ctx: BenchContext, runner: 'local' | 'bwrap'): Promise<number[]> {
   const { settings } = ctx;
-  const server = await ctx.startServe(serveAllArgs(join(ctx.tmpDir, `e1-${runner}-storage`), join(ctx.tmpDir, `e1-${runner}-unused`), 0), ['apiserver', 'scheduler']);
+  // The separate worker dials the scheduler's private worker port, which serve all opens only when asked.
+  const server = await ctx.startServe(
+    [...serveAllArgs(join(ctx.tmpDir, `e1-${runner}-storage`), join(ctx.tmpDir, `e1-${runner}-unused`), 0), '--worker_listen=127.0.0.1:0'],
+    ['apiserver', 'scheduler', 'workers'],
+  );
   const p50s: number[] = [];
   try {
     const worker = await ctx.startServe(
       [
         'worker',
-        `--scheduler=${server.addresses.scheduler}`,
+        `--scheduler=${server.addresses.workers}`,
         `--cas=${server.addresses.scheduler}`,
         `--slots=${SLOTS}`,
         `--runner=${runner}`,
