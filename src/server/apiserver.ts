@@ -18,9 +18,7 @@ import type { ServerTls } from './grpc/tls.js';
 import type { CapabilitiesConfig } from './services/capabilities-config.js';
 import { registerStorageServices } from './storage-services.js';
 
-export { DEFAULT_APISERVER_LISTEN_ADDRESS, DEFAULT_DISK_MAX_SIZE_BYTES, DEFAULT_MEMORY_CACHE_SIZE_BYTES, DEFAULT_MEMORY_MAX_SIZE_BYTES } from '../lib/config/defaults.js';
 /** Moved to ./storage-services.js; re-exported for code written against the old home. */
-export { registerStorageServices, type StorageServices, type StorageServicesDeps } from './storage-services.js';
 
 export interface ApiServerConfig extends LocalStorageOptions {
   /** `host:port` to listen on; port 0 picks a free one. @default DEFAULT_APISERVER_LISTEN_ADDRESS */

@@ -12,17 +12,6 @@ import { reapi } from '../../lib/proto/index.js';
 import { DEPRECATED_API_VERSION, HIGH_API_VERSION, LOW_API_VERSION, type CapabilitiesConfig, type ResolvedCapabilitiesConfig, resolveCapabilitiesConfig } from './capabilities-config.js';
 import type { HandlerFactory } from '../grpc/handlers.js';
 
-export {
-  type CapabilitiesConfig,
-  DEFAULT_MAX_BATCH_TOTAL_SIZE_BYTES,
-  DEPRECATED_API_VERSION,
-  HIGH_API_VERSION,
-  LOW_API_VERSION,
-  type PriorityRange,
-  type ResolvedCapabilitiesConfig,
-  resolveCapabilitiesConfig,
-} from './capabilities-config.js';
-
 /** The ServerCapabilities message for a configuration. */
 export function buildServerCapabilities(config: ResolvedCapabilitiesConfig): reapi.IServerCapabilities {
   const digestFunctions = config.digestFunctions.map(digestFunctionToProto);
@@ -61,7 +50,6 @@ export function buildServerCapabilities(config: ResolvedCapabilitiesConfig): rea
  * ./request-fields.js instead. TODO(lead): drop this re-export once byte-stream-service imports
  * request-fields directly.
  */
-export { assertDigestFunctionServed, digestFromRequest } from './request-fields.js';
 
 /** The Capabilities service implementation for grpc-js. */
 export function createCapabilitiesService(handlers: HandlerFactory, config: CapabilitiesConfig = {}): grpc.UntypedServiceImplementation {

@@ -9,7 +9,7 @@ import { BlobStoreActionCache } from '../../../src/lib/actioncache/action-cache.
 import type { BlobStore } from '../../../src/lib/blobstore/blob-store.js';
 import { MemoryBlobStore } from '../../../src/lib/blobstore/memory-blob-store.js';
 import { silentLogger } from '../../../src/lib/util/logger.js';
-import { registerStorageServices } from '../../../src/server/apiserver.js';
+import { registerStorageServices } from '../../../src/server/storage-services.js';
 import { bindGrpcServer, createGrpcServer, shutdownGrpcServer } from '../../../src/server/grpc/server.js';
 
 export interface StorageServer {
