@@ -40,6 +40,11 @@ export interface CreateBlobStoreDeps {
    * with its key path and kind, and disk nodes report their size and evictions. @default no metrics
    */
   metrics?: Registry;
+  /**
+   * The tree holds content-addressed blobs (the CAS, not the action cache): disk nodes hash a blob
+   * file before serving it when it may have changed since it was stored. @default false
+   */
+  contentAddressed?: boolean;
 }
 
 /**
@@ -58,7 +63,7 @@ async function createNode(config: BlobStoreConfig, deps: CreateBlobStoreDeps, pa
   if ('disk' in config) {
     const { path: dir, max_size_bytes, fsync } = config.disk;
     if (typeof dir !== 'string' || dir === '') throw configError(`${at}.path`, 'must be a non-empty string');
-    const store = await FilesystemBlobStore.open({ path: dir, maxSizeBytes: size(max_size_bytes, `${at}.max_size_bytes`), fsync, logger: logger.child('disk') });
+    const store = await FilesystemBlobStore.open({ path: dir, maxSizeBytes: size(max_size_bytes, `${at}.max_size_bytes`), fsync, verifyOnDoubt: deps.contentAddressed ?? false, logger: logger.child('disk') });
     const unregister = deps.metrics ? diskGauges(deps.metrics, store, path) : undefined;
     deps.onClose?.(() => {
       unregister?.();

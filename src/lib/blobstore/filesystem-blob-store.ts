@@ -30,6 +30,7 @@ import { LruIndex, digestKeyScheme } from './lru-index.js';
 import { resolveReadRange } from './read-range.js';
 import { BatchingFileWriter, writeBatchBytesFor, writeFully } from './batching-file-writer.js';
 import { blobFilePath, scanBlobDirectory } from './blob-directory-layout.js';
+import { hasMark, markTrusted, probeMarks, verifyAndRemark } from './blob-file-trust.js';
 
 // The on-disk layout has its own module; re-exported for code importing it from here.
 export { escapeInstanceName } from './blob-directory-layout.js';
@@ -55,6 +56,11 @@ export interface FilesystemBlobStoreOptions {
    * @default false
    */
   sizesFromFileNames?: boolean;
+  /**
+   * A content-addressed store (the CAS, not the action cache): a blob file that may have been
+   * changed since it was stored is hashed before it is served (blob-file-trust.ts). @default false
+   */
+  verifyOnDoubt?: boolean;
 }
 
 const TEMP_DIR_NAME = '.tmp';
@@ -75,6 +81,7 @@ export class FilesystemBlobStore implements BlobStore {
     private readonly maxSizeBytes: number,
     private readonly logger: Logger,
     private readonly fsync: boolean,
+    private readonly verifyOnDoubt: boolean,
   ) {
     this.tempDir = path.join(root, TEMP_DIR_NAME);
   }
@@ -87,13 +94,16 @@ export class FilesystemBlobStore implements BlobStore {
       ]);
     }
     const root = path.resolve(opts.path);
-    const store = new FilesystemBlobStore(root, opts.maxSizeBytes, opts.logger ?? silentLogger, opts.fsync ?? false);
+    const store = new FilesystemBlobStore(root, opts.maxSizeBytes, opts.logger ?? silentLogger, opts.fsync ?? false, opts.verifyOnDoubt ?? false);
     try {
       await fsp.mkdir(root, { recursive: true });
       // Uploads interrupted by a crash can never complete: start with an empty temp directory.
       await fsp.rm(store.tempDir, { recursive: true, force: true });
       await fsp.mkdir(store.tempDir, { recursive: true });
       await store.rebuildIndex(opts.sizesFromFileNames ?? false);
+      if (store.verifyOnDoubt && !(await probeMarks(store.tempDir))) {
+        store.logger.warn('This filesystem does not keep sub-second modification times: every read of a blob will be hashed first');
+      }
     } catch (err) {
       throw fsError(err, `Failed to open filesystem blob store at ${JSON.stringify(root)}`);
     }
@@ -130,22 +140,50 @@ export class FilesystemBlobStore implements BlobStore {
     if (opts.maxBytes !== undefined && sizeBytes > opts.maxBytes) {
       throw StatusError.resourceExhausted(`Failed to get blob ${digest.toString()}: ${sizeBytes} bytes exceed the limit of ${opts.maxBytes}`);
     }
+    const handle = await this.openChecked(digest, sizeBytes, opts.signal);
     let data: Buffer;
     try {
-      data = await fsp.readFile(this.blobPath(digest), { signal: opts.signal });
+      data = await handle.readFile({ signal: opts.signal });
     } catch (err) {
       throw this.readError(err, digest);
+    } finally {
+      await handle.close().catch(() => {});
     }
     if (data.length !== sizeBytes) throw await this.corrupt(digest, data.length);
     return new Uint8Array(data.buffer, data.byteOffset, data.length);
   }
 
   /**
+   * Opens a blob file for reading after checking that its size is the stored size and, in a
+   * content-addressed store, that it is not in doubt (blob-file-trust.ts): a doubted file is hashed
+   * first. A file that fails either check is dropped and reported NOT_FOUND.
+   */
+  private async openChecked(digest: Digest, sizeBytes: number, signal?: AbortSignal): Promise<FileHandle> {
+    let handle: FileHandle;
+    try {
+      handle = await fsp.open(this.blobPath(digest), 'r');
+    } catch (err) {
+      throw this.readError(err, digest);
+    }
+    try {
+      const stats = await handle.stat({ bigint: true });
+      if (Number(stats.size) !== sizeBytes) throw await this.corrupt(digest, Number(stats.size));
+      if (this.verifyOnDoubt && !hasMark(stats) && !(await verifyAndRemark(handle, digest, signal))) {
+        throw await this.corrupt(digest, sizeBytes, 'its content no longer matches its digest');
+      }
+      return handle;
+    } catch (err) {
+      await handle.close().catch(() => {});
+      throw err instanceof StatusError ? err : fsError(err, `Failed to read blob ${digest.toString()}`);
+    }
+  }
+
+  /**
    * A blob file whose size is not the size it was stored with was changed behind our back (another
    * process, a disk fault): it is dropped so that clients upload it again, never served.
    */
-  private async corrupt(digest: Digest, foundBytes: number): Promise<StatusError> {
-    this.logger.warn('Blob file changed on disk; dropping it', { digest: digest.toString(), instanceName: digest.instanceName, foundBytes });
+  private async corrupt(digest: Digest, foundBytes: number, why = 'its size changed'): Promise<StatusError> {
+    this.logger.warn('Blob file changed on disk; dropping it', { digest: digest.toString(), instanceName: digest.instanceName, foundBytes, why });
     await this.withKeyLock(digest.key, async () => {
       const sizeBytes = this.index.delete(digest);
       if (sizeBytes !== undefined) this.storedSizeBytes -= sizeBytes;
@@ -166,23 +204,7 @@ export class FilesystemBlobStore implements BlobStore {
     }
     const range = resolveReadRange(digest, sizeBytes, opts);
     if (range.start === range.end) return;
-    let handle: FileHandle;
-    try {
-      handle = await fsp.open(this.blobPath(digest), 'r');
-    } catch (err) {
-      throw this.readError(err, digest);
-    }
-    let foundBytes: number;
-    try {
-      foundBytes = (await handle.stat()).size;
-    } catch (err) {
-      await handle.close().catch(() => {});
-      throw fsError(err, `Failed to read blob ${digest.toString()}`);
-    }
-    if (foundBytes !== sizeBytes) {
-      await handle.close().catch(() => {});
-      throw await this.corrupt(digest, foundBytes);
-    }
+    const handle = await this.openChecked(digest, sizeBytes, opts.signal);
     // Strictly pull-based: one chunk is read only when the consumer asks for it, so at most one
     // chunk per reader is in memory whatever the blob size.
     try {
@@ -281,6 +303,7 @@ export class FilesystemBlobStore implements BlobStore {
         }
         await writer.flush();
       }
+      await markTrusted(handle);
       if (this.fsync) await handle.sync();
       const toClose = handle;
       handle = undefined;

@@ -40,7 +40,7 @@ export async function createStorage(
   };
   try {
     const built = { ...deps, onClose: (c: () => void | Promise<void>) => closers.push(c) };
-    let contentAddressableStorage = await createBlobStore(config.cas, built, 'storage.cas');
+    let contentAddressableStorage = await createBlobStore(config.cas, { ...built, contentAddressed: true }, 'storage.cas');
     if (needsLocalVerification(config.cas)) contentAddressableStorage = new VerifyingBlobStore(contentAddressableStorage);
     const actionCache = config.action_cache
       ? await createActionCache(config.action_cache, contentAddressableStorage, built, 'storage.action_cache')
