@@ -12,8 +12,7 @@
  *     max_size_bytes: 64MiB
  *     backend: { disk: { path: ~/.cache/bzutil/storage/cas, max_size_bytes: 10GiB } }
  * ```
- * Planned kinds (not accepted yet; each will be a new class plus a variant here): `sharding`,
- * `compression`.
+ * Planned kinds (not accepted yet; each will be a new class plus a variant here): `compression`.
  */
 
 /** Bytes, as a number or text like "10GiB" (see parseSizeBytes). */
@@ -59,6 +58,26 @@ export interface ReadCachingBlobStoreConfig {
   read_caching: { slow: BlobStoreConfig; fast: BlobStoreConfig };
 }
 
+/** One shard of a `sharding` node. */
+export interface ShardConfig {
+  /** Relative share of the blobs (a shard of weight 2 gets about twice those of weight 1). */
+  weight: number;
+  /**
+   * Identity of the shard for placement. Default: the backend's address for a `grpc` backend, else
+   * the shard's position. Keep it stable: a shard whose key changes loses its blobs to the others.
+   */
+  key?: string;
+  backend: BlobStoreConfig;
+}
+
+/**
+ * Blobs spread over the shards by digest (weighted rendezvous hashing), e.g. several apiservers
+ * sharing one CAS. Every process using the CAS must have the same shards, keys and weights.
+ */
+export interface ShardingBlobStoreConfig {
+  sharding: { shards: ShardConfig[] };
+}
+
 export type BlobStoreConfig =
   | DiskBlobStoreConfig
   | MemoryBlobStoreConfig
@@ -66,10 +85,11 @@ export type BlobStoreConfig =
   | VerifyingBlobStoreConfig
   | SmallBlobCachingBlobStoreConfig
   | ExistenceCachingBlobStoreConfig
-  | ReadCachingBlobStoreConfig;
+  | ReadCachingBlobStoreConfig
+  | ShardingBlobStoreConfig;
 
 /** The kind names a BlobStoreConfig node may have. */
-export const BLOB_STORE_KINDS = ['disk', 'memory', 'grpc', 'verifying', 'small_blob_caching', 'existence_caching', 'read_caching'] as const;
+export const BLOB_STORE_KINDS = ['disk', 'memory', 'grpc', 'verifying', 'small_blob_caching', 'existence_caching', 'read_caching', 'sharding'] as const;
 export type BlobStoreKind = (typeof BLOB_STORE_KINDS)[number];
 
 /** The kind of a node (its one key). */
@@ -89,6 +109,13 @@ export function terminalBlobStore(config: BlobStoreConfig): BlobStoreConfig {
     else if ('existence_caching' in node) node = node.existence_caching.backend;
     else return node;
   }
+}
+
+/** The key a shard is placed by (see ShardConfig.key). */
+export function shardKey(shard: ShardConfig, index: number): string {
+  if (shard.key !== undefined) return shard.key;
+  const backend = shard.backend as Partial<GrpcBlobStoreConfig> | undefined;
+  return backend?.grpc ? backend.grpc.address : String(index);
 }
 
 /** Whether a `verifying` node sits on the single-backend chain from `config` down. */

@@ -15,13 +15,14 @@ import { type Logger, silentLogger } from '../util/logger.js';
 import { collectedGauge, type Registry } from '../util/metrics.js';
 import { parseDurationMs, parseSizeBytes } from '../util/units.js';
 import type { BlobStore } from './blob-store.js';
-import { BLOB_STORE_KINDS, type BlobStoreConfig, type GrpcBlobStoreConfig } from './config.js';
+import { BLOB_STORE_KINDS, type BlobStoreConfig, type GrpcBlobStoreConfig, type ShardConfig, type ShardingBlobStoreConfig, shardKey } from './config.js';
 import { ExistenceCachingBlobStore } from './existence-caching-blob-store.js';
 import { FilesystemBlobStore } from './filesystem-blob-store.js';
 import { GrpcBlobStore } from './grpc-blob-store.js';
 import { MemoryBlobStore } from './memory-blob-store.js';
 import { MetricsBlobStore } from './metrics-blob-store.js';
 import { ReadCachingBlobStore } from './read-caching-blob-store.js';
+import { type Shard, ShardingBlobStore } from './sharding-blob-store.js';
 import { SmallBlobCachingBlobStore } from './small-blob-caching-blob-store.js';
 import { VerifyingBlobStore } from './verifying-blob-store.js';
 
@@ -92,10 +93,30 @@ async function createNode(config: BlobStoreConfig, deps: CreateBlobStoreDeps, pa
     const base = await createBlobStore(requireNode(backend, `${at}.backend`), deps, `${at}.backend`);
     return new ExistenceCachingBlobStore(base, { ttlMs, maxEntries: max_entries, clock });
   }
+  if ('sharding' in config) return createSharding(config.sharding, deps, at);
   const { slow, fast } = config.read_caching;
   const slowStore = await createBlobStore(requireNode(slow, `${at}.slow`), deps, `${at}.slow`);
   const fastStore = await createBlobStore(requireNode(fast, `${at}.fast`), deps, `${at}.fast`);
   return new ReadCachingBlobStore(slowStore, fastStore, { logger: logger.child('read_caching') });
+}
+
+/** A `sharding` node: each shard's backend built at `<at>.shards[i].backend`. */
+async function createSharding(config: ShardingBlobStoreConfig['sharding'], deps: CreateBlobStoreDeps, at: string): Promise<BlobStore> {
+  const list: unknown = config.shards;
+  if (!Array.isArray(list) || list.length === 0) throw configError(`${at}.shards`, 'must be a non-empty list');
+  const shards: Shard[] = [];
+  const keys = new Map<string, number>();
+  for (const [i, shard] of (list as ShardConfig[]).entries()) {
+    const here = `${at}.shards[${i}]`;
+    if (typeof shard !== 'object' || shard === null) throw configError(here, 'must be an object with weight and backend');
+    if (!(typeof shard.weight === 'number' && Number.isFinite(shard.weight) && shard.weight > 0)) throw configError(`${here}.weight`, 'must be a positive number');
+    const key = shardKey(shard, i);
+    const other = keys.get(key);
+    if (other !== undefined) throw configError(`${here}.key`, `${JSON.stringify(key)} is also the key of shards[${other}]; give each shard its own key`);
+    keys.set(key, i);
+    shards.push({ key, weight: shard.weight, backend: await createBlobStore(requireNode(shard.backend, `${here}.backend`), deps, `${here}.backend`) });
+  }
+  return new ShardingBlobStore(shards);
 }
 
 /** Scrape-time gauges of a disk node: bytes and blobs stored, blobs evicted so far. */

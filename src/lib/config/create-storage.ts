@@ -3,8 +3,8 @@
  * where uploads are hashed. Every upload must be hashed exactly once on its way to disk:
  * - a CAS whose tree holds the blobs here (disk, memory, …) gets a VerifyingBlobStore on top, unless
  *   the tree already has a `verifying` node;
- * - a CAS that forwards to a remote server (`grpc`, possibly behind existence or small-blob caching)
- *   is not verified here: that server verifies every upload it stores, and hashing it here too would
+ * - a CAS that forwards to a remote server (`grpc`, possibly behind existence or small-blob caching,
+ *   or a `sharding` node all of whose shards forward to remote servers) is not verified here: that server verifies every upload it stores, and hashing it here too would
  *   double the CPU cost of the scheduler's port for nothing (a bad upload is refused by the remote
  *   with the same INVALID_ARGUMENT, which reaches the client unchanged).
  * Either way the services may trust the returned store: `uploadsVerified` is always true.
@@ -27,7 +27,11 @@ export interface Storage {
 
 /** Whether uploads to a CAS built from `config` must be hashed in this process (see module comment). */
 export function needsLocalVerification(config: BlobStoreConfig): boolean {
-  return !hasVerifyingNode(config) && !('grpc' in terminalBlobStore(config));
+  if (hasVerifyingNode(config)) return false;
+  const terminal = terminalBlobStore(config);
+  // A sharding node forwards each blob to one shard: verify here if any shard stores locally.
+  if ('sharding' in terminal) return (terminal.sharding.shards ?? []).some((s) => needsLocalVerification(s.backend));
+  return !('grpc' in terminal);
 }
 
 export async function createStorage(

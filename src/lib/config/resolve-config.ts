@@ -127,6 +127,7 @@ function expandHome(tree: BzutilConfig): void {
       if (typeof body !== 'object' || body === null) continue;
       if (typeof body.path === 'string') body.path = expand(body.path);
       for (const child of ['backend', 'slow', 'fast']) walk(body[child] as BlobStoreConfig | undefined);
+      if (Array.isArray(body.shards)) for (const shard of body.shards as { backend?: BlobStoreConfig }[]) walk(shard?.backend);
     }
   };
   walk(tree.storage?.cas);

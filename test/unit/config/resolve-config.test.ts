@@ -112,7 +112,9 @@ describe('resolveConfig', () => {
     const db = 'sqlite:/var/lib/bzutil/scheduler.db';
     expect(resolveConfig({ role: 'scheduler', file: { tree: { scheduler: { state: db } }, source: 'a.yaml' } }).scheduler!.state).toBe(db);
     expect(issuesOf({ scheduler: { state: 'redis://localhost:6379' } })).toEqual(['scheduler.state: expected "memory" or "sqlite:PATH"']);
-    expect(issuesOf({ storage: { cas: { sharding: {} } } })).toEqual(['storage.cas.sharding: is planned but not supported yet']);
+    expect(issuesOf({ storage: { cas: { compression: {} } } })).toEqual(['storage.cas.compression: is planned but not supported yet']);
+    expect(issuesOf({ storage: { cas: { sharding: {} } } })).toEqual(['storage.cas.sharding.shards: is required']);
+    expect(issuesOf({ storage: { cas: { sharding: { shards: [{ weight: 0, backend: { memory: { max_size_bytes: 1 } } }] } } } })).toEqual(['storage.cas.sharding.shards.0.weight: must be > 0']);
     expect(issuesOf({ auth: {} })).toEqual(['auth: is planned but not supported yet']);
   });
 
