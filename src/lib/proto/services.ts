@@ -4,12 +4,14 @@
  * `grpc.makeGenericClientConstructor`, so both sides share one (de)serialisation path.
  */
 import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
+import type minimal from 'protobufjs/minimal.js';
 import { decodeFindMissingBlobsRequest, encodeFindMissingBlobsRequest, encodeFindMissingBlobsResponse } from './find-missing-codec.js';
 import { reapi, bytestream, longrunning, protobuf, workerapi } from './index.js';
+import { strictDecode, tolerantDeserializer } from './undecodable.js';
 
 interface MessageClass<T> {
   encode(m: T): { finish(): Uint8Array };
-  decode(b: Uint8Array): T;
+  decode(b: Uint8Array | minimal.Reader): T;
 }
 
 function method<Req, Res>(
@@ -23,7 +25,8 @@ function method<Req, Res>(
     requestStream: kind.requestStream ?? false,
     responseStream: kind.responseStream ?? false,
     requestSerialize: (m: Req) => toBuffer(req.encode(m).finish()),
-    requestDeserialize: (b: Buffer) => req.decode(b),
+    // Only servers deserialize requests: garbage reaches the handler as an UndecodableRequest.
+    requestDeserialize: tolerantDeserializer((b: Buffer) => strictDecode(req, b)),
     responseSerialize: (m: Res) => toBuffer(res.encode(m).finish()),
     responseDeserialize: (b: Buffer) => res.decode(b),
   };
@@ -46,7 +49,7 @@ export const contentAddressableStorageService = {
   findMissingBlobs: {
     ...method(`/${R}.ContentAddressableStorage/FindMissingBlobs`, reapi.FindMissingBlobsRequest, reapi.FindMissingBlobsResponse),
     requestSerialize: (m: reapi.IFindMissingBlobsRequest) => encodeFindMissingBlobsRequest(m),
-    requestDeserialize: (b: Buffer) => decodeFindMissingBlobsRequest(b),
+    requestDeserialize: tolerantDeserializer((b: Buffer) => decodeFindMissingBlobsRequest(b)),
     responseSerialize: (m: reapi.IFindMissingBlobsResponse) => encodeFindMissingBlobsResponse(m),
   },
   batchUpdateBlobs: method(`/${R}.ContentAddressableStorage/BatchUpdateBlobs`, reapi.BatchUpdateBlobsRequest, reapi.BatchUpdateBlobsResponse),

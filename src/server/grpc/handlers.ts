@@ -4,13 +4,16 @@
  * client goes away) and return, yield or throw. These wrappers turn them into grpc-js handlers and
  * convert whatever they throw: StatusError keeps its code and google.rpc details (in
  * grpc-status-details-bin), an AbortError becomes CANCELLED, anything else becomes INTERNAL and its
- * stack is logged here, never sent to the client. It is also where every call is observed: one
+ * stack is logged here, never sent to the client. A request the deserializer could not decode (an
+ * UndecodableRequest, lib/proto/undecodable.ts) is answered INVALID_ARGUMENT before any handler
+ * sees it. It is also where every call is observed: one
  * debug log line per RPC (method, code, duration, peer) and, with an RpcObserver, the per-RPC
  * metrics (rpc-metrics.ts).
  */
 import * as grpc from '@grpc/grpc-js';
 import { toGrpcStatus } from '../../lib/errors/grpc-status.js';
 import { Code, StatusError, toStatusError } from '../../lib/errors/status-error.js';
+import { isUndecodable } from '../../lib/proto/undecodable.js';
 import type { Logger } from '../../lib/util/logger.js';
 import type { RpcObserver } from './rpc-metrics.js';
 
@@ -59,7 +62,7 @@ export function createHandlerFactory(logger: Logger, observe?: RpcObserver): Han
     unary: (name, handler) => (call, callback) => {
       const { ctx, settle } = contextOf(call);
       const end = begin(name, ctx.peer);
-      answer(handler(call.request, ctx), settle, callback, (err) => toStatus(name, err), end, codeOf);
+      answer(decoded(call.request, name).then((req) => handler(req, ctx)), settle, callback, (err) => toStatus(name, err), end, codeOf);
     },
 
     serverStream: (name, handler) => (call) => {
@@ -69,7 +72,7 @@ export function createHandlerFactory(logger: Logger, observe?: RpcObserver): Han
         // Backpressure by written messages rather than grpc-js's 16-message buffer: with 1 MiB
         // ByteStream chunks that buffer alone (and its serialized copies) held tens of MiB per read.
         const unsent = new UnsentMessages(ctx.signal);
-        for await (const msg of handler(call.request, ctx)) {
+        for await (const msg of handler(await decoded(call.request, name), ctx)) {
           if (ctx.signal.aborted) return end('CANCELLED');
           call.write(msg, unsent.track());
           await unsent.below(MAX_UNSENT_MESSAGES);
@@ -92,9 +95,20 @@ export function createHandlerFactory(logger: Logger, observe?: RpcObserver): Han
     clientStream: (name, handler) => (call, callback) => {
       const { ctx, settle } = contextOf(call);
       const end = begin(name, ctx.peer);
-      answer(handler(readableToIterable<never>(call), ctx), settle, callback, (err) => toStatus(name, err), end, codeOf);
+      answer(handler(readableToIterable<never>(call, name), ctx), settle, callback, (err) => toStatus(name, err), end, codeOf);
     },
   };
+}
+
+/** The request, or INVALID_ARGUMENT when the deserializer could not decode it. */
+async function decoded<Req>(request: Req, method: string): Promise<Req> {
+  if (isUndecodable(request)) throw undecodableStatus(method, request.reason);
+  return request;
+}
+
+function undecodableStatus(method: string, reason: string): StatusError {
+  const description = `Not a valid protobuf message for ${method}: ${reason}`;
+  return StatusError.invalidArgument(`Failed to decode the request: ${description}`, [{ field: 'request', description }]);
 }
 
 /** Sends the handler's result or error as the call's single answer, once the call is settled. */
@@ -177,7 +191,7 @@ class UnsentMessages {
 }
 
 /** A grpc-js readable request stream as an async iterable; errors and cancellation end it with a throw. */
-async function* readableToIterable<T>(call: grpc.ServerReadableStream<unknown, unknown>): AsyncGenerator<T> {
+async function* readableToIterable<T>(call: grpc.ServerReadableStream<unknown, unknown>, method: string): AsyncGenerator<T> {
   let cancelled = false;
   const onCancelled = () => {
     cancelled = true;
@@ -185,7 +199,10 @@ async function* readableToIterable<T>(call: grpc.ServerReadableStream<unknown, u
   };
   call.on('cancelled', onCancelled);
   try {
-    for await (const msg of call) yield msg as T;
+    for await (const msg of call) {
+      if (isUndecodable(msg)) throw undecodableStatus(method, msg.reason);
+      yield msg as T;
+    }
   } catch (err) {
     if (cancelled) throw StatusError.cancelled('The client cancelled the call');
     throw err;
