@@ -7,6 +7,7 @@
  * Planned sections (not accepted yet, so that no key is silently ignored): `auth` and
  * `scheduler.state` redis://…. Each will be a class plus a factory case plus a schema entry.
  */
+import type { ActionCacheConfig } from '../actioncache/config.js';
 import type { BlobStoreConfig, DurationSetting, SizeSetting } from '../blobstore/config.js';
 
 export type LogLevelSetting = 'debug' | 'info' | 'warn' | 'error';
@@ -82,7 +83,7 @@ export interface HttpSection {
 
 export interface StorageSection {
   cas?: BlobStoreConfig;
-  action_cache?: BlobStoreConfig;
+  action_cache?: ActionCacheConfig;
 }
 
 export interface BzutilConfig {
@@ -115,7 +116,7 @@ export interface ResolvedConfig {
   apiserver?: Omit<Required<ApiServerSection>, 'tls'> & { tls?: TlsSection };
   scheduler?: Omit<Required<SchedulerSection>, 'worker_listen_address' | 'tls'> & { worker_listen_address?: string; tls?: TlsSection };
   worker?: Omit<Required<WorkerSection>, 'scheduler_address' | 'id' | 'run_as' | 'limits'> & { scheduler_address?: string; id?: string; run_as?: string; limits: Required<WorkerLimitsSection> };
-  storage: { cas: BlobStoreConfig; action_cache?: BlobStoreConfig };
+  storage: { cas: BlobStoreConfig; action_cache?: ActionCacheConfig };
 }
 
 /** One problem in a configuration, at a dotted key path (`storage.cas.disk.max_size_bytes`). */

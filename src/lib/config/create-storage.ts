@@ -10,6 +10,7 @@
  * Either way the services may trust the returned store: `uploadsVerified` is always true.
  */
 import type { ActionCache } from '../actioncache/action-cache.js';
+import type { ActionCacheConfig } from '../actioncache/config.js';
 import { createActionCache } from '../actioncache/create-action-cache.js';
 import type { BlobStore } from '../blobstore/blob-store.js';
 import { type BlobStoreConfig, hasVerifyingNode, terminalBlobStore } from '../blobstore/config.js';
@@ -35,7 +36,7 @@ export function needsLocalVerification(config: BlobStoreConfig): boolean {
 }
 
 export async function createStorage(
-  config: { cas: BlobStoreConfig; action_cache?: BlobStoreConfig },
+  config: { cas: BlobStoreConfig; action_cache?: ActionCacheConfig },
   deps: Omit<CreateBlobStoreDeps, 'onClose'> = {},
 ): Promise<Storage> {
   const closers: (() => void | Promise<void>)[] = [];

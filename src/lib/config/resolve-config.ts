@@ -131,5 +131,5 @@ function expandHome(tree: BzutilConfig): void {
     }
   };
   walk(tree.storage?.cas);
-  walk(tree.storage?.action_cache);
+  walk(tree.storage?.action_cache as BlobStoreConfig | undefined);
 }

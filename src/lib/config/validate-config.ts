@@ -90,6 +90,7 @@ function toIssue(error: ErrorObject): ConfigIssue | undefined {
     case 'x-duration':
       return { path: at(), message: `expected a duration like "30s" (${error.message})` };
     case 'anyOf':
+    case 'if':
       return undefined; // its branches' errors say more
     default:
       if (expected) return { path: at(), message: `expected ${expected}` };

@@ -118,6 +118,19 @@ describe('resolveConfig', () => {
     expect(issuesOf({ auth: {} })).toEqual(['auth: is planned but not supported yet']);
   });
 
+  it('accepts storage.action_cache.redis and names the path of a bad one', () => {
+    const resolved = resolveConfig({ role: 'apiserver', file: { tree: { storage: { action_cache: { redis: { url: 'redis://cache:6379/2', ttl: '60m' } } } }, source: 'a.yaml' } });
+    expect(resolved.storage.action_cache).toEqual({ redis: { url: 'redis://cache:6379/2', ttl: '1h' } });
+    expect(issuesOf({ storage: { action_cache: { redis: { url: 'http://cache' } } } })).toEqual([
+      'storage.action_cache.redis.url: expected a URL like "redis://host:6379" (redis://[:password@]host:port[/db], rediss:// for TLS)',
+    ]);
+    expect(issuesOf({ storage: { action_cache: { redis: {} } } })).toEqual(['storage.action_cache.redis.url: is required']);
+    // Redis holds action results only: the CAS refuses it like any unknown kind.
+    expect(issuesOf({ storage: { cas: { redis: { url: 'redis://cache:6379' } } } })[0]).toMatch(/^storage\.cas\.redis: unknown key/);
+    // Blob store trees are still checked as before under action_cache.
+    expect(issuesOf({ storage: { action_cache: { disk: { max_size_bytes: 1 } } } })).toEqual(['storage.action_cache.disk.path: is required']);
+  });
+
   it('names the path of a wrong type, a missing key and a node with two kinds', () => {
     expect(issuesOf({ worker: { slots: 'many' } })).toEqual(['worker.slots: must be integer']);
     expect(issuesOf({ storage: { cas: { disk: { max_size_bytes: 1 } } } })).toEqual(['storage.cas.disk.path: is required']);
