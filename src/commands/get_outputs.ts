@@ -10,6 +10,7 @@ import { createProgress } from '../lib/cli/progress.js';
 import { StatusError } from '../lib/errors/status-error.js';
 import type { reapi } from '../lib/proto/index.js';
 import { prose } from '../lib/cli/help-text.js';
+import { compressFlag } from '../lib/cli/flags.js';
 
 export interface GetOutputsResult extends DownloadedOutputs {
   /** The operation the result came from (with --name). */
@@ -38,6 +39,7 @@ accident. Every path in the result is checked before anything is written.`);
   ];
   static override flags = {
     ...schedulerFlags,
+    compress: compressFlag,
     cas: Flags.string({
       summary: 'Address of the CAS holding the outputs; defaults to --scheduler (the scheduler serves the CAS too). Alias: --cas_addr.',
       aliases: ['cas_addr', 'cas-addr'],
@@ -55,7 +57,13 @@ accident. Every path in the result is checked before anything is written.`);
     if (!flags.force && !(await isEmptyOrAbsent(flags.output))) {
       throw usageError(`Failed to download the outputs: ${JSON.stringify(flags.output)} is not empty; pass --force to write into it`);
     }
-    const casFlags = { cas: flags.cas ?? flags.scheduler, instance_name: flags.instance_name, digest_function: flags.digest_function, rpc_timeout: flags.rpc_timeout };
+    const casFlags = {
+      cas: flags.cas ?? flags.scheduler,
+      instance_name: flags.instance_name,
+      digest_function: flags.digest_function,
+      rpc_timeout: flags.rpc_timeout,
+      compress: flags.compress,
+    };
     let result: reapi.IActionResult;
     let cas: CasClient;
     if (flags.name) {

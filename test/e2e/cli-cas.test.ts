@@ -157,6 +157,33 @@ describe('bzutil CAS commands', () => {
     expect(piped.stdoutBytes.toString()).toBe('small blob');
   });
 
+  it('moves blobs zstd-compressed with --compress, byte-identical to plain transfers', async () => {
+    const blobs = join(work, 'compress-blobs');
+    await mkdir(blobs);
+    // Source-like text, compressible; large enough for ByteStream, plus a small one for the batch path.
+    const lines = Array.from({ length: 60_000 }, (_, i) => `export const item${i} = lookup(table, ${(i * 7919) % 1000});\n`);
+    const large = Buffer.from(lines.join(''));
+    await writeFile(join(blobs, 'large.ts'), large);
+    await writeFile(join(blobs, 'small.ts'), lines.slice(0, 200).join(''));
+    const uploaded = await json<BatchUploadResult>(['batch_upload', cas, '--compress', '--dir', blobs]);
+    const digests = uploaded.blobs.map((b) => b.digest);
+    const largeDigest = `${sha256(large)}/${large.length}`;
+    expect(digests).toContain(largeDigest);
+
+    const out = join(work, 'compress-out');
+    await json<BatchDownloadResult>(['batch_download', cas, '--compress', '--digests', digests.join(','), '--dir', out]);
+    for (const d of digests) {
+      const hash = d.split('/')[0]!;
+      expect(sha256(await readFile(join(out, hash)))).toBe(hash);
+    }
+    const piped = await bzutil(['download', cas, '--compress', largeDigest]);
+    expect(piped.exitCode).toBe(0);
+    expect(piped.stdoutBytes.equals(large)).toBe(true);
+    // The same blob read plain is the same bytes.
+    const plain = await bzutil(['download', cas, largeDigest]);
+    expect(plain.stdoutBytes.equals(large)).toBe(true);
+  });
+
   it('downloads a whole tree that builds back to the same root digest', async () => {
     const src = join(work, 'tree-src');
     await mkdir(join(src, 'a/b'), { recursive: true });

@@ -11,6 +11,8 @@
  * resumes within `idleTimeoutMs` are aborted, which leaves nothing visible.
  */
 import type { BlobStore, CallOptions } from '../blobstore/blob-store.js';
+import { decompressChunks } from '../compression/codec.js';
+import { maxCompressedSizeBytes, type TransferCompressor } from '../compression/compressor.js';
 import type { Digest } from '../digest/digest.js';
 import { StatusError, toStatusError, wrapStatus } from '../errors/status-error.js';
 import type { bytestream } from '../proto/index.js';
@@ -23,11 +25,16 @@ export const DEFAULT_UPLOAD_IDLE_TIMEOUT_MS = 60_000;
 /** Most uploads kept at once (running and parked); the oldest parked one is aborted to make room. */
 export const DEFAULT_MAX_PENDING_UPLOADS = 1000;
 
-/** The parsed resource name of a Write: the blob, and the client's upload id. */
+/** The parsed resource name of a Write: the blob, the client's upload id and how the bytes are compressed. */
 export interface WriteTarget {
   resourceName: string;
   digest: Digest;
   uploadId: string;
+  /**
+   * Set for `compressed-blobs/` names: the data is decompressed on the way into the store, and
+   * write offsets and committed sizes count compressed bytes (REAPI). @default 'identity'
+   */
+  compressor?: TransferCompressor | 'identity';
 }
 
 export interface ResumableUploadsOptions {
@@ -78,21 +85,32 @@ export class ResumableUploads {
    */
   async write(target: WriteTarget, first: bytestream.WriteRequest, rest: AsyncIterator<bytestream.WriteRequest>, opts: CallOptions = {}): Promise<bytestream.IWriteResponse> {
     const { resourceName, digest } = target;
+    const compressor = target.compressor ?? 'identity';
     const cas = this.cas;
     const uploads = this.uploads;
-    const key = uploadKey(target.uploadId, digest);
+    const key = uploadKey(target.uploadId, digest, compressor);
 
-    // Early completion: a blob already present needs none of the client's bytes.
+    // Early completion: a blob already present needs none of the client's bytes. REAPI: a compressed
+    // upload answers committed_size -1 then, an uncompressed one the blob's size.
     const missing = await cas.findMissing([digest], { signal: opts.signal });
     if (missing.length === 0) {
       uploads.discard(key, StatusError.aborted(`Upload ${JSON.stringify(resourceName)} was superseded: the blob is already stored`));
-      return { committedSize: digest.sizeBytes };
+      return { committedSize: compressor === 'identity' ? digest.sizeBytes : -1 };
     }
 
     // A whole blob in one message (most of Bazel's uploads: every blob of up to 16 KiB) needs no
     // resumable upload: it is verified and stored in one call, without the streaming machinery.
     const firstData = first.data;
-    if (first.finishWrite && first.writeOffset === 0 && firstData?.length === digest.sizeBytes && uploads.get(key) === undefined) {
+    if (compressor !== 'identity' && first.finishWrite && first.writeOffset === 0 && firstData && uploads.get(key) === undefined) {
+      if (firstData.length > maxCompressedSizeBytes(digest.sizeBytes)) throw tooMuchCompressed(digest, firstData.length);
+      try {
+        await cas.put(digest, decompressForStore(compressor, digest, single(firstData)), { signal: opts.signal });
+      } catch (err) {
+        throw wrapStatus(err, `Failed to store blob ${digest.toString()}`);
+      }
+      return { committedSize: firstData.length };
+    }
+    if (compressor === 'identity' && first.finishWrite && first.writeOffset === 0 && firstData?.length === digest.sizeBytes && uploads.get(key) === undefined) {
       try {
         await cas.put(digest, firstData, { signal: opts.signal });
       } catch (err) {
@@ -101,12 +119,12 @@ export class ResumableUploads {
       return { committedSize: digest.sizeBytes };
     }
 
-    const upload = uploads.attach(key, digest, first.writeOffset, resourceName);
+    const upload = uploads.attach(key, digest, compressor, first.writeOffset, resourceName);
     try {
       let message = first;
       for (;;) {
         const done = await this.feed(upload, message, resourceName);
-        if (done) return { committedSize: digest.sizeBytes };
+        if (done) return { committedSize: compressor === 'identity' ? digest.sizeBytes : upload.committedSizeBytes };
         const next = await rest.next();
         // The client half-closed without finish_write: keep what we have for a later Write to resume.
         if (next.done) return { committedSize: upload.committedSizeBytes };
@@ -121,10 +139,16 @@ export class ResumableUploads {
    * QueryWriteStatus: complete when the blob is stored, else the bytes received by the upload
    * named by `uploadId` (absent for a plain blob name); NOT_FOUND when there is neither.
    */
-  async queryWriteStatus(resourceName: string, digest: Digest, uploadId: string | undefined, opts: CallOptions = {}): Promise<bytestream.IQueryWriteStatusResponse> {
+  async queryWriteStatus(
+    resourceName: string,
+    digest: Digest,
+    uploadId: string | undefined,
+    compressor: TransferCompressor | 'identity' = 'identity',
+    opts: CallOptions = {},
+  ): Promise<bytestream.IQueryWriteStatusResponse> {
     const missing = await this.cas.findMissing([digest], { signal: opts.signal });
-    if (missing.length === 0) return { committedSize: digest.sizeBytes, complete: true };
-    const upload = uploadId === undefined ? undefined : this.uploads.get(uploadKey(uploadId, digest));
+    if (missing.length === 0) return { committedSize: compressor === 'identity' ? digest.sizeBytes : -1, complete: true };
+    const upload = uploadId === undefined ? undefined : this.uploads.get(uploadKey(uploadId, digest, compressor));
     if (upload) return { committedSize: upload.committedSizeBytes, complete: false };
     throw StatusError.notFound(
       `Failed to query write status: no upload of ${JSON.stringify(resourceName)} is in progress (it may have expired) and the blob is not stored`,
@@ -141,7 +165,14 @@ export class ResumableUploads {
       throw badField('write_offset', `Write offset ${message.writeOffset} does not match the ${upload.committedSizeBytes} bytes received so far for ${digest.toString()}`);
     }
     const data = message.data ?? new Uint8Array(0);
-    if (upload.committedSizeBytes + data.length > digest.sizeBytes) {
+    if (upload.compressor !== 'identity') {
+      // Compressed bytes: the decompressor bounds the output at the declared size; this bounds the input.
+      if (upload.committedSizeBytes + data.length > maxCompressedSizeBytes(digest.sizeBytes)) {
+        const err = tooMuchCompressed(digest, upload.committedSizeBytes + data.length);
+        this.uploads.discard(upload.key, err);
+        throw err;
+      }
+    } else if (upload.committedSizeBytes + data.length > digest.sizeBytes) {
       const err = badField(
         'data',
         `Received ${upload.committedSizeBytes + data.length} bytes for blob ${digest.toString()}, more than its declared ${digest.sizeBytes}`,
@@ -151,7 +182,7 @@ export class ResumableUploads {
     }
     if (data.length > 0) await upload.push(data);
     if (!message.finishWrite) return false;
-    if (upload.committedSizeBytes !== digest.sizeBytes) {
+    if (upload.compressor === 'identity' && upload.committedSizeBytes !== digest.sizeBytes) {
       const err = badField('finish_write', `Write finished after ${upload.committedSizeBytes} of the ${digest.sizeBytes} bytes of blob ${digest.toString()}`);
       this.uploads.discard(upload.key, err);
       throw err;
@@ -161,9 +192,26 @@ export class ResumableUploads {
   }
 }
 
-function uploadKey(uploadId: string, digest: Digest): string {
-  // Digest.key includes the instance name, so equal upload ids of two instances stay apart.
-  return `${uploadId}\u0000${digest.key}`;
+function uploadKey(uploadId: string, digest: Digest, compressor: TransferCompressor | 'identity'): string {
+  // Digest.key includes the instance name, so equal upload ids of two instances stay apart; offsets
+  // of a compressed upload count other bytes, so it never continues an uncompressed one.
+  return `${uploadId}\u0000${compressor}\u0000${digest.key}`;
+}
+
+async function* single(data: Uint8Array): AsyncGenerator<Uint8Array> {
+  yield data;
+}
+
+/**
+ * The uncompressed bytes of a compressed upload, for the store's verifying put: decompression stops
+ * past the declared size (a bomb), and the store checks size and hash of what comes out.
+ */
+function decompressForStore(compressor: TransferCompressor, digest: Digest, source: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+  return decompressChunks(compressor, source, { maxOutputBytes: digest.sizeBytes, field: 'data' });
+}
+
+function tooMuchCompressed(digest: Digest, receivedBytes: number): StatusError {
+  return badField('data', `Received ${receivedBytes} compressed bytes for blob ${digest.toString()}, more than any encoding of its ${digest.sizeBytes} bytes needs`);
 }
 
 /**
@@ -199,7 +247,7 @@ class UploadRegistry {
    * Claims the upload a Write stream continues (write_offset > 0) or starts (write_offset 0, which
    * also restarts an existing upload of the same name from scratch).
    */
-  attach(key: string, digest: Digest, writeOffset: number, resourceName: string): PendingUpload {
+  attach(key: string, digest: Digest, compressor: TransferCompressor | 'identity', writeOffset: number, resourceName: string): PendingUpload {
     const existing = this.uploads.get(key);
     if (existing?.attached) {
       throw StatusError.aborted(`Failed to write ${JSON.stringify(resourceName)}: another Write call is writing this upload; retry after it ends`);
@@ -207,7 +255,7 @@ class UploadRegistry {
     if (writeOffset === 0) {
       if (existing) this.discard(key, StatusError.aborted(`Upload ${JSON.stringify(resourceName)} was restarted from offset 0`));
       this.makeRoom(resourceName);
-      const upload = new PendingUpload(key, digest, this.cas);
+      const upload = new PendingUpload(key, digest, compressor, this.cas);
       this.uploads.set(key, upload);
       upload.attached = true;
       return upload;
@@ -298,9 +346,12 @@ class PendingUpload {
   constructor(
     readonly key: string,
     readonly digest: Digest,
+    /** How the pushed bytes are compressed; `committedSizeBytes` counts them as they come. */
+    readonly compressor: TransferCompressor | 'identity',
     cas: BlobStore,
   ) {
-    this.done = cas.put(digest, this.source, { signal: this.controller.signal });
+    const data = compressor === 'identity' ? this.source : decompressForStore(compressor, digest, this.source);
+    this.done = cas.put(digest, data, { signal: this.controller.signal });
     // Remember why the store gave up, and make sure the rejection is never unhandled.
     this.done.catch((err: unknown) => {
       this.failure ??= toStatusError(err);

@@ -39,6 +39,8 @@ export interface RemoteFlagValues {
   digest_function: DigestFunction;
   /** `--rpc_timeout` in ms (Infinity: none). */
   rpc_timeout: number;
+  /** `--compress`: zstd transfers where the server offers them. */
+  compress?: boolean;
   tls_ca?: string;
   tls_cert?: string;
   tls_key?: string;
@@ -65,7 +67,11 @@ export abstract class BzutilCommand<T> extends Command {
       tls: clientTlsFrom(flags),
     };
     const { connection } = await this.connect(flags.cas, opts);
-    return new CasClient(connection, { instanceName: flags.instance_name, digestFunction: flags.digest_function });
+    return new CasClient(connection, {
+      instanceName: flags.instance_name,
+      digestFunction: flags.digest_function,
+      ...(flags.compress ? { compressor: 'zstd' as const } : {}),
+    });
   }
 
   /** Opens and checks a connection that this command closes when it finishes. */

@@ -80,6 +80,18 @@ export function clientTlsFrom(flags: { tls_ca?: string; tls_cert?: string; tls_k
   return { caFile: flags.tls_ca, certFile: flags.tls_cert, keyFile: flags.tls_key };
 }
 
+/**
+ * `--compress`: move blobs zstd-compressed (ByteStream `compressed-blobs/zstd/...` and the batch
+ * calls' compressor fields) where the server advertises zstd; plain where it does not.
+ */
+export const compressFlag = Flags.boolean({
+  summary: 'Send and receive blobs zstd-compressed where the server supports it (digests stay those of the plain bytes).',
+  allowNo: true,
+  default: false,
+  env: 'BZUTIL_COMPRESS',
+  helpGroup: 'REMOTE',
+});
+
 /** The flags every command talking to the CAS takes. */
 export const remoteFlags = {
   ...clientTlsFlags,
@@ -87,6 +99,7 @@ export const remoteFlags = {
   instance_name: instanceNameFlag,
   digest_function: digestFunctionFlag,
   rpc_timeout: rpcTimeoutFlag,
+  compress: compressFlag,
 };
 
 /** A comma-separated (or repeated) list flag, e.g. `--output_files a,b --output_files c`. */

@@ -12,6 +12,8 @@
  * The rooms: blob-batches.ts packs requests, byte-stream-client.ts streams large blobs, local-files.ts
  * reads and writes the files. Every error is a StatusError whose message names the step and the blob.
  */
+import { compressBytes, decompressBytes } from '../compression/codec.js';
+import { compressorFromProto, compressorToProto, type TransferCompressor } from '../compression/compressor.js';
 import { Digest, DigestSet } from '../digest/digest.js';
 import { digestFunctionToProto } from '../digest/digest-function.js';
 import { Code, StatusError, hasCode, toStatusError, wrapStatus } from '../errors/status-error.js';
@@ -53,6 +55,11 @@ export interface CasClientOptions extends ServiceClientOptions {
   byteStreamThresholdBytes?: number;
   /** @default 1 MiB */
   chunkSizeBytes?: number;
+  /**
+   * Moves blobs compressed with this compressor where the server advertises it (ByteStream
+   * `compressed-blobs/` and the batch calls' compressor fields); plain where it does not.
+   */
+  compressor?: TransferCompressor;
 }
 
 /** A blob to upload: bytes in memory, or a file read (streamed for large blobs) at upload time. */
@@ -88,6 +95,7 @@ export class CasClient extends ServiceClient {
   private readonly byteStreamThresholdBytes: number;
   private readonly byteStream: ByteStreamClient;
   private capabilities?: Promise<reapi.IServerCapabilities>;
+  private compressors?: Promise<{ byteStream?: TransferCompressor; batchUpdate?: TransferCompressor }>;
 
   constructor(
     connection: RemoteConnection,
@@ -142,6 +150,30 @@ export class CasClient extends ServiceClient {
       if (!hasCode(err, Code.UNIMPLEMENTED)) throw wrapStatus(err, `Failed to get the capabilities of ${this.connection.address}`);
     }
     return advertised > 0 ? Math.min(advertised, DEFAULT_MAX_BATCH_TOTAL_SIZE_BYTES) : DEFAULT_MAX_BATCH_TOTAL_SIZE_BYTES;
+  }
+
+  /**
+   * The compressor to use for ByteStream and for BatchUpdateBlobs: the configured one where the
+   * server advertises it, else none (identity). Asked once per client.
+   */
+  private transferCompressors(opts: RemoteCallOptions): Promise<{ byteStream?: TransferCompressor; batchUpdate?: TransferCompressor }> {
+    const wanted = this.opts.compressor;
+    if (!wanted) return Promise.resolve({});
+    this.compressors ??= this.getCapabilities(opts).then(
+      (caps) => {
+        const value = compressorToProto(wanted);
+        return {
+          byteStream: caps.cacheCapabilities?.supportedCompressors?.includes(value) ? wanted : undefined,
+          batchUpdate: caps.cacheCapabilities?.supportedBatchUpdateCompressors?.includes(value) ? wanted : undefined,
+        };
+      },
+      (err: unknown) => {
+        this.compressors = undefined;
+        if (hasCode(err, Code.UNIMPLEMENTED)) return {};
+        throw wrapStatus(err, `Failed to get the capabilities of ${this.connection.address}`);
+      },
+    );
+    return this.compressors;
   }
 
   /** Returns the subset of `digests` that the CAS lacks, in argument order, deduplicated. */
@@ -229,7 +261,14 @@ export class CasClient extends ServiceClient {
   }
 
   private async batchUpdate(batch: readonly UploadItem[], opts: RemoteCallOptions): Promise<void> {
-    const requests = await Promise.all(batch.map(async (item) => ({ digest: item.digest.toProto(), data: await ('data' in item ? item.data : readFileOfSize(item.path, item.digest)) })));
+    const compressor = (await this.transferCompressors(opts)).batchUpdate;
+    const requests = await Promise.all(
+      batch.map(async (item) => {
+        const data = await ('data' in item ? item.data : readFileOfSize(item.path, item.digest));
+        if (!compressor) return { digest: item.digest.toProto(), data };
+        return { digest: item.digest.toProto(), data: await compressBytes(compressor, data), compressor: compressorToProto(compressor) };
+      }),
+    );
     const res = await this.call(`Failed to upload ${batch.length} blob(s) with BatchUpdateBlobs`, opts, (o) =>
       this.connection.unary(contentAddressableStorageService.batchUpdateBlobs, { ...requestFields(batch[0]!.digest), requests }, o),
     );
@@ -243,8 +282,9 @@ export class CasClient extends ServiceClient {
   }
 
   /** Writes one blob with ByteStream Write (resumable for bytes and files). See ByteStreamClient.write. */
-  writeBlob(digest: Digest, source: WriteSource, opts: RemoteCallOptions = {}): Promise<void> {
-    return this.byteStream.write(digest, source, opts);
+  async writeBlob(digest: Digest, source: WriteSource, opts: RemoteCallOptions = {}): Promise<void> {
+    const { byteStream: compressor } = await this.transferCompressors(opts);
+    return this.byteStream.write(digest, source, { ...opts, compressor });
   }
 
   /** How much of an upload the server holds. See ByteStreamClient.queryWriteStatus. */
@@ -253,8 +293,9 @@ export class CasClient extends ServiceClient {
   }
 
   /** Streams a blob or a range of it with ByteStream Read, resuming after UNAVAILABLE. */
-  readStream(digest: Digest, opts: RemoteCallOptions & { offset?: number; limit?: number } = {}): AsyncGenerator<Uint8Array> {
-    return this.byteStream.read(digest, opts);
+  async *readStream(digest: Digest, opts: RemoteCallOptions & { offset?: number; limit?: number } = {}): AsyncGenerator<Uint8Array> {
+    const { byteStream: compressor } = await this.transferCompressors(opts);
+    yield* this.byteStream.read(digest, { ...opts, compressor });
   }
 
   /** The whole blob in memory, hash-verified. Use `downloadToFile` for blobs of unbounded size. */
@@ -367,8 +408,15 @@ export class CasClient extends ServiceClient {
   }
 
   private async batchRead(digests: readonly Digest[], opts: RemoteCallOptions): Promise<Map<string, Uint8Array>> {
+    // BatchReadBlobs has no capability of its own: acceptable_compressors follows supported_compressors.
+    const { byteStream: compressor } = await this.transferCompressors(opts);
+    const acceptable = compressor ? { acceptableCompressors: [compressorToProto(compressor)] } : {};
     const res = await this.call(`Failed to read ${digests.length} blob(s) with BatchReadBlobs`, opts, (o) =>
-      this.connection.unary(contentAddressableStorageService.batchReadBlobs, { ...requestFields(digests[0]!), digests: digests.map((d) => d.toProto()) }, o),
+      this.connection.unary(
+        contentAddressableStorageService.batchReadBlobs,
+        { ...requestFields(digests[0]!), digests: digests.map((d) => d.toProto()), ...acceptable },
+        o,
+      ),
     );
     const byKey = new Map<string, reapi.BatchReadBlobsResponse.IResponse>();
     for (const r of res.responses ?? []) byKey.set(digestLike(digests[0]!, r.digest, 'responses.digest').key, r);
@@ -377,7 +425,12 @@ export class CasClient extends ServiceClient {
       const r = byKey.get(d.key);
       if (!r) throw StatusError.internal(`Failed to read blob ${d}: the server returned no status for it`);
       if (r.status && r.status.code) throw wrapStatus(StatusError.fromProto(r.status), `Failed to read blob ${d}`);
-      const data = r.data ?? new Uint8Array(0);
+      let data = r.data ?? new Uint8Array(0);
+      const sent = compressorFromProto(r.compressor);
+      if (sent === undefined || (sent !== 'identity' && sent !== compressor)) {
+        throw StatusError.internal(`Failed to read blob ${d}: the server sent it with compressor ${r.compressor}, which was not asked for`);
+      }
+      if (sent !== 'identity') data = await decompressBytes(sent, data, { maxOutputBytes: d.sizeBytes });
       this.verify(d, data);
       out.set(d.key, data);
     }

@@ -4,10 +4,14 @@
  * upload state machine in src/lib/bytestream/resumable-uploads.ts.
  *
  * Read streams a blob (or a range of it) in chunks of at most 1 MiB, honouring gRPC backpressure, so
- * memory never grows with blob size.
+ * memory never grows with blob size. `compressed-blobs/{zstd,deflate}/...` names (REAPI 2.2+) are
+ * compressed on the fly on read and decompressed on the fly on write; digests and sizes are always of
+ * the uncompressed bytes, which the store verifies as for any upload.
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { BlobStore } from '../../lib/blobstore/blob-store.js';
+import { compressChunks } from '../../lib/compression/codec.js';
+import type { TransferCompressor } from '../../lib/compression/compressor.js';
 import { badByteStreamField as badField, ResumableUploads } from '../../lib/bytestream/resumable-uploads.js';
 import {
   type Compressor,
@@ -55,6 +59,7 @@ export interface ByteStreamService {
 export function createByteStreamService(handlers: HandlerFactory, deps: ByteStreamServiceDeps): ByteStreamService {
   const cas = deps.contentAddressableStorage;
   const served = deps.capabilities.digestFunctions;
+  const compressors = deps.capabilities.compressors;
   const uploads = new ResumableUploads({
     contentAddressableStorage: cas,
     clock: deps.clock ?? systemClock,
@@ -81,9 +86,14 @@ export function createByteStreamService(handlers: HandlerFactory, deps: ByteStre
   };
 
   async function* read(request: bytestream.ReadRequest, ctx: CallContext): AsyncGenerator<bytestream.IReadResponse> {
-    const { digest } = checkResourceName(parseReadResourceName(request.resourceName), 'resource_name');
+    const { digest, compressor } = checkResourceName(parseReadResourceName(request.resourceName), 'resource_name');
     const offset = request.readOffset;
     const limit = request.readLimit;
+    // REAPI: for compressed-blobs/ reads read_offset is into the uncompressed bytes, and a non-zero
+    // read_limit is INVALID_ARGUMENT (compressed lengths are not known in advance).
+    if (compressor !== 'identity' && limit !== 0) {
+      throw badField('read_limit', `Read limit ${limit} is not allowed on a compressed-blobs resource name; it must be 0`);
+    }
     // google.bytestream: a read_offset that is negative or past the end is OUT_OF_RANGE.
     if (offset < 0) throw StatusError.outOfRange(`Failed to read blob ${digest.toString()}: read_offset ${offset} is negative`);
     if (limit < 0) throw badField('read_limit', `Read limit ${limit} is negative`);
@@ -91,7 +101,10 @@ export function createByteStreamService(handlers: HandlerFactory, deps: ByteStre
       throw StatusError.outOfRange(`Failed to read blob ${digest.toString()}: read_offset ${offset} is past its end (${digest.sizeBytes} bytes)`);
     }
     try {
-      for await (const chunk of cas.read(digest, { offset, limit: limit || undefined, signal: ctx.signal })) {
+      const plain = cas.read(digest, { offset, limit: limit || undefined, signal: ctx.signal });
+      // A read from offset N of a compressed name is a fresh compressed stream of bytes N.. .
+      const chunks = compressor === 'identity' ? plain : compressChunks(compressor, plain);
+      for await (const chunk of chunks) {
         // Stores may hand out large chunks; split them (without copying) to bound each message.
         for (let i = 0; i < chunk.length; i += READ_CHUNK_SIZE_BYTES) {
           yield { data: chunk.subarray(i, i + READ_CHUNK_SIZE_BYTES) };
@@ -108,8 +121,8 @@ export function createByteStreamService(handlers: HandlerFactory, deps: ByteStre
       const first = await it.next();
       if (first.done) throw badField('resource_name', 'Write stream ended before its first message');
       const resourceName = first.value.resourceName;
-      const { digest, uploadId } = checkResourceName(parseWriteResourceName(resourceName), 'resource_name');
-      return await uploads.write({ resourceName, digest, uploadId }, first.value, it, { signal: ctx.signal });
+      const { digest, uploadId, compressor } = checkResourceName(parseWriteResourceName(resourceName), 'resource_name');
+      return await uploads.write({ resourceName, digest, uploadId, compressor }, first.value, it, { signal: ctx.signal });
     } finally {
       // Stops reading the client's messages once we have answered (early completion or an error).
       void it.return?.(undefined)?.catch(() => {});
@@ -119,8 +132,9 @@ export function createByteStreamService(handlers: HandlerFactory, deps: ByteStre
   async function queryWriteStatus(request: bytestream.QueryWriteStatusRequest, ctx: CallContext): Promise<bytestream.IQueryWriteStatusResponse> {
     let digest: Digest;
     let uploadId: string | undefined;
+    let compressor: Compressor = 'identity';
     try {
-      ({ digest, uploadId } = checkResourceName(parseWriteResourceName(request.resourceName), 'resource_name'));
+      ({ digest, uploadId, compressor } = checkResourceName(parseWriteResourceName(request.resourceName), 'resource_name'));
     } catch (writeErr) {
       // Also accept a plain blob name: it can only answer whether the blob is complete.
       try {
@@ -129,15 +143,17 @@ export function createByteStreamService(handlers: HandlerFactory, deps: ByteStre
         throw writeErr;
       }
     }
-    return uploads.queryWriteStatus(request.resourceName, digest, uploadId, { signal: ctx.signal });
+    return uploads.queryWriteStatus(request.resourceName, digest, uploadId, compressor, { signal: ctx.signal });
   }
 
-  /** Refuses compressed resource names and digest functions we do not serve. */
-  function checkResourceName<T extends ParsedReadResourceName>(parsed: T, field: string): T {
-    if (parsed.compressor !== 'identity') {
-      throw badField(field, `Compressor ${JSON.stringify(parsed.compressor satisfies Compressor)} is not supported by this server; use a "blobs/" resource name (supported_compressors is empty)`);
+  /** Refuses compressors and digest functions we do not serve. */
+  function checkResourceName<T extends ParsedReadResourceName>(parsed: T, field: string): T & { compressor: TransferCompressor | 'identity' } {
+    const compressor: Compressor = parsed.compressor;
+    if (compressor !== 'identity' && !(compressors as readonly string[]).includes(compressor)) {
+      const offered = compressors.length ? compressors.join(', ') : 'none';
+      throw badField(field, `Compressor ${JSON.stringify(compressor)} is not supported by this server (supported_compressors: ${offered}); use one of those or a "blobs/" resource name`);
     }
     assertDigestFunctionServed(served, parsed.digest, field);
-    return parsed;
+    return parsed as T & { compressor: TransferCompressor | 'identity' };
   }
 }

@@ -3,6 +3,7 @@
  * (cache only) and the scheduler (cache and execution), and read by every service. Its own module
  * so that services depend on the configuration, not on the Capabilities service.
  */
+import { TRANSFER_COMPRESSORS, type TransferCompressor } from '../../lib/compression/compressor.js';
 import type { DigestFunction } from '../../lib/digest/digest-function.js';
 import type { semver } from '../../lib/proto/index.js';
 import { MAX_BATCH_TOTAL_SIZE_BYTES } from '../../lib/proto/message-limits.js';
@@ -32,6 +33,13 @@ export interface CapabilitiesConfig {
    * @default ['sha256']
    */
   digestFunctions?: readonly DigestFunction[];
+  /**
+   * Compressors accepted and served for blob transfer: ByteStream `compressed-blobs/` resource names
+   * and the `compressor` fields of BatchUpdateBlobs/BatchReadBlobs (identity is always served). An
+   * empty list turns compressed transfers off.
+   * @default ['zstd', 'deflate']
+   */
+  compressors?: readonly TransferCompressor[];
   /**
    * Largest sum of blob sizes accepted by BatchUpdateBlobs and returned by BatchReadBlobs.
    * @default DEFAULT_MAX_BATCH_TOTAL_SIZE_BYTES
@@ -63,6 +71,7 @@ export interface CapabilitiesConfig {
 /** A CapabilitiesConfig with every default applied. */
 export interface ResolvedCapabilitiesConfig {
   digestFunctions: readonly DigestFunction[];
+  compressors: readonly TransferCompressor[];
   maxBatchTotalSizeBytes: number;
   symlinkAbsolutePathStrategy: 'ALLOWED' | 'DISALLOWED';
   actionCacheUpdateEnabled: boolean;
@@ -78,8 +87,10 @@ export function resolveCapabilitiesConfig(config: CapabilitiesConfig = {}): Reso
       `Failed to configure capabilities: maxBatchTotalSizeBytes ${JSON.stringify(config.maxBatchTotalSizeBytes)} must be a positive integer of at most ${MAX_SEND_MESSAGE_BYTES}`,
     );
   }
+  const compressors = config.compressors ? [...new Set(config.compressors)] : [...TRANSFER_COMPRESSORS];
   return {
     digestFunctions,
+    compressors,
     maxBatchTotalSizeBytes,
     symlinkAbsolutePathStrategy: config.symlinkAbsolutePathStrategy ?? 'ALLOWED',
     actionCacheUpdateEnabled: config.actionCacheUpdateEnabled ?? false,

@@ -6,6 +6,7 @@
  * scheduler reuses it with `execution` set.
  */
 import type * as grpc from '@grpc/grpc-js';
+import { compressorToProto } from '../../lib/compression/compressor.js';
 import { validateInstanceName } from '../../lib/digest/digest.js';
 import { digestFunctionToProto } from '../../lib/digest/digest-function.js';
 import { reapi } from '../../lib/proto/index.js';
@@ -24,9 +25,9 @@ export function buildServerCapabilities(config: ResolvedCapabilitiesConfig): rea
         config.symlinkAbsolutePathStrategy === 'ALLOWED'
           ? reapi.SymlinkAbsolutePathStrategy.Value.ALLOWED
           : reapi.SymlinkAbsolutePathStrategy.Value.DISALLOWED,
-      // Only identity is served: no compressed-blobs resource names, no compressed batches.
-      supportedCompressors: [],
-      supportedBatchUpdateCompressors: [],
+      // Identity is implied; these are served for ByteStream compressed-blobs/ and batch calls alike.
+      supportedCompressors: config.compressors.map(compressorToProto),
+      supportedBatchUpdateCompressors: config.compressors.map(compressorToProto),
     },
     lowApiVersion: LOW_API_VERSION,
     highApiVersion: HIGH_API_VERSION,

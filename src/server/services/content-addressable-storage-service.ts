@@ -7,6 +7,8 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import { type BlobStore } from '../../lib/blobstore/blob-store.js';
+import { compressBytes, decompressBytes } from '../../lib/compression/codec.js';
+import { compressorFromProto, compressorToProto, maxCompressedSizeBytes, type TransferCompressor } from '../../lib/compression/compressor.js';
 import { Digest, DigestSet, requestDigestFunction, validateInstanceName } from '../../lib/digest/digest.js';
 import { type DigestFunction, digestFunctionToProto } from '../../lib/digest/digest-function.js';
 import { Code, StatusError, hasCode, toStatusError, wrapStatus } from '../../lib/errors/status-error.js';
@@ -36,6 +38,8 @@ const TREE_FETCH_CONCURRENCY = 16;
  * message.
  */
 const BATCH_READ_ENTRY_OVERHEAD_BYTES = 400;
+/** Blobs below this travel uncompressed in BatchReadBlobs even when the client accepts compression. */
+const MIN_COMPRESSED_BATCH_BLOB_BYTES = 256;
 
 export interface ContentAddressableStorageServiceDeps {
   /** Must verify digests on put (a VerifyingBlobStore), so that a wrong upload never becomes visible. */
@@ -52,6 +56,7 @@ export function createContentAddressableStorageService(
   const cas = deps.contentAddressableStorage;
   const served = deps.capabilities.digestFunctions;
   const maxBatchTotalSizeBytes = deps.capabilities.maxBatchTotalSizeBytes;
+  const compressors = deps.capabilities.compressors;
   const logger = deps.logger;
 
   return {
@@ -107,9 +112,17 @@ export function createContentAddressableStorageService(
             `Failed to read blobs: a response for ${digests.length} blobs of ${totalSizeBytes} bytes could reach ${estimatedResponseBytes} bytes, over the ${MAX_SEND_MESSAGE_BYTES}-byte message limit; request fewer blobs per batch`,
           );
         }
+        const compressor = batchReadCompressor(request.acceptableCompressors);
         const responses = await mapConcurrent(digests, BATCH_CONCURRENCY, async (digest): Promise<reapi.BatchReadBlobsResponse.IResponse> => {
           try {
             const data = await cas.get(digest, { signal: ctx.signal, maxBytes: digest.sizeBytes });
+            if (compressor && data.length >= MIN_COMPRESSED_BATCH_BLOB_BYTES) {
+              // Sent compressed only where that is smaller: the response never outgrows the estimate.
+              const compressed = await compressBytes(compressor, data);
+              if (compressed.length < data.length) {
+                return { digest: digest.toProto(), data: compressed, compressor: compressorToProto(compressor), status: { code: Code.OK } };
+              }
+            }
             return { digest: digest.toProto(), data, status: { code: Code.OK } };
           } catch (err) {
             if (ctx.signal.aborted) throw err;
@@ -132,6 +145,15 @@ export function createContentAddressableStorageService(
     }),
   };
 
+  /** The compressor for a BatchReadBlobs response: the first one the client accepts that we serve. */
+  function batchReadCompressor(acceptable: readonly number[] | null | undefined): TransferCompressor | undefined {
+    for (const value of acceptable ?? []) {
+      const c = compressorFromProto(value);
+      if (c && c !== 'identity' && compressors.includes(c)) return c;
+    }
+    return undefined;
+  }
+
   /** Stores one blob of a batch and returns its per-blob status; never throws except on cancellation. */
   async function updateOne(
     batch: reapi.BatchUpdateBlobsRequest,
@@ -145,12 +167,22 @@ export function createContentAddressableStorageService(
       // The batch's instance name and digest function apply to every blob in it.
       digest = Digest.fromProto(batch.instanceName, batch.digestFunction, r.digest, `${field}.digest`);
       assertDigestFunctionServed(served, digest, `${field}.digest`);
-      const compressor = r.compressor ?? reapi.Compressor.Value.IDENTITY;
-      if (compressor !== reapi.Compressor.Value.IDENTITY) {
-        const description = `Compressor ${reapi.Compressor.Value[compressor] ?? compressor} is not supported; this server only accepts IDENTITY (see supported_batch_update_compressors)`;
+      const compressorValue = r.compressor ?? reapi.Compressor.Value.IDENTITY;
+      const compressor = compressorFromProto(compressorValue);
+      if (compressor === undefined || (compressor !== 'identity' && !compressors.includes(compressor))) {
+        const offered = ['IDENTITY', ...compressors.map((c) => c.toUpperCase())].join(', ');
+        const description = `Compressor ${reapi.Compressor.Value[compressorValue] ?? compressorValue} is not supported; this server accepts ${offered} (see supported_batch_update_compressors)`;
         throw StatusError.invalidArgument(description, [{ field: `${field}.compressor`, description }]);
       }
-      const data = r.data ?? new Uint8Array(0);
+      let data = r.data ?? new Uint8Array(0);
+      if (compressor !== 'identity') {
+        // Stops at the declared size (a bomb); the verifying store then checks size and hash.
+        data = await decompressBytes(compressor, data, {
+          maxOutputBytes: digest.sizeBytes,
+          maxInputBytes: maxCompressedSizeBytes(digest.sizeBytes),
+          field: `${field}.data`,
+        });
+      }
       if (data.length !== digest.sizeBytes) {
         const description = `Blob ${digest.toString()} declares ${digest.sizeBytes} bytes but ${data.length} were sent`;
         throw StatusError.invalidArgument(description, [{ field: `${field}.data`, description }]);

@@ -20,7 +20,9 @@ describe('apiserver Capabilities', () => {
     expect(cache.maxBatchTotalSizeBytes).toBeGreaterThan(0);
     expect(cache.maxBatchTotalSizeBytes).toBeLessThan(MAX_SEND_MESSAGE_BYTES);
     expect(cache.symlinkAbsolutePathStrategy).toBe(reapi.SymlinkAbsolutePathStrategy.Value.ALLOWED);
-    expect(cache.supportedCompressors).toEqual([]);
+    const compressors = [reapi.Compressor.Value.ZSTD, reapi.Compressor.Value.DEFLATE];
+    expect(cache.supportedCompressors).toEqual(compressors);
+    expect(cache.supportedBatchUpdateCompressors).toEqual(compressors);
     expect(caps.lowApiVersion).toMatchObject({ major: 2, minor: 0, patch: 0 });
     expect(caps.highApiVersion).toMatchObject({ major: 2, minor: 3, patch: 0 });
     expect(caps.deprecatedApiVersion).toMatchObject({ major: 2, minor: 0 });
@@ -35,6 +37,13 @@ describe('apiserver Capabilities', () => {
     expect(caps.cacheCapabilities?.actionCacheUpdateCapabilities?.updateEnabled).toBe(true);
     expect(caps.cacheCapabilities?.symlinkAbsolutePathStrategy).toBe(reapi.SymlinkAbsolutePathStrategy.Value.DISALLOWED);
     expect(caps.cacheCapabilities?.maxBatchTotalSizeBytes).toBe(1000);
+  });
+
+  it('advertises no compressors when configured with none', async () => {
+    h = await startHarness({ capabilities: { compressors: [] } });
+    const caps = await unary<reapi.ServerCapabilities>(h.capabilities, 'getCapabilities', { instanceName: '' });
+    expect(caps.cacheCapabilities?.supportedCompressors).toEqual([]);
+    expect(caps.cacheCapabilities?.supportedBatchUpdateCompressors).toEqual([]);
   });
 
   it('rejects a malformed instance name with a BadRequest violation', async () => {

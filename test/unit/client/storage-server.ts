@@ -7,6 +7,7 @@ import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { BlobStoreActionCache } from '../../../src/lib/actioncache/action-cache.js';
 import type { BlobStore } from '../../../src/lib/blobstore/blob-store.js';
+import type { TransferCompressor } from '../../../src/lib/compression/compressor.js';
 import { MemoryBlobStore } from '../../../src/lib/blobstore/memory-blob-store.js';
 import { silentLogger } from '../../../src/lib/util/logger.js';
 import { registerStorageServices } from '../../../src/server/storage-services.js';
@@ -18,7 +19,9 @@ export interface StorageServer {
   close(): Promise<void>;
 }
 
-export async function startStorageServer(opts: { maxBatchTotalSizeBytes?: number; wrapCas?: (cas: BlobStore) => BlobStore } = {}): Promise<StorageServer> {
+export async function startStorageServer(
+  opts: { maxBatchTotalSizeBytes?: number; wrapCas?: (cas: BlobStore) => BlobStore; compressors?: readonly TransferCompressor[] } = {},
+): Promise<StorageServer> {
   const memory = new MemoryBlobStore({ maxSizeBytes: 256 * 1024 * 1024 });
   const contentAddressableStorage = opts.wrapCas ? opts.wrapCas(memory) : memory;
   const server = createGrpcServer();
@@ -28,7 +31,7 @@ export async function startStorageServer(opts: { maxBatchTotalSizeBytes?: number
     logger: silentLogger,
     maxBatchTotalSizeBytes: opts.maxBatchTotalSizeBytes,
     // The client's UpdateActionResult is exercised here, so client writes are allowed.
-    capabilities: { actionCacheUpdateEnabled: true },
+    capabilities: { actionCacheUpdateEnabled: true, ...(opts.compressors ? { compressors: opts.compressors } : {}) },
   });
   const port = await bindGrpcServer(server, '127.0.0.1:0');
   return {
@@ -54,6 +57,9 @@ export interface CuttingProxy {
   /** Cuts the connection carrying the data once this many more bytes went from client to server. */
   cutAfterClientBytes(bytes: number): void;
   cuts: number;
+  /** Bytes forwarded client->server and server->client so far, over all connections. */
+  readonly clientBytes: number;
+  readonly serverBytes: number;
   close(): Promise<void>;
 }
 
@@ -63,6 +69,7 @@ export async function startCuttingProxy(upstream: string): Promise<CuttingProxy>
   const sockets = new Set<net.Socket>();
   // Bytes forwarded client->server over all connections, and the count at which to cut.
   let forwarded = 0;
+  let returned = 0;
   let cutAt: number | undefined;
   const state = { cuts: 0 };
   const server = net.createServer((client) => {
@@ -79,7 +86,10 @@ export async function startCuttingProxy(upstream: string): Promise<CuttingProxy>
       }
       target.write(data);
     });
-    target.on('data', (data: Buffer) => client.write(data));
+    target.on('data', (data: Buffer) => {
+      returned += data.length;
+      client.write(data);
+    });
     const end = () => {
       client.destroy();
       target.destroy();
@@ -98,6 +108,12 @@ export async function startCuttingProxy(upstream: string): Promise<CuttingProxy>
     },
     get cuts() {
       return state.cuts;
+    },
+    get clientBytes() {
+      return forwarded;
+    },
+    get serverBytes() {
+      return returned;
     },
     close: () =>
       new Promise<void>((resolve) => {
