@@ -8,7 +8,7 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import type { BlobStore } from '../lib/blobstore/blob-store.js';
 import type { ResolvedConfig, TlsSection } from '../lib/config/config.js';
-import { createStorage } from '../lib/config/create-storage.js';
+import { createStorage, unsharedActionCacheWarning } from '../lib/config/create-storage.js';
 import type { Clock } from '../lib/util/clock.js';
 import type { Logger } from '../lib/util/logger.js';
 import type { Registry } from '../lib/util/metrics.js';
@@ -66,6 +66,8 @@ export async function createScheduler(config: ResolvedConfig, deps: ServerDeps, 
   const storage: SchedulerStorage = shared
     ? { ...shared, uploadsVerified: true }
     : { storage: { cas: config.storage.cas, action_cache: required(config.storage.action_cache, 'storage.action_cache') } };
+  const unshared = shared ? undefined : unsharedActionCacheWarning(config.storage);
+  if (unshared) deps.logger.warn(unshared);
   const scheduler = await startScheduler({
     tls,
     listenAddress: section.listen_address,

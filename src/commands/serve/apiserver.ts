@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
-import { allowAcUpdatesFlag, configFlags, configToServe, logLevelFlag, operatorFlags, serverTlsFlags, storageFlags } from '../../lib/cli/serve-flags.js';
+import { actionCacheFlag, allowAcUpdatesFlag, configFlags, configToServe, logLevelFlag, operatorFlags, serverTlsFlags, storageFlags } from '../../lib/cli/serve-flags.js';
 import { createLogger } from '../../lib/util/logger.js';
 import { createApiServer } from '../../server/create-servers.js';
 import { runServersUntilSignal } from '../../server/run-servers.js';
@@ -18,12 +18,14 @@ Prints "apiserver listening on <host:port>" on stdout when ready.`;
   static override examples = [
     '<%= config.bin %> <%= command.id %> --allow_ac_updates',
     '<%= config.bin %> <%= command.id %> --listen=0.0.0.0:12100 --storage_dir=/var/cache/bzutil --max_size=100G',
+    '<%= config.bin %> <%= command.id %> --listen=0.0.0.0:12100 --ac=redis://redis:6379',
     'bazel build --remote_cache=grpc://localhost:12100 //...',
   ];
   static override flags = {
     ...configFlags,
     listen: Flags.string({ summary: 'host:port to listen on, port 0 picks a free port (apiserver.listen_address; default 127.0.0.1:12100).' }),
     ...storageFlags,
+    ...actionCacheFlag,
     ...allowAcUpdatesFlag,
     ...serverTlsFlags,
     ...operatorFlags,

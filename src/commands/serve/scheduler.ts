@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
-import { allowAcUpdatesFlag, configFlags, configToServe, logLevelFlag, operatorFlags, schedulerFlags, serverTlsFlags } from '../../lib/cli/serve-flags.js';
+import { actionCacheFlag, allowAcUpdatesFlag, configFlags, configToServe, logLevelFlag, operatorFlags, schedulerFlags, serverTlsFlags } from '../../lib/cli/serve-flags.js';
 import { createLogger } from '../../lib/util/logger.js';
 import { createScheduler } from '../../server/create-servers.js';
 import { runServersUntilSignal } from '../../server/run-servers.js';
@@ -17,14 +17,18 @@ needs only --remote_executor=grpc://host:9099. Workers dial a separate, private 
   static override examples = [
     '<%= config.bin %> <%= command.id %> --cas=localhost:12100',
     '<%= config.bin %> <%= command.id %> --listen=0.0.0.0:9099 --worker_listen=10.0.0.5:9098 --cas=cas.internal:12100',
+    '<%= config.bin %> <%= command.id %> --cas=cas1:12100,cas2:12100 --ac=redis://redis:6379',
   ];
   static override flags = {
     ...configFlags,
     listen: Flags.string({ summary: 'host:port to listen on, port 0 picks a free port (scheduler.listen_address; default 127.0.0.1:9099).' }),
     cas: Flags.string({
       summary: 'Address of the apiserver holding the CAS and action cache (sets storage to grpc stores; default localhost:12100).',
+      description:
+        'Several comma-separated addresses shard the CAS over those apiservers (storage.cas.sharding, each blob on one of them, placed by digest); the action cache is then the first one\'s unless --ac names a shared one (redis://…).',
       aliases: ['cas_addr', 'cas-addr'],
     }),
+    ...actionCacheFlag,
     ...schedulerFlags,
     ...allowAcUpdatesFlag,
     ...serverTlsFlags,

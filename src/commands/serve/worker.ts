@@ -23,6 +23,7 @@ Actions run in a bubblewrap sandbox as an unprivileged uid when bwrap is install
     scheduler: Flags.string({ summary: 'Address of the scheduler worker port, its --worker_listen (worker.scheduler_address; default localhost:9098).', aliases: ['scheduler_addr', 'scheduler-addr'] }),
     cas: Flags.string({
       summary: 'Address of the CAS: the apiserver, or the scheduler which forwards to it (sets storage.cas to a grpc store; default localhost:12100).',
+      description: 'Several comma-separated apiserver addresses shard the CAS over them (storage.cas.sharding); give the scheduler the same list.',
       aliases: ['cas_addr', 'cas-addr'],
     }),
     ...workerFlags,

@@ -3,12 +3,13 @@
  * tree (lib/config; schema/bzutil-config.schema.json) and overrides the `--config` file; a flag not
  * given leaves the file's value or the default. The storage flags (`--storage_dir`, `--max_size`,
  * `--memory_cache`, `--in_memory`) together set the `storage` subtree to the standard local layout,
- * and `--cas` sets it to a remote apiserver: for any other layout, write it in the file.
+ * `--cas` sets it to a remote apiserver (or a `sharding` node over several), and `--ac` sets
+ * `storage.action_cache` alone: for any other layout, write it in the file.
  */
 import { Flags } from '@oclif/core';
 import type { BzutilConfig, ResolvedConfig, ServeRole, StorageSection, TlsSection, WorkerLimitsSection, WorkerSection } from '../config/config.js';
 import { ConfigError } from '../config/config.js';
-import { localStorageConfig, remoteStorageConfig, sqliteStateIn } from '../config/defaults.js';
+import { actionCacheFlagConfig, localStorageConfig, redactConfig, remoteStorageConfig, sqliteStateIn } from '../config/defaults.js';
 import { readConfigFile, resolveConfig } from '../config/resolve-config.js';
 import { parseDurationMs, parseSizeBytes } from '../util/units.js';
 import { parseRunAs } from '../worker/sandbox-command.js';
@@ -18,6 +19,15 @@ import { parseKeyValues } from './flags.js';
 // Re-homed in lib/util/units and lib/config/defaults; re-exported for code importing them from here.
 export { parseDurationMs, parseSizeBytes } from '../util/units.js';
 export { defaultCacheDir } from '../config/defaults.js';
+
+/** `--ac`, on serve apiserver and serve scheduler. */
+export const actionCacheFlag = {
+  ac: Flags.string({
+    summary: 'The action cache: redis://[:password@]host:port[/db] (storage.action_cache.redis), shared by every apiserver and scheduler, or an apiserver host:port.',
+    description: 'With a sharded CAS (--cas a:12100,b:12100) give every apiserver and scheduler the same Redis, so a result stored by one is a hit on all.',
+    helpValue: 'redis://HOST:PORT',
+  }),
+};
 
 /** `--config` and `--print_config`, on every serve command. */
 export const configFlags = {
@@ -197,6 +207,7 @@ export interface ServeFlagValues {
   memory_cache?: string;
   in_memory?: boolean;
   cas?: string;
+  ac?: string;
   scheduler?: string;
   slots?: number;
   work_dir?: string;
@@ -299,7 +310,13 @@ function tlsOverride(flags: ServeFlagValues): TlsSection | undefined {
 }
 
 function storageOverride(role: ServeRole, flags: ServeFlagValues): StorageSection | undefined {
-  if (flags.cas !== undefined) return remoteStorageConfig(flags.cas, { actionCache: role !== 'worker' });
+  const storage = casOverride(role, flags);
+  if (flags.ac === undefined) return storage;
+  return { ...storage, action_cache: flagValue('ac', () => actionCacheFlagConfig(flags.ac!)) };
+}
+
+function casOverride(role: ServeRole, flags: ServeFlagValues): StorageSection | undefined {
+  if (flags.cas !== undefined) return flagValue('cas', () => remoteStorageConfig(flags.cas!, { actionCache: role !== 'worker' }));
   if (flags.storage_dir === undefined && flags.max_size === undefined && flags.memory_cache === undefined && !flags.in_memory) return undefined;
   return localStorageConfig({
     storageDir: flags.storage_dir,
@@ -340,7 +357,7 @@ export async function resolveServeConfig(role: ServeRole, flags: ServeFlagValues
 
 /** What `--print_config` prints: the effective tree as JSON (which is also valid YAML). */
 export function formatConfig(config: ResolvedConfig): string {
-  return `${JSON.stringify(config, null, 2)}\n`;
+  return `${JSON.stringify(redactConfig(config), null, 2)}\n`;
 }
 
 /**

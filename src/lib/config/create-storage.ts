@@ -56,3 +56,15 @@ export async function createStorage(
     throw err;
   }
 }
+
+/**
+ * Why a scheduler's storage makes the fleet answer unevenly, if it does: a CAS sharded over several
+ * apiservers with an action cache that is not shared (not in Redis) means results stored by this
+ * scheduler are hits only through one apiserver's ActionCache.
+ */
+export function unsharedActionCacheWarning(config: { cas: BlobStoreConfig; action_cache?: ActionCacheConfig }): string | undefined {
+  const terminal = terminalBlobStore(config.cas);
+  if (!('sharding' in terminal) || terminal.sharding.shards.length < 2) return undefined;
+  if (config.action_cache && 'redis' in config.action_cache) return undefined;
+  return `storage.cas has ${terminal.sharding.shards.length} shards but the action cache is not shared: other apiservers and schedulers will not see the results this one stores. Give every apiserver and scheduler the same Redis (--ac redis://host:port, storage.action_cache.redis)`;
+}

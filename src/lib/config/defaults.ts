@@ -6,6 +6,8 @@ import { availableParallelism, homedir } from 'node:os';
 import { join } from 'node:path';
 import { formatSizeBytes } from '../util/units.js';
 import { bwrapAvailable, DEFAULT_LIMITS } from '../worker/sandbox-command.js';
+import type { ActionCacheConfig } from '../actioncache/config.js';
+import type { BlobStoreConfig } from '../blobstore/config.js';
 import type { StorageSection, BzutilConfig, RunnerSetting, ServeRole, WorkerLimitsSection } from './config.js';
 
 /** Loopback by default: nothing is reachable from the network until an address is configured. */
@@ -121,10 +123,49 @@ export function localStorageConfig(opts: LocalStorageOptions = {}): Required<Sto
   };
 }
 
-/** The layout `--cas ADDRESS` describes: CAS (and action cache) of a remote apiserver. */
-export function remoteStorageConfig(address: string, opts: { actionCache: boolean }): StorageSection {
-  const node = { grpc: { address } };
-  return opts.actionCache ? { cas: node, action_cache: { grpc: { address } } } : { cas: node };
+/**
+ * The layout `--cas ADDRESS[,ADDRESS…]` describes: the CAS of a remote apiserver, or with several
+ * addresses a `sharding` node over them (equal weights, each shard keyed by its address so that every
+ * process agrees on placement whatever the order of its list). The action cache, when the role has
+ * one, is the first apiserver's; `--ac redis://…` replaces it with one every apiserver shares.
+ */
+export function remoteStorageConfig(addresses: string, opts: { actionCache: boolean }): StorageSection {
+  const list = splitAddresses(addresses);
+  const cas: BlobStoreConfig =
+    list.length === 1 ? { grpc: { address: list[0]! } } : { sharding: { shards: list.map((address) => ({ weight: 1, backend: { grpc: { address } } })) } };
+  return opts.actionCache ? { cas, action_cache: { grpc: { address: list[0]! } } } : { cas };
+}
+
+/** The addresses of a comma-separated list; an empty entry or one given twice is an error. */
+export function splitAddresses(addresses: string): string[] {
+  const list = addresses.split(',').map((a) => a.trim());
+  if (list.some((a) => a === '')) throw new TypeError(`${JSON.stringify(addresses)} has an empty entry`);
+  const twice = list.find((a, i) => list.indexOf(a) !== i);
+  if (twice !== undefined) throw new TypeError(`${JSON.stringify(twice)} is given twice`);
+  return list;
+}
+
+/** The action cache `--ac` describes: `redis://…`/`rediss://…` a Redis server, `host:port` a remote apiserver's. */
+export function actionCacheFlagConfig(value: string): ActionCacheConfig {
+  if (/^rediss?:\/\//.test(value)) return { redis: { url: value } };
+  if (/^\S+:\d+$/.test(value)) return { grpc: { address: value } };
+  throw new TypeError(`expected redis://[:password@]host:port[/db] or an apiserver's host:port, got ${JSON.stringify(redactUrlPassword(value))}`);
+}
+
+/** `scheme://user:PASSWORD@host…` with the password replaced by "***", for printing. */
+export function redactUrlPassword(value: string): string {
+  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/]*:)[^@/]*@/i, '$1***@');
+}
+
+/** A copy of `tree` with every URL password redacted (Redis URLs may carry one), for --print_config. */
+export function redactConfig<T>(tree: T): T {
+  const walk = (value: unknown): unknown => {
+    if (typeof value === 'string') return redactUrlPassword(value);
+    if (Array.isArray(value)) return value.map(walk);
+    if (typeof value === 'object' && value !== null) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, walk(v)]));
+    return value;
+  };
+  return walk(tree) as T;
 }
 
 /** Every key `role` reads, at its default. */

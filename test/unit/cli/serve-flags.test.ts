@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { flagOverrides, parseDurationMs, parseSizeBytes } from '../../../src/lib/cli/serve-flags.js';
+import { flagOverrides, formatConfig, parseDurationMs, parseSizeBytes } from '../../../src/lib/cli/serve-flags.js';
+import { unsharedActionCacheWarning } from '../../../src/lib/config/create-storage.js';
+import { resolveConfig } from '../../../src/lib/config/resolve-config.js';
 
 describe('parseSizeBytes', () => {
   it('reads plain bytes and binary units in any case', () => {
@@ -93,6 +95,50 @@ describe('flagOverrides', () => {
     });
     expect(flagOverrides('scheduler', { cas: 'a:1' }).storage).toEqual({ cas: { grpc: { address: 'a:1' } }, action_cache: { grpc: { address: 'a:1' } } });
     expect(flagOverrides('worker', { cas: 'a:1' }).storage).toEqual({ cas: { grpc: { address: 'a:1' } } });
+  });
+
+  it('shards the CAS over several --cas addresses, keyed by address, and sets the action cache from --ac', () => {
+    const grpcShard = (address: string) => ({ weight: 1, backend: { grpc: { address } } });
+    expect(flagOverrides('worker', { cas: 'a:12100,b:12100' }).storage).toEqual({ cas: { sharding: { shards: [grpcShard('a:12100'), grpcShard('b:12100')] } } });
+    expect(flagOverrides('scheduler', { cas: 'a:12100, b:12100', ac: 'redis://r:6379/1' }).storage).toEqual({
+      cas: { sharding: { shards: [grpcShard('a:12100'), grpcShard('b:12100')] } },
+      action_cache: { redis: { url: 'redis://r:6379/1' } },
+    });
+    // Without --ac the scheduler falls back to the first apiserver's action cache, and says why that is uneven.
+    const alone = flagOverrides('scheduler', { cas: 'a:12100,b:12100' }).storage!;
+    expect(alone.action_cache).toEqual({ grpc: { address: 'a:12100' } });
+    expect(unsharedActionCacheWarning({ cas: alone.cas!, action_cache: alone.action_cache })).toMatch(/2 shards but the action cache is not shared.*--ac redis:\/\//);
+    expect(unsharedActionCacheWarning({ cas: alone.cas!, action_cache: { redis: { url: 'redis://r:6379' } } })).toBeUndefined();
+    expect(unsharedActionCacheWarning({ cas: { grpc: { address: 'a:1' } }, action_cache: { grpc: { address: 'a:1' } } })).toBeUndefined();
+    // --ac alone replaces only the action cache of the apiserver's tree.
+    expect(flagOverrides('apiserver', { ac: 'redis://r:6379' }).storage).toEqual({ action_cache: { redis: { url: 'redis://r:6379' } } });
+    const resolved = resolveConfig({ role: 'apiserver', overrides: flagOverrides('apiserver', { ac: 'redis://r:6379', in_memory: true }) });
+    expect(resolved.storage).toEqual({ cas: { memory: { max_size_bytes: '1GiB' } }, action_cache: { redis: { url: 'redis://r:6379' } } });
+    expect(flagOverrides('apiserver', { ac: 'cas:12100' }).storage).toEqual({ action_cache: { grpc: { address: 'cas:12100' } } });
+  });
+
+  it('refuses a --cas list with an empty or repeated entry, and an --ac that is neither Redis nor an address', () => {
+    expect(() => flagOverrides('worker', { cas: 'a:1,,b:1' })).toThrow(/^Invalid --cas: .*empty entry/);
+    expect(() => flagOverrides('worker', { cas: 'a:1,a:1' })).toThrow(/^Invalid --cas: "a:1" is given twice/);
+    const err = (() => {
+      try {
+        flagOverrides('apiserver', { ac: 'http://:secret@cache' });
+      } catch (e) {
+        return e as Error;
+      }
+      throw new Error('expected a usage error');
+    })();
+    expect(err.message).toMatch(/^Invalid --ac: expected redis:\/\//);
+    expect(err.message).not.toContain('secret');
+  });
+
+  it('prints the configuration with Redis passwords redacted', () => {
+    const resolved = resolveConfig({ role: 'scheduler', overrides: flagOverrides('scheduler', { cas: 'a:1,b:1', ac: 'redis://:hunter2@r:6379/0' }) });
+    const printed = formatConfig(resolved);
+    expect(printed).not.toContain('hunter2');
+    expect(JSON.parse(printed).storage.action_cache).toEqual({ redis: { url: 'redis://:***@r:6379/0' } });
+    // The tree the servers start from keeps the password.
+    expect(resolved.storage.action_cache).toEqual({ redis: { url: 'redis://:hunter2@r:6379/0' } });
   });
 
   it('names the flag of a bad value', () => {
