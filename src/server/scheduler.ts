@@ -1,5 +1,6 @@
 /**
- * The scheduler process: Execution and google.longrunning Operations over one InMemoryBuildQueue,
+ * The scheduler process: Execution and google.longrunning Operations over one BuildQueue (in this
+ * process, or shared with a fleet through Redis: see create-build-queue.ts),
  * with the WorkerQueue on a separate, private worker port (see worker-port.ts), plus (by default) Capabilities with execution advertised, CAS, ByteStream and
  * ActionCache on the same port, because Bazel sends all of its CAS traffic to the endpoint given as
  * --remote_executor. The stores are either built here by createStorage from a `storage` tree
@@ -12,9 +13,9 @@ import type { StorageSection } from '../lib/config/config.js';
 import { createStorage, type Storage } from '../lib/config/create-storage.js';
 import { DEFAULT_SCHEDULER_LISTEN_ADDRESS } from '../lib/config/defaults.js';
 import { capabilitiesService, executionService, operationsService } from '../lib/proto/services.js';
-import { InMemoryBuildQueue, type InMemoryBuildQueueOptions } from '../lib/scheduler/in-memory-build-queue.js';
-import { createStateStore } from '../lib/scheduler/create-state-store.js';
-import type { SchedulerStateStore } from '../lib/scheduler/state-store.js';
+import type { BuildQueue } from '../lib/scheduler/build-queue.js';
+import { createBuildQueue, type OpenedBuildQueue } from '../lib/scheduler/create-build-queue.js';
+import type { InMemoryBuildQueueOptions } from '../lib/scheduler/in-memory-build-queue.js';
 import { systemClock } from '../lib/util/clock.js';
 import { createLogger } from '../lib/util/logger.js';
 import type { Registry } from '../lib/util/metrics.js';
@@ -51,8 +52,9 @@ export type SchedulerConfig = SchedulerOptions & SchedulerStorage;
 
 export interface SchedulerOptions extends Omit<InMemoryBuildQueueOptions, 'contentAddressableStorage' | 'actionCache' | 'state'> {
   /**
-   * Where the queue's state lives: `memory`, or `sqlite:PATH` (survives a crash; see
-   * lib/scheduler/state-store.ts). Loaded before the port opens.
+   * Where the queue's state lives: `memory`, `sqlite:PATH` (survives a crash; see
+   * lib/scheduler/state-store.ts) or `redis://HOST:PORT[/DB]` (shared by a fleet of schedulers).
+   * Loaded before the port opens.
    * @default "memory"
    */
   state?: string;
@@ -84,7 +86,7 @@ export interface Scheduler {
   address: string;
   /** What workers dial: `host:port` of the worker port as bound, or `unix:/path`. */
   workerAddress: string;
-  buildQueue: InMemoryBuildQueue;
+  buildQueue: BuildQueue;
   /** The action cache behind the queue. */
   actionCache: ActionCache;
   /** Live workers and what each runs (as seen by the WorkerQueue service). */
@@ -126,21 +128,15 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
     stores = { contentAddressableStorage: config.contentAddressableStorage, actionCache: config.actionCache, uploadsVerified: config.uploadsVerified ?? false };
   }
   const { storage: _tree, uploadsVerified: _verified, workerListenAddress, tls: _tls, state: stateSetting, metrics, ...queueOptions } = config;
-  let state: SchedulerStateStore;
-  let buildQueue: InMemoryBuildQueue;
+  let opened: OpenedBuildQueue;
   try {
-    state = createStateStore(stateSetting ?? 'memory');
-    try {
-      // Restores operations, queue and leases: the port opens only after this.
-      buildQueue = new InMemoryBuildQueue({ ...queueOptions, ...stores, state, logger: logger.child('queue') });
-    } catch (err) {
-      state.close();
-      throw err;
-    }
+    // Restores operations, queue and leases (or reaches Redis): the port opens only after this.
+    opened = await createBuildQueue(stateSetting ?? 'memory', { ...queueOptions, ...stores, logger: logger.child('queue') });
   } catch (err) {
     await owned?.close();
     throw err;
   }
+  const buildQueue = opened.buildQueue;
 
   const server = createGrpcServer();
   const rpcObserver = metrics && createRpcMetrics(metrics, 'scheduler');
@@ -174,8 +170,7 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
     port = await bindGrpcServer(server, listenAddress, config.tls?.credentials);
     workerPort = await openWorkerPort(handlers, { buildQueue, observer }, workerListenAddress);
   } catch (err) {
-    buildQueue.close();
-    state.close();
+    opened.close();
     observer.close();
     storage?.close();
     server.forceShutdown();
@@ -201,9 +196,9 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
       introspection.setServing(false);
       draining = true;
       const deadline = clock.now() + graceMs;
-      const busy = () => buildQueue.listOperations({ filter: 'done=false', pageSize: 1 }).operations.length > 0;
-      if (busy()) logger.info('Draining: waiting for queued and executing operations', { graceMs });
-      while (busy() && clock.now() < deadline) await clock.sleep(Math.min(100, Math.max(1, deadline - clock.now())));
+      const busy = async () => (await buildQueue.listOperations({ filter: 'done=false', pageSize: 1 })).operations.length > 0;
+      if (await busy()) logger.info('Draining: waiting for queued and executing operations', { graceMs });
+      while ((await busy()) && clock.now() < deadline) await clock.sleep(Math.min(100, Math.max(1, deadline - clock.now())));
     },
     close: (graceMs?: number) => {
       closing ??= (async () => {
@@ -212,7 +207,7 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
         buildQueue.close();
         observer.close();
         await Promise.all([shutdownGrpcServer(server, graceMs), workerPort.close()]);
-        state.close();
+        opened.close();
         storage?.close();
         await owned?.close();
       })();

@@ -57,9 +57,10 @@ export const schedulerFlags = {
     aliases: ['max-worker-slots'],
   }),
   state: Flags.string({
-    summary: 'Where operations, the queue and leases live: memory or sqlite:PATH (scheduler.state).',
-    description: 'Defaults to sqlite:<storage_dir>/scheduler.db (serve all; memory with --in_memory) or sqlite:<data_dir>/scheduler.db (serve scheduler).',
-    helpValue: 'memory|sqlite:PATH',
+    summary: 'Where operations, the queue and leases live: memory, sqlite:PATH or redis://HOST:PORT[/DB] (scheduler.state).',
+    description:
+      'Defaults to sqlite:<storage_dir>/scheduler.db (serve all; memory with --in_memory) or sqlite:<data_dir>/scheduler.db (serve scheduler). redis:// is shared by a fleet of schedulers (see README "Running a fleet").',
+    helpValue: 'memory|sqlite:PATH|redis://HOST:PORT[/DB]',
   }),
   worker_grace: Flags.string({
     summary: 'After a restart, how long a running action waits for its worker before it is requeued (scheduler.worker_grace; default 5s).',

@@ -4,8 +4,8 @@
  * schema/bzutil-config.schema.json, is the reference and is what validates it; these types follow
  * the schema. Keys are snake_case. Sizes are bytes or text like "10GiB", durations text like "30s".
  *
- * Planned sections (not accepted yet, so that no key is silently ignored): `auth` and
- * `scheduler.state` redis://…. Each will be a class plus a factory case plus a schema entry.
+ * Planned sections (not accepted yet, so that no key is silently ignored): `auth`. It will be a
+ * class plus a factory case plus a schema entry.
  */
 import type { ActionCacheConfig } from '../actioncache/config.js';
 import type { BlobStoreConfig, DurationSetting, SizeSetting } from '../blobstore/config.js';
@@ -38,7 +38,7 @@ export interface SchedulerSection {
   max_worker_slots?: number;
   /** As apiserver.allow_ac_updates, for the storage APIs on the scheduler port. */
   allow_ac_updates?: boolean;
-  /** `memory` or `sqlite:PATH`; see lib/scheduler/state-store.ts. */
+  /** `memory`, `sqlite:PATH` or `redis://HOST:PORT[/DB]`; see lib/scheduler/create-build-queue.ts. */
   state?: string;
   /** After a restart, how long a running action waits for its worker before it is requeued. */
   worker_grace?: DurationSetting;

@@ -4,6 +4,7 @@
  */
 import { availableParallelism, homedir } from 'node:os';
 import { join } from 'node:path';
+import { redactUrlPassword } from '../util/redact-url.js';
 import { formatSizeBytes } from '../util/units.js';
 import { bwrapAvailable, DEFAULT_LIMITS } from '../worker/sandbox-command.js';
 import type { ActionCacheConfig } from '../actioncache/config.js';
@@ -152,10 +153,6 @@ export function actionCacheFlagConfig(value: string): ActionCacheConfig {
   throw new TypeError(`expected redis://[:password@]host:port[/db] or an apiserver's host:port, got ${JSON.stringify(redactUrlPassword(value))}`);
 }
 
-/** `scheme://user:PASSWORD@host…` with the password replaced by "***", for printing. */
-export function redactUrlPassword(value: string): string {
-  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/]*:)[^@/]*@/i, '$1***@');
-}
 
 /** A copy of `tree` with every URL password redacted (Redis URLs may carry one), for --print_config. */
 export function redactConfig<T>(tree: T): T {

@@ -1,13 +1,15 @@
 /**
  * The scheduler's one abstraction, after Buildbarn's BuildQueue: clients submit actions and follow
  * operations (Execution and google.longrunning Operations services), workers pull tasks and hand in
- * results (WorkerQueue service). The gRPC services are thin adapters over it; InMemoryBuildQueue is
- * the implementation.
+ * results (WorkerQueue service). The gRPC services are thin adapters over it. InMemoryBuildQueue keeps
+ * the state in this process (with a SQLite journal by default); RedisBuildQueue keeps it in Redis,
+ * shared by a fleet of schedulers (create-build-queue.ts chooses).
  */
 import type { CallOptions } from '../blobstore/blob-store.js';
 import type { Digest } from '../digest/digest.js';
 import type { workerapi } from '../proto/index.js';
 import type { OperationSnapshot } from './operation-snapshot.js';
+import type { MaybePromise } from '../util/maybe-promise.js';
 
 export interface ExecuteRequest {
   /** The validated action digest; it carries the instance name and digest function. */
@@ -37,6 +39,10 @@ export interface ListOperationsResult {
   nextPageToken: string;
 }
 
+/**
+ * Lookups return `MaybePromise`: the in-memory queue answers at once, a shared (Redis) one after a
+ * round trip; callers always `await` them.
+ */
 export interface BuildQueue {
   /**
    * Starts (or joins an identical in-flight) execution of an action and follows it: yields the
@@ -49,16 +55,16 @@ export interface BuildQueue {
   /** Reattaches to an operation: its current state at once, then as `execute`. NOT_FOUND if unknown. */
   waitExecution(name: string, opts?: CallOptions): AsyncIterable<OperationSnapshot>;
   /** The current state. NOT_FOUND if unknown or forgotten. */
-  getOperation(name: string): OperationSnapshot;
+  getOperation(name: string): MaybePromise<OperationSnapshot>;
   /** A page of known operations in creation order. */
-  listOperations(request: ListOperationsRequest): ListOperationsResult;
+  listOperations(request: ListOperationsRequest): MaybePromise<ListOperationsResult>;
   /**
    * Cancels an operation: a queued one completes at once, a running one once its worker has killed
    * it, both with CANCELLED in ExecuteResponse.status. No-op on done operations; NOT_FOUND if unknown.
    */
-  cancelOperation(name: string): void;
+  cancelOperation(name: string): MaybePromise<void>;
   /** Forgets a done operation. FAILED_PRECONDITION while it still runs; NOT_FOUND if unknown. */
-  deleteOperation(name: string): void;
+  deleteOperation(name: string): MaybePromise<void>;
   /** Resolves when the operation is done or after `timeoutMs`, with its state then. */
   waitOperation(name: string, timeoutMs: number, opts?: CallOptions): Promise<OperationSnapshot>;
 

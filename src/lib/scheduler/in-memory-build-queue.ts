@@ -22,7 +22,7 @@ import { setMaxListeners } from 'node:events';
 import type { ActionCache } from '../actioncache/action-cache.js';
 import type { BlobStore, CallOptions } from '../blobstore/blob-store.js';
 import type { Digest } from '../digest/digest.js';
-import { abortStatus, Code, hasCode, isAbortError, StatusError } from '../errors/status-error.js';
+import { Code, StatusError } from '../errors/status-error.js';
 import type { reapi, workerapi } from '../proto/index.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import { type Logger, silentLogger } from '../util/logger.js';
@@ -31,7 +31,8 @@ import type { BuildQueue, ExecuteRequest, ListOperationsRequest, ListOperationsR
 import { type BuildQueueLimits, type InMemoryBuildQueueOptions, resolveLimits } from './build-queue-options.js';
 import { InMemoryExecutionQueue } from './execution-queue.js';
 import { LeaseSweeper } from './lease-sweeper.js';
-import { type LoadedAction, loadAction } from './load-action.js';
+import { lookupActionCache } from './action-cache-lookup.js';
+import { type LoadedAction, loadActionToQueue } from './load-action.js';
 import { OperationFollower } from './operation-follower.js';
 import type { OperationSnapshot } from './operation-snapshot.js';
 import { InMemoryOperationTable, listPage, parseListRequest } from './operation-table.js';
@@ -51,9 +52,6 @@ import { NO_STATE_STORE, type SchedulerStateStore } from './state-store.js';
 import { restoreState, storedExecution, storedOperation } from './state-journal.js';
 
 export type { InMemoryBuildQueueOptions } from './build-queue-options.js';
-
-/** Largest Action or Command accepted, so that a task (both, plus framing) fits a 4 MiB message. */
-const MAX_ACTION_MESSAGE_BYTES = 1536 * 1024;
 
 export class InMemoryBuildQueue implements BuildQueue {
   private readonly cas: BlobStore;
@@ -225,7 +223,7 @@ export class InMemoryBuildQueue implements BuildQueue {
       return;
     }
     execution.task = undefined;
-    const response = normalizeResponse(execution, task.worker, request.response);
+    const response = normalizeResponse(execution, task.worker.name, request.response);
     if (execution.cancelRequested) {
       this.completeExecution(execution, { ...response, status: cancelledResponse('The operation was cancelled while it ran').status });
       this.dispatcher.dispatch();
@@ -267,7 +265,7 @@ export class InMemoryBuildQueue implements BuildQueue {
   private async startOrJoin(entry: OperationEntry, request: ExecuteRequest, signal?: AbortSignal): Promise<void> {
     const { actionDigest } = request;
     if (!request.skipCacheLookup) {
-      const cached = await this.lookupActionCache(actionDigest, signal);
+      const cached = await lookupActionCache(this.actionCache, actionDigest, this.logger, signal);
       if (entry.ownResponse) return;
       if (cached) {
         this.completeEntry(entry, { result: cached, cachedResult: true, status: { code: Code.OK } });
@@ -275,14 +273,7 @@ export class InMemoryBuildQueue implements BuildQueue {
       }
     }
     if (this.join(entry)) return;
-    const loaded = await loadAction(this.cas, actionDigest, {
-      defaultTimeoutMs: this.limits.defaultTimeoutMs,
-      maxTimeoutMs: this.limits.maxTimeoutMs,
-      maxMessageBytes: MAX_ACTION_MESSAGE_BYTES,
-      maxHandOverBytes: this.limits.maxHandOverBytes,
-      signal,
-    });
-    if (signal?.aborted) throw abortStatus(signal);
+    const loaded = await loadActionToQueue(this.cas, actionDigest, this.limits, signal);
     this.throwIfClosed();
     if (entry.ownResponse) return;
     // Another caller may have queued the same action while we validated.
@@ -405,18 +396,6 @@ export class InMemoryBuildQueue implements BuildQueue {
     const entry = this.table.get(name);
     if (!entry) throw StatusError.notFound(`Failed to find operation ${JSON.stringify(name)}: it is unknown or has expired`);
     return entry;
-  }
-
-  private async lookupActionCache(actionDigest: Digest, signal?: AbortSignal): Promise<reapi.IActionResult | undefined> {
-    try {
-      return await this.actionCache.getActionResult(actionDigest, { signal });
-    } catch (err) {
-      if (hasCode(err, Code.NOT_FOUND)) return undefined;
-      if (signal?.aborted || isAbortError(err)) throw err;
-      // The cache is an optimisation: an unreachable cache must not stop builds.
-      this.logger.warn('Failed to look up the action cache; executing the action', { actionDigest: actionDigest.toString(), error: err });
-      return undefined;
-    }
   }
 
   private throwIfClosed(): void {

@@ -12,7 +12,7 @@
 import type { BlobStore, CallOptions } from '../blobstore/blob-store.js';
 import { Digest } from '../digest/digest.js';
 import { digestFunctionToProto } from '../digest/digest-function.js';
-import { Code, hasCode, StatusError, wrapStatus } from '../errors/status-error.js';
+import { abortStatus, Code, hasCode, StatusError, wrapStatus } from '../errors/status-error.js';
 import { reapi, type workerapi } from '../proto/index.js';
 import { mapConcurrent } from '../util/concurrency.js';
 import { PlatformProperties } from './platform-properties.js';
@@ -45,8 +45,29 @@ export interface LoadedAction {
   inputDirectories?: workerapi.IResolvedDirectory[];
 }
 
+/** Largest Action or Command a scheduler accepts, so that a task (both, plus framing) fits a 4 MiB message. */
+export const MAX_ACTION_MESSAGE_BYTES = 1536 * 1024;
+
 const DEFAULT_MAX_DIRECTORY_BYTES = 16 * 1024 * 1024;
 const DEFAULT_MAX_HAND_OVER_BYTES = 256 * 1024;
+
+/** `loadAction` with a build queue's limits, for an action about to be queued; aborts throw. */
+export async function loadActionToQueue(
+  contentAddressableStorage: BlobStore,
+  actionDigest: Digest,
+  limits: { defaultTimeoutMs: number; maxTimeoutMs: number; maxHandOverBytes: number },
+  signal?: AbortSignal,
+): Promise<LoadedAction> {
+  const loaded = await loadAction(contentAddressableStorage, actionDigest, {
+    defaultTimeoutMs: limits.defaultTimeoutMs,
+    maxTimeoutMs: limits.maxTimeoutMs,
+    maxMessageBytes: MAX_ACTION_MESSAGE_BYTES,
+    maxHandOverBytes: limits.maxHandOverBytes,
+    signal,
+  });
+  if (signal?.aborted) throw abortStatus(signal);
+  return loaded;
+}
 
 /** Fetches and validates an action and its inputs. See the module comment for what is checked. */
 export async function loadAction(contentAddressableStorage: BlobStore, actionDigest: Digest, opts: LoadActionOptions): Promise<LoadedAction> {

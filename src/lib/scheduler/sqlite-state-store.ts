@@ -15,13 +15,9 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { Digest } from '../digest/digest.js';
-import type { DigestFunction } from '../digest/digest-function.js';
 import { StatusError } from '../errors/status-error.js';
-import { reapi, workerapi } from '../proto/index.js';
-import { durationToMs, msToDuration } from '../proto/proto-time.js';
 import type { LoadedAction } from './load-action.js';
-import { PlatformProperties } from './platform-properties.js';
+import { decodeLoaded, decodeResponse, digestFromText, digestText, encodeLoaded, encodeResponse, platformFromText, platformText } from './state-codec.js';
 import type { SchedulerStateStore, StoredExecution, StoredOperation } from './state-store.js';
 
 const MIGRATIONS: readonly string[] = [
@@ -140,7 +136,7 @@ export class SqliteStateStore implements SchedulerStateStore {
     const row = {
       seq: e.seq,
       action_digest: digestText(e.actionDigest),
-      platform: JSON.stringify(e.platform.pairs()),
+      platform: platformText(e.platform),
       do_not_cache: e.doNotCache ? 1 : 0,
       priority: e.priority,
       queued_at_ms: e.queuedAtMs,
@@ -214,51 +210,6 @@ function prepare(db: Database.Database) {
     ),
     loadAction: db.prepare('SELECT loaded, platform FROM executions WHERE seq = ?'),
     deleteExecution: db.prepare('DELETE FROM executions WHERE seq = ?'),
-  };
-}
-
-function digestText(d: Digest): string {
-  return d.key;
-}
-
-function digestFromText(text: string): Digest {
-  const [instanceName, fn, hash, size] = text.split('\u0000');
-  return Digest.create(instanceName!, fn as DigestFunction, hash!, Number(size));
-}
-
-function platformFromText(text: string): PlatformProperties {
-  const pairs = JSON.parse(text) as [string, string][];
-  return PlatformProperties.fromProto({ properties: pairs.map(([name, value]) => ({ name, value })) });
-}
-
-function encodeResponse(response: reapi.IExecuteResponse): Buffer {
-  return Buffer.from(reapi.ExecuteResponse.encode(response).finish());
-}
-
-function decodeResponse(bytes: Buffer): reapi.IExecuteResponse {
-  return reapi.ExecuteResponse.decode(bytes);
-}
-
-/** The Action, Command, timeout and handed-over inputs, in the Task message that carries them anyway. */
-function encodeLoaded(loaded: LoadedAction): Buffer {
-  return Buffer.from(
-    workerapi.Task.encode({
-      action: loaded.action,
-      command: loaded.command,
-      timeout: msToDuration(loaded.timeoutMs),
-      ...(loaded.inputDirectories ? { inputDirectories: loaded.inputDirectories } : {}),
-    }).finish(),
-  );
-}
-
-function decodeLoaded(bytes: Buffer, platform: PlatformProperties): LoadedAction {
-  const task = workerapi.Task.decode(bytes);
-  return {
-    action: reapi.Action.fromObject(reapi.Action.toObject(task.action as reapi.Action)),
-    command: reapi.Command.fromObject(reapi.Command.toObject(task.command as reapi.Command)),
-    timeoutMs: durationToMs(task.timeout),
-    platform,
-    ...(task.inputDirectories.length > 0 ? { inputDirectories: task.inputDirectories } : {}),
   };
 }
 

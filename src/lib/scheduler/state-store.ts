@@ -75,12 +75,13 @@ export const NO_STATE_STORE: SchedulerStateStore = {
   close: () => {},
 };
 
-/** A parsed `scheduler.state` setting. */
-export type StateSpec = { kind: 'memory' } | { kind: 'sqlite'; path: string };
+/** A parsed `scheduler.state` setting (`redis://` is not a journal: it selects RedisBuildQueue). */
+export type StateSpec = { kind: 'memory' } | { kind: 'sqlite'; path: string } | { kind: 'redis'; url: string };
 
-/** Parses `memory` or `sqlite:PATH`; undefined for anything else. */
+/** Parses `memory`, `sqlite:PATH` or `redis://…`; undefined for anything else. */
 export function parseStateSpec(text: string): StateSpec | undefined {
   if (text === 'memory') return { kind: 'memory' };
+  if (text.startsWith('redis://')) return { kind: 'redis', url: text };
   if (text.startsWith('sqlite:') && text.length > 'sqlite:'.length) return { kind: 'sqlite', path: text.slice('sqlite:'.length) };
   return undefined;
 }

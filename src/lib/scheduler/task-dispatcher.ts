@@ -11,7 +11,7 @@ import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
 import type { InMemoryExecutionQueue } from './execution-queue.js';
 import { cancelledResponse, type Execution, type TaskState, type WorkerState } from './scheduler-state.js';
-import { SYNCHRONIZE_RESPONSE_BUDGET_BYTES, toTaskProto } from './task-messages.js';
+import { originOf, SYNCHRONIZE_RESPONSE_BUDGET_BYTES, toTaskProto } from './task-messages.js';
 import { newLeaseToken } from './worker-admission.js';
 import type { WorkerRegistry } from './worker-registry.js';
 
@@ -62,7 +62,7 @@ export class TaskDispatcher {
       }
       const taskId = this.opts.newId();
       const leaseToken = newLeaseToken();
-      const { task, sizeBytes } = toTaskProto(execution, loaded, taskId, leaseToken);
+      const { task, sizeBytes } = toTaskProto(originOf(execution), loaded, taskId, leaseToken);
       if (response.tasks.length > 0 && sizeBytes > budgetBytes) {
         // The response is full: the rest go back to their places for the next call.
         for (const rest of claimed.slice(i)) this.opts.queue.push(rest);

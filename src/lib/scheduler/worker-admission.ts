@@ -69,7 +69,8 @@ export function admitCompletion(task: TaskState | undefined, request: workerapi.
   return task;
 }
 
-function sameToken(given: string, expected: string): boolean {
+/** Compares lease tokens in constant time. */
+export function sameToken(given: string, expected: string): boolean {
   const a = Buffer.from(given);
   const b = Buffer.from(expected);
   return a.length === b.length && timingSafeEqual(a, b);

@@ -42,7 +42,8 @@ export function secondsSince(start: number): number {
   return (performance.now() - start) / 1000;
 }
 
-type GaugeSource<L extends string> = (set: (labels: Partial<Record<L, string>>, value: number) => void) => void;
+/** Sets the gauge's values; may be async (a shared build queue is read over the network). */
+type GaugeSource<L extends string> = (set: (labels: Partial<Record<L, string>>, value: number) => void) => void | Promise<void>;
 const gaugeSources = new WeakMap<Gauge<string>, Set<GaugeSource<string>>>();
 
 /**
@@ -58,9 +59,12 @@ export function collectedGauge<L extends string>(registry: Registry, config: Omi
       const created: Gauge<L> = new Gauge<L>({
         ...config,
         registers: [registry],
-        collect() {
+        async collect() {
+          // Values are gathered first and set together: a scrape never sees a half-reset gauge.
+          const values: [Partial<Record<L, string>>, number][] = [];
+          await Promise.all([...(gaugeSources.get(created as Gauge<string>) ?? [])].map((s) => s((labels, value) => values.push([labels, value]))));
           created.reset();
-          for (const s of gaugeSources.get(created as Gauge<string>) ?? []) s((labels, value) => created.set(labels, value));
+          for (const [labels, value] of values) created.set(labels, value);
         },
       });
       return created;

@@ -122,12 +122,12 @@ export function createActionObserver(deps: ActionObserverDeps): ActionObserver {
         collectedGauge(
           metrics,
           { name: 'bzutil_scheduler_operations', help: 'Operations the scheduler knows, by instance and stage (QUEUED = queue length).', labelNames: ['instance', 'stage'] },
-          (set) => {
+          async (set) => {
             const counts = new Map<string, number>();
             let pageToken = '';
             let seen = 0;
             do {
-              const page = deps.buildQueue.listOperations({ filter: 'done=false', pageSize: 1000, pageToken });
+              const page = await deps.buildQueue.listOperations({ filter: 'done=false', pageSize: 1000, pageToken });
               for (const op of page.operations) {
                 const key = `${instanceOf(op.name)}\u0000${op.stage}`;
                 counts.set(key, (counts.get(key) ?? 0) + 1);

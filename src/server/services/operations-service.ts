@@ -19,21 +19,21 @@ export function createOperationsService(handlers: HandlerFactory, deps: { buildQ
   const queue = deps.buildQueue;
   return {
     getOperation: handlers.unary<longrunning.GetOperationRequest, longrunning.IOperation>('Operations.GetOperation', async (request) =>
-      toLongrunningOperation(queue.getOperation(requireName(request.name))),
+      toLongrunningOperation(await queue.getOperation(requireName(request.name))),
     ),
 
     listOperations: handlers.unary<longrunning.ListOperationsRequest, longrunning.IListOperationsResponse>('Operations.ListOperations', async (request) => {
-      const page = queue.listOperations({ name: request.name, filter: request.filter, pageSize: request.pageSize, pageToken: request.pageToken });
+      const page = await queue.listOperations({ name: request.name, filter: request.filter, pageSize: request.pageSize, pageToken: request.pageToken });
       return { operations: page.operations.map(toLongrunningOperation), nextPageToken: page.nextPageToken };
     }),
 
     cancelOperation: handlers.unary<longrunning.CancelOperationRequest, protobuf.IEmpty>('Operations.CancelOperation', async (request) => {
-      queue.cancelOperation(requireName(request.name));
+      await queue.cancelOperation(requireName(request.name));
       return {};
     }),
 
     deleteOperation: handlers.unary<longrunning.DeleteOperationRequest, protobuf.IEmpty>('Operations.DeleteOperation', async (request) => {
-      queue.deleteOperation(requireName(request.name));
+      await queue.deleteOperation(requireName(request.name));
       return {};
     }),
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { flagOverrides, formatConfig, parseDurationMs, parseSizeBytes } from '../../../src/lib/cli/serve-flags.js';
+import { flagOverrides, formatConfig, parseDurationMs, parseSizeBytes, resolveServeConfig } from '../../../src/lib/cli/serve-flags.js';
 import { unsharedActionCacheWarning } from '../../../src/lib/config/create-storage.js';
 import { resolveConfig } from '../../../src/lib/config/resolve-config.js';
 
@@ -145,5 +145,15 @@ describe('flagOverrides', () => {
     expect(() => flagOverrides('all', { max_size: 'huge' })).toThrow(/^Invalid --max_size: Invalid size "huge"/);
     expect(() => flagOverrides('all', { worker_lease: 'soon' })).toThrow(/^Invalid --worker_lease/);
     expect(() => flagOverrides('all', { platform: ['novalue'] })).toThrow(/--platform/);
+  });
+});
+
+describe('formatConfig (--print_config)', () => {
+  it('shows --state redis:// with its password redacted', async () => {
+    const config = await resolveServeConfig('scheduler', { state: 'redis://bzutil:hunter2@10.0.0.5:6379/1', in_memory: false } as Parameters<typeof resolveServeConfig>[1]);
+    expect(config.scheduler!.state).toBe('redis://bzutil:hunter2@10.0.0.5:6379/1');
+    const printed = formatConfig(config);
+    expect(printed).not.toContain('hunter2');
+    expect(JSON.parse(printed).scheduler.state).toBe('redis://bzutil:***@10.0.0.5:6379/1');
   });
 });

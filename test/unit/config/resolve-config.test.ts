@@ -111,7 +111,9 @@ describe('resolveConfig', () => {
     expect(resolveConfig({ role: 'all', file: { tree: { scheduler: { state: 'memory' } }, source: 'a.yaml' } }).scheduler!.state).toBe('memory');
     const db = 'sqlite:/var/lib/bzutil/scheduler.db';
     expect(resolveConfig({ role: 'scheduler', file: { tree: { scheduler: { state: db } }, source: 'a.yaml' } }).scheduler!.state).toBe(db);
-    expect(issuesOf({ scheduler: { state: 'redis://localhost:6379' } })).toEqual(['scheduler.state: expected "memory" or "sqlite:PATH"']);
+    const redis = 'redis://10.0.0.5:6379/2';
+    expect(resolveConfig({ role: 'scheduler', file: { tree: { scheduler: { state: redis } }, source: 'a.yaml' } }).scheduler!.state).toBe(redis);
+    expect(issuesOf({ scheduler: { state: 'postgres://localhost:5432' } })).toEqual(['scheduler.state: expected "memory", "sqlite:PATH" or "redis://HOST:PORT[/DB]"']);
     expect(issuesOf({ storage: { cas: { compression: {} } } })).toEqual(['storage.cas.compression: is planned but not supported yet']);
     expect(issuesOf({ storage: { cas: { sharding: {} } } })).toEqual(['storage.cas.sharding.shards: is required']);
     expect(issuesOf({ storage: { cas: { sharding: { shards: [{ weight: 0, backend: { memory: { max_size_bytes: 1 } } }] } } } })).toEqual(['storage.cas.sharding.shards.0.weight: must be > 0']);

@@ -39,7 +39,7 @@ export async function renderUi(url: URL, sources: UiSources): Promise<UiResponse
   const instanceName = url.searchParams.get('instance') ?? '';
   const digestAt = () => parseDigest(`${parts[1] ?? ''}/${parts[2] ?? ''}`, instanceName);
   try {
-    if (parts.length === 0) return ok(page('Dashboard', dashboard(sources)));
+    if (parts.length === 0) return ok(page('Dashboard', await dashboard(sources)));
     if (parts[0] === 'operation' && parts.length === 1) return ok(page('Operation', await operation(sources, url.searchParams.get('name') ?? '')));
     if (parts[0] === 'ac' && parts.length === 1) return ok(page('Action cache', await actionCacheLookup(sources, url.searchParams.get('digest'), instanceName)));
     if (parts.length !== 3) return undefined;
@@ -74,12 +74,12 @@ async function decode<T>(sources: UiSources, type: { decode(b: Uint8Array): T },
   return type.decode(await sources.contentAddressableStorage.get(digest, { maxBytes: 16 * 1024 * 1024 }));
 }
 
-function dashboard(sources: UiSources): Html {
+async function dashboard(sources: UiSources): Promise<Html> {
   if (!sources.buildQueue) return html`<p class="muted">No scheduler runs in this process: see the <a href="/ac">action cache</a>.</p>`;
   const all: OperationSnapshot[] = [];
   let pageToken = '';
   do {
-    const page = sources.buildQueue.listOperations({ pageSize: 1000, pageToken });
+    const page = await sources.buildQueue.listOperations({ pageSize: 1000, pageToken });
     all.push(...page.operations);
     pageToken = page.nextPageToken;
   } while (pageToken && all.length < 100_000);
@@ -110,7 +110,7 @@ function outcome(response: reapi.IExecuteResponse | undefined): Html | string {
 
 async function operation(sources: UiSources, name: string): Promise<Html> {
   if (!sources.buildQueue) throw StatusError.notFound('No scheduler runs in this process');
-  const op = sources.buildQueue.getOperation(name);
+  const op = await sources.buildQueue.getOperation(name);
   return html`${fields([
     ['name', op.name],
     ['action', digestLink('action', op.actionDigest)],

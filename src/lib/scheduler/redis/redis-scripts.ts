@@ -1,0 +1,380 @@
+/**
+ * The Redis build queue's state changes, each one Lua script so that it is atomic across every
+ * scheduler sharing the Redis: two schedulers cannot claim the same execution, complete it twice,
+ * or requeue a task that its worker is completing. Scripts build their keys from the prefix in
+ * ARGV[1] (one Redis node; not Redis Cluster), ARGV[2] is the caller's clock in ms.
+ *
+ * Keys under the prefix:
+ * - `seq`: counter naming operations and executions; `ops` zset name by seq (ListOperations order)
+ * - `op:<name>` hash: s seq, d digest, x execution seq, own response (cache hit / cancelled alone),
+ *   c completion time; `done` zset name by completion (retention); `checking` zset name by
+ *   creation while it has no execution yet
+ * - `ex:<seq>` hash: d digest, p platform, nc doNotCache, pr priority, qm queue member, qa queued at,
+ *   st stage, at attempts, cx cancel requested, to timeout, ld queued Action+Command, op first
+ *   operation, r response; while running t task, w worker, tok lease token, ts started, tsync the
+ *   worker's sync count when handed out. `exops:<seq>` set of the operations following it.
+ * - `q:<platform>` zset member qm by priority (qm is the zero-padded seq: FIFO within a priority);
+ *   `qplats` set of platforms with queued work; `qreq:<platform>` its required pairs; `qsize`
+ * - `inflight:<digest>` the cacheable execution of that action, for deduplication
+ * - `task:<id>` its execution; `wtasks:<worker>` the worker's tasks; `wcancel:<worker>` cancellations
+ *   to send; `workers` zset worker by the time its grace runs out; `wsync` hash worker -> sync count;
+ *   `deadlines` zset task by action timeout + grace
+ * Every visible change publishes `op <name>` on `events`; new work `work`; a cancellation for a
+ * worker `worker <id>`.
+ *
+ * Responses written by the scripts themselves are `s:<code>:<message>` (a status only); responses
+ * from JS are base64 ExecuteResponse bytes. redis-state.ts decodes both.
+ */
+
+const LIBRARY = `
+local P = ARGV[1]
+local NOW = tonumber(ARGV[2])
+local function publish(msg) redis.call('PUBLISH', P .. 'events', msg) end
+local function mark_done(name)
+  redis.call('HSET', P .. 'op:' .. name, 'c', NOW)
+  redis.call('ZADD', P .. 'done', NOW, name)
+  redis.call('ZREM', P .. 'checking', name)
+  publish('op ' .. name)
+end
+local function touch_ops(seq)
+  for _, name in ipairs(redis.call('SMEMBERS', P .. 'exops:' .. seq)) do publish('op ' .. name) end
+end
+local function release_task(seq, tid, wid, current)
+  redis.call('DEL', P .. 'task:' .. tid)
+  if wid then
+    redis.call('SREM', P .. 'wtasks:' .. wid, tid)
+    redis.call('SREM', P .. 'wcancel:' .. wid, tid)
+  end
+  redis.call('ZREM', P .. 'deadlines', tid)
+  if current then redis.call('HDEL', P .. 'ex:' .. seq, 't', 'w', 'tok', 'ts', 'tsync') end
+end
+local function complete_exec(seq, resp)
+  local ex = P .. 'ex:' .. seq
+  redis.call('HSET', ex, 'st', 'COMPLETED', 'r', resp)
+  redis.call('HDEL', ex, 'ld')
+  local d = redis.call('HGET', ex, 'd')
+  if d and redis.call('GET', P .. 'inflight:' .. d) == seq then redis.call('DEL', P .. 'inflight:' .. d) end
+  local names = redis.call('SMEMBERS', P .. 'exops:' .. seq)
+  if #names == 0 then redis.call('DEL', ex, P .. 'exops:' .. seq) end
+  for _, name in ipairs(names) do
+    if not redis.call('HGET', P .. 'op:' .. name, 'own') then mark_done(name) end
+  end
+end
+local function requeue(seq)
+  local ex = P .. 'ex:' .. seq
+  local f = redis.call('HMGET', ex, 'p', 'pr', 'qm')
+  redis.call('HSET', ex, 'st', 'QUEUED')
+  redis.call('ZADD', P .. 'q:' .. f[1], f[2], f[3])
+  redis.call('SADD', P .. 'qplats', f[1])
+  redis.call('INCR', P .. 'qsize')
+  touch_ops(seq)
+  publish('work')
+end
+-- The worker of task tid is gone (or said it cannot run it): requeue its execution, or fail it
+-- when it was cancelled or has used up its attempts.
+local function lose_task(tid, max, reason)
+  local seq = redis.call('GET', P .. 'task:' .. tid)
+  if not seq then return 0 end
+  local f = redis.call('HMGET', P .. 'ex:' .. seq, 'w', 'at', 'cx', 't', 'st')
+  local current = f[4] == tid and f[5] == 'EXECUTING'
+  release_task(seq, tid, f[1], current)
+  if not current then return 0 end
+  if f[3] == '1' then
+    complete_exec(seq, 's:1:The operation was cancelled; its worker is gone')
+  elseif tonumber(f[2]) >= max then
+    complete_exec(seq, 's:14:Failed to execute the action: lost its worker on all ' .. f[2] .. ' attempts; last: ' .. reason)
+  else
+    requeue(seq)
+  end
+  return 1
+end
+local function forget(name)
+  local x = redis.call('HGET', P .. 'op:' .. name, 'x')
+  redis.call('DEL', P .. 'op:' .. name)
+  redis.call('ZREM', P .. 'ops', name)
+  redis.call('ZREM', P .. 'done', name)
+  redis.call('ZREM', P .. 'checking', name)
+  if x then
+    redis.call('SREM', P .. 'exops:' .. x, name)
+    if redis.call('SCARD', P .. 'exops:' .. x) == 0 and redis.call('HGET', P .. 'ex:' .. x, 'st') == 'COMPLETED' then
+      redis.call('DEL', P .. 'ex:' .. x, P .. 'exops:' .. x)
+    end
+  end
+end
+local function attach(name, seq)
+  redis.call('HSET', P .. 'op:' .. name, 'x', seq)
+  redis.call('SADD', P .. 'exops:' .. seq, name)
+  redis.call('ZREM', P .. 'checking', name)
+  publish('op ' .. name)
+end
+`;
+
+/** name -> body; each is prefixed with LIBRARY. */
+const BODIES = {
+  /** ARGV: name, digest. Returns the operation's seq. */
+  createOperation: `
+local seq = redis.call('INCR', P .. 'seq')
+redis.call('HSET', P .. 'op:' .. ARGV[3], 's', seq, 'd', ARGV[4])
+redis.call('ZADD', P .. 'ops', seq, ARGV[3])
+redis.call('ZADD', P .. 'checking', NOW, ARGV[3])
+return seq`,
+
+  /** ARGV: name, digest. Attaches to the in-flight execution of the action: its seq, or false. */
+  join: `
+if not redis.call('HGET', P .. 'op:' .. ARGV[3], 's') then return false end
+local x = redis.call('GET', P .. 'inflight:' .. ARGV[4])
+if not x then return false end
+attach(ARGV[3], x)
+return x`,
+
+  /**
+   * ARGV: name, digest, nocache, platform, priority, qm, timeout, loaded, maxQueued, first-op, npairs, pairs...
+   * Returns {'QUEUED'}, {'JOINED', seq}, {'FULL'} or {'GONE'} (cancelled or expired meanwhile).
+   */
+  enqueue: `
+local name, d, nc, plat = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local op = redis.call('HMGET', P .. 'op:' .. name, 's', 'own')
+if not op[1] or op[2] then return {'GONE'} end
+if nc == '0' then
+  local x = redis.call('GET', P .. 'inflight:' .. d)
+  if x then attach(name, x) return {'JOINED', x} end
+end
+if tonumber(redis.call('GET', P .. 'qsize') or '0') >= tonumber(ARGV[11]) then return {'FULL'} end
+local seq = op[1]
+local ex = P .. 'ex:' .. seq
+redis.call('HSET', ex, 'd', d, 'p', plat, 'nc', nc, 'pr', ARGV[7], 'qm', ARGV[8], 'qa', NOW, 'st', 'QUEUED', 'at', 0, 'cx', 0, 'to', ARGV[9], 'ld', ARGV[10], 'op', name)
+local n = tonumber(ARGV[12])
+for i = 1, n do redis.call('SADD', P .. 'qreq:' .. plat, ARGV[12 + i]) end
+redis.call('SADD', P .. 'qplats', plat)
+redis.call('ZADD', P .. 'q:' .. plat, ARGV[7], ARGV[8])
+redis.call('INCR', P .. 'qsize')
+if nc == '0' then redis.call('SET', P .. 'inflight:' .. d, seq) end
+attach(name, seq)
+publish('work')
+return {'QUEUED'}`,
+
+  /**
+   * ARGV: worker, slots, grace, taskId, token, npairs, pairs... Claims the first queued execution
+   * (lowest priority, then oldest) whose platform the worker offers, if the worker has a free slot.
+   * Returns {seq, loaded, digest, queuedAt, firstOp, attempts} or false.
+   */
+  claim: `
+local wid, slots, grace, tid, tok = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7]
+if slots - redis.call('SCARD', P .. 'wtasks:' .. wid) <= 0 then return false end
+local offered = {}
+for i = 1, tonumber(ARGV[8]) do offered[ARGV[8 + i]] = true end
+local bestPlat, bestScore, bestMember
+for _, plat in ipairs(redis.call('SMEMBERS', P .. 'qplats')) do
+  local head = redis.call('ZRANGE', P .. 'q:' .. plat, 0, 0, 'WITHSCORES')
+  if #head == 0 then
+    redis.call('SREM', P .. 'qplats', plat)
+    redis.call('DEL', P .. 'qreq:' .. plat)
+  else
+    local ok = true
+    for _, pair in ipairs(redis.call('SMEMBERS', P .. 'qreq:' .. plat)) do
+      if not offered[pair] then ok = false break end
+    end
+    local score = tonumber(head[2])
+    if ok and (not bestPlat or score < bestScore or (score == bestScore and head[1] < bestMember)) then
+      bestPlat, bestScore, bestMember = plat, score, head[1]
+    end
+  end
+end
+if not bestPlat then return false end
+redis.call('ZREM', P .. 'q:' .. bestPlat, bestMember)
+redis.call('DECR', P .. 'qsize')
+local seq = tostring(tonumber(bestMember))
+local ex = P .. 'ex:' .. seq
+local sync = redis.call('HGET', P .. 'wsync', wid) or '0'
+redis.call('HSET', ex, 'st', 'EXECUTING', 't', tid, 'w', wid, 'tok', tok, 'ts', NOW, 'tsync', sync)
+local attempts = redis.call('HINCRBY', ex, 'at', 1)
+redis.call('SET', P .. 'task:' .. tid, seq)
+redis.call('SADD', P .. 'wtasks:' .. wid, tid)
+local f = redis.call('HMGET', ex, 'ld', 'd', 'qa', 'op', 'to')
+if f[5] and f[5] ~= '' then redis.call('ZADD', P .. 'deadlines', NOW + tonumber(f[5]) + grace, tid) end
+touch_ops(seq)
+return {seq, f[1] or '', f[2], f[3], f[4] or '', attempts}`,
+
+  /**
+   * ARGV: worker, grace, maxAttempts, nlisted, listed... A worker synchronized: extends its grace,
+   * loses the tasks it no longer lists (handed out before its previous call), and takes its
+   * pending cancellations. Returns {cancels, listed ids the queue does not give this worker}.
+   */
+  synchronize: `
+local wid, grace, max = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local sync = redis.call('HINCRBY', P .. 'wsync', wid, 1)
+redis.call('ZADD', P .. 'workers', NOW + grace, wid)
+local listed = {}
+for i = 1, tonumber(ARGV[6]) do listed[ARGV[6 + i]] = true end
+for _, tid in ipairs(redis.call('SMEMBERS', P .. 'wtasks:' .. wid)) do
+  if not listed[tid] then
+    local seq = redis.call('GET', P .. 'task:' .. tid)
+    local at = seq and tonumber(redis.call('HGET', P .. 'ex:' .. seq, 'tsync') or '0') or 0
+    if not seq or at < sync - 1 then lose_task(tid, max, 'the worker no longer reports the task') end
+  end
+end
+local unknown = {}
+for i = 1, tonumber(ARGV[6]) do
+  if redis.call('SISMEMBER', P .. 'wtasks:' .. wid, ARGV[6 + i]) == 0 then table.insert(unknown, ARGV[6 + i]) end
+end
+local cancels = redis.call('SMEMBERS', P .. 'wcancel:' .. wid)
+redis.call('DEL', P .. 'wcancel:' .. wid)
+return {cancels, unknown}`,
+
+  /** ARGV: worker. Takes the worker's pending cancellations. */
+  cancels: `
+local cancels = redis.call('SMEMBERS', P .. 'wcancel:' .. ARGV[3])
+redis.call('DEL', P .. 'wcancel:' .. ARGV[3])
+return cancels`,
+
+  /** ARGV: name. Forgets an operation whatever its state (its Execute call failed before it was queued). */
+  forget: `
+forget(ARGV[3])
+return 1`,
+
+  /** ARGV: workers... Extends the grace of workers whose long-poll this scheduler holds. */
+  heartbeat: `
+local grace = tonumber(ARGV[3])
+for i = 4, #ARGV do redis.call('ZADD', P .. 'workers', 'XX', NOW + grace, ARGV[i]) end
+return 0`,
+
+  /** ARGV: taskId. The task's execution, for admission: {seq, worker, token, current task, stage, cancel, digest, queuedAt} or false. */
+  task: `
+local seq = redis.call('GET', P .. 'task:' .. ARGV[3])
+if not seq then return false end
+local f = redis.call('HMGET', P .. 'ex:' .. seq, 'w', 'tok', 't', 'st', 'cx', 'd', 'qa', 'nc')
+return {seq, f[1] or '', f[2] or '', f[3] or '', f[4] or '', f[5] or '0', f[6] or '', f[7] or '0', f[8] or '0'}`,
+
+  /** ARGV: taskId, response. Completes the task's execution if the task is still its current attempt. */
+  finish: `
+local seq = redis.call('GET', P .. 'task:' .. ARGV[3])
+if not seq then return 0 end
+local f = redis.call('HMGET', P .. 'ex:' .. seq, 'w', 't', 'st')
+local current = f[2] == ARGV[3] and f[3] == 'EXECUTING'
+release_task(seq, ARGV[3], f[1], current)
+if not current then return 0 end
+complete_exec(seq, ARGV[4])
+return 1`,
+
+  /** ARGV: taskId, maxAttempts, reason. */
+  lose: `return lose_task(ARGV[3], tonumber(ARGV[4]), ARGV[5])`,
+
+  /** ARGV: name. {digest, own, stage, response} of the operation, or false. */
+  get: `
+local op = redis.call('HMGET', P .. 'op:' .. ARGV[3], 'd', 'x', 'own')
+if not op[1] then return false end
+if op[3] then return {op[1], op[3], 'COMPLETED', ''} end
+if not op[2] then return {op[1], '', 'CACHE_CHECK', ''} end
+local ex = redis.call('HMGET', P .. 'ex:' .. op[2], 'st', 'r')
+return {op[1], '', ex[1] or 'COMPLETED', ex[2] or ''}`,
+
+  /** ARGV: name, response. Completes an operation on its own (cache hit, or failed before it was queued). */
+  completeOwn: `
+if not redis.call('HGET', P .. 'op:' .. ARGV[3], 's') then return 0 end
+redis.call('HSET', P .. 'op:' .. ARGV[3], 'own', ARGV[4])
+mark_done(ARGV[3])
+return 1`,
+
+  /**
+   * ARGV: name. Returns 'NOTFOUND', 'DONE' (nothing to do), 'CANCELLED' (ended now) or 'KILLING'
+   * (its worker was told to stop; it completes when the worker reports).
+   */
+  cancel: `
+local name = ARGV[3]
+local op = redis.call('HMGET', P .. 'op:' .. name, 's', 'x', 'own', 'c')
+if not op[1] then return 'NOTFOUND' end
+if op[3] or op[4] then return 'DONE' end
+if not op[2] then
+  redis.call('HSET', P .. 'op:' .. name, 'own', 's:1:The operation was cancelled before it was queued')
+  mark_done(name)
+  return 'CANCELLED'
+end
+local seq = op[2]
+local ex = P .. 'ex:' .. seq
+local f = redis.call('HMGET', ex, 'st', 'p', 'qm', 'w', 't', 'cx', 'd')
+if f[1] == 'COMPLETED' or f[6] == '1' then return 'DONE' end
+for _, other in ipairs(redis.call('SMEMBERS', P .. 'exops:' .. seq)) do
+  if other ~= name and not redis.call('HGET', P .. 'op:' .. other, 'own') then
+    redis.call('SREM', P .. 'exops:' .. seq, name)
+    redis.call('HSET', P .. 'op:' .. name, 'own', 's:1:The operation was cancelled; the execution continues for other callers')
+    mark_done(name)
+    return 'CANCELLED'
+  end
+end
+if f[1] == 'QUEUED' then
+  if redis.call('ZREM', P .. 'q:' .. f[2], f[3]) == 1 then redis.call('DECR', P .. 'qsize') end
+  complete_exec(seq, 's:1:The operation was cancelled while queued')
+  return 'CANCELLED'
+end
+redis.call('HSET', ex, 'cx', 1)
+if redis.call('GET', P .. 'inflight:' .. f[7]) == seq then redis.call('DEL', P .. 'inflight:' .. f[7]) end
+if not redis.call('ZSCORE', P .. 'workers', f[4]) then
+  release_task(seq, f[5], f[4], true)
+  complete_exec(seq, 's:1:The operation was cancelled; its worker is gone')
+  return 'CANCELLED'
+end
+redis.call('SADD', P .. 'wcancel:' .. f[4], f[5])
+publish('worker ' .. f[4])
+return 'KILLING'`,
+
+  /** ARGV: name. 'NOTFOUND', 'RUNNING' or 'DELETED'. */
+  delete: `
+local op = redis.call('HMGET', P .. 'op:' .. ARGV[3], 's', 'x', 'own', 'c')
+if not op[1] then return 'NOTFOUND' end
+if not op[3] and not op[4] then
+  if not op[2] or redis.call('HGET', P .. 'ex:' .. op[2], 'st') ~= 'COMPLETED' then return 'RUNNING' end
+end
+forget(ARGV[3])
+return 'DELETED'`,
+
+  /**
+   * ARGV: maxAttempts, forgetBefore, checkingBefore, limit. Time's housekeeping, safe on every
+   * scheduler at once: workers past their grace lose their tasks, tasks past their deadline fail
+   * DEADLINE_EXCEEDED, operations finished before forgetBefore are forgotten, operations that never
+   * got an execution (their scheduler died while checking the cache) complete UNAVAILABLE.
+   * Returns {workers lost, tasks expired, operations forgotten}.
+   */
+  sweep: `
+local max, limit = tonumber(ARGV[3]), tonumber(ARGV[6])
+local lost = 0
+for _, wid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'workers', '-inf', NOW, 'LIMIT', 0, limit)) do
+  for _, tid in ipairs(redis.call('SMEMBERS', P .. 'wtasks:' .. wid)) do
+    lose_task(tid, max, 'worker ' .. wid .. ' was not heard from within its grace')
+  end
+  redis.call('ZREM', P .. 'workers', wid)
+  redis.call('HDEL', P .. 'wsync', wid)
+  redis.call('DEL', P .. 'wtasks:' .. wid, P .. 'wcancel:' .. wid)
+  lost = lost + 1
+end
+local expired = 0
+for _, tid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'deadlines', '-inf', NOW, 'LIMIT', 0, limit)) do
+  local seq = redis.call('GET', P .. 'task:' .. tid)
+  redis.call('ZREM', P .. 'deadlines', tid)
+  if seq then
+    local f = redis.call('HMGET', P .. 'ex:' .. seq, 'w', 't', 'st', 'to')
+    local current = f[2] == tid and f[3] == 'EXECUTING'
+    release_task(seq, tid, f[1], current)
+    if current then
+      redis.call('SADD', P .. 'wcancel:' .. f[1], tid)
+      publish('worker ' .. f[1])
+      complete_exec(seq, 's:4:Failed to execute the action: worker ' .. f[1] .. ' ran it past its timeout of ' .. f[4] .. ' ms')
+      expired = expired + 1
+    end
+  end
+end
+local forgotten = 0
+for _, name in ipairs(redis.call('ZRANGEBYSCORE', P .. 'done', '-inf', ARGV[4], 'LIMIT', 0, limit)) do
+  forget(name)
+  forgotten = forgotten + 1
+end
+for _, name in ipairs(redis.call('ZRANGEBYSCORE', P .. 'checking', '-inf', ARGV[5], 'LIMIT', 0, limit)) do
+  redis.call('HSET', P .. 'op:' .. name, 'own', 's:14:The scheduler handling this operation went away before it was queued; retry it')
+  mark_done(name)
+end
+return {lost, expired, forgotten}`,
+} as const;
+
+export type ScriptName = keyof typeof BODIES;
+
+/** Every script with the shared library in front, by name. */
+export const SCRIPTS: Record<ScriptName, string> = Object.fromEntries(Object.entries(BODIES).map(([name, body]) => [name, LIBRARY + body])) as Record<ScriptName, string>;

@@ -1,0 +1,295 @@
+/**
+ * RedisBuildQueue against a real redis-server (started on a free loopback port): two queue
+ * instances on one Redis play two schedulers of a fleet. Each sees the other's operations, claims
+ * are exactly-once under contention, a silent worker's lease expires and its action is requeued
+ * under the same operation name, and a follower on one scheduler is woken by a completion on the
+ * other. No timing is asserted: waits are bounded loops on outcomes.
+ */
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { Code, StatusError } from '../../../src/lib/errors/status-error.js';
+import type { workerapi } from '../../../src/lib/proto/index.js';
+import type { OperationSnapshot } from '../../../src/lib/scheduler/operation-snapshot.js';
+import { RedisBuildQueue, type RedisBuildQueueOptions } from '../../../src/lib/scheduler/redis/redis-build-queue.js';
+import { parseRedisUrl } from '../../../src/lib/scheduler/redis/redis-url.js';
+import { startScheduler } from '../../../src/server/scheduler.js';
+import { silentLogger } from '../../../src/lib/util/logger.js';
+import { hasRedisServer, type RedisServer, startRedis } from '../../helpers/redis-server.js';
+import { createStores, nextSnapshot, okResponse, type TestStores, untilCompleted, uploadAction } from '../../unit/scheduler/scheduler-fixtures.js';
+
+const available = hasRedisServer();
+if (!available) console.warn('SKIPPING redis-build-queue tests: redis-server is not installed (CI installs it)');
+
+describe.skipIf(!available)('RedisBuildQueue (two schedulers on one Redis)', () => {
+  let redis: RedisServer;
+  let stores: TestStores;
+  let prefix: string;
+  let testNo = 0;
+  const queues: RedisBuildQueue[] = [];
+
+  beforeAll(async () => {
+    redis = await startRedis();
+  }, 30_000);
+  afterAll(async () => {
+    await redis?.stop();
+  });
+  beforeEach(() => {
+    stores = createStores();
+    // A fresh key space per test on the shared redis-server.
+    prefix = `test${++testNo}:`;
+  });
+  afterEach(() => {
+    for (const q of queues.splice(0)) q.disconnect();
+  });
+
+  async function open(opts: Partial<RedisBuildQueueOptions> = {}): Promise<RedisBuildQueue> {
+    const queue = await RedisBuildQueue.open({
+      contentAddressableStorage: stores.cas,
+      actionCache: stores.actionCache,
+      redis: parseRedisUrl(redis.url),
+      keyPrefix: prefix,
+      sweepIntervalMs: 50,
+      workerGraceMs: 400,
+      longPollMs: 2_000,
+      keepAliveMs: 5_000,
+      ...opts,
+    });
+    queues.push(queue);
+    return queue;
+  }
+
+  function sync(queue: RedisBuildQueue, workerId: string, opts: { slots?: number; running?: string[]; waitMs?: number; platform?: [string, string][] } = {}): Promise<workerapi.ISynchronizeResponse> {
+    const waitMs = opts.waitMs ?? 1;
+    return queue.synchronize({
+      workerId,
+      workerName: `${workerId}-name`,
+      slots: opts.slots ?? 1,
+      runningTaskIds: opts.running ?? [],
+      platform: { properties: (opts.platform ?? []).map(([name, value]) => ({ name, value })) },
+      maxWait: { seconds: Math.floor(waitMs / 1000), nanos: (waitMs % 1000) * 1e6 },
+    });
+  }
+
+  /** Starts an execution and returns its follower after the QUEUED snapshot. */
+  async function submit(queue: RedisBuildQueue, args: string[], extra: { priority?: number; platform?: [string, string][] } = {}) {
+    const action = await uploadAction(stores.cas, { args, ...(extra.platform ? { platform: extra.platform } : {}) });
+    const it = queue.execute({ actionDigest: action.actionDigest, skipCacheLookup: false, priority: extra.priority ?? 0 })[Symbol.asyncIterator]();
+    let first = await nextSnapshot(it);
+    while (first.stage !== 'QUEUED') first = await nextSnapshot(it);
+    return { it, name: first.name, action };
+  }
+
+  async function eventually<T>(probe: () => Promise<T | undefined>, what: string, attempts = 200): Promise<T> {
+    for (let i = 0; i < attempts; i++) {
+      const value = await probe();
+      if (value !== undefined) return value;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error(`Gave up waiting for ${what}`);
+  }
+
+  it('lets scheduler B answer, list and cancel the operations of scheduler A', async () => {
+    const a = await open();
+    const b = await open();
+    const queued = await submit(a, ['/bin/echo', 'one']);
+
+    const seen = await b.getOperation(queued.name);
+    expect(seen.stage).toBe('QUEUED');
+    expect(seen.actionDigest.hash).toBe(queued.action.actionDigest.hash);
+    const listed = await b.listOperations({ filter: 'done=false' });
+    expect(listed.operations.map((o) => o.name)).toEqual([queued.name]);
+
+    await b.cancelOperation(queued.name);
+    const done = await untilCompleted(queued.it);
+    expect(done.response?.status?.code).toBe(Code.CANCELLED);
+    expect((await a.getOperation(queued.name)).stage).toBe('COMPLETED');
+    await expect(b.getOperation('operations/unknown')).rejects.toMatchObject({ code: Code.NOT_FOUND });
+  });
+
+  it('deduplicates an in-flight action across schedulers', async () => {
+    const a = await open();
+    const b = await open();
+    const first = await submit(a, ['/bin/echo', 'same']);
+    const second = await submit(b, ['/bin/echo', 'same']);
+    expect(second.name).not.toBe(first.name);
+
+    const [task] = (await sync(b, 'w1')).tasks!;
+    expect(task).toBeDefined();
+    await a.completeTask({ taskId: task!.taskId, workerId: 'w1', leaseToken: task!.leaseToken, response: okResponse(0, 'shared') });
+    for (const follower of [first, second]) {
+      const done = await untilCompleted(follower.it);
+      expect(done.response?.status?.code ?? 0).toBe(Code.OK);
+      expect(done.response?.result?.executionMetadata?.worker).toBe('w1');
+    }
+    // Nothing else was queued: a second claim finds no work.
+    expect((await sync(a, 'w2')).tasks).toEqual([]);
+  });
+
+  it('hands every queued action to exactly one of the workers polling both schedulers', async () => {
+    const a = await open();
+    const b = await open();
+    const count = 24;
+    const submitted = [];
+    for (let i = 0; i < count; i++) submitted.push(await submit(i % 2 ? a : b, ['/bin/echo', `job-${i}`]));
+
+    // Six workers, three per scheduler, all claiming at once until the queue is empty.
+    const claimed: string[] = [];
+    await Promise.all(
+      ['w1', 'w2', 'w3', 'w4', 'w5', 'w6'].map(async (workerId, i) => {
+        const queue = i % 2 ? a : b;
+        for (let round = 0; round < count; round++) {
+          const response = await sync(queue, workerId, { slots: 2 });
+          for (const task of response.tasks!) {
+            claimed.push(task.operationName!);
+            await queue.completeTask({ taskId: task.taskId, workerId, leaseToken: task.leaseToken, response: okResponse() });
+          }
+          if (response.tasks!.length === 0) break;
+        }
+      }),
+    );
+    expect(claimed.length).toBe(count);
+    expect(new Set(claimed).size).toBe(count);
+    expect(new Set(claimed)).toEqual(new Set(submitted.map((s) => s.name)));
+  });
+
+  it('hands out lower priority values first, across schedulers', async () => {
+    const a = await open();
+    const b = await open();
+    const low = await submit(a, ['/bin/echo', 'later'], { priority: 5 });
+    const high = await submit(b, ['/bin/echo', 'first'], { priority: -5 });
+    const first = (await sync(a, 'w1')).tasks![0]!;
+    expect(first.operationName).toBe(high.name);
+    const second = (await sync(b, 'w2')).tasks![0]!;
+    expect(second.operationName).toBe(low.name);
+  });
+
+  it('matches platforms: a worker gets only actions whose properties it offers', async () => {
+    const a = await open();
+    const gpu = await submit(a, ['/bin/echo', 'gpu'], { platform: [['gpu', 'yes']] });
+    expect((await sync(a, 'plain')).tasks).toEqual([]);
+    const task = (await sync(a, 'gpu-worker', { platform: [['gpu', 'yes'], ['OSFamily', 'Linux']] })).tasks![0];
+    expect(task?.operationName).toBe(gpu.name);
+  });
+
+  it('wakes a follower on scheduler B when a worker completes on scheduler A', async () => {
+    const a = await open();
+    const b = await open();
+    const queued = await submit(a, ['/bin/echo', 'wake']);
+    const follower = b.waitExecution(queued.name)[Symbol.asyncIterator]();
+    expect((await nextSnapshot(follower)).stage).toBe('QUEUED');
+
+    const task = (await sync(a, 'w1')).tasks![0]!;
+    expect((await nextSnapshot(follower)).stage).toBe('EXECUTING');
+    await a.completeTask({ taskId: task.taskId, workerId: 'w1', leaseToken: task.leaseToken, response: okResponse(0, 'from A') });
+    const done = await untilCompleted(follower);
+    expect(Buffer.from(done.response!.result!.stdoutRaw!).toString()).toBe('from A');
+  });
+
+  it('wakes a worker held on scheduler B when work is queued on scheduler A', async () => {
+    const a = await open();
+    const b = await open();
+    const held = sync(b, 'w1', { waitMs: 5_000 });
+    const queued = await submit(a, ['/bin/echo', 'held']);
+    const response = await held;
+    expect(response.tasks!.map((t) => t.operationName)).toEqual([queued.name]);
+  });
+
+  it('requeues the action of a worker not heard from within its grace, under the same operation', async () => {
+    const a = await open();
+    const b = await open();
+    const queued = await submit(a, ['/bin/echo', 'lost']);
+    const lost = (await sync(a, 'w-lost')).tasks![0]!;
+    expect((await b.getOperation(queued.name)).stage).toBe('EXECUTING');
+
+    // w-lost never calls again: the sweepers requeue its task once the grace has passed.
+    await eventually(async () => ((await b.getOperation(queued.name)).stage === 'QUEUED' ? true : undefined), 'the task to be requeued');
+    const retry = (await sync(b, 'w-new')).tasks![0]!;
+    expect(retry.operationName).toBe(queued.name);
+    expect(retry.taskId).not.toBe(lost.taskId);
+
+    // The lost worker's late result is refused; the new one's is accepted.
+    await expect(a.completeTask({ taskId: lost.taskId, workerId: 'w-lost', leaseToken: lost.leaseToken, response: okResponse(0, 'late') })).rejects.toMatchObject({ code: Code.NOT_FOUND });
+    await b.completeTask({ taskId: retry.taskId, workerId: 'w-new', leaseToken: retry.leaseToken, response: okResponse(0, 'retried') });
+    const done = await untilCompleted(queued.it);
+    expect(Buffer.from(done.response!.result!.stdoutRaw!).toString()).toBe('retried');
+  });
+
+  it('keeps the lease of a worker that moves to scheduler B within its grace', async () => {
+    const a = await open({ workerGraceMs: 3_000 });
+    const b = await open({ workerGraceMs: 3_000 });
+    const queued = await submit(a, ['/bin/echo', 'moved']);
+    const task = (await sync(a, 'w1')).tasks![0]!;
+    a.close(); // scheduler A goes away
+
+    // The worker reports to B, still listing its task (twice: a task missing from the list after the
+    // call that handed it out would count as lost).
+    expect((await sync(b, 'w1', { running: [task.taskId] })).cancelTaskIds).toEqual([]);
+    expect((await sync(b, 'w1', { running: [task.taskId] })).cancelTaskIds).toEqual([]);
+    expect((await b.getOperation(queued.name)).stage).toBe('EXECUTING');
+    await b.completeTask({ taskId: task.taskId, workerId: 'w1', leaseToken: task.leaseToken, response: okResponse(0, 'kept') });
+    const done = await b.getOperation(queued.name);
+    expect(done.stage).toBe('COMPLETED');
+    expect(Buffer.from(done.response!.result!.stdoutRaw!).toString()).toBe('kept');
+  });
+
+  it('refuses a result from a caller without the lease', async () => {
+    const a = await open();
+    const b = await open();
+    await submit(a, ['/bin/echo', 'guarded']);
+    const task = (await sync(a, 'w1')).tasks![0]!;
+    await expect(b.completeTask({ taskId: task.taskId, workerId: 'w1', leaseToken: 'f'.repeat(32), response: okResponse() })).rejects.toSatisfy(
+      (err: unknown) => err instanceof StatusError && err.code === Code.PERMISSION_DENIED,
+    );
+    await expect(b.completeTask({ taskId: task.taskId, workerId: 'intruder', leaseToken: task.leaseToken, response: okResponse() })).rejects.toMatchObject({ code: Code.PERMISSION_DENIED });
+  });
+
+  it('tells the worker running a cancelled action to stop, through the scheduler it polls', async () => {
+    const a = await open();
+    const b = await open();
+    const queued = await submit(a, ['/bin/echo', 'cancel me']);
+    const task = (await sync(b, 'w1')).tasks![0]!;
+    const held = sync(b, 'w1', { running: [task.taskId], waitMs: 5_000 });
+    await a.cancelOperation(queued.name);
+    expect((await held).cancelTaskIds).toEqual([task.taskId]);
+    await b.completeTask({ taskId: task.taskId, workerId: 'w1', leaseToken: task.leaseToken, response: { status: { code: Code.CANCELLED } } });
+    const done: OperationSnapshot = await untilCompleted(queued.it);
+    expect(done.response?.status?.code).toBe(Code.CANCELLED);
+  });
+
+  it('deletes only finished operations and forgets them on every scheduler', async () => {
+    const a = await open();
+    const b = await open();
+    const queued = await submit(a, ['/bin/echo', 'delete']);
+    await expect(b.deleteOperation(queued.name)).rejects.toMatchObject({ code: Code.FAILED_PRECONDITION });
+    await b.cancelOperation(queued.name);
+    await b.deleteOperation(queued.name);
+    await expect(a.getOperation(queued.name)).rejects.toMatchObject({ code: Code.NOT_FOUND });
+  });
+
+  it('fails UNAVAILABLE at open when Redis does not answer, without the password in the message', async () => {
+    await expect(
+      RedisBuildQueue.open({
+        contentAddressableStorage: stores.cas,
+        actionCache: stores.actionCache,
+        redis: parseRedisUrl('redis://:hunter2@127.0.0.1:1/0'),
+      }),
+    ).rejects.toSatisfy((err: unknown) => err instanceof StatusError && err.code === Code.UNAVAILABLE && !err.message.includes('hunter2'));
+  });
+
+  it('is what a scheduler started with state redis:// runs, and two such schedulers share operations', async () => {
+    const common = { ...stores && { contentAddressableStorage: stores.cas, actionCache: stores.actionCache }, listenAddress: '127.0.0.1:0', workerListenAddress: '127.0.0.1:0', state: redis.url, logger: silentLogger };
+    const a = await startScheduler(common);
+    const b = await startScheduler(common);
+    try {
+      expect(a.buildQueue).toBeInstanceOf(RedisBuildQueue);
+      const action = await uploadAction(stores.cas, { args: ['/bin/echo', 'via factory'] });
+      const it = a.buildQueue.execute({ actionDigest: action.actionDigest, skipCacheLookup: true, priority: 0 })[Symbol.asyncIterator]();
+      let snapshot = await nextSnapshot(it);
+      while (snapshot.stage !== 'QUEUED') snapshot = await nextSnapshot(it);
+      expect((await b.buildQueue.getOperation(snapshot.name)).stage).toBe('QUEUED');
+      await b.buildQueue.cancelOperation(snapshot.name);
+      await untilCompleted(it);
+    } finally {
+      await Promise.all([a.close(100), b.close(100)]);
+    }
+  });
+});
