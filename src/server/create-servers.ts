@@ -3,6 +3,9 @@
  * lib/config): the only place where configuration keys become server options. The `serve` commands
  * and `startAll` go through here, so a new key is read in exactly one spot.
  */
+import type { TransferCompressor } from '../lib/compression/compressor.js';
+import type { DigestFunction } from '../lib/digest/digest-function.js';
+import type { CapabilitiesConfig } from './services/capabilities-config.js';
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
@@ -46,7 +49,7 @@ export async function createApiServer(config: ResolvedConfig, deps: ServerDeps):
     listenAddress: section.listen_address,
     storage: config.storage,
     uploadIdleTimeoutMs: parseDurationMs(section.upload_idle_timeout),
-    capabilities: { actionCacheUpdateEnabled: section.allow_ac_updates },
+    capabilities: capabilitiesOf(section),
     logger: deps.logger,
     clock: deps.clock,
     metrics: deps.metrics,
@@ -74,7 +77,7 @@ export async function createScheduler(config: ResolvedConfig, deps: ServerDeps, 
     workerListenAddress: section.worker_listen_address,
     workerLeaseMs: parseDurationMs(section.worker_lease),
     maxWorkerSlots: section.max_worker_slots,
-    capabilities: { actionCacheUpdateEnabled: section.allow_ac_updates },
+    capabilities: capabilitiesOf(section),
     state: section.state,
     workerGraceMs: parseDurationMs(section.worker_grace),
     keepCompletedMs: parseDurationMs(section.operation_retention),
@@ -158,4 +161,13 @@ function withSighupReload<T extends { close(): Promise<void> }>(server: T, tls: 
 function required<T>(value: T | undefined, key: string): T {
   if (value === undefined) throw new TypeError(`Failed to create server: the configuration has no ${key}`);
   return value;
+}
+
+/** The Capabilities settings of an apiserver or scheduler section (absent keys keep their defaults). */
+function capabilitiesOf(section: { allow_ac_updates?: boolean; digest_functions?: DigestFunction[]; compressors?: TransferCompressor[] }): CapabilitiesConfig {
+  return {
+    actionCacheUpdateEnabled: section.allow_ac_updates,
+    ...(section.digest_functions ? { digestFunctions: section.digest_functions } : {}),
+    ...(section.compressors ? { compressors: section.compressors } : {}),
+  };
 }

@@ -184,6 +184,25 @@ describe('bzutil CAS commands', () => {
     expect(plain.stdoutBytes.equals(large)).toBe(true);
   });
 
+  it('works with every --digest_function: a tree uploaded and downloaded under BLAKE3 and SHA-512', async () => {
+    const src = join(work, 'fn-tree-src');
+    await mkdir(join(src, 'sub'), { recursive: true });
+    await writeFile(join(src, 'sub/file.txt'), 'hashed with another function');
+    for (const fn of ['blake3', 'sha512']) {
+      const dir = await json<UploadDirResult>(['upload_dir', cas, `--digest_function=${fn}`, src]);
+      expect(dir.digest.split('/')[0]).toHaveLength(fn === 'blake3' ? 64 : 128);
+      const dest = join(work, `fn-tree-${fn}`);
+      await json<DownloadResult>(['download', cas, `--digest_function=${fn}`, '--tree', dir.digest, '-o', dest]);
+      expect((await readFile(join(dest, 'sub/file.txt'))).toString()).toBe('hashed with another function');
+      const rebuilt = await json<UploadDirResult>(['upload_dir', cas, `--digest_function=${fn}`, dest]);
+      expect(rebuilt.digest).toBe(dir.digest);
+    }
+    // The BLAKE3 root is unknown as SHA-256 (same length, other function): NOT_FOUND, exit 4.
+    const b3 = await json<UploadDirResult>(['upload_dir', cas, '--digest_function=blake3', src]);
+    const asSha256 = await bzutil(['download', cas, '--tree', b3.digest, '-o', join(work, 'fn-tree-wrong')]);
+    expect(asSha256.exitCode).toBe(4);
+  });
+
   it('downloads a whole tree that builds back to the same root digest', async () => {
     const src = join(work, 'tree-src');
     await mkdir(join(src, 'a/b'), { recursive: true });

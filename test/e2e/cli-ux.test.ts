@@ -61,7 +61,14 @@ let serve: ServeProcess;
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'bzutil-e2e-ux-'));
-  serve = await startServe(['all', '--apiserver_listen=127.0.0.1:0', '--scheduler_listen=127.0.0.1:0', '--in_memory', `--work_dir=${join(work, 'work')}`, '--slots=1'], ['apiserver', 'scheduler']);
+  // Servers offer every digest function by default; this one is restricted to SHA-256 in its config
+  // tree, so that a client asking for another is refused.
+  const config = join(work, 'bzutil.yaml');
+  await writeFile(config, 'apiserver:\n  digest_functions: [sha256]\nscheduler:\n  digest_functions: [sha256]\n');
+  serve = await startServe(
+    ['all', `--config=${config}`, '--apiserver_listen=127.0.0.1:0', '--scheduler_listen=127.0.0.1:0', '--in_memory', `--work_dir=${join(work, 'work')}`, '--slots=1'],
+    ['apiserver', 'scheduler'],
+  );
 });
 afterAll(async () => {
   await serve?.stop();

@@ -40,7 +40,7 @@ export const instanceNameFlag = Flags.string({
 });
 
 export const digestFunctionFlag = Flags.option({
-  summary: 'Hash function of digests. Checked against what the server advertises (bzutil servers: sha256) before anything is sent.',
+  summary: 'Hash function of digests. Checked against what the server advertises (bzutil servers: all six by default) before anything is sent.',
   options: DIGEST_FUNCTIONS as DigestFunction[],
   default: 'sha256' as DigestFunction,
   aliases: ['digest-function'],

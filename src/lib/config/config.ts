@@ -7,6 +7,8 @@
  * Planned sections (not accepted yet, so that no key is silently ignored): `auth`. It will be a
  * class plus a factory case plus a schema entry.
  */
+import type { TransferCompressor } from '../compression/compressor.js';
+import type { DigestFunction } from '../digest/digest-function.js';
 import type { ActionCacheConfig } from '../actioncache/config.js';
 import type { BlobStoreConfig, DurationSetting, SizeSetting } from '../blobstore/config.js';
 
@@ -26,6 +28,10 @@ export interface ApiServerSection {
   upload_idle_timeout?: DurationSetting;
   /** Whether clients may write the action cache (UpdateActionResult); off, only the scheduler does. */
   allow_ac_updates?: boolean;
+  /** Digest functions served and advertised; default all (sha256 first). */
+  digest_functions?: DigestFunction[];
+  /** Transfer compressors served and advertised; default zstd and deflate. */
+  compressors?: TransferCompressor[];
 }
 
 export interface SchedulerSection {
@@ -38,6 +44,10 @@ export interface SchedulerSection {
   max_worker_slots?: number;
   /** As apiserver.allow_ac_updates, for the storage APIs on the scheduler port. */
   allow_ac_updates?: boolean;
+  /** As apiserver.digest_functions, for the scheduler port (execution included). */
+  digest_functions?: DigestFunction[];
+  /** As apiserver.compressors, for the scheduler port. */
+  compressors?: TransferCompressor[];
   /** `memory`, `sqlite:PATH` or `redis://HOST:PORT[/DB]`; see lib/scheduler/create-build-queue.ts. */
   state?: string;
   /** After a restart, how long a running action waits for its worker before it is requeued. */

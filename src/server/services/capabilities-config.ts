@@ -4,7 +4,7 @@
  * so that services depend on the configuration, not on the Capabilities service.
  */
 import { TRANSFER_COMPRESSORS, type TransferCompressor } from '../../lib/compression/compressor.js';
-import type { DigestFunction } from '../../lib/digest/digest-function.js';
+import { DIGEST_FUNCTIONS, type DigestFunction } from '../../lib/digest/digest-function.js';
 import type { semver } from '../../lib/proto/index.js';
 import { MAX_BATCH_TOTAL_SIZE_BYTES } from '../../lib/proto/message-limits.js';
 import { MAX_SEND_MESSAGE_BYTES } from '../grpc/server.js';
@@ -29,8 +29,9 @@ export interface PriorityRange {
 export interface CapabilitiesConfig {
   /**
    * Digest functions accepted in requests. Requests naming (or implying by hash length) another
-   * function are refused with INVALID_ARGUMENT.
-   * @default ['sha256']
+   * function are refused with INVALID_ARGUMENT. Blobs and action results of different functions
+   * never mix: storage files them under per-function keys.
+   * @default every implemented function, SHA-256 first (DIGEST_FUNCTIONS)
    */
   digestFunctions?: readonly DigestFunction[];
   /**
@@ -80,7 +81,7 @@ export interface ResolvedCapabilitiesConfig {
 
 /** Applies defaults and rejects values that would make us advertise something we cannot serve. */
 export function resolveCapabilitiesConfig(config: CapabilitiesConfig = {}): ResolvedCapabilitiesConfig {
-  const digestFunctions = config.digestFunctions?.length ? [...new Set(config.digestFunctions)] : ['sha256' as const];
+  const digestFunctions = config.digestFunctions?.length ? [...new Set(config.digestFunctions)] : [...DIGEST_FUNCTIONS];
   const maxBatchTotalSizeBytes = config.maxBatchTotalSizeBytes ?? DEFAULT_MAX_BATCH_TOTAL_SIZE_BYTES;
   if (!Number.isSafeInteger(maxBatchTotalSizeBytes) || maxBatchTotalSizeBytes <= 0 || maxBatchTotalSizeBytes > MAX_SEND_MESSAGE_BYTES) {
     throw new TypeError(

@@ -35,8 +35,9 @@ export function buildServerCapabilities(config: ResolvedCapabilitiesConfig): rea
   };
   if (config.execution) {
     caps.executionCapabilities = {
-      // The deprecated single field is what Bazel 4 reads; it must be the function Bazel will use.
-      digestFunction: digestFunctions[0],
+      // The deprecated single field is what Bazel 4 reads; it must be the function Bazel will use:
+      // SHA-256 whenever it is served (Bazel 4 knows no BLAKE3).
+      digestFunction: config.digestFunctions.includes('sha256') ? digestFunctionToProto('sha256') : digestFunctions[0],
       digestFunctions,
       execEnabled: true,
       executionPriorityCapabilities: { priorities: config.execution.priorityRanges.map((r) => ({ ...r })) },

@@ -6,7 +6,7 @@
  * execution itself arrive in the final Operation's ExecuteResponse.status.
  */
 import type * as grpc from '@grpc/grpc-js';
-import type { DigestFunction } from '../../lib/digest/digest-function.js';
+import { DIGEST_FUNCTIONS, type DigestFunction } from '../../lib/digest/digest-function.js';
 import type { longrunning, reapi } from '../../lib/proto/index.js';
 import type { BuildQueue } from '../../lib/scheduler/build-queue.js';
 import { toLongrunningOperation } from '../../lib/scheduler/operation-snapshot.js';
@@ -17,7 +17,7 @@ import { digestFromRequest, requireName } from './request-fields.js';
 
 export interface ExecutionServiceDeps {
   buildQueue: BuildQueue;
-  /** Digest functions accepted, as advertised by Capabilities. @default ['sha256'] */
+  /** Digest functions accepted, as advertised by Capabilities. @default DIGEST_FUNCTIONS */
   digestFunctions?: readonly DigestFunction[];
   /** Told the first state of every Execute (logs and metrics). */
   observer?: ActionObserver;
@@ -27,7 +27,7 @@ export interface ExecutionServiceDeps {
 
 /** The Execution service implementation for grpc-js. */
 export function createExecutionService(handlers: HandlerFactory, deps: ExecutionServiceDeps): grpc.UntypedServiceImplementation {
-  const served = deps.digestFunctions?.length ? deps.digestFunctions : (['sha256'] as const);
+  const served = deps.digestFunctions?.length ? deps.digestFunctions : DIGEST_FUNCTIONS;
   const queue = deps.buildQueue;
   return {
     execute: handlers.serverStream<reapi.ExecuteRequest, longrunning.IOperation>('Execution.Execute', async function* (request, ctx) {

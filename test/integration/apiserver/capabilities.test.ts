@@ -10,11 +10,11 @@ describe('apiserver Capabilities', () => {
     h = undefined;
   });
 
-  it('advertises SHA-256, AC updates, a batch limit under 4 MiB and API versions 2.0 to 2.3, without execution', async () => {
+  it('advertises every digest function (SHA-256 first), compressors, AC updates, a batch limit under 4 MiB and API versions 2.0 to 2.3, without execution', async () => {
     h = await startHarness();
     const caps = await unary<reapi.ServerCapabilities>(h.capabilities, 'getCapabilities', { instanceName: '' });
     const cache = caps.cacheCapabilities!;
-    expect(cache.digestFunctions).toEqual([reapi.DigestFunction.Value.SHA256]);
+    expect(cache.digestFunctions).toEqual([reapi.DigestFunction.Value.SHA256, reapi.DigestFunction.Value.SHA1, reapi.DigestFunction.Value.MD5, reapi.DigestFunction.Value.SHA384, reapi.DigestFunction.Value.SHA512, reapi.DigestFunction.Value.BLAKE3]);
     // Clients may not write the action cache unless --allow_ac_updates says so.
     expect(cache.actionCacheUpdateCapabilities?.updateEnabled).toBe(false);
     expect(cache.maxBatchTotalSizeBytes).toBeGreaterThan(0);

@@ -43,18 +43,18 @@ describe('registerStorageServices', () => {
     return { capabilities: make(capabilitiesService, 'Capabilities'), byteStream: make(byteStreamService, 'ByteStream') };
   }
 
-  it('advertises execution with SHA-256 and the configured priorities alongside the cache capabilities', async () => {
+  it('advertises execution with every digest function (SHA-256 first and as the single field) and the configured priorities', async () => {
     const { capabilities } = await start(new MemoryBlobStore({ maxSizeBytes: 1 << 20 }));
     const caps = await unary<reapi.ServerCapabilities>(capabilities, 'getCapabilities', {});
     expect(caps.executionCapabilities).toMatchObject({
       digestFunction: reapi.DigestFunction.Value.SHA256,
-      digestFunctions: [reapi.DigestFunction.Value.SHA256],
+      digestFunctions: [reapi.DigestFunction.Value.SHA256, reapi.DigestFunction.Value.SHA1, reapi.DigestFunction.Value.MD5, reapi.DigestFunction.Value.SHA384, reapi.DigestFunction.Value.SHA512, reapi.DigestFunction.Value.BLAKE3],
       execEnabled: true,
     });
     expect(caps.executionCapabilities?.executionPriorityCapabilities?.priorities).toEqual([
       reapi.PriorityCapabilities.PriorityRange.fromObject({ minPriority: -10, maxPriority: 10 }),
     ]);
-    expect(caps.cacheCapabilities?.digestFunctions).toEqual([reapi.DigestFunction.Value.SHA256]);
+    expect(caps.cacheCapabilities?.digestFunctions).toEqual([reapi.DigestFunction.Value.SHA256, reapi.DigestFunction.Value.SHA1, reapi.DigestFunction.Value.MD5, reapi.DigestFunction.Value.SHA384, reapi.DigestFunction.Value.SHA512, reapi.DigestFunction.Value.BLAKE3]);
   });
 
   it('verifies uploads even when given a store that does not verify', async () => {

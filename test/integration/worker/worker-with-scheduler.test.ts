@@ -10,6 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { BlobStore } from '../../../src/lib/blobstore/blob-store.js';
 import { Digest } from '../../../src/lib/digest/digest.js';
+import { type DigestFunction, digestFunctionToProto, hashBytes } from '../../../src/lib/digest/digest-function.js';
 import { Code, StatusError } from '../../../src/lib/errors/status-error.js';
 import { encodeWithDigest } from '../../../src/lib/proto/canonical.js';
 import { longrunning, reapi } from '../../../src/lib/proto/index.js';
@@ -69,14 +70,15 @@ describe('worker with the real scheduler', () => {
   });
 
   /** Uploads Command and Action, calls Execute and returns the ExecuteResponse of the final Operation. */
-  const execute = async (command: reapi.ICommand, inputRoot: Digest): Promise<reapi.IExecuteResponse> => {
-    const cmd = encodeWithDigest(reapi.Command, command);
+  const execute = async (command: reapi.ICommand, inputRoot: Digest, digestFunction: DigestFunction = 'sha256'): Promise<reapi.IExecuteResponse> => {
+    const cmd = encodeWithDigest(reapi.Command, command, { digestFunction });
     await store.put(cmd.digest, cmd.bytes);
-    const action = encodeWithDigest(reapi.Action, { commandDigest: cmd.digest.toProto(), inputRootDigest: inputRoot.toProto(), doNotCache: true });
+    const action = encodeWithDigest(reapi.Action, { commandDigest: cmd.digest.toProto(), inputRootDigest: inputRoot.toProto(), doNotCache: true }, { digestFunction });
     await store.put(action.digest, action.bytes);
     const call = (client as unknown as { execute(req: reapi.IExecuteRequest): grpc.ClientReadableStream<longrunning.Operation> }).execute({
       actionDigest: action.digest.toProto(),
       skipCacheLookup: true,
+      ...(digestFunction === 'sha256' ? {} : { digestFunction: digestFunctionToProto(digestFunction) }),
     });
     let last: longrunning.Operation | undefined;
     for await (const op of call as AsyncIterable<longrunning.Operation>) last = op;
@@ -103,6 +105,34 @@ describe('worker with the real scheduler', () => {
     expect(response.result?.outputDirectories?.[0]?.path).toBe('out/tree');
     expect(await blobText(store, response.result?.stdoutDigest)).toBe('hi\n');
     expect(response.result?.executionMetadata?.worker).toBe('e2e-worker');
+  });
+
+  it('executes an action named by BLAKE3 digests, hashing its inputs and outputs with BLAKE3', async () => {
+    const put = async (bytes: Uint8Array) => {
+      const d = Digest.ofBytes(bytes, { digestFunction: 'blake3' });
+      await store.put(d, bytes);
+      return d;
+    };
+    const input = await put(new TextEncoder().encode('abc'));
+    const src = encodeWithDigest(reapi.Directory, { files: [{ name: 'in.txt', digest: input.toProto() }] }, { digestFunction: 'blake3' });
+    await store.put(src.digest, src.bytes);
+    const root = encodeWithDigest(reapi.Directory, { directories: [{ name: 'src', digest: src.digest.toProto() }] }, { digestFunction: 'blake3' });
+    await store.put(root.digest, root.bytes);
+
+    const response = await execute(
+      {
+        arguments: ['sh', '-c', 'mkdir -p out && tr a-z A-Z < src/in.txt > out/up.txt'],
+        environmentVariables: [{ name: 'PATH', value: '/usr/bin:/bin' }],
+        outputFiles: ['out/up.txt'],
+      },
+      root.digest,
+      'blake3',
+    );
+    expect(response.status?.code ?? Code.OK).toBe(Code.OK);
+    const out = response.result?.outputFiles?.[0]?.digest;
+    expect(out?.hash).toBe(hashBytes('blake3', new TextEncoder().encode('ABC')));
+    const stored = await store.get(Digest.create('', 'blake3', out!.hash!, Number(out!.sizeBytes)));
+    expect(new TextDecoder().decode(stored)).toBe('ABC');
   });
 
   it('runs two actions at once on two slots', async () => {

@@ -104,7 +104,7 @@ describe('resolveConfig', () => {
   });
 
   it('names the path of an unknown key, with the keys that are allowed there', () => {
-    expect(issuesOf({ scheduler: { worker_leases: '1s' } })).toEqual(['scheduler.worker_leases: unknown key (expected one of tls, listen_address, worker_listen_address, worker_lease, allow_ac_updates, max_worker_slots, state, worker_grace, operation_retention)']);
+    expect(issuesOf({ scheduler: { worker_leases: '1s' } })).toEqual(['scheduler.worker_leases: unknown key (expected one of tls, listen_address, worker_listen_address, worker_lease, allow_ac_updates, digest_functions, compressors, max_worker_slots, state, worker_grace, operation_retention)']);
     expect(issuesOf({ storage: { cas: { s3: {} } } })[0]).toMatch(/^storage\.cas\.s3: unknown key \(expected one of disk, memory, grpc/);
     // Planned sections are refused, not silently ignored; implemented ones are checked.
     expect(issuesOf({ scheduler: { tls: {} } })).toEqual(['scheduler.tls.cert_file: is required', 'scheduler.tls.key_file: is required']);
@@ -114,6 +114,11 @@ describe('resolveConfig', () => {
     const redis = 'redis://10.0.0.5:6379/2';
     expect(resolveConfig({ role: 'scheduler', file: { tree: { scheduler: { state: redis } }, source: 'a.yaml' } }).scheduler!.state).toBe(redis);
     expect(issuesOf({ scheduler: { state: 'postgres://localhost:5432' } })).toEqual(['scheduler.state: expected "memory", "sqlite:PATH" or "redis://HOST:PORT[/DB]"']);
+    // Digest functions and compressors are lists of known names.
+    const served = resolveConfig({ role: 'all', file: { tree: { apiserver: { digest_functions: ['sha256', 'blake3'], compressors: [] } }, source: 'a.yaml' } });
+    expect([served.apiserver!.digest_functions, served.apiserver!.compressors]).toEqual([['sha256', 'blake3'], []]);
+    expect(issuesOf({ scheduler: { digest_functions: ['crc32'] } })[0]).toMatch(/^scheduler\.digest_functions\.0: /);
+    expect(issuesOf({ apiserver: { digest_functions: [] } })).toHaveLength(1);
     expect(issuesOf({ storage: { cas: { compression: {} } } })).toEqual(['storage.cas.compression: is planned but not supported yet']);
     expect(issuesOf({ storage: { cas: { sharding: {} } } })).toEqual(['storage.cas.sharding.shards: is required']);
     expect(issuesOf({ storage: { cas: { sharding: { shards: [{ weight: 0, backend: { memory: { max_size_bytes: 1 } } }] } } } })).toEqual(['storage.cas.sharding.shards.0.weight: must be > 0']);

@@ -26,12 +26,12 @@ describe('digest functions', () => {
   });
 
   it('map to and from the proto enum, leaving unimplemented values undefined', () => {
-    for (const fn of ['sha256', 'sha1', 'md5', 'sha384', 'sha512'] as const) expect(digestFunctionFromProto(digestFunctionToProto(fn))).toBe(fn);
+    for (const fn of ['sha256', 'sha1', 'md5', 'sha384', 'sha512', 'blake3'] as const) expect(digestFunctionFromProto(digestFunctionToProto(fn))).toBe(fn);
     expect(digestFunctionFromProto(reapi.DigestFunction.Value.UNKNOWN)).toBeUndefined();
-    expect(digestFunctionFromProto(reapi.DigestFunction.Value.BLAKE3)).toBeUndefined();
+    expect(digestFunctionFromProto(reapi.DigestFunction.Value.MURMUR3)).toBeUndefined();
   });
 
-  it('are inferred from hex length', () => {
+  it('are inferred from hex length (64 digits mean SHA-256: BLAKE3 must be named)', () => {
     expect([64, 40, 32, 96, 128, 63].map(digestFunctionFromHexLength)).toEqual(['sha256', 'sha1', 'md5', 'sha384', 'sha512', undefined]);
   });
 });

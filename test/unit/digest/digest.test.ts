@@ -95,8 +95,9 @@ describe('Digest', () => {
   });
 
   it('rejects a request digest function that is not implemented', () => {
-    const err = invalid(() => requestDigestFunction(reapi.DigestFunction.Value.BLAKE3));
-    expect(err.message).toBe('Digest function 9 (BLAKE3) is not supported by this server');
+    const err = invalid(() => requestDigestFunction(reapi.DigestFunction.Value.MURMUR3));
+    expect(err.message).toBe(`Digest function ${reapi.DigestFunction.Value.MURMUR3} (MURMUR3) is not supported by this server`);
+    expect(requestDigestFunction(reapi.DigestFunction.Value.BLAKE3)).toBe('blake3');
     expect(requestDigestFunction(0)).toBeUndefined();
     expect(requestDigestFunction(reapi.DigestFunction.Value.SHA1)).toBe('sha1');
   });
@@ -149,8 +150,9 @@ describe('ByteStream resource names', () => {
   });
 
   it('names an unsupported digest function precisely', () => {
-    const err = invalid(() => parseReadResourceName(`inst/blobs/blake3/${HASH}/3`));
-    expect(err.message).toBe(`Digest function "blake3" in ${JSON.stringify(`inst/blobs/blake3/${HASH}/3`)} is not supported by this server`);
+    const err = invalid(() => parseReadResourceName(`inst/blobs/murmur3/${HASH}/3`));
+    expect(err.message).toBe(`Digest function "murmur3" in ${JSON.stringify(`inst/blobs/murmur3/${HASH}/3`)} is not supported by this server`);
+    expect(parseReadResourceName(`inst/blobs/blake3/${HASH}/3`).digest.digestFunction).toBe('blake3');
     expect(err.fieldViolations()).toEqual([expect.objectContaining({ field: 'resource_name' })]);
   });
 
