@@ -114,6 +114,7 @@ export async function createWorker(
       ...(section.run_as === undefined ? {} : { runAs: parseRunAs(section.run_as) }),
       allowRootActions: section.allow_root_actions,
       chroot: section.chroot,
+      sandboxReuse: section.sandbox_reuse ?? true,
       limits: {
         memoryBytes: parseSizeBytes(section.limits.memory),
         processes: section.limits.processes,

@@ -21,7 +21,8 @@ import { type Clock, systemClock } from '../lib/util/clock.js';
 import type { Logger } from '../lib/util/logger.js';
 import { attachError, type BuildExecutor, type ExecutionTask } from '../lib/worker/build-executor.js';
 import { FileCache } from '../lib/worker/file-cache.js';
-import { LocalBuildExecutor, removeTree } from '../lib/worker/local-build-executor.js';
+import { LocalBuildExecutor } from '../lib/worker/local-build-executor.js';
+import { removeTree } from '../lib/worker/remove-tree.js';
 import { createRunner, type RunnerKind } from '../lib/worker/create-runner.js';
 import type { Runner } from '../lib/worker/runner.js';
 import type { ActionLimits, RunAs } from '../lib/worker/sandbox-command.js';
@@ -60,6 +61,8 @@ export interface WorkerOptions {
   limits?: Partial<ActionLimits>;
   /** Run every action chrooted into its input root (bwrap only; per action: platform `chroot=true`). */
   chroot?: boolean;
+  /** bwrap: one persistent sandbox per runner slot (reset between actions). @default true */
+  sandboxReuse?: boolean;
   /** Bytes of input files kept for reuse. @default 10 GiB */
   fileCacheMaxSizeBytes?: number;
   /** Longest the scheduler may hold a Synchronize call. @default 30 s */
@@ -109,6 +112,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
           ...(opts.runAs ? { runAs: opts.runAs } : {}),
           ...(opts.allowRootActions ? { allowRootActions: true } : {}),
           ...(opts.limits ? { limits: opts.limits } : {}),
+          ...(opts.sandboxReuse === false ? { sandboxReuse: false } : {}),
           logger: opts.logger.child('runner'),
           clock,
         });

@@ -80,6 +80,8 @@ export interface WorkerSection {
   runner?: RunnerSetting;
   /** Every action chrooted into its input root (bwrap only). */
   chroot?: boolean;
+  /** bwrap: keep one persistent sandbox per runner slot, reset between actions (false: a bwrap per action). */
+  sandbox_reuse?: boolean;
   /** "uid:gid" actions run as when the worker is root; no default key: 65534:65534 (bwrap) or the worker's own (local). */
   run_as?: string;
   allow_root_actions?: boolean;

@@ -178,6 +178,7 @@ function roleDefaults(role: ServeRole): BzutilConfig {
     file_cache_max_size_bytes: DEFAULT_FILE_CACHE_MAX_SIZE,
     runner: defaultRunner(),
     chroot: false,
+    sandbox_reuse: true,
     allow_root_actions: false,
     limits: { ...DEFAULT_WORKER_LIMITS },
   };

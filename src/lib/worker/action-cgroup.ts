@@ -31,6 +31,12 @@ export interface CgroupUsage {
   processesExceeded: boolean;
 }
 
+/** Cumulative event counts of a cgroup (see ActionCgroup.counters). */
+export interface CgroupCounters {
+  oomKills: number;
+  pidsMaxEvents: number;
+}
+
 /** Creates per-action cgroups under the worker's own. */
 export class CgroupManager {
   private next = 1;
@@ -85,9 +91,12 @@ export class CgroupManager {
     return new CgroupManager(2, [parent]);
   }
 
-  /** A new cgroup for one action, with its limits set; nothing is in it yet. */
-  async create(limits: CgroupLimits): Promise<ActionCgroup> {
-    const name = `a${this.next++}`;
+  /**
+   * A new cgroup for one action (or one sandbox slot, named `prefix<n>`, which resets its limits per
+   * action), with its limits set; nothing is in it yet.
+   */
+  async create(limits: CgroupLimits, prefix = 'a'): Promise<ActionCgroup> {
+    const name = `${prefix}${this.next++}`;
     const dirs = this.parents.map((p) => path.join(p, name));
     await Promise.all(dirs.map((d) => fsp.mkdir(d)));
     const cgroup = new ActionCgroup(this.version, dirs);
@@ -156,17 +165,27 @@ export class ActionCgroup {
     }
   }
 
-  async usage(): Promise<CgroupUsage> {
+  /**
+   * Which limits were hit since `since` (the counters before an action, for a cgroup that is reused
+   * across actions; they only ever grow), else since the cgroup was made.
+   */
+  async usage(since?: CgroupCounters): Promise<CgroupUsage> {
+    const now = await this.counters();
+    return { memoryExceeded: now.oomKills > (since?.oomKills ?? 0), processesExceeded: now.pidsMaxEvents > (since?.pidsMaxEvents ?? 0) };
+  }
+
+  /** The kernel's cumulative counts of OOM kills and refused forks in this cgroup. */
+  async counters(): Promise<CgroupCounters> {
     if (this.version === 2) {
       const [dir] = this.dirs as [string];
       const memoryEvents = await readKeyValues(path.join(dir, 'memory.events'));
       const pidsEvents = await readKeyValues(path.join(dir, 'pids.events'));
-      return { memoryExceeded: (memoryEvents.get('oom_kill') ?? 0) > 0, processesExceeded: (pidsEvents.get('max') ?? 0) > 0 };
+      return { oomKills: memoryEvents.get('oom_kill') ?? 0, pidsMaxEvents: pidsEvents.get('max') ?? 0 };
     }
     const [memory, pids] = this.dirs as [string, string];
     const oom = await readKeyValues(path.join(memory, 'memory.oom_control'));
     const pidsEvents = await readKeyValues(path.join(pids, 'pids.events'));
-    return { memoryExceeded: (oom.get('oom_kill') ?? 0) > 0, processesExceeded: (pidsEvents.get('max') ?? 0) > 0 };
+    return { oomKills: oom.get('oom_kill') ?? 0, pidsMaxEvents: pidsEvents.get('max') ?? 0 };
   }
 
   /** Kills what is left and removes the directories (retrying while the kernel reaps the last ones). */

@@ -16,8 +16,9 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { CallOptions } from '../blobstore/blob-store.js';
 import type { ActionCgroup } from './action-cgroup.js';
-import { type LocalRunnerOptions, LocalRunner, type RunRequest, type RunResult } from './runner.js';
-import { BWRAP_PATH, bwrapCommand, type SandboxCommand } from './sandbox-command.js';
+import { checkArgv, type LocalRunnerOptions, LocalRunner, type RunnerSandbox, type RunRequest, type RunResult, startError } from './runner.js';
+import { BWRAP_PATH, bwrapCommand, READ_ONLY_HOST_PATHS, type SandboxCommand } from './sandbox-command.js';
+import { SandboxPool } from './sandbox-pool.js';
 
 /** What bwrap mounts inside the input root in chroot mode. */
 const CHROOT_MOUNT_POINTS = ['dev', 'proc', 'tmp'];
@@ -25,9 +26,64 @@ const CHROOT_MOUNT_POINTS = ['dev', 'proc', 'tmp'];
 /** Where the outer bwrap of chroot mode binds the input root (a tmpfs path the action uid can traverse). */
 const CHROOT_STAGING = '/bzutil-sysroot';
 
-export type BwrapRunnerOptions = LocalRunnerOptions;
+export interface BwrapRunnerOptions extends LocalRunnerOptions {
+  /**
+   * Keep one persistent sandbox per runner slot (sandbox-slot.ts) instead of starting bwrap for
+   * every action; needs a per-action cgroup and a run_as uid (else it is off). Config
+   * `worker.sandbox_reuse`. @default true
+   */
+  sandboxReuse?: boolean;
+}
 
 export class BwrapRunner extends LocalRunner {
+  private readonly pool: SandboxPool | undefined;
+
+  constructor(opts: BwrapRunnerOptions = {}) {
+    super(opts);
+    const nodeVisible = READ_ONLY_HOST_PATHS.some((p) => process.execPath.startsWith(`${p}/`));
+    if ((opts.sandboxReuse ?? true) && this.cgroups && this.runAs && this.limits && nodeVisible) {
+      this.pool = new SandboxPool({ runAs: this.runAs, limits: this.limits, cgroups: this.cgroups, killGraceMs: this.killGraceMs, clock: this.clock });
+    }
+  }
+
+  /** Whether actions run in persistent sandboxes (the slot pool). */
+  get reusesSandboxes(): boolean {
+    return this.pool !== undefined;
+  }
+
+  async acquireSandbox(request: { directory: string; network: boolean }, opts: CallOptions = {}): Promise<RunnerSandbox | undefined> {
+    const pool = this.pool;
+    if (!pool) return undefined;
+    opts.signal?.throwIfAborted();
+    const slot = await pool.acquire(request.directory, request.network);
+    let released = false;
+    return {
+      inputRoot: slot.inputRoot,
+      stdoutPath: slot.stdoutPath,
+      stderrPath: slot.stderrPath,
+      run: async (run: RunRequest, runOpts: CallOptions = {}) => {
+        const argv0 = checkArgv(run);
+        runOpts.signal?.throwIfAborted();
+        const executable = await this.executableOf(run);
+        try {
+          return await slot.run(run, executable, runOpts.signal);
+        } catch (err) {
+          throw startError(argv0, err);
+        }
+      },
+      release: async () => {
+        if (released) return;
+        released = true;
+        await pool.release(slot, request.directory, request.network);
+      },
+    };
+  }
+
+  /** Destroys the persistent sandboxes (before the cgroup parent is removed); running actions are killed. */
+  async closeSandboxes(): Promise<void> {
+    await this.pool?.close();
+  }
+
   protected override command(request: RunRequest, executable: string, cgroup: ActionCgroup | undefined): SandboxCommand {
     const input = this.sandboxInput(request, executable, cgroup);
     if (!input.chroot) return bwrapCommand(input);

@@ -24,6 +24,8 @@ export interface CreateRunnerOptions {
   /** Let actions run as root (inputs are then copied, never linked). @default false */
   allowRootActions?: boolean;
   limits?: Partial<ActionLimits>;
+  /** bwrap: one persistent sandbox per runner slot rather than a bwrap per action. @default true */
+  sandboxReuse?: boolean;
   logger: Logger;
   clock?: Clock;
 }
@@ -65,13 +67,15 @@ export async function createRunner(opts: CreateRunnerOptions): Promise<CreatedRu
   const cgroups = isRoot ? await CgroupManager.open() : undefined;
   if (!cgroups) opts.logger.warn('No per-action cgroup available: memory is limited per process (RLIMIT_AS) and the process limit is not enforced');
   const runnerOpts = { ...(runAs ? { runAs } : {}), limits, ...(cgroups ? { cgroups } : {}), ...(opts.clock ? { clock: opts.clock } : {}) };
-  const runner = kind === 'bwrap' ? new BwrapRunner(runnerOpts) : new LocalRunner(runnerOpts);
-  opts.logger.info('Runner ready', { runner: kind, runAs: runAs ?? 'worker uid', limits, cgroups: !!cgroups });
+  const runner = kind === 'bwrap' ? new BwrapRunner({ ...runnerOpts, sandboxReuse: opts.sandboxReuse ?? true }) : new LocalRunner(runnerOpts);
+  const sandboxReuse = runner instanceof BwrapRunner && runner.reusesSandboxes;
+  opts.logger.info('Runner ready', { runner: kind, runAs: runAs ?? 'worker uid', limits, cgroups: !!cgroups, ...(kind === 'bwrap' ? { sandboxReuse } : {}) });
   return {
     runner,
     kind,
     close: async () => {
       await runner.settled();
+      if (runner instanceof BwrapRunner) await runner.closeSandboxes();
       runner.close();
       await cgroups?.close();
     },

@@ -19,8 +19,12 @@ import type { FileCache } from './file-cache.js';
 import { createOutputParents, InputMaterializer } from './input-materializer.js';
 import { OutputUploader } from './output-uploader.js';
 import { resolveRelativePath, toAbsolute } from './paths.js';
-import type { ExceededLimit, Runner } from './runner.js';
+import { removeTree } from './remove-tree.js';
+import type { ExceededLimit, Runner, RunnerSandbox } from './runner.js';
 import type { ActionLimits, RunAs } from './sandbox-command.js';
+
+/** Below `<workDir>/actions`: where the runner keeps its persistent sandboxes. */
+const SANDBOXES_DIRECTORY = '.sandboxes';
 
 export interface LocalBuildExecutorOptions {
   contentAddressableStorage: BlobStore;
@@ -100,14 +104,19 @@ export class LocalBuildExecutor implements BuildExecutor {
     };
     const result: reapi.IActionResult = { executionMetadata: metadata };
     const response: reapi.IExecuteResponse = { result };
-    const inputRoot = path.join(actionDirectory, 'root');
-    const stdoutPath = path.join(actionDirectory, 'stdout');
-    const stderrPath = path.join(actionDirectory, 'stderr');
+    let inputRoot = path.join(actionDirectory, 'root');
+    let stdoutPath = path.join(actionDirectory, 'stdout');
+    let stderrPath = path.join(actionDirectory, 'stderr');
     const { instanceName, digestFunction } = task.actionDigest;
     const platform = platformOf(task);
     const chroot = this.chroot || platform.get('chroot') === 'true';
+    const network = platform.get('network') !== 'off';
+    // A persistent sandbox of the runner when it has one (chroot mode always gets its own).
+    let sandbox: RunnerSandbox | undefined;
     try {
-      await createActionDirectory(actionDirectory, inputRoot);
+      sandbox = chroot ? undefined : await this.runner.acquireSandbox?.({ directory: path.join(this.actionsDirectory, SANDBOXES_DIRECTORY), network }, { signal });
+      if (sandbox) ({ inputRoot, stdoutPath, stderrPath } = sandbox);
+      else await createActionDirectory(actionDirectory, inputRoot);
 
       opts.onStage?.('FETCHING_INPUTS');
       metadata.inputFetchStartTimestamp = this.now();
@@ -125,7 +134,7 @@ export class LocalBuildExecutor implements BuildExecutor {
       opts.onStage?.('RUNNING');
       const workingDirectory = resolveRelativePath('', task.command.workingDirectory ?? '', 'working_directory', { allowEmpty: true });
       metadata.executionStartTimestamp = this.now();
-      const run = await this.runner.run(
+      const run = await (sandbox ?? this.runner).run(
         {
           argv: task.command.arguments ?? [],
           env: environmentOf(task.command),
@@ -134,7 +143,7 @@ export class LocalBuildExecutor implements BuildExecutor {
           stdoutPath,
           stderrPath,
           timeoutMs: task.timeoutMs,
-          network: platform.get('network') !== 'off',
+          network,
           chroot,
         },
         { signal },
@@ -182,14 +191,24 @@ export class LocalBuildExecutor implements BuildExecutor {
     } finally {
       // The result does not wait for the removal (tens of unlinks for a compile's inputs): it goes
       // to the scheduler at once and the directory is removed meanwhile.
-      this.cleanUp(task.taskId, actionDirectory, inputRoot, [stdoutPath, stderrPath]);
+      if (sandbox) this.release(task.taskId, sandbox);
+      else this.cleanUp(task.taskId, actionDirectory, inputRoot, [stdoutPath, stderrPath]);
       metadata.workerCompletedTimestamp = this.now();
     }
     return response;
   }
 
+  /** Hands a sandbox back (it is emptied meanwhile), counted with the pending removals. */
+  private release(taskId: string, sandbox: RunnerSandbox): void {
+    this.track(taskId, sandbox.inputRoot, sandbox.release());
+  }
+
   private cleanUp(taskId: string, actionDirectory: string, inputRoot: string, files: readonly string[]): void {
-    const removal = removeActionDirectory(actionDirectory, inputRoot, files)
+    this.track(taskId, actionDirectory, removeActionDirectory(actionDirectory, inputRoot, files));
+  }
+
+  private track(taskId: string, actionDirectory: string, work: Promise<void>): void {
+    const removal = work
       .catch((err: unknown) => {
         this.logger.warn('Failed to remove action directory', { taskId, directory: actionDirectory, error: err });
       })
@@ -230,7 +249,8 @@ function environmentOf(command: reapi.ICommand): Record<string, string> {
  * made safe, with a hash suffix so that two ids never share a directory.
  */
 function actionDirectoryName(taskId: string): string {
-  if (/^[A-Za-z0-9._-]{1,100}$/.test(taskId) && taskId !== '.' && taskId !== '..') return taskId;
+  // Never a name starting with "." (so never ".", ".." or SANDBOXES_DIRECTORY).
+  if (/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/.test(taskId)) return taskId;
   const safe = taskId.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 64);
   return `${safe}-${createHash('sha256').update(taskId).digest('hex').slice(0, 16)}`;
 }
@@ -267,30 +287,4 @@ async function removeActionDirectory(actionDirectory: string, inputRoot: string,
     }
   }
   await removeTree(actionDirectory);
-}
-
-/**
- * Removes a directory tree an action has been let loose in: it may have made directories read-only,
- * which rm refuses to empty, so permissions are restored and the removal retried.
- */
-export async function removeTree(directory: string): Promise<void> {
-  try {
-    await fsp.rm(directory, { recursive: true, force: true });
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EACCES' && code !== 'EPERM' && code !== 'ENOTEMPTY') throw err;
-    await makeDirectoriesWritable(directory);
-    await fsp.rm(directory, { recursive: true, force: true });
-  }
-}
-
-async function makeDirectoriesWritable(directory: string): Promise<void> {
-  // Iterative, so that deep trees cannot exhaust the stack.
-  const stack = [directory];
-  while (stack.length > 0) {
-    const dir = stack.pop()!;
-    await fsp.chmod(dir, 0o700).catch(() => {});
-    const entries = await fsp.readdir(dir, { withFileTypes: true }).catch(() => []);
-    for (const e of entries) if (e.isDirectory()) stack.push(path.join(dir, e.name));
-  }
 }

@@ -73,6 +73,25 @@ export interface Runner {
   run(request: RunRequest, opts?: CallOptions): Promise<RunResult>;
   /** What the runner guarantees; absent means nothing (inputs copied, no limits). */
   readonly isolation?: RunnerIsolation;
+  /**
+   * A persistent sandbox for one action (the bwrap runner's slot pool), or undefined when this
+   * runner has none for it: the executor then builds the input root in `inputRoot`, runs the action
+   * with `run` and hands the sandbox back with `release` once the outputs are collected.
+   * `directory` is where the runner may keep its sandboxes (the worker's own scratch space).
+   */
+  acquireSandbox?(request: { directory: string; network: boolean }, opts?: CallOptions): Promise<RunnerSandbox | undefined>;
+}
+
+/** One action's lease of a persistent sandbox (see Runner.acquireSandbox). */
+export interface RunnerSandbox {
+  /** Empty when acquired; the executor materializes the action's inputs here. */
+  readonly inputRoot: string;
+  /** Where `run` must send stdout and stderr. */
+  readonly stdoutPath: string;
+  readonly stderrPath: string;
+  run(request: RunRequest, opts?: CallOptions): Promise<RunResult>;
+  /** Kills what is left, empties the input root and the sandbox's private state, and returns it to the pool. */
+  release(): Promise<void>;
 }
 
 /** PATH used to find argv[0] when the Command sets none, as Bazel's own local execution does. */
@@ -114,12 +133,12 @@ interface StartedChild {
  * and process limits hold. No namespaces: the command sees the host as the uid it runs as.
  */
 export class LocalRunner implements Runner {
-  private readonly killGraceMs: number;
-  private readonly clock: Clock;
+  protected readonly killGraceMs: number;
+  protected readonly clock: Clock;
   private readonly spawner: SpawnerProcess | 'inline';
   protected readonly runAs: RunAs | undefined;
   protected readonly limits: ActionLimits | undefined;
-  private readonly cgroups: CgroupManager | undefined;
+  protected readonly cgroups: CgroupManager | undefined;
   private readonly pendingCgroupRemovals = new Set<Promise<void>>();
   readonly isolation: RunnerIsolation;
 
@@ -174,12 +193,7 @@ export class LocalRunner implements Runner {
   }
 
   async run(request: RunRequest, opts: CallOptions = {}): Promise<RunResult> {
-    const argv0 = request.argv[0];
-    if (argv0 === undefined || argv0 === '') {
-      throw StatusError.invalidArgument('Failed to start command: the argument list is empty', [
-        { field: 'command.arguments', description: 'At least one argument (the program) is required' },
-      ]);
-    }
+    const argv0 = checkArgv(request);
     opts.signal?.throwIfAborted();
     const executable = await this.executableOf(request);
     const cgroup = this.cgroups && this.limits ? await this.cgroups.create(this.limits) : undefined;
@@ -323,8 +337,7 @@ export class LocalRunner implements Runner {
       child.once('error', (err) => {
         done.abort();
         signal?.removeEventListener('abort', onAbort);
-        // An output file that cannot be created is the caller's problem, not the program's.
-        reject(err instanceof SpawnError && err.stage === 'open' ? err : startError(request.argv[0]!, err));
+        reject(startError(request.argv[0]!, err));
       });
       child.once('spawn', () => {
         if (signal?.aborted) onAbort();
@@ -400,7 +413,21 @@ async function checkExecutable(argv0: string, candidate: string, mustExist: bool
   }
 }
 
-function startError(argv0: string, err: unknown): StatusError {
+/** argv[0], or INVALID_ARGUMENT when the argument list is empty. */
+export function checkArgv(request: RunRequest): string {
+  const argv0 = request.argv[0];
+  if (argv0 === undefined || argv0 === '') {
+    throw StatusError.invalidArgument('Failed to start command: the argument list is empty', [
+      { field: 'command.arguments', description: 'At least one argument (the program) is required' },
+    ]);
+  }
+  return argv0;
+}
+
+/** The status for a command that could not be started (an output file error is passed on as is). */
+export function startError(argv0: string, err: unknown): StatusError | SpawnError {
+  // An output file that cannot be created is the caller's problem, not the program's.
+  if (err instanceof SpawnError && err.stage === 'open') return err;
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'ENOENT' || code === 'ENOTDIR') {
     return StatusError.invalidArgument(`Failed to start command: ${JSON.stringify(argv0)} not found`, [

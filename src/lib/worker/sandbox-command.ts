@@ -69,6 +69,12 @@ export interface SandboxCommandInput {
   chroot?: boolean;
   /** bwrap only: bind the input root here instead of at its own path. */
   stagingPath?: string;
+  /**
+   * bwrap only: a persistent slot's sandbox (see sandbox-slot.ts). argv runs as root inside (the slot
+   * helper, which drops to `runAs` for each action itself), these host directories are bound
+   * read-write at their own paths too, and a private mqueue file system is mounted on /dev/mqueue.
+   */
+  slot?: { extraBinds: readonly string[] };
 }
 
 export interface SandboxCommand {
@@ -102,7 +108,8 @@ export function localCommand(input: SandboxCommandInput): SandboxCommand {
 export function bwrapCommand(input: SandboxCommandInput, hostPaths: readonly string[] = READ_ONLY_HOST_PATHS): SandboxCommand {
   const args = [BWRAP_PATH, '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--die-with-parent', '--new-session'];
   if (input.network === false) args.push('--unshare-net');
-  if (input.runAs && process.getuid?.() === 0) args.push('--cap-add', 'CAP_SETUID,CAP_SETGID');
+  // One capability per --cap-add: bwrap takes a single name after each.
+  if (input.runAs && process.getuid?.() === 0) args.push('--cap-add', 'CAP_SETUID', '--cap-add', 'CAP_SETGID');
   if (input.chroot) {
     args.push('--bind', input.inputRoot, '/', '--dev', '/dev', '--proc', '/proc', '--perms', '01777', '--tmpfs', '/tmp');
   } else {
@@ -117,17 +124,24 @@ export function bwrapCommand(input: SandboxCommandInput, hostPaths: readonly str
       else args.push('--ro-bind', p, p);
     }
     args.push('--dev', '/dev', '--proc', '/proc', '--perms', '01777', '--tmpfs', '/tmp');
+    if (input.slot) args.push('--mqueue', '/dev/mqueue');
     const target = input.stagingPath ?? input.inputRoot;
+    const binds: [string, string][] = [[input.inputRoot, target], ...(input.slot?.extraBinds ?? []).map((d): [string, string] => [d, d])];
     // bwrap creates the input root's ancestors 0700; the action uid must be able to traverse them.
-    for (const dir of ancestors(target)) {
-      if (dir === '/tmp' || hostPaths.some((p) => dir === p || dir.startsWith(`${p}/`))) continue;
-      args.push('--perms', '0755', '--dir', dir);
+    const made = new Set<string>();
+    for (const [, to] of binds) {
+      for (const dir of ancestors(to)) {
+        if (made.has(dir) || dir === '/tmp' || hostPaths.some((p) => dir === p || dir.startsWith(`${p}/`))) continue;
+        made.add(dir);
+        args.push('--perms', '0755', '--dir', dir);
+      }
     }
-    args.push('--bind', input.inputRoot, target);
+    for (const [from, to] of binds) args.push('--bind', from, to);
   }
   args.push('--chdir', input.cwd, '--');
   // In chroot mode setpriv (a host binary) is not there: the caller gives that mode its own order.
-  args.push(...(input.chroot ? [] : setprivPrefix(input.runAs)), ...input.argv);
+  // A slot's helper stays root inside and drops to runAs for each action it starts.
+  args.push(...(input.chroot || input.slot ? [] : setprivPrefix(input.runAs)), ...input.argv);
   const [file, ...rest] = [...prlimitPrefix(input.limits), ...args];
   return { file: file!, args: rest };
 }

@@ -67,6 +67,43 @@ type HelperMessage =
   | { id: number; type: 'error'; stage: 'open' | 'spawn'; code?: string; message: string };
 
 /**
+ * `startCommand(m, options, enter, leave)` for a helper program (which defines `spawn`, `fs` and
+ * `send`): opens m's output files, runs `enter` (e.g. join a cgroup), spawns m's command detached
+ * with `options` added, runs `leave`, and reports `spawn`, then `exit` or `error` (stage `open` or
+ * `spawn`) for `m.id`. Returns the child, or undefined when it could not be started.
+ */
+export const START_COMMAND_SOURCE = `
+function startCommand(m, options, enter, leave) {
+  const fail = (stage, e) => send({ id: m.id, type: 'error', stage, code: e && e.code, message: String((e && e.message) || e) });
+  let out, err;
+  try {
+    out = fs.openSync(m.stdoutPath, 'w');
+    err = fs.openSync(m.stderrPath, 'w');
+  } catch (e) {
+    if (out !== undefined) fs.closeSync(out);
+    fail('open', e);
+    return undefined;
+  }
+  let child;
+  try {
+    enter();
+    child = spawn(m.file, m.args, Object.assign({ cwd: m.cwd, env: m.env, argv0: m.argv0, detached: true, stdio: ['ignore', out, err] }, options));
+  } catch (e) {
+    fail('spawn', e);
+    return undefined;
+  } finally {
+    leave();
+    fs.closeSync(out);
+    fs.closeSync(err);
+  }
+  child.once('error', (e) => fail('spawn', e));
+  child.once('spawn', () => send({ id: m.id, type: 'spawn', pid: child.pid }));
+  child.once('exit', (code, signal) => send({ id: m.id, type: 'exit', code, signal }));
+  return child;
+}
+`;
+
+/**
  * The helper's whole program (CommonJS, run with `node -e`): it must not depend on this package's
  * build, so that it works the same from src/ under vitest and from dist/.
  */
@@ -76,33 +113,15 @@ const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 process.on('disconnect', () => process.exit(0));
 const send = (m) => { if (process.connected) process.send(m); };
+${START_COMMAND_SOURCE}
 process.on('message', (m) => {
-  const fail = (stage, e) => send({ id: m.id, type: 'error', stage, code: e && e.code, message: String((e && e.message) || e) });
-  let out, err;
-  try {
-    out = fs.openSync(m.stdoutPath, 'w');
-    err = fs.openSync(m.stderrPath, 'w');
-  } catch (e) {
-    if (out !== undefined) fs.closeSync(out);
-    fail('open', e);
-    return;
-  }
-  let child;
   const pid = String(process.pid);
-  try {
-    for (const f of m.cgroupProcs || []) fs.writeFileSync(f, pid);
-    child = spawn(m.file, m.args, { cwd: m.cwd, env: m.env, argv0: m.argv0, detached: true, stdio: ['ignore', out, err] });
-  } catch (e) {
-    fail('spawn', e);
-    return;
-  } finally {
-    for (const f of m.returnProcs || []) { try { fs.writeFileSync(f, pid); } catch (e) {} }
-    fs.closeSync(out);
-    fs.closeSync(err);
-  }
-  child.once('error', (e) => fail('spawn', e));
-  child.once('spawn', () => send({ id: m.id, type: 'spawn', pid: child.pid }));
-  child.once('exit', (code, signal) => send({ id: m.id, type: 'exit', code, signal }));
+  startCommand(
+    m,
+    {},
+    () => { for (const f of m.cgroupProcs || []) fs.writeFileSync(f, pid); },
+    () => { for (const f of m.returnProcs || []) { try { fs.writeFileSync(f, pid); } catch (e) {} } },
+  );
 });
 `;
 

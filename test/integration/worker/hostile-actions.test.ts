@@ -22,7 +22,7 @@ import { createRunner, type CreatedRunner, DEFAULT_RUN_AS, type RunnerKind } fro
 import { FileCache } from '../../../src/lib/worker/file-cache.js';
 import { LocalBuildExecutor } from '../../../src/lib/worker/local-build-executor.js';
 import { bwrapAvailable } from '../../../src/lib/worker/sandbox-command.js';
-import { blobText, putTree, type TreeSpec } from '../../unit/worker/worker-test-helpers.js';
+import { blobText, processesWith, putTree, type TreeSpec } from '../../unit/worker/worker-test-helpers.js';
 
 const isRoot = process.getuid?.() === 0;
 const haveBwrap = bwrapAvailable();
@@ -32,20 +32,6 @@ if (process.env.CI && (!haveBwrap || !isRoot)) {
 if (!haveBwrap || !isRoot) console.warn('!!! hostile-actions: SKIPPING the bwrap suite (needs root and /usr/bin/bwrap) !!!');
 
 const LIMITS = { memoryBytes: 256 * 1024 ** 2, processes: 48, fileSizeBytes: 1024 ** 2, outputBytes: 4 * 1024 ** 2 };
-
-/** Host processes whose command line contains `marker` (survivors of an action). */
-function processesWith(marker: string): number[] {
-  const found: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' ').includes(marker)) found.push(Number(entry));
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return found;
-}
 
 /** Every file and directory under `dir` that `uid` owns or anyone may write. */
 function writableBy(dir: string, uid: number): string[] {
@@ -60,7 +46,7 @@ function writableBy(dir: string, uid: number): string[] {
   return out;
 }
 
-function suite(kind: RunnerKind) {
+function suite(kind: RunnerKind, opts: { sandboxReuse?: boolean } = {}) {
   let workDir: string;
   let cas: FilesystemBlobStore;
   let created: CreatedRunner;
@@ -72,7 +58,7 @@ function suite(kind: RunnerKind) {
     workDir = mkdtempSync(path.join(tmpdir(), `bzutil-hostile-${kind}-`));
     cas = await FilesystemBlobStore.open({ path: path.join(workDir, 'cas'), maxSizeBytes: 1 << 28 });
     fileCache = await FileCache.open({ directory: path.join(workDir, 'cache'), contentAddressableStorage: cas, maxSizeBytes: 1 << 26 });
-    created = await createRunner({ kind, limits: LIMITS, logger: silentLogger });
+    created = await createRunner({ kind, limits: LIMITS, logger: silentLogger, ...opts });
     executor = new LocalBuildExecutor({ contentAddressableStorage: cas, runner: created.runner, workDir, workerName: 'hostile', fileCache });
   });
   afterAll(async () => {
@@ -204,8 +190,12 @@ function suite(kind: RunnerKind) {
   });
 }
 
-describe.skipIf(!haveBwrap || !isRoot)('hostile actions, bwrap runner', () => {
+describe.skipIf(!haveBwrap || !isRoot)('hostile actions, bwrap runner (persistent sandboxes)', () => {
   suite('bwrap');
+});
+
+describe.skipIf(!haveBwrap || !isRoot)('hostile actions, bwrap runner with a bwrap per action (sandbox_reuse false)', () => {
+  suite('bwrap', { sandboxReuse: false });
 });
 
 describe.skipIf(!isRoot)('hostile actions, local runner (subset it can honour)', () => {

@@ -62,6 +62,22 @@ describe('sandbox command lines', () => {
     expect(tail).toContain('--reuid=65534');
   });
 
+  it.skipIf(process.getuid?.() !== 0)('bwrap as root: keeps CAP_SETUID and CAP_SETGID for setpriv, one capability per --cap-add', () => {
+    const cmd = bwrapCommand({ ...base, runAs: { uid: 65534, gid: 65534 } });
+    expect(operands(cmd.args, '--cap-add')).toEqual([['CAP_SETUID'], ['CAP_SETGID']]);
+  });
+
+  it('bwrap slot: the helper runs as root inside (no setpriv prefix), extra dirs bound at their own paths, a private mqueue', () => {
+    const cmd = bwrapCommand({ ...base, argv: ['helper'], runAs: { uid: 65534, gid: 65534 }, slot: { extraBinds: ['/w/actions/.sandboxes/s/io'] } });
+    expect(operands(cmd.args, '--bind', 2)).toEqual([
+      [base.inputRoot, base.inputRoot],
+      ['/w/actions/.sandboxes/s/io', '/w/actions/.sandboxes/s/io'],
+    ]);
+    expect(operands(cmd.args, '--mqueue')).toEqual([['/dev/mqueue']]);
+    expect(cmd.args.slice(cmd.args.lastIndexOf('--') + 1)).toEqual(['helper']);
+    expect(cmd.args).not.toContain(SETPRIV_PATH);
+  });
+
   it('bwrap: a new network namespace when the platform says network=off', () => {
     expect(bwrapCommand({ ...base, network: false }, [])).toMatchObject({ args: expect.arrayContaining(['--unshare-net']) });
   });

@@ -2,7 +2,7 @@
  * Shared fixtures for the worker tests: building input trees in a blob store, a store that records
  * which calls reached it, process liveness checks and bounded polling.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import type { BlobStore, CallOptions, GetOptions, ReadOptions } from '../../../src/lib/blobstore/blob-store.js';
 import { MemoryBlobStore } from '../../../src/lib/blobstore/memory-blob-store.js';
 import { Digest } from '../../../src/lib/digest/digest.js';
@@ -86,6 +86,20 @@ export function isProcessAlive(pid: number): boolean {
   // Field 3, after the parenthesised command name, is the state; Z and X are dead.
   const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
   return state !== 'Z' && state !== 'X';
+}
+
+/** Host processes whose command line contains `marker` (survivors of an action). */
+export function processesWith(marker: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' ').includes(marker)) found.push(Number(entry));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return found;
 }
 
 /** SIGKILLs every pid in `pids` that is still around and empties the list (test cleanup). */
