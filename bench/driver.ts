@@ -3,7 +3,7 @@
  * `node dist-bench/bench/driver.js <job> '<json params>'` prints the job's JSON result as its last
  * stdout line and exits 0, or prints the error on stderr and exits 1.
  */
-import { byteStreamDownloadJob, byteStreamUploadJob, findMissingJob, populateCasJob, smallBlobsJob } from './jobs/cas-jobs.js';
+import { byteStreamDownloadJob, byteStreamUploadJob, findMissingJob, populateCasJob, shardedBlobsJob, smallBlobsJob } from './jobs/cas-jobs.js';
 import { noopActionsJob } from './jobs/execution-jobs.js';
 import { queueScaleJob } from './jobs/queue-jobs.js';
 import { diskWriteJob, rawDownloadJob, rawUnaryLatencyJob, rawUnaryRateJob, rawUploadJob, sha256Job, spawnTrueJob } from './jobs/raw-jobs.js';
@@ -21,6 +21,7 @@ const jobs: Record<string, (params: any) => Promise<unknown>> = {
   'bytestream-upload': byteStreamUploadJob,
   'bytestream-download': byteStreamDownloadJob,
   'small-blobs': smallBlobsJob,
+  'sharded-blobs': shardedBlobsJob,
   'populate-cas': populateCasJob,
   'find-missing': findMissingJob,
   'noop-actions': noopActionsJob,

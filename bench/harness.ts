@@ -22,6 +22,7 @@ import { runBaselines } from './suites/baselines.js';
  import { runExecutionBenchmark, runRunnerComparison } from './suites/execution.js';
 import { runQueueScaleBenchmark } from './suites/queue-scale.js';
 import { runFindMissingBenchmark } from './suites/find-missing.js';
+import { runShardingBenchmark } from './suites/sharding.js';
 import { runStorageBenchmarks } from './suites/storage.js';
 // Type only (erased at run time): the Bazel suite itself is loaded on demand, if it is there.
 import type { BenchRow as BazelRow } from './bazel/index.js';
@@ -63,7 +64,7 @@ interface Options {
   only: string[];
 }
 
-const USAGE = `Usage: npm run bench -- [--quick] [--no-bazel] [--save] [--only=C1,C5,E1,Q1,B]
+const USAGE = `Usage: npm run bench -- [--quick] [--no-bazel] [--save] [--only=C1,C5,E1,Q1,S1,B]
   --quick     smaller sizes and fewer repetitions (finishes in under 3 minutes)
   --no-bazel  skip the Bazel builds (B1/B2) in bench/bazel
   --save      also write bench/results/<mode>-<date>.json
@@ -98,6 +99,7 @@ interface Suite {
 const SUITES: Suite[] = [
   { name: 'storage (C1, C2, M1, C3)', ids: ['C1', 'C2', 'C3', 'M1'], run: runStorageBenchmarks },
   { name: 'FindMissingBlobs (C5)', ids: ['C5'], run: runFindMissingBenchmark },
+  { name: 'sharded CAS (S1)', ids: ['S1'], run: runShardingBenchmark },
   { name: 'execution (E1)', ids: ['E1'], run: runExecutionBenchmark },
   { name: 'queue scale (Q1)', ids: ['Q1'], run: runQueueScaleBenchmark },
   { name: 'execution by runner (E1-local, E1-bwrap)', ids: ['E1'], run: runRunnerComparison },

@@ -8,6 +8,8 @@ import { createHash, randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { GrpcBlobStore } from '../../src/lib/blobstore/grpc-blob-store.js';
+import { ShardingBlobStore } from '../../src/lib/blobstore/sharding-blob-store.js';
 import { CasClient } from '../../src/lib/client/cas-client.js';
 import { RemoteConnection } from '../../src/lib/client/connection.js';
 import { Digest } from '../../src/lib/digest/digest.js';
@@ -127,18 +129,7 @@ function checkContent(pool: Buffer, position: number, data: Uint8Array, digest: 
  * BatchUpdateBlobs under the server's batch limit). Afterwards none may be missing.
  */
 export async function smallBlobsJob(p: { address: string; seed: string; count: number; variant: 'bytestream' | 'batch'; inFlight: number }): Promise<TimedResult & { blobs: number; bytes: number }> {
-  const pool = makePool(p.seed, 16 * MiB);
-  const byKey = new Map<string, { digest: Digest; data: Buffer }>();
-  let state = createHash('sha256').update(p.seed).digest().readUInt32LE(0);
-  const next = () => (state = (Math.imul(state, 1664525) + 1013904223) >>> 0);
-  for (let i = 0; byKey.size < p.count && i < p.count * 2; i++) {
-    const size = 100 + (next() % (4096 - 100 + 1));
-    const offset = next() % (pool.length - size);
-    const data = pool.subarray(offset, offset + size);
-    const digest = Digest.ofBytes(data);
-    byKey.set(digest.key, { digest, data });
-  }
-  const items = [...byKey.values()];
+  const items = smallBlobItems(p.seed, p.count);
   const bytes = items.reduce((sum, i) => sum + i.data.length, 0);
   return withCas(p.address, async (cas) => {
     const start = performance.now();
@@ -153,6 +144,47 @@ export async function smallBlobsJob(p: { address: string; seed: string; count: n
     if (missing.length) throw new Error(`${missing.length} of ${items.length} uploaded blobs are missing afterwards, e.g. ${missing[0]}`);
     return { seconds, blobs: items.length, bytes };
   });
+}
+
+/**
+ * S1: uploads `count` distinct blobs of 100 B to 4 KiB through a ShardingBlobStore over one
+ * GrpcBlobStore per address (each shard keyed by its address, as `--cas a,b` builds it), `inFlight`
+ * puts outstanding, as a worker uploading outputs to a sharded CAS does. With one address it is a
+ * single apiserver behind the same client code. Afterwards none may be missing.
+ */
+export async function shardedBlobsJob(p: { addresses: string[]; seed: string; count: number; inFlight: number }): Promise<TimedResult & { blobs: number; bytes: number }> {
+  const items = smallBlobItems(p.seed, p.count);
+  const bytes = items.reduce((sum, i) => sum + i.data.length, 0);
+  const connections = p.addresses.map((address) => new RemoteConnection(address));
+  try {
+    const clients = connections.map((c) => new CasClient(c));
+    for (const cas of clients) await cas.getCapabilities({ deadlineMs: 30_000 });
+    const store = new ShardingBlobStore(clients.map((cas, i) => ({ key: p.addresses[i]!, weight: 1, backend: new GrpcBlobStore(cas) })));
+    const start = performance.now();
+    await mapConcurrent(items, p.inFlight, (item) => store.put(item.digest, item.data));
+    const seconds = (performance.now() - start) / 1000;
+    const missing = await store.findMissing(items.map((i) => i.digest));
+    if (missing.length) throw new Error(`${missing.length} of ${items.length} uploaded blobs are missing afterwards, e.g. ${missing[0]}`);
+    return { seconds, blobs: items.length, bytes };
+  } finally {
+    for (const c of connections) c.close();
+  }
+}
+
+/** `count` distinct blobs of 100 B to 4 KiB cut from a pool made from `seed`, hashed before any timing. */
+function smallBlobItems(seed: string, count: number): { digest: Digest; data: Buffer }[] {
+  const pool = makePool(seed, 16 * MiB);
+  const byKey = new Map<string, { digest: Digest; data: Buffer }>();
+  let state = createHash('sha256').update(seed).digest().readUInt32LE(0);
+  const next = () => (state = (Math.imul(state, 1664525) + 1013904223) >>> 0);
+  for (let i = 0; byKey.size < count && i < count * 2; i++) {
+    const size = 100 + (next() % (4096 - 100 + 1));
+    const offset = next() % (pool.length - size);
+    const data = pool.subarray(offset, offset + size);
+    const digest = Digest.ofBytes(data);
+    byKey.set(digest.key, { digest, data });
+  }
+  return [...byKey.values()];
 }
 
 /** Content of the i-th C5 blob: small, distinct and computable by any process. */
