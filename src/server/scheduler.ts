@@ -196,7 +196,7 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
       introspection.setServing(false);
       draining = true;
       const deadline = clock.now() + graceMs;
-      const busy = async () => (await buildQueue.listOperations({ filter: 'done=false', pageSize: 1 })).operations.length > 0;
+      const busy = async () => (await buildQueue.listOperations({ allInstances: true, filter: 'done=false', pageSize: 1 })).operations.length > 0;
       if (await busy()) logger.info('Draining: waiting for queued and executing operations', { graceMs });
       while ((await busy()) && clock.now() < deadline) await clock.sleep(Math.min(100, Math.max(1, deadline - clock.now())));
     },

@@ -4,8 +4,14 @@
  * Layout: `<path>/<instance>/<digest function>/<hash[0..2]>/<hash>-<size>`, where `<instance>` is
  * `_` for the empty instance name and the percent-encoded name otherwise (`/`, `_` and `.` encoded,
  * so no instance directory can be `_` or start with `.`, which is left to the store's own entries).
+ * A valid instance name may be 255 bytes, which percent-encoding can triple past any file system's
+ * name limit: an encoding longer than MAX_ESCAPED_BYTES is replaced by `=` and the name's SHA-256
+ * (`=` is always percent-encoded, so no short name collides), and the name itself is kept in the
+ * directory's INSTANCE_NAME_FILE so that the scan at open finds the instance again.
  */
-import { type Dirent, readdirSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { type Dirent, readdirSync, readFileSync, statSync } from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { Digest } from '../digest/digest.js';
 import { type DigestFunction, isDigestFunctionName } from '../digest/digest-function.js';
@@ -15,14 +21,45 @@ const BLOB_FILE_NAME = /^([0-9a-f]+)-(\d+)$/;
 /** Files scanned between two yields to the event loop at open. */
 const SCAN_FILES_PER_YIELD = 1000;
 
-/** `_` for the empty instance name, else the percent-encoded name with `_` and `.` encoded too. */
+/** Longest percent-encoded instance directory name; longer ones are hashed. */
+const MAX_ESCAPED_BYTES = 128;
+/** In a hashed instance directory: the instance name, as UTF-8. */
+const INSTANCE_NAME_FILE = 'instance-name';
+
+/**
+ * `_` for the empty instance name, else the percent-encoded name with `_` and `.` encoded too, or
+ * `=<sha256 hex of the name>` when that encoding is longer than MAX_ESCAPED_BYTES.
+ */
 export function escapeInstanceName(instanceName: string): string {
   if (instanceName === '') return '_';
-  return encodeURIComponent(instanceName).replace(/[_.]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
+  const escaped = encodeURIComponent(instanceName).replace(/[_.]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
+  return escaped.length <= MAX_ESCAPED_BYTES ? escaped : hashedDirName(instanceName);
 }
 
-function unescapeInstanceName(dirName: string): string | undefined {
+function hashedDirName(instanceName: string): string {
+  return '=' + createHash('sha256').update(instanceName).digest('hex');
+}
+
+/**
+ * Records the instance name in its directory when the name is hashed (called once the directory
+ * exists); a no-op for short names, whose directory name says it.
+ */
+export async function recordInstanceName(root: string, instanceName: string): Promise<void> {
+  const dirName = escapeInstanceName(instanceName);
+  if (!dirName.startsWith('=')) return;
+  await fsp.writeFile(path.join(root, dirName, INSTANCE_NAME_FILE), instanceName);
+}
+
+function unescapeInstanceName(dirName: string, dir: string): string | undefined {
   if (dirName === '_') return '';
+  if (dirName.startsWith('=')) {
+    try {
+      const name = readFileSync(path.join(dir, INSTANCE_NAME_FILE), 'utf8');
+      return hashedDirName(name) === dirName ? name : undefined;
+    } catch {
+      return undefined;
+    }
+  }
   try {
     const name = decodeURIComponent(dirName);
     return escapeInstanceName(name) === dirName ? name : undefined;
@@ -56,7 +93,7 @@ export async function scanBlobDirectory(root: string, opts: { sizesFromFileNames
   let sinceYield = 0;
   for (const instanceEntry of readDirsSync(root)) {
     if (instanceEntry.name.startsWith('.')) continue;
-    const instanceName = unescapeInstanceName(instanceEntry.name);
+    const instanceName = unescapeInstanceName(instanceEntry.name, path.join(root, instanceEntry.name));
     if (instanceName === undefined) {
       logger.warn('Ignoring unexpected directory in blob store', { path: path.join(root, instanceEntry.name) });
       continue;

@@ -29,7 +29,7 @@ import { type BlobStore, type CallOptions, type GetOptions, MAX_READ_CHUNK_BYTES
 import { LruIndex, digestKeyScheme } from './lru-index.js';
 import { resolveReadRange } from './read-range.js';
 import { BatchingFileWriter, writeBatchBytesFor, writeFully } from './batching-file-writer.js';
-import { blobFilePath, scanBlobDirectory } from './blob-directory-layout.js';
+import { blobFilePath, recordInstanceName, scanBlobDirectory } from './blob-directory-layout.js';
 import { hasMark, markTrusted, probeMarks, verifyAndRemark } from './blob-file-trust.js';
 
 // The on-disk layout has its own module; re-exported for code importing it from here.
@@ -332,7 +332,7 @@ export class FilesystemBlobStore implements BlobStore {
   private commit(digest: Digest, tempPath: string, sizeBytes: number): Promise<void> {
     const finalPath = this.blobPath(digest);
     return this.withKeyLock(digest.key, async () => {
-      await this.renameIntoPlace(tempPath, finalPath);
+      await this.renameIntoPlace(tempPath, finalPath, digest.instanceName);
       // A concurrent upload of the same blob may have committed first: replace, don't double count.
       const previous = this.index.set(digest, sizeBytes);
       this.storedSizeBytes += sizeBytes - (previous ?? 0);
@@ -345,7 +345,7 @@ export class FilesystemBlobStore implements BlobStore {
    * (a `mkdir -p` per commit cost a thread-pool round trip for every small blob); if the directory
    * was removed behind our back, it is created again.
    */
-  private async renameIntoPlace(tempPath: string, finalPath: string): Promise<void> {
+  private async renameIntoPlace(tempPath: string, finalPath: string, instanceName: string): Promise<void> {
     const dir = path.dirname(finalPath);
     if (this.createdDirs.has(dir)) {
       try {
@@ -357,6 +357,7 @@ export class FilesystemBlobStore implements BlobStore {
       }
     }
     await fsp.mkdir(dir, { recursive: true });
+    await recordInstanceName(this.root, instanceName);
     this.createdDirs.add(dir);
     await fsp.rename(tempPath, finalPath);
   }

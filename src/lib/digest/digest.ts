@@ -15,6 +15,9 @@ import {
   isDigestFunctionName,
   UNSUPPORTED_DIGEST_FUNCTION_NAMES,
 } from './digest-function.js';
+import { validateInstanceName } from './instance-name.js';
+
+export { validateInstanceName } from './instance-name.js';
 
 /**
  * Validates an instance name, remembering the last valid one: every digest of a request carries the
@@ -89,9 +92,6 @@ function instanceMix(instanceName: string): number {
 /** Compression schemes named in resource names; only identity is served today. */
 export type Compressor = 'identity' | 'zstd' | 'deflate' | 'brotli';
 const COMPRESSORS: readonly string[] = ['identity', 'zstd', 'deflate', 'brotli'];
-
-/** Path segments that may not appear inside an instance name (they delimit resource names). */
-const RESERVED_SEGMENTS = new Set(['blobs', 'uploads', 'actions', 'actionResults', 'operations', 'capabilities', 'compressed-blobs']);
 
 export class Digest {
   #key: string | undefined;
@@ -286,16 +286,6 @@ function parseBlobPart(segs: string[], instanceName: string, name: string, field
   if (!/^\d+$/.test(sizeText)) throw bad(field, `Resource name ${JSON.stringify(name)} has no valid size after the hash`);
   const digest = Digest.create(instanceName, fn, hash, Number(sizeText), field);
   return { digest, compressor, rest: segs.slice(i + 2) };
-}
-
-/** Rejects instance names that would make resource names ambiguous. */
-export function validateInstanceName(instanceName: string, field = 'instance_name'): void {
-  if (instanceName === '') return;
-  const segs = instanceName.split('/');
-  for (const s of segs) {
-    if (s === '' || s === '.' || s === '..') throw bad(field, `Instance name ${JSON.stringify(instanceName)} has an empty, "." or ".." segment`);
-    if (RESERVED_SEGMENTS.has(s)) throw bad(field, `Instance name ${JSON.stringify(instanceName)} contains reserved segment ${JSON.stringify(s)}`);
-  }
 }
 
 /** The digest function a request asks for; INVALID_ARGUMENT for values we do not implement. */

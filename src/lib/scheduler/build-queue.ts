@@ -23,8 +23,13 @@ export interface ExecuteRequest {
 }
 
 export interface ListOperationsRequest {
-  /** Collection name: `operations` or `<instance>/operations`; empty lists everything. */
+  /**
+   * Collection name: `operations` or `<instance>/operations` (operation-names.ts). Empty is the
+   * empty instance, never "every instance": callers only see their own instance's operations.
+   */
   name?: string;
+  /** Lists every instance's operations, ignoring `name`: for the operator's UI and metrics, never a client's request. */
+  allInstances?: boolean;
   /** Empty, `done=true` or `done=false`. */
   filter?: string;
   /** At most this many operations per page; 0 means the implementation's default. */

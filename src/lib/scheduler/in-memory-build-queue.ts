@@ -34,6 +34,7 @@ import { LeaseSweeper } from './lease-sweeper.js';
 import { lookupActionCache } from './action-cache-lookup.js';
 import { type LoadedAction, loadActionToQueue } from './load-action.js';
 import { OperationFollower } from './operation-follower.js';
+import { formatOperationName, parseOperationName } from './operation-names.js';
 import type { OperationSnapshot } from './operation-snapshot.js';
 import { InMemoryOperationTable, listPage, parseListRequest } from './operation-table.js';
 import {
@@ -255,7 +256,7 @@ export class InMemoryBuildQueue implements BuildQueue {
 
   private createEntry(actionDigest: Digest): OperationEntry {
     const id = this.newId();
-    const name = actionDigest.instanceName ? `${actionDigest.instanceName}/operations/${id}` : `operations/${id}`;
+    const name = formatOperationName(actionDigest.instanceName, id);
     const entry: OperationEntry = { name, seq: this.nextSeq++, actionDigest, version: 0, listeners: new Set() };
     this.table.insert(entry);
     this.store.putOperation(storedOperation(entry));
@@ -393,7 +394,7 @@ export class InMemoryBuildQueue implements BuildQueue {
   }
 
   private lookup(name: string): OperationEntry {
-    const entry = this.table.get(name);
+    const entry = this.table.get(parseOperationName(name).name);
     if (!entry) throw StatusError.notFound(`Failed to find operation ${JSON.stringify(name)}: it is unknown or has expired`);
     return entry;
   }

@@ -27,6 +27,7 @@
 import { StatusError } from '../errors/status-error.js';
 import type { MaybePromise } from '../util/maybe-promise.js';
 import type { ListOperationsRequest, ListOperationsResult } from './build-queue.js';
+import { parseOperationsCollection } from './operation-names.js';
 import type { OperationSnapshot } from './operation-snapshot.js';
 import { type Execution, type OperationEntry, snapshotOf } from './scheduler-state.js';
 
@@ -38,8 +39,8 @@ export interface OperationTable {
   get(name: string): MaybePromise<OperationEntry | undefined>;
   /** Forgets `entry` (no-op when the name now belongs to another entry). */
   delete(entry: OperationEntry): MaybePromise<void>;
-  /** Operations with `seq > afterSeq` whose name starts with `prefix`, in creation order. */
-  list(afterSeq: number, prefix: string): MaybePromise<Iterable<OperationEntry>>;
+  /** Operations with `seq > afterSeq` of instance `instanceName` (every instance when undefined), in creation order. */
+  list(afterSeq: number, instanceName: string | undefined): MaybePromise<Iterable<OperationEntry>>;
   /** Records that `entry` finished at `atMs` (first call wins), for expiry. */
   markCompleted(entry: OperationEntry, atMs: number): MaybePromise<void>;
   /** Forgets operations that finished at or before `beforeMs` and returns them. */
@@ -76,9 +77,9 @@ export class InMemoryOperationTable implements OperationTable {
     if (this.operations.get(entry.name) === entry) this.operations.delete(entry.name);
   }
 
-  *list(afterSeq: number, prefix: string): Iterable<OperationEntry> {
+  *list(afterSeq: number, instanceName: string | undefined): Iterable<OperationEntry> {
     for (const entry of this.operations.values()) {
-      if (entry.seq > afterSeq && entry.name.startsWith(prefix)) yield entry;
+      if (entry.seq > afterSeq && (instanceName === undefined || entry.actionDigest.instanceName === instanceName)) yield entry;
     }
   }
 
@@ -124,7 +125,8 @@ const MAX_PAGE_SIZE = 1000;
 /** A validated ListOperations request: where to start, which names, which done state, how many. */
 export interface ListQuery {
   afterSeq: number;
-  prefix: string;
+  /** The one instance listed; undefined (only with `allInstances`) lists every instance. */
+  instanceName: string | undefined;
   /** undefined: all; true: done only; false: not done only. */
   done?: boolean;
   pageSize: number;
@@ -148,8 +150,8 @@ export function parseListRequest(request: ListOperationsRequest): ListQuery {
       { field: 'filter', description: 'Must be empty, "done=true" or "done=false"' },
     ]);
   }
-  const prefix = request.name ? request.name + '/' : '';
-  return { afterSeq, prefix, pageSize, ...(filter ? { done: filter === 'done=true' } : {}) };
+  const instanceName = request.allInstances ? undefined : parseOperationsCollection(request.name);
+  return { afterSeq, instanceName, pageSize, ...(filter ? { done: filter === 'done=true' } : {}) };
 }
 
 /** One ListOperations page from an in-memory table. */
@@ -157,7 +159,7 @@ export function listPage(table: InMemoryOperationTable, query: ListQuery): ListO
   const operations: OperationSnapshot[] = [];
   let nextPageToken = '';
   let lastSeq = query.afterSeq;
-  for (const entry of table.list(query.afterSeq, query.prefix)) {
+  for (const entry of table.list(query.afterSeq, query.instanceName)) {
     const snapshot = snapshotOf(entry);
     if (query.done !== undefined && (snapshot.stage === 'COMPLETED') !== query.done) continue;
     if (operations.length === query.pageSize) {

@@ -127,7 +127,7 @@ export function createActionObserver(deps: ActionObserverDeps): ActionObserver {
             let pageToken = '';
             let seen = 0;
             do {
-              const page = await deps.buildQueue.listOperations({ filter: 'done=false', pageSize: 1000, pageToken });
+              const page = await deps.buildQueue.listOperations({ allInstances: true, filter: 'done=false', pageSize: 1000, pageToken });
               for (const op of page.operations) {
                 const key = `${instanceOf(op.name)}\u0000${op.stage}`;
                 counts.set(key, (counts.get(key) ?? 0) + 1);

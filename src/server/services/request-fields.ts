@@ -7,6 +7,7 @@ import { Digest } from '../../lib/digest/digest.js';
 import type { DigestFunction } from '../../lib/digest/digest-function.js';
 import { StatusError } from '../../lib/errors/status-error.js';
 import type { reapi } from '../../lib/proto/index.js';
+import { parseOperationName } from '../../lib/scheduler/operation-names.js';
 
 /**
  * Converts a request digest into a `Digest`, and refuses digest functions this server does not serve
@@ -32,13 +33,11 @@ export function assertDigestFunctionServed(served: readonly DigestFunction[], di
   }
 }
 
-const BARE_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /**
- * The operation name to look up; INVALID_ARGUMENT when empty. A bare UUID (the seed's
- * `--name=b53b5e99-...`) names the default instance's `operations/<uuid>`.
+ * The operation name to look up, canonical (lib/scheduler/operation-names.ts); INVALID_ARGUMENT when
+ * empty or malformed. A bare UUID (the seed's `--name=b53b5e99-...`) names the default instance's
+ * `operations/<uuid>`.
  */
 export function requireName(name: string | null | undefined, field = 'name'): string {
-  if (!name) throw StatusError.invalidArgument('Failed to find operation: the operation name is empty', [{ field, description: 'Must name an operation' }]);
-  return BARE_UUID.test(name) ? `operations/${name.toLowerCase()}` : name;
+  return parseOperationName(name, field).name;
 }

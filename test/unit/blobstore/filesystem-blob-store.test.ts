@@ -63,6 +63,21 @@ describe('FilesystemBlobStore', () => {
     expect(escapeInstanceName('.hidden')).toBe('%2Ehidden');
   });
 
+  it('hashes instance directory names that percent-encoding makes too long, and finds them again when reopened', async () => {
+    const longName = 'é'.repeat(127); // 254 bytes: valid, but 762 characters percent-encoded
+    const first = await open();
+    const a = blob('long instance');
+    await first.put(a.digest.withInstanceName(longName), a.data);
+    const dirName = escapeInstanceName(longName);
+    expect(dirName).toMatch(/^=[0-9a-f]{64}$/);
+    expect((await fs.readdir(dir)).filter((e) => !e.startsWith('.'))).toEqual([dirName]);
+    await first.close();
+
+    const second = await open();
+    expect(await second.findMissing([a.digest.withInstanceName(longName), a.digest])).toEqual([a.digest]);
+    expect(Buffer.from(await second.get(a.digest.withInstanceName(longName))).toString()).toBe('long instance');
+  });
+
   it('rebuilds its index from disk when reopened', async () => {
     const first = await open();
     const a = blob('survives restarts');

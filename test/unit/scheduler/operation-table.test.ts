@@ -6,7 +6,8 @@ import type { Execution, OperationEntry } from '../../../src/lib/scheduler/sched
 const digest = Digest.ofBytes('', 'sha256', new TextEncoder().encode('action'));
 
 function entry(name: string, seq: number): OperationEntry {
-  return { name, seq, actionDigest: digest, version: 0, listeners: new Set(), ownResponse: seq % 2 ? { status: { code: 0 } } : undefined };
+  const instanceName = name.includes('/operations/') ? name.slice(0, name.indexOf('/operations/')) : '';
+  return { name, seq, actionDigest: digest.withInstanceName(instanceName), version: 0, listeners: new Set(), ownResponse: seq % 2 ? { status: { code: 0 } } : undefined };
 }
 
 describe('InMemoryOperationTable', () => {
@@ -48,10 +49,11 @@ describe('InMemoryOperationTable', () => {
     expect(table.inFlight('k')).toBeUndefined();
   });
 
-  it('pages in creation order with a token, a name prefix and a done filter', () => {
+  it('pages in creation order with a token, one instance and a done filter', () => {
     const table = new InMemoryOperationTable();
     for (let i = 0; i < 5; i++) table.insert(entry(`operations/${i}`, i));
     table.insert(entry('other/operations/x', 5));
+    table.insert(entry('other/sub/operations/y', 6));
     const first = listPage(table, parseListRequest({ name: 'operations', pageSize: 2 }));
     expect(first.operations.map((o) => o.name)).toEqual(['operations/0', 'operations/1']);
     const second = listPage(table, parseListRequest({ name: 'operations', pageSize: 2, pageToken: first.nextPageToken }));
@@ -59,8 +61,15 @@ describe('InMemoryOperationTable', () => {
     const last = listPage(table, parseListRequest({ name: 'operations', pageSize: 2, pageToken: second.nextPageToken }));
     expect(last).toMatchObject({ nextPageToken: '' });
     expect(last.operations.map((o) => o.name)).toEqual(['operations/4']);
+    // An empty collection is the empty instance, never every instance.
     const done = listPage(table, parseListRequest({ filter: 'done = true' }));
-    expect(done.operations.map((o) => o.name)).toEqual(['operations/1', 'operations/3', 'other/operations/x']);
+    expect(done.operations.map((o) => o.name)).toEqual(['operations/1', 'operations/3']);
+    // `other` does not see `other/sub` (a name prefix is not an instance).
+    expect(listPage(table, parseListRequest({ name: 'other/operations' })).operations.map((o) => o.name)).toEqual(['other/operations/x']);
+    expect(listPage(table, parseListRequest({ name: 'other/sub' })).operations.map((o) => o.name)).toEqual(['other/sub/operations/y']);
+    const all = listPage(table, parseListRequest({ allInstances: true, filter: 'done=true' }));
+    expect(all.operations.map((o) => o.name)).toEqual(['operations/1', 'operations/3', 'other/operations/x']);
+    expect(() => parseListRequest({ name: '../operations' })).toThrow(/segment/);
     expect(() => parseListRequest({ pageToken: 'x1' })).toThrow(/page token/);
     expect(() => parseListRequest({ filter: 'stage=QUEUED' })).toThrow(/filter/);
   });

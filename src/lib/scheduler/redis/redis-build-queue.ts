@@ -35,6 +35,7 @@ import type { BuildQueue, ExecuteRequest, ListOperationsRequest, ListOperationsR
 import { type BuildQueueLimits, type InMemoryBuildQueueOptions, resolveLimits } from '../build-queue-options.js';
 import { loadActionToQueue } from '../load-action.js';
 import type { OperationSnapshot } from '../operation-snapshot.js';
+import { formatOperationName, parseOperationName } from '../operation-names.js';
 import { parseListRequest } from '../operation-table.js';
 import { PlatformProperties } from '../platform-properties.js';
 import { cancelledResponse, shuttingDown } from '../scheduler-state.js';
@@ -108,7 +109,7 @@ export class RedisBuildQueue implements BuildQueue {
     this.throwIfClosed();
     const { actionDigest } = request;
     const id = this.newId();
-    const name = actionDigest.instanceName ? `${actionDigest.instanceName}/operations/${id}` : `operations/${id}`;
+    const name = formatOperationName(actionDigest.instanceName, id);
     const seq = Number(await this.state.run('createOperation', this.clock.now(), name, digestText(actionDigest)));
     try {
       await this.startOrJoin(name, seq, request, opts.signal);
@@ -144,7 +145,7 @@ export class RedisBuildQueue implements BuildQueue {
         const name = batch[i]!;
         const seq = Number(batch[i + 1]);
         after = seq;
-        if (query.prefix && !name.startsWith(query.prefix)) continue;
+        if (query.instanceName !== undefined && parseOperationName(name).instanceName !== query.instanceName) continue;
         const snapshot = await this.read(name);
         if (!snapshot) continue;
         if (query.done !== undefined && (snapshot.stage === 'COMPLETED') !== query.done) continue;

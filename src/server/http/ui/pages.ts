@@ -79,7 +79,7 @@ async function dashboard(sources: UiSources): Promise<Html> {
   const all: OperationSnapshot[] = [];
   let pageToken = '';
   do {
-    const page = await sources.buildQueue.listOperations({ pageSize: 1000, pageToken });
+    const page = await sources.buildQueue.listOperations({ allInstances: true, pageSize: 1000, pageToken });
     all.push(...page.operations);
     pageToken = page.nextPageToken;
   } while (pageToken && all.length < 100_000);
