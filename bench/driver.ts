@@ -4,6 +4,7 @@
  * stdout line and exits 0, or prints the error on stderr and exits 1.
  */
 import { byteStreamDownloadJob, byteStreamUploadJob, findMissingJob, populateCasJob, shardedBlobsJob, smallBlobsJob } from './jobs/cas-jobs.js';
+import { compressedTransferJob, hashRateJob } from './jobs/compression-jobs.js';
 import { noopActionsJob } from './jobs/execution-jobs.js';
 import { queueScaleJob } from './jobs/queue-jobs.js';
 import { diskWriteJob, rawDownloadJob, rawUnaryLatencyJob, rawUnaryRateJob, rawUploadJob, sha256Job, spawnTrueJob } from './jobs/raw-jobs.js';
@@ -26,6 +27,8 @@ const jobs: Record<string, (params: any) => Promise<unknown>> = {
   'find-missing': findMissingJob,
   'noop-actions': noopActionsJob,
   'queue-scale': queueScaleJob,
+  'compressed-transfer': compressedTransferJob,
+  'hash-rate': hashRateJob,
 };
 
 const [name, paramsText] = process.argv.slice(2);

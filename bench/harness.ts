@@ -24,6 +24,7 @@ import { runQueueScaleBenchmark } from './suites/queue-scale.js';
 import { runFindMissingBenchmark } from './suites/find-missing.js';
 import { runShardingBenchmark } from './suites/sharding.js';
 import { runStorageBenchmarks } from './suites/storage.js';
+import { runCompressionBenchmarks } from './suites/compression.js';
 // Type only (erased at run time): the Bazel suite itself is loaded on demand, if it is there.
 import type { BenchRow as BazelRow } from './bazel/index.js';
 
@@ -64,7 +65,7 @@ interface Options {
   only: string[];
 }
 
-const USAGE = `Usage: npm run bench -- [--quick] [--no-bazel] [--save] [--only=C1,C5,E1,Q1,S1,B]
+const USAGE = `Usage: npm run bench -- [--quick] [--no-bazel] [--save] [--only=C1,C5,E1,Q1,S1,CZ,H1,B]
   --quick     smaller sizes and fewer repetitions (finishes in under 3 minutes)
   --no-bazel  skip the Bazel builds (B1/B2) in bench/bazel
   --save      also write bench/results/<mode>-<date>.json
@@ -102,6 +103,7 @@ const SUITES: Suite[] = [
   { name: 'sharded CAS (S1)', ids: ['S1'], run: runShardingBenchmark },
   { name: 'execution (E1)', ids: ['E1'], run: runExecutionBenchmark },
   { name: 'queue scale (Q1)', ids: ['Q1'], run: runQueueScaleBenchmark },
+  { name: 'compression and hashing (CZ, H1)', ids: ['CZ', 'H1'], run: runCompressionBenchmarks },
   { name: 'execution by runner (E1-local, E1-bwrap)', ids: ['E1'], run: runRunnerComparison },
 ];
 
