@@ -14,6 +14,7 @@ import type { BlobStore } from '../lib/blobstore/blob-store.js';
 import { Digest } from '../lib/digest/digest.js';
 import { fromGrpcError } from '../lib/errors/grpc-status.js';
 import { Code, StatusError, toStatusError } from '../lib/errors/status-error.js';
+import { parseSchedulerAddresses, SchedulerFailover } from './scheduler-failover.js';
 import { type protobuf, type reapi, workerapi } from '../lib/proto/index.js';
 import { durationToMs, msToDuration } from '../lib/proto/proto-time.js';
 import { workerQueueService } from '../lib/proto/services.js';
@@ -28,7 +29,10 @@ import type { Runner } from '../lib/worker/runner.js';
 import type { ActionLimits, RunAs } from '../lib/worker/sandbox-command.js';
 
 export interface WorkerOptions {
-  /** "host:port" of the scheduler's WorkerQueue service (plaintext gRPC). */
+  /**
+   * "host:port" of the scheduler's WorkerQueue service (plaintext gRPC), or several separated by
+   * commas (a fleet sharing one Redis queue): the worker fails over between them (scheduler-failover.ts).
+   */
   schedulerAddress: string;
   /** Where inputs come from and outputs go; a GrpcBlobStore in production. */
   contentAddressableStorage: BlobStore;
@@ -153,7 +157,9 @@ const TASK_GONE_CODES = new Set([Code.NOT_FOUND, Code.FAILED_PRECONDITION, Code.
 
 class Worker {
   readonly workerId: string;
-  private readonly client: grpc.Client;
+  private readonly schedulers: SchedulerFailover;
+  /** The scheduler each failed call went to. */
+  private readonly failedOn = new WeakMap<object, grpc.Client>();
   private readonly platform: reapi.IPlatform;
   private readonly logger: Logger;
   private readonly maxWaitMs: number;
@@ -177,10 +183,14 @@ class Worker {
     private readonly executor: BuildExecutor,
   ) {
     this.workerId = opts.workerId ?? randomUUID();
-    this.client = new WorkerQueueClient(opts.schedulerAddress, grpc.credentials.createInsecure(), {
-      // Tasks carry whole Commands; accept more than the 4 MiB default.
-      'grpc.max_receive_message_length': 64 * 1024 * 1024,
-    });
+    this.schedulers = new SchedulerFailover(
+      parseSchedulerAddresses(opts.schedulerAddress),
+      (address) =>
+        new WorkerQueueClient(address, grpc.credentials.createInsecure(), {
+          // Tasks carry whole Commands; accept more than the 4 MiB default.
+          'grpc.max_receive_message_length': 64 * 1024 * 1024,
+        }),
+    );
     this.platform = normalizePlatform(opts.platform);
     this.logger = opts.logger.child('worker');
     this.maxWaitMs = opts.maxWaitMs ?? 30_000;
@@ -189,7 +199,7 @@ class Worker {
   }
 
   start(): void {
-    this.logger.info('Worker started', { workerId: this.workerId, workerName: this.workerName, scheduler: this.opts.schedulerAddress, slots: this.opts.slots });
+    this.logger.info('Worker started', { workerId: this.workerId, workerName: this.workerName, scheduler: this.schedulers.addresses.join(','), slots: this.opts.slots });
     this.loop = this.synchronizeLoop();
   }
 
@@ -217,7 +227,7 @@ class Worker {
       // given up on after closeGraceMs.
       while (this.taskPromises.size > 0) await Promise.all([...this.taskPromises]);
       await this.executor.settled?.();
-      this.client.close();
+      this.schedulers.close();
       this.logger.info('Worker stopped', { workerId: this.workerId });
     })();
     return this.closed;
@@ -242,6 +252,7 @@ class Worker {
         response = await this.call<workerapi.SynchronizeResponse>('synchronize', request, maxWaitMs + 30_000, this.closing.signal);
       } catch (err) {
         if (this.closing.signal.aborted) return;
+        if (this.failover(err, 'synchronize')) continue;
         const delayMs = this.leaseMs ? Math.min(backoffMs, Math.floor(this.leaseMs / 2)) : backoffMs;
         this.logger.warn(`Failed to synchronize with the scheduler; retrying in ${delayMs} ms`, { error: toStatusError(err).message });
         await this.clock.sleep(delayMs, this.closing.signal).catch(() => {});
@@ -249,6 +260,7 @@ class Worker {
         continue;
       }
       backoffMs = INITIAL_BACKOFF_MS;
+      this.schedulers.succeeded();
       if (response.lease) this.leaseMs = durationToMs(response.lease) || undefined;
       for (const id of response.cancelTaskIds) {
         const task = this.tasks.get(id);
@@ -313,6 +325,7 @@ class Worker {
           this.logger.warn('Failed to report task before shutdown; the scheduler will requeue it when the lease expires', { taskId, attempt, error: status.message });
           return;
         }
+        if (this.failover(err, 'report task')) continue;
         this.logger.warn(`Failed to report task; retrying in ${backoffMs} ms`, { taskId, attempt, error: status.message });
         await this.clock.sleep(backoffMs);
         backoffMs = Math.min(backoffMs * 2, this.maxBackoffMs);
@@ -320,14 +333,28 @@ class Worker {
     }
   }
 
+  /** After a failed call: true to retry at once on the next scheduler of the list (see SchedulerFailover). */
+  private failover(err: unknown, what: string): boolean {
+    const failed = typeof err === 'object' && err !== null ? this.failedOn.get(err) : undefined;
+    const from = this.schedulers.address;
+    if (!failed || !this.schedulers.failed(failed, toStatusError(err).code)) return false;
+    this.logger.warn(`Failed to ${what} with scheduler ${from}; failing over to ${this.schedulers.address}`, { error: toStatusError(err).message });
+    return true;
+  }
+
   private call<Res>(method: 'synchronize' | 'completeTask', request: unknown, deadlineMs: number, signal?: AbortSignal): Promise<Res> {
+    const client = this.schedulers.client;
     return new Promise<Res>((resolve, reject) => {
-      const fn = (this.client as unknown as Record<string, grpc.requestCallback<Res> & ((...args: unknown[]) => grpc.ClientUnaryCall)>)[method]!;
+      const fn = (client as unknown as Record<string, grpc.requestCallback<Res> & ((...args: unknown[]) => grpc.ClientUnaryCall)>)[method]!;
       const onAbort = () => call.cancel();
-      const call = fn.call(this.client, request, new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (err: grpc.ServiceError | null, res?: Res) => {
+      const call = fn.call(client, request, new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (err: grpc.ServiceError | null, res?: Res) => {
         signal?.removeEventListener('abort', onAbort);
-        if (err) reject(fromGrpcError(err));
-        else resolve(res as Res);
+        if (err) {
+          const error = fromGrpcError(err);
+          // Which scheduler failed, for failover: another call may have moved on already.
+          this.failedOn.set(error, client);
+          reject(error);
+        } else resolve(res as Res);
       });
       if (signal?.aborted) call.cancel();
       else signal?.addEventListener('abort', onAbort, { once: true });

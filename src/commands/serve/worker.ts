@@ -17,10 +17,11 @@ Actions run in a bubblewrap sandbox as an unprivileged uid when bwrap is install
   static override examples = [
     '<%= config.bin %> <%= command.id %> --scheduler=localhost:9098 --cas=localhost:12100 --slots=4',
     '<%= config.bin %> <%= command.id %> --scheduler=sched:9098 --cas=cas:12100 --platform=OSFamily=Linux,container-image=none --work_dir=/tmp/w1',
+    '<%= config.bin %> <%= command.id %> --scheduler=sched-a:9098,sched-b:9098 --cas=cas-a:12100,cas-b:12100',
   ];
   static override flags = {
     ...configFlags,
-    scheduler: Flags.string({ summary: 'Address of the scheduler worker port, its --worker_listen (worker.scheduler_address; default localhost:9098).', aliases: ['scheduler_addr', 'scheduler-addr'] }),
+    scheduler: Flags.string({ summary: 'Address of the scheduler worker port, its --worker_listen, or several separated by commas (a fleet sharing Redis: the worker fails over between them) (worker.scheduler_address; default localhost:9098).', aliases: ['scheduler_addr', 'scheduler-addr'] }),
     cas: Flags.string({
       summary: 'Address of the CAS: the apiserver, or the scheduler which forwards to it (sets storage.cas to a grpc store; default localhost:12100).',
       description: 'Several comma-separated apiserver addresses shard the CAS over them (storage.cas.sharding); give the scheduler the same list.',
