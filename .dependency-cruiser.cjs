@@ -8,6 +8,7 @@
  *     cli                        (commands' helpers; nothing else in lib imports it)
  *     inspect                    (reproduce/diff_actions: read actions for people; only commands use it)
  *     config                     (config tree, validation, storage factory)
+ *     asset                      (Remote Asset: index, downloads; only config and servers use it)
  *     scheduler, worker          (peers: neither imports the other)
  *     actioncache
  *     bytestream                 (resumable ByteStream uploads over a blob store)
@@ -40,7 +41,8 @@ module.exports = {
     forbid('only-serve-commands-import-server', 'Client commands talk to servers over gRPC, they do not embed them.', '^src/commands/', '^src/server/', { fromNot: '^src/commands/serve/' }),
     forbid('cli-only-for-commands', 'lib/cli holds command helpers (flags, output); servers and the rest of lib do not use it.', '^src/(server|lib/(?!cli/))', '^src/lib/cli/'),
     forbid('inspect-only-for-commands', 'lib/inspect explains actions to people (reproduce, diff_actions); only commands use it.', '^src/(server|lib/(?!(cli|inspect)/))', '^src/lib/inspect/'),
-    forbid('config-above-stores-and-roles', 'lib/config builds stores and reads every section: nothing below it imports it.', lower(['scheduler', 'worker', 'actioncache', 'bytestream', 'blobstore', 'client', 'cas', ...LEAVES]), '^src/lib/config/'),
+    forbid('config-above-stores-and-roles', 'lib/config builds stores and reads every section: nothing below it imports it.', lower(['asset', 'scheduler', 'worker', 'actioncache', 'bytestream', 'blobstore', 'client', 'cas', ...LEAVES]), '^src/lib/config/'),
+    forbid('asset-above-storage', 'Remote Asset is built on stores and the CAS; nothing below config uses it.', lower(['scheduler', 'worker', 'actioncache', 'bytestream', 'blobstore', 'client', 'cas', ...LEAVES]), '^src/lib/asset/'),
     forbid('scheduler-not-to-worker', 'Scheduler and worker meet only through the WorkerQueue protocol.', '^src/lib/scheduler/', '^src/lib/worker/'),
     forbid('worker-not-to-scheduler', 'Scheduler and worker meet only through the WorkerQueue protocol.', '^src/lib/worker/', '^src/lib/scheduler/'),
     forbid('roles-above-storage', 'Stores, clients and leaves know nothing of scheduling or execution.', lower(['actioncache', 'bytestream', 'blobstore', 'client', 'cas', ...LEAVES]), lower(['scheduler', 'worker'])),

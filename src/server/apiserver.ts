@@ -3,6 +3,8 @@
  * and ActionCache over one gRPC port, with the CAS and action cache that createStorage builds from
  * the `storage` tree of the configuration (by default a disk store behind a small-blob memory cache).
  */
+import type { AssetIndex } from '../lib/asset/asset-index.js';
+import type { AssetDownloader } from '../lib/asset/remote-asset.js';
 import type { ActionCache } from '../lib/actioncache/action-cache.js';
 import type { BlobStore } from '../lib/blobstore/blob-store.js';
 import type { StorageSection } from '../lib/config/config.js';
@@ -41,6 +43,8 @@ export interface ApiServerConfig extends LocalStorageOptions {
   uploadIdleTimeoutMs?: number;
   /** Where to count RPCs and storage traffic (label server="apiserver"). @default no metrics */
   metrics?: Registry;
+  /** How Remote Asset Fetch downloads what its index lacks. @default none (index only) */
+  assetDownloaders?: readonly AssetDownloader[];
 }
 
 export interface ApiServer {
@@ -52,6 +56,8 @@ export interface ApiServer {
   contentAddressableStorage: BlobStore;
   /** The action cache the services use. */
   actionCache: ActionCache;
+  /** The Remote Asset index behind Fetch and Push; absent when `storage.asset` is. */
+  assetIndex?: AssetIndex;
   /** Fully-qualified names of the services on the port (health and reflection list these). */
   services: readonly string[];
   /** Health status of every service on the port: NOT_SERVING while draining before shutdown. */
@@ -73,7 +79,10 @@ export async function startApiServer(config: ApiServerConfig = {}): Promise<ApiS
   const tree = config.storage ?? localStorageConfig(config);
   if (!tree.cas || !tree.action_cache) throw new TypeError('Failed to start apiserver: storage needs both cas and action_cache');
   const clock = config.clock ?? systemClock;
-  const storage = await createStorage({ cas: tree.cas, action_cache: tree.action_cache }, { clock, logger: logger.child('storage'), metrics: config.metrics });
+  const storage = await createStorage(
+    { cas: tree.cas, action_cache: tree.action_cache, asset: tree.asset },
+    { clock, logger: logger.child('storage'), metrics: config.metrics },
+  );
   const { contentAddressableStorage } = storage;
   const actionCache = storage.actionCache!;
 
@@ -86,6 +95,8 @@ export async function startApiServer(config: ApiServerConfig = {}): Promise<ApiS
     capabilities: config.capabilities,
     clock,
     uploadIdleTimeoutMs: config.uploadIdleTimeoutMs,
+    assetIndex: storage.assetIndex,
+    assetDownloaders: config.assetDownloaders,
     rpcObserver: config.metrics && createRpcMetrics(config.metrics, 'apiserver'),
   });
   const introspection = addIntrospection(server, services.definitions);
@@ -108,6 +119,7 @@ export async function startApiServer(config: ApiServerConfig = {}): Promise<ApiS
     address,
     contentAddressableStorage,
     actionCache,
+    assetIndex: storage.assetIndex,
     services: introspection.services,
     setServing: introspection.setServing,
     close: (graceMs?: number) => {

@@ -61,14 +61,14 @@ export async function createApiServer(config: ResolvedConfig, deps: ServerDeps):
  * The scheduler of `config`; its stores are built from `storage` unless `shared` hands in stores
  * already built (and verified) by an apiserver in the same process.
  */
-export async function createScheduler(config: ResolvedConfig, deps: ServerDeps, shared?: { contentAddressableStorage: BlobStore; actionCache: ApiServer['actionCache'] }): Promise<Scheduler> {
+export async function createScheduler(config: ResolvedConfig, deps: ServerDeps, shared?: { contentAddressableStorage: BlobStore; actionCache: ApiServer['actionCache']; assetIndex?: ApiServer['assetIndex'] }): Promise<Scheduler> {
   const section = required(config.scheduler, 'scheduler');
   const tls = serverTls(section.tls);
   warnIfExposed(deps.logger, 'scheduler', section.listen_address, { tls: tls !== undefined, auth: false });
   if (section.worker_listen_address !== undefined) warnIfExposed(deps.logger, 'scheduler worker port', section.worker_listen_address);
   const storage: SchedulerStorage = shared
     ? { ...shared, uploadsVerified: true }
-    : { storage: { cas: config.storage.cas, action_cache: required(config.storage.action_cache, 'storage.action_cache') } };
+    : { storage: { cas: config.storage.cas, action_cache: required(config.storage.action_cache, 'storage.action_cache'), asset: config.storage.asset } };
   const unshared = shared ? undefined : unsharedActionCacheWarning(config.storage);
   if (unshared) deps.logger.warn(unshared);
   const scheduler = await startScheduler({

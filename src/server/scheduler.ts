@@ -7,9 +7,12 @@
  * (standalone: by default forwarding to a separate apiserver) or handed in already built (`serve all`
  * shares the apiserver's).
  */
+import type { AssetIndex } from '../lib/asset/asset-index.js';
+import type { AssetDownloader } from '../lib/asset/remote-asset.js';
+import type { ActionCacheConfig } from '../lib/actioncache/config.js';
+import type { BlobStoreConfig } from '../lib/blobstore/config.js';
 import type { ActionCache } from '../lib/actioncache/action-cache.js';
 import type { BlobStore } from '../lib/blobstore/blob-store.js';
-import type { StorageSection } from '../lib/config/config.js';
 import { createStorage, type Storage } from '../lib/config/create-storage.js';
 import { DEFAULT_SCHEDULER_LISTEN_ADDRESS } from '../lib/config/defaults.js';
 import { capabilitiesService, executionService, operationsService } from '../lib/proto/services.js';
@@ -44,9 +47,17 @@ export type SchedulerStorage =
       actionCache: ActionCache;
       /** See StorageServicesDeps.uploadsVerified. @default false */
       uploadsVerified?: boolean;
+      /** The Remote Asset index (shared with an in-process apiserver). @default none: no Remote Asset */
+      assetIndex?: AssetIndex;
       storage?: never;
     }
-  | { storage: Required<StorageSection>; contentAddressableStorage?: never; actionCache?: never; uploadsVerified?: never };
+  | {
+      storage: { cas: BlobStoreConfig; action_cache: ActionCacheConfig; asset?: BlobStoreConfig };
+      contentAddressableStorage?: never;
+      actionCache?: never;
+      uploadsVerified?: never;
+      assetIndex?: never;
+    };
 
 export type SchedulerConfig = SchedulerOptions & SchedulerStorage;
 
@@ -77,6 +88,8 @@ export interface SchedulerOptions extends Omit<InMemoryBuildQueueOptions, 'conte
   capabilities?: CapabilitiesConfig;
   /** Where to count RPCs (label server="scheduler"), queue and worker metrics. @default no metrics */
   metrics?: Registry;
+  /** How Remote Asset Fetch downloads what its index lacks. @default none (index only) */
+  assetDownloaders?: readonly AssetDownloader[];
 }
 
 export interface Scheduler {
@@ -121,13 +134,26 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
   // Stores built here are released on close; stores handed in belong to the caller.
   let owned: Storage | undefined;
   let stores: { contentAddressableStorage: BlobStore; actionCache: ActionCache; uploadsVerified: boolean };
+  let assetIndex: AssetIndex | undefined;
   if (config.storage) {
     owned = await createStorage(config.storage, { clock: config.clock, logger: logger.child('storage') });
     stores = { contentAddressableStorage: owned.contentAddressableStorage, actionCache: owned.actionCache!, uploadsVerified: true };
+    assetIndex = owned.assetIndex;
   } else {
     stores = { contentAddressableStorage: config.contentAddressableStorage, actionCache: config.actionCache, uploadsVerified: config.uploadsVerified ?? false };
+    assetIndex = config.assetIndex;
   }
-  const { storage: _tree, uploadsVerified: _verified, workerListenAddress, tls: _tls, state: stateSetting, metrics, ...queueOptions } = config;
+  const {
+    storage: _tree,
+    uploadsVerified: _verified,
+    assetIndex: _assetIndex,
+    assetDownloaders,
+    workerListenAddress,
+    tls: _tls,
+    state: stateSetting,
+    metrics,
+    ...queueOptions
+  } = config;
   let opened: OpenedBuildQueue;
   try {
     // Restores operations, queue and leases (or reaches Redis): the port opens only after this.
@@ -153,6 +179,8 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
       capabilities,
       clock: config.clock,
       rpcObserver,
+      assetIndex,
+      assetDownloaders,
     });
   } else {
     server.addService(capabilitiesService, createCapabilitiesService(handlers, capabilities));

@@ -43,7 +43,7 @@ export async function startAll(config: ResolvedConfig, deps: ServerDeps): Promis
   let scheduler: Scheduler | undefined;
   let worker: WorkerHandle | undefined;
   try {
-    const stores = { contentAddressableStorage: apiserver.contentAddressableStorage, actionCache: apiserver.actionCache };
+    const stores = { contentAddressableStorage: apiserver.contentAddressableStorage, actionCache: apiserver.actionCache, assetIndex: apiserver.assetIndex };
     scheduler = await createScheduler(config, { ...deps, logger: logger.child('scheduler') }, stores);
     if ((config.worker?.slots ?? 0) > 0) {
       worker = await createWorker(config, { ...deps, logger: logger.child('worker') }, {

@@ -1,6 +1,6 @@
 /**
  * The storage half of the Remote Execution API on a gRPC server: Capabilities, ContentAddressableStorage,
- * ByteStream and ActionCache. The apiserver serves it alone; the scheduler serves it on its own port
+ * ByteStream and ActionCache, plus the Remote Asset API (Fetch, Push) when there is an asset index. The apiserver serves it alone; the scheduler serves it on its own port
  * (with execution advertised in Capabilities), so that Bazel can talk to a single endpoint. Its own
  * module so that neither server imports the other.
  */
@@ -8,7 +8,9 @@ import type * as grpc from '@grpc/grpc-js';
 import type { ActionCache } from '../lib/actioncache/action-cache.js';
 import type { BlobStore } from '../lib/blobstore/blob-store.js';
 import { VerifyingBlobStore } from '../lib/blobstore/verifying-blob-store.js';
-import { actionCacheService, byteStreamService, capabilitiesService, contentAddressableStorageService } from '../lib/proto/services.js';
+import type { AssetIndex } from '../lib/asset/asset-index.js';
+import { type AssetDownloader, RemoteAsset } from '../lib/asset/remote-asset.js';
+import { actionCacheService, byteStreamService, capabilitiesService, contentAddressableStorageService, fetchService, pushService } from '../lib/proto/services.js';
 import type { Clock } from '../lib/util/clock.js';
 import type { Logger } from '../lib/util/logger.js';
 import { createHandlerFactory } from './grpc/handlers.js';
@@ -18,6 +20,7 @@ import { createByteStreamService } from './services/byte-stream-service.js';
 import { type CapabilitiesConfig, type ResolvedCapabilitiesConfig, resolveCapabilitiesConfig } from './services/capabilities-config.js';
 import { createCapabilitiesService } from './services/capabilities-service.js';
 import { createContentAddressableStorageService } from './services/content-addressable-storage-service.js';
+import { createFetchService, createPushService } from './services/remote-asset-service.js';
 
 export interface StorageServicesDeps {
   /** The CAS. Wrapped in a VerifyingBlobStore unless `uploadsVerified` or it already is one. */
@@ -40,6 +43,10 @@ export interface StorageServicesDeps {
   uploadIdleTimeoutMs?: number;
   /** Per-RPC metrics of the server these services are on. */
   rpcObserver?: RpcObserver;
+  /** The Remote Asset index; when given, Fetch and Push are served over it and `contentAddressableStorage`. */
+  assetIndex?: AssetIndex;
+  /** How Fetch gets content the index does not hold (http(s) downloads). @default none */
+  assetDownloaders?: readonly AssetDownloader[];
 }
 
 /** Handle on the registered services. */
@@ -83,9 +90,24 @@ export function registerStorageServices(server: grpc.Server, deps: StorageServic
     createActionCacheService(handlers, { actionCache: deps.actionCache, contentAddressableStorage, capabilities, logger: logger.child('ac') }),
   );
 
+  const definitions: grpc.ServiceDefinition[] = [capabilitiesService, contentAddressableStorageService, byteStreamService, actionCacheService];
+  if (deps.assetIndex) {
+    // Remote Asset has no Capabilities field: a client learns of it by calling (UNIMPLEMENTED without).
+    const remoteAsset = new RemoteAsset({
+      index: deps.assetIndex,
+      contentAddressableStorage,
+      digestFunctions: capabilities.digestFunctions,
+      downloaders: deps.assetDownloaders,
+      clock: deps.clock,
+    });
+    server.addService(fetchService, createFetchService(handlers, remoteAsset));
+    server.addService(pushService, createPushService(handlers, remoteAsset));
+    definitions.push(fetchService, pushService);
+  }
+
   return {
     capabilities,
-    definitions: [capabilitiesService, contentAddressableStorageService, byteStreamService, actionCacheService],
+    definitions,
     get pendingUploadCount() {
       return byteStream.pendingUploadCount;
     },

@@ -96,6 +96,8 @@ export interface HttpSection {
 export interface StorageSection {
   cas?: BlobStoreConfig;
   action_cache?: ActionCacheConfig;
+  /** The Remote Asset index (URI + qualifiers -> digest); without it no Remote Asset is served. */
+  asset?: BlobStoreConfig;
 }
 
 export interface BzutilConfig {
@@ -114,9 +116,9 @@ export type ServeRole = 'all' | 'apiserver' | 'scheduler' | 'worker';
 
 /** Which top-level sections (and storage keys) a role reads; any other is refused, not ignored. */
 export const ROLE_SECTIONS: Record<ServeRole, { sections: readonly (keyof BzutilConfig)[]; storage: readonly (keyof StorageSection)[] }> = {
-  all: { sections: ['log_level', 'shutdown_grace_period', 'http', 'apiserver', 'scheduler', 'worker', 'storage'], storage: ['cas', 'action_cache'] },
-  apiserver: { sections: ['log_level', 'shutdown_grace_period', 'http', 'apiserver', 'storage'], storage: ['cas', 'action_cache'] },
-  scheduler: { sections: ['log_level', 'shutdown_grace_period', 'http', 'scheduler', 'storage'], storage: ['cas', 'action_cache'] },
+  all: { sections: ['log_level', 'shutdown_grace_period', 'http', 'apiserver', 'scheduler', 'worker', 'storage'], storage: ['cas', 'action_cache', 'asset'] },
+  apiserver: { sections: ['log_level', 'shutdown_grace_period', 'http', 'apiserver', 'storage'], storage: ['cas', 'action_cache', 'asset'] },
+  scheduler: { sections: ['log_level', 'shutdown_grace_period', 'http', 'scheduler', 'storage'], storage: ['cas', 'action_cache', 'asset'] },
   worker: { sections: ['log_level', 'shutdown_grace_period', 'http', 'worker', 'storage'], storage: ['cas'] },
 };
 
@@ -128,7 +130,7 @@ export interface ResolvedConfig {
   apiserver?: Omit<Required<ApiServerSection>, 'tls'> & { tls?: TlsSection };
   scheduler?: Omit<Required<SchedulerSection>, 'worker_listen_address' | 'tls'> & { worker_listen_address?: string; tls?: TlsSection };
   worker?: Omit<Required<WorkerSection>, 'scheduler_address' | 'id' | 'run_as' | 'limits'> & { scheduler_address?: string; id?: string; run_as?: string; limits: Required<WorkerLimitsSection> };
-  storage: { cas: BlobStoreConfig; action_cache?: ActionCacheConfig };
+  storage: { cas: BlobStoreConfig; action_cache?: ActionCacheConfig; asset?: BlobStoreConfig };
 }
 
 /** One problem in a configuration, at a dotted key path (`storage.cas.disk.max_size_bytes`). */

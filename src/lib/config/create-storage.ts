@@ -11,6 +11,8 @@
  */
 import type { ActionCache } from '../actioncache/action-cache.js';
 import type { ActionCacheConfig } from '../actioncache/config.js';
+import type { AssetIndex } from '../asset/asset-index.js';
+import { createAssetIndex } from '../asset/create-asset-index.js';
 import { createActionCache } from '../actioncache/create-action-cache.js';
 import type { BlobStore } from '../blobstore/blob-store.js';
 import { type BlobStoreConfig, hasVerifyingNode, terminalBlobStore } from '../blobstore/config.js';
@@ -22,6 +24,8 @@ export interface Storage {
   contentAddressableStorage: BlobStore;
   /** Absent when the configuration has none (a worker's). */
   actionCache?: ActionCache;
+  /** The Remote Asset index; absent when the configuration has no `asset` store. */
+  assetIndex?: AssetIndex;
   /** Releases files and connections; call after the servers using the stores have stopped. */
   close(): Promise<void>;
 }
@@ -36,7 +40,7 @@ export function needsLocalVerification(config: BlobStoreConfig): boolean {
 }
 
 export async function createStorage(
-  config: { cas: BlobStoreConfig; action_cache?: ActionCacheConfig },
+  config: { cas: BlobStoreConfig; action_cache?: ActionCacheConfig; asset?: BlobStoreConfig },
   deps: Omit<CreateBlobStoreDeps, 'onClose'> = {},
 ): Promise<Storage> {
   const closers: (() => void | Promise<void>)[] = [];
@@ -50,7 +54,8 @@ export async function createStorage(
     const actionCache = config.action_cache
       ? await createActionCache(config.action_cache, contentAddressableStorage, built, 'storage.action_cache')
       : undefined;
-    return { contentAddressableStorage, actionCache, close };
+    const assetIndex = config.asset ? await createAssetIndex(config.asset, built, 'storage.asset') : undefined;
+    return { contentAddressableStorage, actionCache, assetIndex, close };
   } catch (err) {
     await close();
     throw err;

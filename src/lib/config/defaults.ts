@@ -26,6 +26,8 @@ export const DEFAULT_MEMORY_CACHE_SIZE_BYTES = 64 * 1024 * 1024;
 /** CAS capacity on disk, and in memory (`--in_memory`). */
 export const DEFAULT_DISK_MAX_SIZE_BYTES = 10 * 1024 ** 3;
 export const DEFAULT_MEMORY_MAX_SIZE_BYTES = 1024 ** 3;
+/** Capacity of the Remote Asset index (records of a few hundred bytes each). */
+export const DEFAULT_ASSET_INDEX_MAX_SIZE_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_WORKER_LEASE = '30s';
 /** Slots the scheduler believes a worker has at most (a worker claiming more is capped). */
 export const DEFAULT_MAX_WORKER_SLOTS = 256;
@@ -89,7 +91,7 @@ export function defaultCacheDir(): string {
 }
 
 export interface LocalStorageOptions {
-  /** Holds `cas/` and `ac/`. Ignored with `inMemory`. @default <cache dir>/storage */
+  /** Holds `cas/`, `ac/` and `asset/`. Ignored with `inMemory`. @default <cache dir>/storage */
   storageDir?: string;
   /** CAS capacity. @default DEFAULT_DISK_MAX_SIZE_BYTES (DEFAULT_MEMORY_MAX_SIZE_BYTES in memory) */
   maxSizeBytes?: number;
@@ -111,16 +113,22 @@ export function localStorageConfig(opts: LocalStorageOptions = {}): Required<Sto
   const maxSizeBytes = opts.maxSizeBytes ?? (inMemory ? DEFAULT_MEMORY_MAX_SIZE_BYTES : DEFAULT_DISK_MAX_SIZE_BYTES);
   const actionCacheMaxSizeBytes = opts.actionCacheMaxSizeBytes ?? Math.max(64 * 1024 * 1024, Math.floor(maxSizeBytes / 16));
   if (inMemory) {
-    return { cas: { memory: { max_size_bytes: maxSizeBytes } }, action_cache: { memory: { max_size_bytes: actionCacheMaxSizeBytes } } };
+    return {
+      cas: { memory: { max_size_bytes: maxSizeBytes } },
+      action_cache: { memory: { max_size_bytes: actionCacheMaxSizeBytes } },
+      asset: { memory: { max_size_bytes: DEFAULT_ASSET_INDEX_MAX_SIZE_BYTES } },
+    };
   }
   const storageDir = opts.storageDir ?? join(defaultCacheDir(), 'storage');
   const cas = { disk: { path: join(storageDir, 'cas'), max_size_bytes: maxSizeBytes } };
   const actionCache = { disk: { path: join(storageDir, 'ac'), max_size_bytes: actionCacheMaxSizeBytes } };
+  const asset = { disk: { path: join(storageDir, 'asset'), max_size_bytes: DEFAULT_ASSET_INDEX_MAX_SIZE_BYTES } };
   const memoryCacheSizeBytes = opts.memoryCacheSizeBytes ?? DEFAULT_MEMORY_CACHE_SIZE_BYTES;
-  if (memoryCacheSizeBytes === 0) return { cas, action_cache: actionCache };
+  if (memoryCacheSizeBytes === 0) return { cas, action_cache: actionCache, asset };
   return {
     cas: { small_blob_caching: { max_size_bytes: memoryCacheSizeBytes, backend: cas } },
     action_cache: { small_blob_caching: { max_size_bytes: Math.max(8 * 1024 * 1024, Math.floor(memoryCacheSizeBytes / 8)), backend: actionCache } },
+    asset,
   };
 }
 

@@ -132,4 +132,5 @@ function expandHome(tree: BzutilConfig): void {
   };
   walk(tree.storage?.cas);
   walk(tree.storage?.action_cache as BlobStoreConfig | undefined);
+  walk(tree.storage?.asset);
 }

@@ -16,3 +16,4 @@ export import longrunning = pb.google.longrunning;
 export import rpc = pb.google.rpc;
 export import protobuf = pb.google.protobuf;
 export import workerapi = pb.bzutil.worker.v1;
+export import asset = pb.build.bazel.remote.asset.v1;

@@ -6,7 +6,7 @@
 import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
 import type minimal from 'protobufjs/minimal.js';
 import { decodeFindMissingBlobsRequest, encodeFindMissingBlobsRequest, encodeFindMissingBlobsResponse } from './find-missing-codec.js';
-import { reapi, bytestream, longrunning, protobuf, workerapi } from './index.js';
+import { asset, reapi, bytestream, longrunning, protobuf, workerapi } from './index.js';
 import { strictDecode, tolerantDeserializer } from './undecodable.js';
 
 interface MessageClass<T> {
@@ -98,3 +98,15 @@ export function unpackAny<T>(fullName: string, cls: MessageClass<T>, any: protob
   if (!any || !any.type_url || !any.type_url.endsWith('/' + fullName)) return undefined;
   return cls.decode(any.value ?? new Uint8Array());
 }
+
+const A = 'build.bazel.remote.asset.v1';
+
+export const fetchService = {
+  fetchBlob: method(`/${A}.Fetch/FetchBlob`, asset.FetchBlobRequest, asset.FetchBlobResponse),
+  fetchDirectory: method(`/${A}.Fetch/FetchDirectory`, asset.FetchDirectoryRequest, asset.FetchDirectoryResponse),
+} satisfies ServiceDefinition;
+
+export const pushService = {
+  pushBlob: method(`/${A}.Push/PushBlob`, asset.PushBlobRequest, asset.PushBlobResponse),
+  pushDirectory: method(`/${A}.Push/PushDirectory`, asset.PushDirectoryRequest, asset.PushDirectoryResponse),
+} satisfies ServiceDefinition;

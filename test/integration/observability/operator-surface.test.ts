@@ -21,7 +21,15 @@ import { startServeAllInProcess } from '../../helpers/serve-all-in-process.js';
 import { healthCheck, listServices, reflect } from '../../helpers/introspection-clients.js';
 
 const R = 'build.bazel.remote.execution.v2';
-const STORAGE_SERVICES = [`${R}.ActionCache`, `${R}.Capabilities`, `${R}.ContentAddressableStorage`, 'google.bytestream.ByteStream'];
+const STORAGE_SERVICES = [
+  `${R}.ActionCache`,
+  `${R}.Capabilities`,
+  `${R}.ContentAddressableStorage`,
+  'google.bytestream.ByteStream',
+  // Remote Asset, over the asset index of storage.asset (served on both ports in serve all).
+  'build.bazel.remote.asset.v1.Fetch',
+  'build.bazel.remote.asset.v1.Push',
+];
 const ALWAYS = ['grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection'];
 const ExecutionClient = grpc.makeGenericClientConstructor(executionService, 'Execution');
 
