@@ -13,6 +13,8 @@ import { DEFAULT_APISERVER_LISTEN_ADDRESS, type LocalStorageOptions, localStorag
 import { type Clock, systemClock } from '../lib/util/clock.js';
 import { type Logger, createLogger } from '../lib/util/logger.js';
 import type { Registry } from '../lib/util/metrics.js';
+import type { Authenticator } from '../lib/auth/authenticator.js';
+import { createAuthGuard } from './grpc/auth-guard.js';
 import { addIntrospection } from './grpc/introspection.js';
 import { createRpcMetrics } from './grpc/rpc-metrics.js';
 import { bindGrpcServer, createGrpcServer, shutdownGrpcServer } from './grpc/server.js';
@@ -27,6 +29,8 @@ export interface ApiServerConfig extends LocalStorageOptions {
   listenAddress?: string;
   /** TLS (and mTLS) for the port; plaintext without. */
   tls?: ServerTls;
+  /** Checks the bearer token of every call but GetCapabilities (auth-guard.ts); without it nobody needs one. */
+  authenticator?: Authenticator;
   /**
    * The `storage` tree (`cas` and `action_cache` required). When absent, the standard local layout
    * described by the LocalStorageOptions fields is used (`storageDir` is then required unless
@@ -98,6 +102,7 @@ export async function startApiServer(config: ApiServerConfig = {}): Promise<ApiS
     assetIndex: storage.assetIndex,
     assetDownloaders: config.assetDownloaders,
     rpcObserver: config.metrics && createRpcMetrics(config.metrics, 'apiserver'),
+    guard: config.authenticator && createAuthGuard(config.authenticator, logger),
   });
   const introspection = addIntrospection(server, services.definitions);
   let port: number;

@@ -7,14 +7,20 @@ import type { TransferCompressor } from '../lib/compression/compressor.js';
 import type { DigestFunction } from '../lib/digest/digest-function.js';
 import type { CapabilitiesConfig } from './services/capabilities-config.js';
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
+import type { Authenticator } from '../lib/auth/authenticator.js';
+import { createAuthenticator } from '../lib/auth/create-authenticator.js';
+import { TokenFileAuthenticator } from '../lib/auth/token-file.js';
 import type { BlobStore } from '../lib/blobstore/blob-store.js';
 import type { ResolvedConfig, TlsSection } from '../lib/config/config.js';
 import { createStorage, unsharedActionCacheWarning } from '../lib/config/create-storage.js';
 import type { Clock } from '../lib/util/clock.js';
 import type { Logger } from '../lib/util/logger.js';
 import type { Registry } from '../lib/util/metrics.js';
+import { readSecretFile } from '../lib/util/secret-file.js';
 import { parseDurationMs, parseSizeBytes } from '../lib/util/units.js';
 import { parseRunAs } from '../lib/worker/sandbox-command.js';
 import { type ApiServer, startApiServer } from './apiserver.js';
@@ -43,9 +49,11 @@ export async function createHttpServer(config: ResolvedConfig, deps: ServerDeps 
 export async function createApiServer(config: ResolvedConfig, deps: ServerDeps): Promise<ApiServer> {
   const section = required(config.apiserver, 'apiserver');
   const tls = serverTls(section.tls);
-  warnIfExposed(deps.logger, 'apiserver', section.listen_address, { tls: tls !== undefined, auth: false });
+  const authenticator = await createAuthenticator(config.auth, deps.logger.child('auth'));
+  warnIfExposed(deps.logger, 'apiserver', section.listen_address, { tls: tls !== undefined, auth: authenticator !== undefined });
   const server = await startApiServer({
     tls,
+    authenticator,
     listenAddress: section.listen_address,
     storage: config.storage,
     uploadIdleTimeoutMs: parseDurationMs(section.upload_idle_timeout),
@@ -54,7 +62,7 @@ export async function createApiServer(config: ResolvedConfig, deps: ServerDeps):
     clock: deps.clock,
     metrics: deps.metrics,
   });
-  return withSighupReload(server, tls, deps.logger);
+  return withSighupReload(server, [tls, authenticator], deps.logger);
 }
 
 /**
@@ -64,8 +72,20 @@ export async function createApiServer(config: ResolvedConfig, deps: ServerDeps):
 export async function createScheduler(config: ResolvedConfig, deps: ServerDeps, shared?: { contentAddressableStorage: BlobStore; actionCache: ApiServer['actionCache']; assetIndex?: ApiServer['assetIndex'] }): Promise<Scheduler> {
   const section = required(config.scheduler, 'scheduler');
   const tls = serverTls(section.tls);
-  warnIfExposed(deps.logger, 'scheduler', section.listen_address, { tls: tls !== undefined, auth: false });
-  if (section.worker_listen_address !== undefined) warnIfExposed(deps.logger, 'scheduler worker port', section.worker_listen_address);
+  const authenticator = await createAuthenticator(config.auth, deps.logger.child('auth'));
+  warnIfExposed(deps.logger, 'scheduler', section.listen_address, { tls: tls !== undefined, auth: authenticator !== undefined });
+  // The worker port (when it has an address) gets its own TLS, else the client port's; the private
+  // Unix socket of serve all needs none. resolveConfig refused a non-loopback port without worker auth.
+  const hasWorkerPort = section.worker_listen_address !== undefined;
+  const workerTls = hasWorkerPort ? (section.worker_tls ? serverTls(section.worker_tls) : tls) : undefined;
+  const workerAuthenticator =
+    hasWorkerPort && section.worker_tokens_file !== undefined
+      ? await TokenFileAuthenticator.open({ file: section.worker_tokens_file, logger: deps.logger.child('worker-auth'), requirePermissions: false })
+      : undefined;
+  const workerCertificates = (section.worker_tls ?? section.tls)?.client_ca_file !== undefined;
+  if (hasWorkerPort) {
+    warnIfExposed(deps.logger, 'scheduler worker port', section.worker_listen_address!, { tls: workerTls !== undefined, auth: workerAuthenticator !== undefined || workerCertificates });
+  }
   const storage: SchedulerStorage = shared
     ? { ...shared, uploadsVerified: true }
     : { storage: { cas: config.storage.cas, action_cache: required(config.storage.action_cache, 'storage.action_cache'), asset: config.storage.asset } };
@@ -73,6 +93,9 @@ export async function createScheduler(config: ResolvedConfig, deps: ServerDeps, 
   if (unshared) deps.logger.warn(unshared);
   const scheduler = await startScheduler({
     tls,
+    authenticator,
+    workerTls,
+    workerAuthenticator,
     listenAddress: section.listen_address,
     workerListenAddress: section.worker_listen_address,
     workerLeaseMs: parseDurationMs(section.worker_lease),
@@ -86,7 +109,7 @@ export async function createScheduler(config: ResolvedConfig, deps: ServerDeps, 
     metrics: deps.metrics,
     ...storage,
   });
-  return withSighupReload(scheduler, tls, deps.logger);
+  return withSighupReload(scheduler, [tls, section.worker_tls ? workerTls : undefined, authenticator, workerAuthenticator], deps.logger);
 }
 
 /**
@@ -104,6 +127,7 @@ export async function createWorker(
   try {
     const worker = await startWorker({
       schedulerAddress: shared?.schedulerAddress ?? required(section.scheduler_address, 'worker.scheduler_address'),
+      ...(shared ? {} : workerCredentials(section)),
       contentAddressableStorage: shared?.contentAddressableStorage ?? storage!.contentAddressableStorage,
       slots: section.slots,
       workDir: section.work_dir,
@@ -138,6 +162,30 @@ export async function createWorker(
   }
 }
 
+/** How a standalone worker authenticates to the worker port: `worker.token_file` and `worker.tls`. */
+function workerCredentials(section: NonNullable<ResolvedConfig['worker']>): { token?: string; credentials?: grpc.ChannelCredentials } {
+  let token: string | undefined;
+  if (section.token_file !== undefined) {
+    try {
+      token = readSecretFile(section.token_file);
+    } catch (err) {
+      throw new Error(`Failed to read worker.token_file ${section.token_file}: ${(err as Error).message}`);
+    }
+  }
+  const tls = section.tls;
+  if (!tls) return { token };
+  const read = (file: string | undefined, key: string) => (file === undefined ? null : readFileOrThrow(file, key));
+  return { token, credentials: grpc.credentials.createSsl(read(tls.ca_file, 'worker.tls.ca_file'), read(tls.key_file, 'worker.tls.key_file'), read(tls.cert_file, 'worker.tls.cert_file')) };
+}
+
+function readFileOrThrow(file: string, key: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new Error(`Failed to read ${key} ${file}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`);
+  }
+}
+
 /** Stable across restarts of the same worker (host and work dir), distinct for two workers on a host. */
 export function defaultWorkerId(workDir: string): string {
   return `${hostname()}:${createHash('sha256').update(resolve(workDir)).digest('hex').slice(0, 16)}`;
@@ -147,13 +195,23 @@ function serverTls(section: TlsSection | undefined): ServerTls | undefined {
   return section && createServerTls({ certFile: section.cert_file, keyFile: section.key_file, clientCaFile: section.client_ca_file });
 }
 
-/** `server` with its TLS files re-read on SIGHUP until it closes. */
-function withSighupReload<T extends { close(): Promise<void> }>(server: T, tls: ServerTls | undefined, logger: Logger): T {
-  if (!tls) return server;
-  const stop = reloadOnSighup(tls, logger);
+/** `server` with its TLS files and token files re-read on SIGHUP until it closes. */
+function withSighupReload<T extends { close(): Promise<void> }>(server: T, reloadable: readonly (ServerTls | Authenticator | undefined)[], logger: Logger): T {
+  const stops: (() => void)[] = [];
+  for (const r of reloadable) {
+    if (r === undefined) continue;
+    if ('credentials' in r) stops.push(reloadOnSighup(r, logger));
+    else if (r.reload) {
+      const reload = r.reload.bind(r);
+      const onHup = () => void reload();
+      process.on('SIGHUP', onHup);
+      stops.push(() => process.off('SIGHUP', onHup));
+    }
+  }
+  if (stops.length === 0) return server;
   const close = server.close.bind(server);
   server.close = () => {
-    stop();
+    for (const stop of stops) stop();
     return close();
   };
   return server;

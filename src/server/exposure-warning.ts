@@ -1,24 +1,16 @@
 /**
  * The start-up warning for a server reachable from the network with nothing guarding it. bzutil
  * binds loopback by default; an operator who configures another address gets told, once per port,
- * that anyone who reaches it can read and write the cache and (on the scheduler) run commands.
- * There is no TLS or authentication to configure yet, so every non-loopback address is reported.
+ * that anyone who reaches it can read and write the cache and (on the scheduler) run commands,
+ * unless the port has both TLS and authentication.
  */
-import { isIP } from 'node:net';
+import { isLoopbackAddress } from '../lib/util/address.js';
 import type { Logger } from '../lib/util/logger.js';
 
-/** What guards a port; both false until TLS and authentication exist. */
+/** What guards a port. */
 export interface PortGuards {
   tls: boolean;
   auth: boolean;
-}
-
-/** Whether `address` (`host:port`, `[v6]:port` or `unix:/path`) is reachable only from this host. */
-export function isLoopbackAddress(address: string): boolean {
-  if (address.startsWith('unix:')) return true;
-  const host = address.slice(0, address.lastIndexOf(':')).replace(/^\[|\]$/g, '').toLowerCase();
-  if (host === 'localhost' || host === '::1') return true;
-  return isIP(host) === 4 && host.startsWith('127.');
 }
 
 /** Warns when `address` is not loopback and lacks TLS or authentication; returns whether it did. */

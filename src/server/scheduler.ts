@@ -22,6 +22,8 @@ import type { InMemoryBuildQueueOptions } from '../lib/scheduler/in-memory-build
 import { systemClock } from '../lib/util/clock.js';
 import { createLogger } from '../lib/util/logger.js';
 import type { Registry } from '../lib/util/metrics.js';
+import type { Authenticator } from '../lib/auth/authenticator.js';
+import { createAuthGuard, createWorkerGuard } from './grpc/auth-guard.js';
 import { createHandlerFactory } from './grpc/handlers.js';
 import { addIntrospection } from './grpc/introspection.js';
 import { createRpcMetrics } from './grpc/rpc-metrics.js';
@@ -76,8 +78,14 @@ export interface SchedulerOptions extends Omit<InMemoryBuildQueueOptions, 'conte
    * @default a private Unix socket (no TCP port; see worker-port.ts)
    */
   workerListenAddress?: string;
-  /** TLS (and mTLS) for the client port; plaintext without. The worker port stays plaintext (see worker-port.ts). */
+  /** TLS (and mTLS) for the client port; plaintext without. */
   tls?: ServerTls;
+  /** TLS (and mTLS) for the worker port. @default plaintext (the private Unix socket needs none) */
+  workerTls?: ServerTls;
+  /** Checks the bearer token of every client call but GetCapabilities (auth-guard.ts); without it nobody needs one. */
+  authenticator?: Authenticator;
+  /** Checks the token of every worker call on the worker port; without it workers need none. */
+  workerAuthenticator?: Authenticator;
   /**
    * Also serve CAS, ByteStream and ActionCache from `contentAddressableStorage` and `actionCache`
    * on this port. Capabilities is served either way.
@@ -150,6 +158,9 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
     assetDownloaders,
     workerListenAddress,
     tls: _tls,
+    workerTls,
+    authenticator,
+    workerAuthenticator,
     state: stateSetting,
     metrics,
     ...queueOptions
@@ -166,7 +177,9 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
 
   const server = createGrpcServer();
   const rpcObserver = metrics && createRpcMetrics(metrics, 'scheduler');
-  const handlers = createHandlerFactory(logger, rpcObserver);
+  const guard = authenticator && createAuthGuard(authenticator, logger);
+  const handlers = createHandlerFactory(logger, rpcObserver, guard);
+  const workerHandlers = createHandlerFactory(logger, rpcObserver, workerAuthenticator && createWorkerGuard(workerAuthenticator, logger));
   const clock = config.clock ?? systemClock;
   const observer = createActionObserver({ buildQueue, logger: logger.child('actions'), clock, workerLeaseMs: config.workerLeaseMs ?? 30_000, metrics });
   let storage: StorageServices | undefined;
@@ -181,6 +194,7 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
       rpcObserver,
       assetIndex,
       assetDownloaders,
+      guard,
     });
   } else {
     server.addService(capabilitiesService, createCapabilitiesService(handlers, capabilities));
@@ -196,7 +210,7 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
   let workerPort: WorkerPort;
   try {
     port = await bindGrpcServer(server, listenAddress, config.tls?.credentials);
-    workerPort = await openWorkerPort(handlers, { buildQueue, observer }, workerListenAddress);
+    workerPort = await openWorkerPort(workerHandlers, { buildQueue, observer }, workerListenAddress, workerTls?.credentials);
   } catch (err) {
     opened.close();
     observer.close();

@@ -13,7 +13,7 @@ import { type AssetDownloader, RemoteAsset } from '../lib/asset/remote-asset.js'
 import { actionCacheService, byteStreamService, capabilitiesService, contentAddressableStorageService, fetchService, pushService } from '../lib/proto/services.js';
 import type { Clock } from '../lib/util/clock.js';
 import type { Logger } from '../lib/util/logger.js';
-import { createHandlerFactory } from './grpc/handlers.js';
+import { type CallGuard, createHandlerFactory } from './grpc/handlers.js';
 import type { RpcObserver } from './grpc/rpc-metrics.js';
 import { createActionCacheService } from './services/action-cache-service.js';
 import { createByteStreamService } from './services/byte-stream-service.js';
@@ -47,6 +47,8 @@ export interface StorageServicesDeps {
   assetIndex?: AssetIndex;
   /** How Fetch gets content the index does not hold (http(s) downloads). @default none */
   assetDownloaders?: readonly AssetDownloader[];
+  /** Who may call what (auth-guard.ts); without it every call runs. */
+  guard?: CallGuard;
 }
 
 /** Handle on the registered services. */
@@ -69,7 +71,7 @@ export function registerStorageServices(server: grpc.Server, deps: StorageServic
   });
   const verified = deps.uploadsVerified || deps.contentAddressableStorage instanceof VerifyingBlobStore;
   const contentAddressableStorage = verified ? deps.contentAddressableStorage : new VerifyingBlobStore(deps.contentAddressableStorage);
-  const handlers = createHandlerFactory(deps.logger, deps.rpcObserver);
+  const handlers = createHandlerFactory(deps.logger, deps.rpcObserver, deps.guard);
   const logger = deps.logger;
 
   server.addService(capabilitiesService, createCapabilitiesService(handlers, capabilities));

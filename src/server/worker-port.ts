@@ -11,6 +11,7 @@
  * the same gRPC client as on a remote host.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
+import type * as grpc from '@grpc/grpc-js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { workerQueueService } from '../lib/proto/services.js';
@@ -25,7 +26,16 @@ export interface WorkerPort {
   close(): Promise<void>;
 }
 
-export async function openWorkerPort(handlers: HandlerFactory, deps: Parameters<typeof createWorkerQueueService>[1], listenAddress?: string): Promise<WorkerPort> {
+/**
+ * `handlers` carry the worker guard (worker tokens) when workers must authenticate; `credentials`
+ * are the port's TLS (with a client CA: worker certificates). Both are the caller's to decide.
+ */
+export async function openWorkerPort(
+  handlers: HandlerFactory,
+  deps: Parameters<typeof createWorkerQueueService>[1],
+  listenAddress?: string,
+  credentials?: grpc.ServerCredentials,
+): Promise<WorkerPort> {
   const server = createGrpcServer();
   server.addService(workerQueueService, createWorkerQueueService(handlers, deps));
   // Health and reflection on this port too, listing the one service it serves.
@@ -33,7 +43,7 @@ export async function openWorkerPort(handlers: HandlerFactory, deps: Parameters<
   const socketDir = listenAddress === undefined ? await mkdtemp(join(tmpdir(), 'bzutil-worker-')) : undefined;
   const bindAddress = socketDir === undefined ? listenAddress! : `unix:${join(socketDir, 'worker.sock')}`;
   try {
-    const port = await bindGrpcServer(server, bindAddress);
+    const port = await bindGrpcServer(server, bindAddress, socketDir === undefined ? credentials : undefined);
     const address = socketDir === undefined ? `${bindAddress.slice(0, bindAddress.lastIndexOf(':'))}:${port}` : bindAddress;
     return {
       address,

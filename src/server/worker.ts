@@ -30,10 +30,14 @@ import type { ActionLimits, RunAs } from '../lib/worker/sandbox-command.js';
 
 export interface WorkerOptions {
   /**
-   * "host:port" of the scheduler's WorkerQueue service (plaintext gRPC), or several separated by
+   * "host:port" of the scheduler's WorkerQueue service (plaintext gRPC unless `credentials` say TLS), or several separated by
    * commas (a fleet sharing one Redis queue): the worker fails over between them (scheduler-failover.ts).
    */
   schedulerAddress: string;
+  /** TLS towards the worker port. @default plaintext */
+  credentials?: grpc.ChannelCredentials;
+  /** Sent as `authorization: Bearer <token>` on every call, for a worker port with worker tokens. */
+  token?: string;
   /** Where inputs come from and outputs go; a GrpcBlobStore in production. */
   contentAddressableStorage: BlobStore;
   /** How many tasks run at once. */
@@ -186,9 +190,10 @@ class Worker {
     this.schedulers = new SchedulerFailover(
       parseSchedulerAddresses(opts.schedulerAddress),
       (address) =>
-        new WorkerQueueClient(address, grpc.credentials.createInsecure(), {
+        new WorkerQueueClient(address, opts.credentials ?? grpc.credentials.createInsecure(), {
           // Tasks carry whole Commands; accept more than the 4 MiB default.
           'grpc.max_receive_message_length': 64 * 1024 * 1024,
+          ...(opts.token === undefined ? {} : { interceptors: [bearerInterceptor(opts.token)] }),
         }),
     );
     this.platform = normalizePlatform(opts.platform);
@@ -408,4 +413,18 @@ function toExecutionTask(task: workerapi.ITask): ExecutionTask {
     ...(task.queuedTimestamp ? { queuedTimestamp: task.queuedTimestamp } : {}),
     ...(task.inputDirectories?.length ? { inputDirectories: task.inputDirectories } : {}),
   };
+}
+
+/**
+ * Adds `authorization: Bearer <token>` to every call. An interceptor rather than call credentials,
+ * because grpc-js sends call credentials over TLS only and the worker port may be plaintext loopback.
+ */
+function bearerInterceptor(token: string): grpc.Interceptor {
+  return (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
+      start: (metadata, listener, next) => {
+        metadata.set('authorization', `Bearer ${token}`);
+        next(metadata, listener);
+      },
+    });
 }

@@ -75,10 +75,10 @@ describe('serve --config', () => {
     expect(run.stdout).not.toContain('listening');
     await expect(fs.access(path.join(home, '.cache'))).rejects.toThrow();
 
-    await fs.writeFile(bad, 'auth: {}\n');
+    await fs.writeFile(bad, 'storage:\n  cas:\n    compression: {}\n');
     const planned = await runCli(['serve', 'scheduler', '--config', bad], { env, timeoutMs: 30_000 });
     expect(planned.exitCode).toBe(2);
-    expect(planned.stderr).toContain('auth: is planned but not supported yet');
+    expect(planned.stderr).toContain('storage.cas.compression: is planned but not supported yet');
 
     // An implemented section is checked: TLS without its files names the missing keys.
     await fs.writeFile(bad, 'scheduler:\n  tls: {}\n');

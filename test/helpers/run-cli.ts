@@ -26,7 +26,7 @@ export function runCli(args: string[], opts: { cwd?: string; timeoutMs?: number;
         encoding: 'utf8',
         maxBuffer: 16 * 1024 * 1024,
         timeout: opts.timeoutMs ?? 60_000,
-        env: { ...process.env, BZUTIL_CAS_ADDR: '', BZUTIL_SCHEDULER_ADDR: '', BZUTIL_INSTANCE_NAME: '', ...opts.env },
+        env: { ...process.env, BZUTIL_CAS_ADDR: '', BZUTIL_SCHEDULER_ADDR: '', BZUTIL_INSTANCE_NAME: '', BZUTIL_TOKEN: '', ...opts.env },
       },
       (err, stdout, stderr) => {
         const code = (err as { code?: unknown } | null)?.code;

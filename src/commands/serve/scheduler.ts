@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
-import { actionCacheFlag, allowAcUpdatesFlag, configFlags, configToServe, logLevelFlag, operatorFlags, schedulerFlags, serverTlsFlags } from '../../lib/cli/serve-flags.js';
+import { actionCacheFlag, allowAcUpdatesFlag, authFlags, configFlags, configToServe, logLevelFlag, operatorFlags, schedulerFlags, serverTlsFlags, workerPortAuthFlags } from '../../lib/cli/serve-flags.js';
 import { createLogger } from '../../lib/util/logger.js';
 import { createScheduler } from '../../server/create-servers.js';
 import { runServersUntilSignal } from '../../server/run-servers.js';
@@ -37,6 +37,8 @@ needs only --remote_executor=grpc://host:9099. Workers dial a separate, private 
       description: 'Defaults to $XDG_CACHE_HOME/bzutil/scheduler or ~/.cache/bzutil/scheduler. --state overrides it.',
       aliases: ['data-dir'],
     }),
+    ...authFlags,
+    ...workerPortAuthFlags,
     ...operatorFlags,
     log_level: logLevelFlag,
   };

@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
-import { configFlags, configToServe, logLevelFlag, operatorFlags, runnerFlags, workerFlags } from '../../lib/cli/serve-flags.js';
+import { configFlags, configToServe, logLevelFlag, operatorFlags, runnerFlags, workerCredentialFlags, workerFlags } from '../../lib/cli/serve-flags.js';
 import { createLogger } from '../../lib/util/logger.js';
 import { createWorker } from '../../server/create-servers.js';
 import { runServersUntilSignal } from '../../server/run-servers.js';
@@ -29,6 +29,7 @@ Actions run in a bubblewrap sandbox as an unprivileged uid when bwrap is install
     }),
     ...workerFlags,
     ...runnerFlags,
+    ...workerCredentialFlags,
     ...operatorFlags,
     log_level: logLevelFlag,
   };

@@ -30,9 +30,23 @@ export interface MemoryBlobStoreConfig {
   memory: { max_size_bytes: SizeSetting };
 }
 
+/** TLS towards a server: a CA to trust instead of the system roots, and a client certificate (mTLS). */
+export interface ClientTlsSection {
+  ca_file?: string;
+  cert_file?: string;
+  key_file?: string;
+}
+
 /** A remote REAPI CAS or ActionCache (another bzutil apiserver, or any REAPI server). */
 export interface GrpcBlobStoreConfig {
-  grpc: { address: string; instance_name?: string };
+  grpc: {
+    address: string;
+    instance_name?: string;
+    /** TLS towards the server (also turned on by a grpcs:// address). */
+    tls?: ClientTlsSection;
+    /** A file holding the bearer token to send (read once at start; never printed). */
+    token_file?: string;
+  };
 }
 
 /**

@@ -12,6 +12,7 @@ import { RemoteConnection } from '../client/connection.js';
 import { StatusError } from '../errors/status-error.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import { type Logger, silentLogger } from '../util/logger.js';
+import { readSecretFile } from '../util/secret-file.js';
 import { collectedGauge, type Registry } from '../util/metrics.js';
 import { parseDurationMs, parseSizeBytes } from '../util/units.js';
 import type { BlobStore } from './blob-store.js';
@@ -142,12 +143,23 @@ function diskGauges(registry: Registry, store: FilesystemBlobStore, path: string
 export function connect(config: GrpcBlobStoreConfig['grpc'], at: string, deps: Pick<CreateBlobStoreDeps, 'onClose'>): RemoteConnection {
   let connection: RemoteConnection;
   try {
-    connection = new RemoteConnection(config.address);
+    const tls = config.tls && { caFile: config.tls.ca_file, certFile: config.tls.cert_file, keyFile: config.tls.key_file };
+    const token = config.token_file === undefined ? undefined : readTokenFile(config.token_file, `${at}.token_file`);
+    connection = new RemoteConnection(config.address, { tls, metadata: token === undefined ? undefined : { authorization: `Bearer ${token}` } });
   } catch (err) {
     throw configError(`${at}.address`, (err as Error).message);
   }
   deps.onClose?.(() => connection.close());
   return connection;
+}
+
+/** The token in `file`; the error names the key, never the content. */
+function readTokenFile(file: string, at: string): string {
+  try {
+    return readSecretFile(file);
+  } catch (err) {
+    throw configError(at, (err as Error).message);
+  }
 }
 
 function kindOf(config: unknown, path: string): string {

@@ -15,7 +15,7 @@ import type { DigestFunction } from '../digest/digest-function.js';
 import { StatusError, toStatusError } from '../errors/status-error.js';
 import type { reapi } from '../proto/index.js';
 import { connectChecked } from './connect.js';
-import { clientTlsFrom } from './flags.js';
+import { authMetadataFrom, clientTlsFrom } from './flags.js';
 import { EXIT_USAGE, exitCodeFor, isUsage, usageError } from './exit-codes.js';
 import { applyColorEnvironment } from './terminal.js';
 
@@ -44,6 +44,8 @@ export interface RemoteFlagValues {
   tls_ca?: string;
   tls_cert?: string;
   tls_key?: string;
+  /** `--token` or BZUTIL_TOKEN. */
+  token?: string;
 }
 
 export abstract class BzutilCommand<T> extends Command {
@@ -65,6 +67,7 @@ export abstract class BzutilCommand<T> extends Command {
       digestFunction: flags.digest_function,
       rpcTimeoutMs: flags.rpc_timeout,
       tls: clientTlsFrom(flags),
+      metadata: authMetadataFrom(flags),
     };
     const { connection } = await this.connect(flags.cas, opts);
     return new CasClient(connection, {

@@ -29,6 +29,8 @@ export interface ConnectOptions {
   rpcTimeoutMs: number;
   /** `--tls_ca`, `--tls_cert`, `--tls_key`. */
   tls?: ClientTlsFiles;
+  /** Sent with every call: `authorization` from `--token`. */
+  metadata?: Record<string, string>;
 }
 
 /** A checked connection and what the server advertised (undefined when it has no Capabilities service). */
@@ -44,7 +46,7 @@ export interface CheckedConnection {
 export async function connectChecked(address: string, opts: ConnectOptions, onOpen: (c: RemoteConnection) => void): Promise<CheckedConnection> {
   let connection: RemoteConnection;
   try {
-    connection = new RemoteConnection(address, { defaultDeadlineMs: opts.rpcTimeoutMs, tls: opts.tls });
+    connection = new RemoteConnection(address, { defaultDeadlineMs: opts.rpcTimeoutMs, tls: opts.tls, metadata: opts.metadata });
   } catch (err) {
     throw usageError(`Invalid ${opts.flag}: ${toStatusError(err).message}`, err);
   }

@@ -14,7 +14,7 @@ import type { DigestFunction } from '../digest/digest-function.js';
 import { Code, StatusError, hasCode, toStatusError } from '../errors/status-error.js';
 import type { longrunning } from '../proto/index.js';
 import { BzutilCommand } from './base-command.js';
-import { clientTlsFlags, clientTlsFrom, digestFunctionFlag, instanceNameFlag, rpcTimeoutFlag, schedulerFlag } from './flags.js';
+import { authMetadataFrom, clientCredentialFlags, clientTlsFrom, digestFunctionFlag, instanceNameFlag, rpcTimeoutFlag, schedulerFlag } from './flags.js';
 import { type OperationView, formatStage, toOperationView } from './operation-format.js';
 import { type Progress, createProgress } from './progress.js';
 
@@ -22,7 +22,7 @@ export { DEFAULT_SCHEDULER_ADDRESS } from './flags.js';
 
 /** The flags every command talking to the scheduler takes. */
 export const schedulerFlags = {
-  ...clientTlsFlags,
+  ...clientCredentialFlags,
   scheduler: schedulerFlag,
   instance_name: instanceNameFlag,
   digest_function: digestFunctionFlag,
@@ -50,6 +50,7 @@ export interface SchedulerFlagValues {
   tls_ca?: string;
   tls_cert?: string;
   tls_key?: string;
+  token?: string;
 }
 
 /** Times a dropped stream is re-attached with WaitExecution before giving up. */
@@ -67,6 +68,7 @@ export abstract class ExecutionCommand<T> extends BzutilCommand<T> {
       digestFunction: flags.digest_function,
       rpcTimeoutMs: flags.rpc_timeout,
       tls: clientTlsFrom(flags),
+      metadata: authMetadataFrom(flags),
     });
     // A server without Capabilities may still execute; one that says it does not is refused.
     if (capabilities && !(capabilities.executionCapabilities?.execEnabled ?? false)) {

@@ -68,8 +68,14 @@ export function parseRpcTimeout(text: string): number {
   return ms === 0 ? Infinity : ms;
 }
 
-/** Client-side TLS, on every command that talks to a server. */
-export const clientTlsFlags = {
+/** Client-side TLS and the bearer token, on every command that talks to a server. */
+export const clientCredentialFlags = {
+  token: Flags.string({
+    summary: 'Bearer token sent as "authorization: Bearer <token>" to servers with authentication on.',
+    description: 'Prefer the BZUTIL_TOKEN environment variable: a flag is visible to other users in the process list.',
+    env: 'BZUTIL_TOKEN',
+    helpValue: 'TOKEN',
+  }),
   tls_ca: Flags.string({ summary: 'Trust this CA (PEM) for the server certificate instead of the system roots; turns TLS on.', helpValue: 'FILE', aliases: ['tls-ca'] }),
   tls_cert: Flags.string({ summary: 'Client certificate (PEM) for servers that require one (mTLS); needs --tls_key.', helpValue: 'FILE', aliases: ['tls-cert'] }),
   tls_key: Flags.string({ summary: 'Private key (PEM) of --tls_cert.', helpValue: 'FILE', aliases: ['tls-key'] }),
@@ -92,9 +98,14 @@ export const compressFlag = Flags.boolean({
   helpGroup: 'REMOTE',
 });
 
+/** The metadata `--token` (or BZUTIL_TOKEN) adds to every call; none without a token. */
+export function authMetadataFrom(flags: { token?: string }): Record<string, string> | undefined {
+  return flags.token === undefined || flags.token === '' ? undefined : { authorization: `Bearer ${flags.token}` };
+}
+
 /** The flags every command talking to the CAS takes. */
 export const remoteFlags = {
-  ...clientTlsFlags,
+  ...clientCredentialFlags,
   cas: casFlag,
   instance_name: instanceNameFlag,
   digest_function: digestFunctionFlag,

@@ -7,7 +7,7 @@
  * `storage.action_cache` alone: for any other layout, write it in the file.
  */
 import { Flags } from '@oclif/core';
-import type { BzutilConfig, ResolvedConfig, ServeRole, StorageSection, TlsSection, WorkerLimitsSection, WorkerSection } from '../config/config.js';
+import type { AuthSection, BzutilConfig, ClientTlsSection, ResolvedConfig, ServeRole, StorageSection, TlsSection, WorkerLimitsSection, WorkerSection } from '../config/config.js';
 import { ConfigError } from '../config/config.js';
 import { actionCacheFlagConfig, localStorageConfig, redactConfig, remoteStorageConfig, sqliteStateIn } from '../config/defaults.js';
 import { readConfigFile, resolveConfig } from '../config/resolve-config.js';
@@ -106,6 +106,48 @@ export const serverTlsFlags = {
   }),
 };
 
+/** Authentication of the client ports and the HTTP port (auth.*); serve all, apiserver, scheduler. */
+export const authFlags = {
+  auth_tokens: Flags.string({
+    summary: 'Require a bearer token from this token file (JSON or YAML, SHA-256 of each token; auth.tokens_file). Re-read on SIGHUP.',
+    description: 'Make a token and its entry with: bzutil token create --name ci --instances main --permissions cas.read,cas.write,ac.read,execute',
+    helpValue: 'FILE',
+    aliases: ['auth-tokens'],
+  }),
+  jwt_jwks: Flags.string({
+    summary: 'Accept JWTs signed by a key of this JWKS, a file or an http(s) URL (auth.jwt.jwks); permissions and instances come from claims.',
+    helpValue: 'FILE|URL',
+    aliases: ['jwt-jwks'],
+  }),
+  jwt_issuer: Flags.string({ summary: 'Required iss claim of JWTs (auth.jwt.issuer).', aliases: ['jwt-issuer'], dependsOn: ['jwt_jwks'] }),
+  jwt_audience: Flags.string({ summary: 'Required aud claim of JWTs (auth.jwt.audience).', aliases: ['jwt-audience'], dependsOn: ['jwt_jwks'] }),
+};
+
+/** Credentials on the scheduler's worker port (scheduler.worker_tokens_file, scheduler.worker_tls); serve all and scheduler. */
+export const workerPortAuthFlags = {
+  worker_tokens: Flags.string({
+    summary: 'Workers must send a token listed in this token file (scheduler.worker_tokens_file).',
+    description: 'A worker port on a non-loopback address needs this or --worker_tls_client_ca. Workers send theirs with serve worker --token_file.',
+    helpValue: 'FILE',
+    aliases: ['worker-tokens'],
+  }),
+  worker_tls_cert: Flags.string({ summary: 'TLS certificate of the worker port (scheduler.worker_tls.cert_file; default: --tls_cert).', helpValue: 'FILE', aliases: ['worker-tls-cert'] }),
+  worker_tls_key: Flags.string({ summary: 'Its private key (scheduler.worker_tls.key_file).', helpValue: 'FILE', aliases: ['worker-tls-key'] }),
+  worker_tls_client_ca: Flags.string({
+    summary: 'Workers must present a certificate signed by this CA (scheduler.worker_tls.client_ca_file).',
+    helpValue: 'FILE',
+    aliases: ['worker-tls-client-ca'],
+  }),
+};
+
+/** How `serve worker` authenticates to the scheduler's worker port (worker.token_file, worker.tls). */
+export const workerCredentialFlags = {
+  token_file: Flags.string({ summary: "File holding this worker's token for the scheduler's worker port (worker.token_file).", helpValue: 'FILE', aliases: ['token-file'] }),
+  tls_ca: Flags.string({ summary: "Trust this CA for the worker port's certificate; turns TLS on (worker.tls.ca_file).", helpValue: 'FILE', aliases: ['tls-ca'] }),
+  tls_cert: Flags.string({ summary: 'Client certificate for a worker port that requires one (worker.tls.cert_file); needs --tls_key.', helpValue: 'FILE', aliases: ['tls-cert'] }),
+  tls_key: Flags.string({ summary: 'Private key of --tls_cert (worker.tls.key_file).', helpValue: 'FILE', aliases: ['tls-key'] }),
+};
+
 /** How much the servers log on stderr. */
 export const logLevelFlag = Flags.option({
   summary: 'Least severe log level printed on stderr (log_level; default info).',
@@ -199,6 +241,16 @@ export interface ServeFlagValues {
   tls_cert?: string;
   tls_key?: string;
   tls_client_ca?: string;
+  tls_ca?: string;
+  auth_tokens?: string;
+  jwt_jwks?: string;
+  jwt_issuer?: string;
+  jwt_audience?: string;
+  worker_tokens?: string;
+  worker_tls_cert?: string;
+  worker_tls_key?: string;
+  worker_tls_client_ca?: string;
+  token_file?: string;
   state?: string;
   worker_grace?: string;
   operation_retention?: string;
@@ -238,6 +290,7 @@ export function flagOverrides(role: ServeRole, flags: ServeFlagValues): BzutilCo
     schedulerDurations.some((flag) => flags[flag] !== undefined) ||
     flags.max_worker_slots !== undefined ||
     flags.worker_listen !== undefined ||
+    flags.worker_tokens !== undefined ||
     (allowAc && role !== 'apiserver')
   ) {
     for (const flag of schedulerDurations) {
@@ -248,6 +301,7 @@ export function flagOverrides(role: ServeRole, flags: ServeFlagValues): BzutilCo
       worker_lease: flags.worker_lease,
       max_worker_slots: flags.max_worker_slots,
       worker_listen_address: flags.worker_listen,
+      worker_tokens_file: flags.worker_tokens,
       allow_ac_updates: role === 'apiserver' ? undefined : allowAc,
       state,
       worker_grace: flags.worker_grace,
@@ -260,11 +314,16 @@ export function flagOverrides(role: ServeRole, flags: ServeFlagValues): BzutilCo
     scheduler_address: flags.scheduler,
     platform: flags.platform === undefined ? undefined : platformTree(flags.platform),
     ...runnerOverrides(flags),
+    ...(role === 'worker' ? workerCredentialOverrides(flags) : {}),
   };
   if (Object.values(worker).some((v) => v !== undefined)) tree.worker = worker;
-  const tls = tlsOverride(flags);
+  const tls = role === 'worker' ? undefined : tlsOverride(flags);
   if (tls && role !== 'scheduler' && role !== 'worker') tree.apiserver = { ...tree.apiserver, tls };
   if (tls && role !== 'apiserver' && role !== 'worker') tree.scheduler = { ...tree.scheduler, tls };
+  const workerTls = workerTlsOverride(flags);
+  if (workerTls) tree.scheduler = { ...tree.scheduler, worker_tls: workerTls };
+  const auth = authOverride(flags);
+  if (auth) tree.auth = auth;
   const storage = storageOverride(role, flags);
   if (storage) tree.storage = storage;
   if (flags.log_level !== undefined) tree.log_level = flags.log_level as BzutilConfig['log_level'];
@@ -302,6 +361,40 @@ function runnerOverrides(flags: ServeFlagValues): WorkerSection {
     chroot: flags.chroot,
     limits: Object.values(limits).some((v) => v !== undefined) ? limits : undefined,
   };
+}
+
+function authOverride(flags: ServeFlagValues): AuthSection | undefined {
+  const jwt =
+    flags.jwt_jwks === undefined
+      ? undefined
+      : { jwks: flags.jwt_jwks, ...(flags.jwt_issuer === undefined ? {} : { issuer: flags.jwt_issuer }), ...(flags.jwt_audience === undefined ? {} : { audience: flags.jwt_audience }) };
+  if (flags.auth_tokens === undefined && jwt === undefined) return undefined;
+  return { ...(flags.auth_tokens === undefined ? {} : { tokens_file: flags.auth_tokens }), ...(jwt ? { jwt } : {}) };
+}
+
+/** `--worker_tls_*`: the worker port's own TLS; a client CA alone reuses the client port's certificate (--tls_cert/--tls_key). */
+function workerTlsOverride(flags: ServeFlagValues): TlsSection | undefined {
+  if (flags.worker_tls_cert === undefined && flags.worker_tls_key === undefined && flags.worker_tls_client_ca === undefined) return undefined;
+  const cert = flags.worker_tls_cert ?? flags.tls_cert;
+  const key = flags.worker_tls_key ?? flags.tls_key;
+  if (cert === undefined || key === undefined || (flags.worker_tls_cert === undefined) !== (flags.worker_tls_key === undefined)) {
+    throw usageError('Invalid worker TLS flags: --worker_tls_cert and --worker_tls_key go together (--worker_tls_client_ca alone needs --tls_cert and --tls_key)');
+  }
+  return { cert_file: cert, key_file: key, ...(flags.worker_tls_client_ca === undefined ? {} : { client_ca_file: flags.worker_tls_client_ca }) };
+}
+
+/** `serve worker --token_file --tls_ca --tls_cert --tls_key`: how it dials the worker port. */
+function workerCredentialOverrides(flags: ServeFlagValues): WorkerSection {
+  const tls = { ca_file: flags.tls_ca, cert_file: flags.tls_cert, key_file: flags.tls_key };
+  if ((flags.tls_cert === undefined) !== (flags.tls_key === undefined)) throw usageError('Invalid TLS flags: --tls_cert and --tls_key go together');
+  return {
+    token_file: flags.token_file,
+    tls: Object.values(tls).some((v) => v !== undefined) ? (dropUndefinedKeys(tls) as ClientTlsSection) : undefined,
+  };
+}
+
+function dropUndefinedKeys(obj: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined));
 }
 
 function tlsOverride(flags: ServeFlagValues): TlsSection | undefined {
@@ -356,7 +449,10 @@ export async function resolveServeConfig(role: ServeRole, flags: ServeFlagValues
   }
 }
 
-/** What `--print_config` prints: the effective tree as JSON (which is also valid YAML). */
+/**
+ * What `--print_config` prints: the effective tree as JSON (which is also valid YAML). The tree names
+ * secret files (token files, keys) rather than holding secrets; a URL's password is redacted.
+ */
 export function formatConfig(config: ResolvedConfig): string {
   return `${JSON.stringify(redactConfig(config), null, 2)}\n`;
 }

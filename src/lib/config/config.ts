@@ -4,13 +4,16 @@
  * schema/bzutil-config.schema.json, is the reference and is what validates it; these types follow
  * the schema. Keys are snake_case. Sizes are bytes or text like "10GiB", durations text like "30s".
  *
- * Planned sections (not accepted yet, so that no key is silently ignored): `auth`. It will be a
- * class plus a factory case plus a schema entry.
+ * Planned sections: none at the moment. A new one is a class plus a factory case plus a schema entry,
+ * refused until then so that no key is silently ignored.
  */
 import type { TransferCompressor } from '../compression/compressor.js';
 import type { DigestFunction } from '../digest/digest-function.js';
 import type { ActionCacheConfig } from '../actioncache/config.js';
-import type { BlobStoreConfig, DurationSetting, SizeSetting } from '../blobstore/config.js';
+import type { AuthSection } from '../auth/create-authenticator.js';
+import type { BlobStoreConfig, ClientTlsSection, DurationSetting, SizeSetting } from '../blobstore/config.js';
+
+export type { AuthSection, ClientTlsSection };
 
 export type LogLevelSetting = 'debug' | 'info' | 'warn' | 'error';
 
@@ -39,6 +42,10 @@ export interface SchedulerSection {
   tls?: TlsSection;
   /** The private worker port (WorkerQueue); `serve all` opens none unless given (its worker uses a Unix socket). */
   worker_listen_address?: string;
+  /** Token file of the workers (same format as auth.tokens_file; permissions not needed): workers must send one. */
+  worker_tokens_file?: string;
+  /** TLS of the worker port; default: the client port's `tls`. With client_ca_file, workers need a certificate. */
+  worker_tls?: TlsSection;
   worker_lease?: DurationSetting;
   /** The most slots one worker is believed to have, whatever it announces. */
   max_worker_slots?: number;
@@ -72,6 +79,10 @@ export interface WorkerSection {
   id?: string;
   /** `serve worker` only; in `serve all` the worker dials the scheduler of its own process. */
   scheduler_address?: string;
+  /** `serve worker` only: a file holding the worker token the scheduler's worker port asks for. */
+  token_file?: string;
+  /** `serve worker` only: TLS towards the scheduler's worker port. */
+  tls?: ClientTlsSection;
   slots?: number;
   work_dir?: string;
   platform?: Record<string, string | string[]>;
@@ -105,6 +116,8 @@ export interface BzutilConfig {
   /** On SIGTERM, how long running uploads and actions may take to finish before they are cut off. */
   shutdown_grace_period?: DurationSetting;
   http?: HttpSection;
+  /** Who may call the client ports (apiserver, scheduler) and the HTTP pages; absent: nobody needs a credential. */
+  auth?: AuthSection;
   apiserver?: ApiServerSection;
   scheduler?: SchedulerSection;
   worker?: WorkerSection;
@@ -116,9 +129,9 @@ export type ServeRole = 'all' | 'apiserver' | 'scheduler' | 'worker';
 
 /** Which top-level sections (and storage keys) a role reads; any other is refused, not ignored. */
 export const ROLE_SECTIONS: Record<ServeRole, { sections: readonly (keyof BzutilConfig)[]; storage: readonly (keyof StorageSection)[] }> = {
-  all: { sections: ['log_level', 'shutdown_grace_period', 'http', 'apiserver', 'scheduler', 'worker', 'storage'], storage: ['cas', 'action_cache', 'asset'] },
-  apiserver: { sections: ['log_level', 'shutdown_grace_period', 'http', 'apiserver', 'storage'], storage: ['cas', 'action_cache', 'asset'] },
-  scheduler: { sections: ['log_level', 'shutdown_grace_period', 'http', 'scheduler', 'storage'], storage: ['cas', 'action_cache', 'asset'] },
+  all: { sections: ['log_level', 'shutdown_grace_period', 'http', 'auth', 'apiserver', 'scheduler', 'worker', 'storage'], storage: ['cas', 'action_cache', 'asset'] },
+  apiserver: { sections: ['log_level', 'shutdown_grace_period', 'http', 'auth', 'apiserver', 'storage'], storage: ['cas', 'action_cache', 'asset'] },
+  scheduler: { sections: ['log_level', 'shutdown_grace_period', 'http', 'auth', 'scheduler', 'storage'], storage: ['cas', 'action_cache', 'asset'] },
   worker: { sections: ['log_level', 'shutdown_grace_period', 'http', 'worker', 'storage'], storage: ['cas'] },
 };
 
@@ -127,9 +140,22 @@ export interface ResolvedConfig {
   log_level: LogLevelSetting;
   shutdown_grace_period: DurationSetting;
   http: Required<HttpSection>;
+  auth?: AuthSection;
   apiserver?: Omit<Required<ApiServerSection>, 'tls'> & { tls?: TlsSection };
-  scheduler?: Omit<Required<SchedulerSection>, 'worker_listen_address' | 'tls'> & { worker_listen_address?: string; tls?: TlsSection };
-  worker?: Omit<Required<WorkerSection>, 'scheduler_address' | 'id' | 'run_as' | 'limits'> & { scheduler_address?: string; id?: string; run_as?: string; limits: Required<WorkerLimitsSection> };
+  scheduler?: Omit<Required<SchedulerSection>, 'worker_listen_address' | 'tls' | 'worker_tokens_file' | 'worker_tls'> & {
+    worker_listen_address?: string;
+    tls?: TlsSection;
+    worker_tokens_file?: string;
+    worker_tls?: TlsSection;
+  };
+  worker?: Omit<Required<WorkerSection>, 'scheduler_address' | 'id' | 'run_as' | 'limits' | 'token_file' | 'tls'> & {
+    scheduler_address?: string;
+    id?: string;
+    run_as?: string;
+    limits: Required<WorkerLimitsSection>;
+    token_file?: string;
+    tls?: ClientTlsSection;
+  };
   storage: { cas: BlobStoreConfig; action_cache?: ActionCacheConfig; asset?: BlobStoreConfig };
 }
 

@@ -10,6 +10,7 @@ import { homedir } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import type { BlobStoreConfig } from '../blobstore/config.js';
 import { type BzutilConfig, ConfigError, type ConfigIssue, ROLE_SECTIONS, type ResolvedConfig, type ServeRole } from './config.js';
+import { isLoopbackAddress } from '../util/address.js';
 import { defaultConfig } from './defaults.js';
 import { validateConfigTree } from './validate-config.js';
 
@@ -50,7 +51,7 @@ export function resolveConfig(input: ResolveConfigInput): ResolvedConfig {
   const issues = validateConfigTree(merged);
   issues.push(...roleIssues(merged, role));
   if (role === 'worker' && merged.worker?.slots === 0) issues.push({ path: 'worker.slots', message: 'must be at least 1 for serve worker' });
-  if (issues.length === 0) issues.push(...runnerIssues(merged));
+  if (issues.length === 0) issues.push(...runnerIssues(merged), ...workerPortIssues(merged));
   if (issues.length > 0) throw new ConfigError(issues, input.overrides && input.file ? `${input.file.source} with the flags` : input.file?.source);
   return merged as ResolvedConfig;
 }
@@ -83,8 +84,26 @@ function runnerIssues(tree: BzutilConfig): ConfigIssue[] {
   return issues;
 }
 
+/**
+ * A worker port other hosts can reach must know its workers: otherwise anyone who reaches it takes
+ * queued actions (their argv and environment may hold secrets) and reports forged results.
+ */
+function workerPortIssues(tree: BzutilConfig): ConfigIssue[] {
+  const scheduler = tree.scheduler;
+  const address = scheduler?.worker_listen_address;
+  if (address === undefined || isLoopbackAddress(address)) return [];
+  const workerTls = scheduler!.worker_tls ?? scheduler!.tls;
+  if (scheduler!.worker_tokens_file !== undefined || workerTls?.client_ca_file !== undefined) return [];
+  return [
+    {
+      path: 'scheduler.worker_listen_address',
+      message: `${address} is not a loopback address, so workers must authenticate: set scheduler.worker_tokens_file (--worker_tokens FILE) or scheduler.worker_tls.client_ca_file (--worker_tls_client_ca FILE), or bind 127.0.0.1`,
+    },
+  ];
+}
+
 /** Subsections merged key by key like sections (the rest of a section's values are replaced whole). */
-const MERGED_SUBSECTIONS: Readonly<Record<string, readonly string[]>> = { worker: ['limits'] };
+const MERGED_SUBSECTIONS: Readonly<Record<string, readonly string[]>> = { worker: ['limits'], auth: ['jwt'] };
 
 /** `overlay` over `base`, per the rules in the module comment. Neither argument is modified. */
 export function mergeConfig(base: BzutilConfig, overlay: BzutilConfig): BzutilConfig {

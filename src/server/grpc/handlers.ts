@@ -8,7 +8,8 @@
  * UndecodableRequest, lib/proto/undecodable.ts) is answered INVALID_ARGUMENT before any handler
  * sees it. It is also where every call is observed: one
  * debug log line per RPC (method, code, duration, peer) and, with an RpcObserver, the per-RPC
- * metrics (rpc-metrics.ts).
+ * metrics (rpc-metrics.ts). And it is where a CallGuard (auth-guard.ts) decides whether a call may run
+ * at all, before its handler sees the request.
  */
 import * as grpc from '@grpc/grpc-js';
 import { toGrpcStatus } from '../../lib/errors/grpc-status.js';
@@ -28,13 +29,20 @@ export type UnaryHandler<Req, Res> = (request: Req, ctx: CallContext) => Promise
 export type ServerStreamHandler<Req, Res> = (request: Req, ctx: CallContext) => AsyncIterable<Res>;
 export type ClientStreamHandler<Req, Res> = (requests: AsyncIterable<Req>, ctx: CallContext) => Promise<Res>;
 
+/**
+ * Decides whether a call may run, before its handler does; throws a StatusError to refuse it
+ * (UNAUTHENTICATED, PERMISSION_DENIED). `request` is the request of a unary or server-streaming call
+ * and the first message of a client stream (undefined when the client sent none).
+ */
+export type CallGuard = (method: string, request: unknown, metadata: grpc.Metadata) => Promise<void>;
+
 export interface HandlerFactory {
   unary<Req, Res>(name: string, handler: UnaryHandler<Req, Res>): grpc.handleUnaryCall<Req, Res>;
   serverStream<Req, Res>(name: string, handler: ServerStreamHandler<Req, Res>): grpc.handleServerStreamingCall<Req, Res>;
   clientStream<Req, Res>(name: string, handler: ClientStreamHandler<Req, Res>): grpc.handleClientStreamingCall<Req, Res>;
 }
 
-export function createHandlerFactory(logger: Logger, observe?: RpcObserver): HandlerFactory {
+export function createHandlerFactory(logger: Logger, observe?: RpcObserver, guard?: CallGuard): HandlerFactory {
   const toStatus = (name: string, err: unknown) => {
     const s = toStatusError(err);
     if (s.code === Code.INTERNAL || s.code === Code.UNKNOWN) {
@@ -62,7 +70,11 @@ export function createHandlerFactory(logger: Logger, observe?: RpcObserver): Han
     unary: (name, handler) => (call, callback) => {
       const { ctx, settle } = contextOf(call);
       const end = begin(name, ctx.peer);
-      answer(decoded(call.request, name).then((req) => handler(req, ctx)), settle, callback, (err) => toStatus(name, err), end, codeOf);
+      const result = decoded(call.request, name).then(async (req) => {
+        if (guard) await guard(name, req, ctx.metadata);
+        return handler(req, ctx);
+      });
+      answer(result, settle, callback, (err) => toStatus(name, err), end, codeOf);
     },
 
     serverStream: (name, handler) => (call) => {
@@ -72,7 +84,9 @@ export function createHandlerFactory(logger: Logger, observe?: RpcObserver): Han
         // Backpressure by written messages rather than grpc-js's 16-message buffer: with 1 MiB
         // ByteStream chunks that buffer alone (and its serialized copies) held tens of MiB per read.
         const unsent = new UnsentMessages(ctx.signal);
-        for await (const msg of handler(await decoded(call.request, name), ctx)) {
+        const request = await decoded(call.request, name);
+        if (guard) await guard(name, request, ctx.metadata);
+        for await (const msg of handler(request, ctx)) {
           if (ctx.signal.aborted) return end('CANCELLED');
           call.write(msg, unsent.track());
           await unsent.below(MAX_UNSENT_MESSAGES);
@@ -95,7 +109,9 @@ export function createHandlerFactory(logger: Logger, observe?: RpcObserver): Han
     clientStream: (name, handler) => (call, callback) => {
       const { ctx, settle } = contextOf(call);
       const end = begin(name, ctx.peer);
-      answer(handler(readableToIterable<never>(call, name), ctx), settle, callback, (err) => toStatus(name, err), end, codeOf);
+      const requests = readableToIterable<never>(call, name);
+      const result = guard ? guardFirst(requests, (first) => guard(name, first, ctx.metadata)).then((checked) => handler(checked, ctx)) : handler(requests, ctx);
+      answer(result, settle, callback, (err) => toStatus(name, err), end, codeOf);
     },
   };
 }
@@ -109,6 +125,26 @@ async function decoded<Req>(request: Req, method: string): Promise<Req> {
 function undecodableStatus(method: string, reason: string): StatusError {
   const description = `Not a valid protobuf message for ${method}: ${reason}`;
   return StatusError.invalidArgument(`Failed to decode the request: ${description}`, [{ field: 'request', description }]);
+}
+
+/**
+ * Reads a client stream's first message and lets `check` see it; resolves to the whole stream again
+ * (first message included) once the check passes, so the handler starts only after it.
+ */
+async function guardFirst<T>(requests: AsyncGenerator<T>, check: (first: T | undefined) => Promise<void>): Promise<AsyncIterable<T>> {
+  let first: IteratorResult<T>;
+  try {
+    first = await requests.next();
+    await check(first.done ? undefined : first.value);
+  } catch (err) {
+    await requests.return(undefined);
+    throw err;
+  }
+  return (async function* () {
+    if (first.done) return;
+    yield first.value;
+    yield* requests;
+  })();
 }
 
 /** Sends the handler's result or error as the call's single answer, once the call is settled. */

@@ -104,7 +104,7 @@ describe('resolveConfig', () => {
   });
 
   it('names the path of an unknown key, with the keys that are allowed there', () => {
-    expect(issuesOf({ scheduler: { worker_leases: '1s' } })).toEqual(['scheduler.worker_leases: unknown key (expected one of tls, listen_address, worker_listen_address, worker_lease, allow_ac_updates, digest_functions, compressors, max_worker_slots, state, worker_grace, operation_retention)']);
+    expect(issuesOf({ scheduler: { worker_leases: '1s' } })).toEqual(['scheduler.worker_leases: unknown key (expected one of tls, listen_address, worker_listen_address, worker_tokens_file, worker_tls, worker_lease, allow_ac_updates, digest_functions, compressors, max_worker_slots, state, worker_grace, operation_retention)']);
     expect(issuesOf({ storage: { cas: { s3: {} } } })[0]).toMatch(/^storage\.cas\.s3: unknown key \(expected one of disk, memory, grpc/);
     // Planned sections are refused, not silently ignored; implemented ones are checked.
     expect(issuesOf({ scheduler: { tls: {} } })).toEqual(['scheduler.tls.cert_file: is required', 'scheduler.tls.key_file: is required']);
@@ -122,7 +122,8 @@ describe('resolveConfig', () => {
     expect(issuesOf({ storage: { cas: { compression: {} } } })).toEqual(['storage.cas.compression: is planned but not supported yet']);
     expect(issuesOf({ storage: { cas: { sharding: {} } } })).toEqual(['storage.cas.sharding.shards: is required']);
     expect(issuesOf({ storage: { cas: { sharding: { shards: [{ weight: 0, backend: { memory: { max_size_bytes: 1 } } }] } } } })).toEqual(['storage.cas.sharding.shards.0.weight: must be > 0']);
-    expect(issuesOf({ auth: {} })).toEqual(['auth: is planned but not supported yet']);
+    expect(issuesOf({ auth: { tokens: 'x' } })).toEqual(['auth.tokens: unknown key (expected one of tokens_file, jwt)']);
+    expect(issuesOf({ auth: { jwt: {} } })).toEqual(['auth.jwt.jwks: is required']);
   });
 
   it('accepts storage.action_cache.redis and names the path of a bad one', () => {
@@ -200,5 +201,25 @@ describe('examples/serve-all.yaml', () => {
     } finally {
       if (saved !== undefined) process.env.XDG_CACHE_HOME = saved;
     }
+  });
+});
+
+describe('worker port credentials', () => {
+  const tree = (scheduler: Record<string, unknown>) => ({ role: 'scheduler' as const, file: { tree: { scheduler }, source: 'w.yaml' } });
+
+  it('refuses a non-loopback worker port without worker tokens or worker certificates', () => {
+    expect(() => resolveConfig(tree({ worker_listen_address: '0.0.0.0:9098' }))).toThrow(/scheduler\.worker_listen_address: 0\.0\.0\.0:9098 is not a loopback address, so workers must authenticate/);
+  });
+
+  it('accepts it with a worker token file, or with a client CA on the worker port or the client port', () => {
+    expect(resolveConfig(tree({ worker_listen_address: '0.0.0.0:9098', worker_tokens_file: '/etc/bzutil/workers.yaml' })).scheduler!.worker_tokens_file).toBe('/etc/bzutil/workers.yaml');
+    const tls = { cert_file: 'c.pem', key_file: 'k.pem', client_ca_file: 'ca.pem' };
+    expect(() => resolveConfig(tree({ worker_listen_address: '10.0.0.5:9098', worker_tls: tls }))).not.toThrow();
+    expect(() => resolveConfig(tree({ worker_listen_address: '10.0.0.5:9098', tls }))).not.toThrow();
+    expect(() => resolveConfig(tree({ worker_listen_address: '10.0.0.5:9098', tls: { cert_file: 'c.pem', key_file: 'k.pem' } }))).toThrow(/workers must authenticate/);
+  });
+
+  it('needs nothing on loopback', () => {
+    expect(() => resolveConfig(tree({ worker_listen_address: '127.0.0.1:9098' }))).not.toThrow();
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../../src/lib/util/logger.js';
-import { isLoopbackAddress, warnIfExposed } from '../../../src/server/exposure-warning.js';
+import { isLoopbackAddress } from '../../../src/lib/util/address.js';
+import { warnIfExposed } from '../../../src/server/exposure-warning.js';
 
 function capture(): { lines: string[]; logger: ReturnType<typeof createLogger> } {
   const lines: string[] = [];
