@@ -3,6 +3,9 @@
  * lib/config): the only place where configuration keys become server options. The `serve` commands
  * and `startAll` go through here, so a new key is read in exactly one spot.
  */
+import { HttpDownloader } from '../lib/asset/http-downloader.js';
+import type { AssetDownloader } from '../lib/asset/remote-asset.js';
+import { UrlPolicy } from '../lib/asset/url-policy.js';
 import type { TransferCompressor } from '../lib/compression/compressor.js';
 import type { DigestFunction } from '../lib/digest/digest-function.js';
 import type { CapabilitiesConfig } from './services/capabilities-config.js';
@@ -52,6 +55,7 @@ export async function createApiServer(config: ResolvedConfig, deps: ServerDeps):
   const authenticator = await createAuthenticator(config.auth, deps.logger.child('auth'));
   warnIfExposed(deps.logger, 'apiserver', section.listen_address, { tls: tls !== undefined, auth: authenticator !== undefined });
   const server = await startApiServer({
+    assetDownloaders: assetDownloaders(config),
     tls,
     authenticator,
     listenAddress: section.listen_address,
@@ -92,6 +96,7 @@ export async function createScheduler(config: ResolvedConfig, deps: ServerDeps, 
   const unshared = shared ? undefined : unsharedActionCacheWarning(config.storage);
   if (unshared) deps.logger.warn(unshared);
   const scheduler = await startScheduler({
+    assetDownloaders: assetDownloaders(config),
     tls,
     authenticator,
     workerTls,
@@ -189,6 +194,11 @@ function readFileOrThrow(file: string, key: string): Buffer {
 /** Stable across restarts of the same worker (host and work dir), distinct for two workers on a host. */
 export function defaultWorkerId(workDir: string): string {
   return `${hostname()}:${createHash('sha256').update(resolve(workDir)).digest('hex').slice(0, 16)}`;
+}
+
+/** Remote Asset's downloaders: http(s), under the `asset.allow` URL policy. */
+function assetDownloaders(config: ResolvedConfig): AssetDownloader[] {
+  return [new HttpDownloader({ policy: new UrlPolicy(config.asset?.allow ?? []) })];
 }
 
 function serverTls(section: TlsSection | undefined): ServerTls | undefined {

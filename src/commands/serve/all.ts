@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
-import { allowAcUpdatesFlag, authFlags, configFlags, configToServe, logLevelFlag, operatorFlags, runnerFlags, schedulerFlags, serverTlsFlags, storageFlags, workerFlags, workerPortAuthFlags } from '../../lib/cli/serve-flags.js';
+import { assetAllowFlag, allowAcUpdatesFlag, authFlags, configFlags, configToServe, logLevelFlag, operatorFlags, runnerFlags, schedulerFlags, serverTlsFlags, storageFlags, workerFlags, workerPortAuthFlags } from '../../lib/cli/serve-flags.js';
 import { createLogger } from '../../lib/util/logger.js';
 import type { ResolvedConfig } from '../../lib/config/config.js';
 import { runServersUntilSignal } from '../../server/run-servers.js';
@@ -40,6 +40,7 @@ Each server prints "<service> listening on <host:port>" on stdout once it accept
     ...storageFlags,
     ...workerFlags,
     ...allowAcUpdatesFlag,
+    ...assetAllowFlag,
     ...serverTlsFlags,
     ...runnerFlags,
     ...authFlags,

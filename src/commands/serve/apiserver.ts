@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
-import { actionCacheFlag, allowAcUpdatesFlag, authFlags, configFlags, configToServe, logLevelFlag, operatorFlags, serverTlsFlags, storageFlags } from '../../lib/cli/serve-flags.js';
+import { assetAllowFlag, actionCacheFlag, allowAcUpdatesFlag, authFlags, configFlags, configToServe, logLevelFlag, operatorFlags, serverTlsFlags, storageFlags } from '../../lib/cli/serve-flags.js';
 import { createLogger } from '../../lib/util/logger.js';
 import { createApiServer } from '../../server/create-servers.js';
 import { runServersUntilSignal } from '../../server/run-servers.js';
@@ -27,6 +27,7 @@ Prints "apiserver listening on <host:port>" on stdout when ready.`;
     ...storageFlags,
     ...actionCacheFlag,
     ...allowAcUpdatesFlag,
+    ...assetAllowFlag,
     ...serverTlsFlags,
     ...authFlags,
     ...operatorFlags,

@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
-import { actionCacheFlag, allowAcUpdatesFlag, authFlags, configFlags, configToServe, logLevelFlag, operatorFlags, schedulerFlags, serverTlsFlags, workerPortAuthFlags } from '../../lib/cli/serve-flags.js';
+import { assetAllowFlag, actionCacheFlag, allowAcUpdatesFlag, authFlags, configFlags, configToServe, logLevelFlag, operatorFlags, schedulerFlags, serverTlsFlags, workerPortAuthFlags } from '../../lib/cli/serve-flags.js';
 import { createLogger } from '../../lib/util/logger.js';
 import { createScheduler } from '../../server/create-servers.js';
 import { runServersUntilSignal } from '../../server/run-servers.js';
@@ -31,6 +31,7 @@ needs only --remote_executor=grpc://host:9099. Workers dial a separate, private 
     ...actionCacheFlag,
     ...schedulerFlags,
     ...allowAcUpdatesFlag,
+    ...assetAllowFlag,
     ...serverTlsFlags,
     data_dir: Flags.string({
       summary: 'Directory for the scheduler state, scheduler.db (scheduler.state sqlite:<data_dir>/scheduler.db).',

@@ -29,6 +29,8 @@ export interface DownloadRequest {
   digestFunction: DigestFunction;
   /** The request's `timeout`, if any. */
   timeoutMs?: number;
+  /** Where the downloaded content goes (uploads verified). */
+  contentAddressableStorage: BlobStore;
 }
 
 /** Fetches content named by URIs of some schemes into the CAS. */
@@ -134,7 +136,7 @@ export class RemoteAsset {
     let firstError: unknown;
     for (const { uri, downloader } of candidates) {
       try {
-        const download = { uri, qualifiers, instanceName, digestFunction, timeoutMs: timeoutMs || undefined };
+        const download = { uri, qualifiers, instanceName, digestFunction, timeoutMs: timeoutMs || undefined, contentAddressableStorage: this.options.contentAddressableStorage };
         const digest = kind === 'blob' ? await downloader.fetchBlob!(download, opts) : await downloader.fetchDirectory!(download, opts);
         const record: AssetRecord = {
           kind,

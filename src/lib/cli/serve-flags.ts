@@ -85,6 +85,17 @@ export const operatorFlags = {
   }),
 };
 
+/** Remote Asset downloads may reach addresses matching these URL patterns (asset.allow). */
+export const assetAllowFlag = {
+  asset_allow: Flags.string({
+    summary: 'Let Remote Asset fetch URLs matching PATTERN even on loopback/private addresses (asset.allow; repeatable; * = any).',
+    description: 'By default FetchBlob refuses URLs whose host resolves to a loopback, link-local, private or IPv4-mapped address (PERMISSION_DENIED naming the rule). Example: --asset_allow "http://127.0.0.1:*".',
+    helpValue: 'PATTERN',
+    multiple: true,
+    aliases: ['asset-allow'],
+  }),
+};
+
 /** On serve all it sets both apiserver.allow_ac_updates and scheduler.allow_ac_updates. */
 export const allowAcUpdatesFlag = {
   allow_ac_updates: Flags.boolean({
@@ -238,6 +249,7 @@ export interface ServeFlagValues {
   max_worker_slots?: number;
   worker_listen?: string;
   allow_ac_updates?: boolean;
+  asset_allow?: string[];
   tls_cert?: string;
   tls_key?: string;
   tls_client_ca?: string;
@@ -326,6 +338,7 @@ export function flagOverrides(role: ServeRole, flags: ServeFlagValues): BzutilCo
   if (auth) tree.auth = auth;
   const storage = storageOverride(role, flags);
   if (storage) tree.storage = storage;
+  if (flags.asset_allow?.length && role !== 'worker') tree.asset = { allow: flags.asset_allow };
   if (flags.log_level !== undefined) tree.log_level = flags.log_level as BzutilConfig['log_level'];
   if (flags.http_listen !== undefined) tree.http = { listen_address: flags.http_listen };
   if (flags.shutdown_grace_period !== undefined) {

@@ -111,6 +111,12 @@ export interface StorageSection {
   asset?: BlobStoreConfig;
 }
 
+/** Remote Asset downloads (lib/asset/url-policy.ts). */
+export interface AssetSection {
+  /** URL patterns (`*` = any characters) that may reach loopback, link-local and private addresses. */
+  allow?: string[];
+}
+
 export interface BzutilConfig {
   log_level?: LogLevelSetting;
   /** On SIGTERM, how long running uploads and actions may take to finish before they are cut off. */
@@ -122,6 +128,7 @@ export interface BzutilConfig {
   scheduler?: SchedulerSection;
   worker?: WorkerSection;
   storage?: StorageSection;
+  asset?: AssetSection;
 }
 
 /** The `serve` commands; each uses some sections of the tree. */
@@ -129,9 +136,9 @@ export type ServeRole = 'all' | 'apiserver' | 'scheduler' | 'worker';
 
 /** Which top-level sections (and storage keys) a role reads; any other is refused, not ignored. */
 export const ROLE_SECTIONS: Record<ServeRole, { sections: readonly (keyof BzutilConfig)[]; storage: readonly (keyof StorageSection)[] }> = {
-  all: { sections: ['log_level', 'shutdown_grace_period', 'http', 'auth', 'apiserver', 'scheduler', 'worker', 'storage'], storage: ['cas', 'action_cache', 'asset'] },
-  apiserver: { sections: ['log_level', 'shutdown_grace_period', 'http', 'auth', 'apiserver', 'storage'], storage: ['cas', 'action_cache', 'asset'] },
-  scheduler: { sections: ['log_level', 'shutdown_grace_period', 'http', 'auth', 'scheduler', 'storage'], storage: ['cas', 'action_cache', 'asset'] },
+  all: { sections: ['log_level', 'shutdown_grace_period', 'http', 'auth', 'apiserver', 'scheduler', 'worker', 'storage', 'asset'], storage: ['cas', 'action_cache', 'asset'] },
+  apiserver: { sections: ['log_level', 'shutdown_grace_period', 'http', 'auth', 'apiserver', 'storage', 'asset'], storage: ['cas', 'action_cache', 'asset'] },
+  scheduler: { sections: ['log_level', 'shutdown_grace_period', 'http', 'auth', 'scheduler', 'storage', 'asset'], storage: ['cas', 'action_cache', 'asset'] },
   worker: { sections: ['log_level', 'shutdown_grace_period', 'http', 'worker', 'storage'], storage: ['cas'] },
 };
 
@@ -157,6 +164,7 @@ export interface ResolvedConfig {
     tls?: ClientTlsSection;
   };
   storage: { cas: BlobStoreConfig; action_cache?: ActionCacheConfig; asset?: BlobStoreConfig };
+  asset?: AssetSection;
 }
 
 /** One problem in a configuration, at a dotted key path (`storage.cas.disk.max_size_bytes`). */

@@ -50,6 +50,13 @@ describe('flagOverrides', () => {
     });
   });
 
+  it('maps repeated --asset_allow to asset.allow on the roles that serve Remote Asset', () => {
+    expect(flagOverrides('all', { asset_allow: ['http://127.0.0.1:*', 'https://mirror.internal/*'] })).toMatchObject({
+      asset: { allow: ['http://127.0.0.1:*', 'https://mirror.internal/*'] },
+    });
+    expect(flagOverrides('worker', { asset_allow: ['http://x/*'] }).asset).toBeUndefined();
+  });
+
   it('maps the security flags: --allow_ac_updates to each served section, --worker_listen and --max_worker_slots to the scheduler', () => {
     expect(flagOverrides('all', { allow_ac_updates: true })).toMatchObject({ apiserver: { allow_ac_updates: true }, scheduler: { allow_ac_updates: true } });
     expect(flagOverrides('apiserver', { allow_ac_updates: true })).toMatchObject({ apiserver: { allow_ac_updates: true } });
@@ -88,10 +95,12 @@ describe('flagOverrides', () => {
     expect(flagOverrides('apiserver', { in_memory: true }).storage).toEqual({
       cas: { memory: { max_size_bytes: 1024 ** 3 } },
       action_cache: { memory: { max_size_bytes: 64 * 1024 ** 2 } },
+      asset: { memory: { max_size_bytes: 64 * 1024 ** 2 } },
     });
     expect(flagOverrides('all', { storage_dir: '/s', memory_cache: '0', max_size: '32G' }).storage).toEqual({
       cas: { disk: { path: '/s/cas', max_size_bytes: 32 * 1024 ** 3 } },
       action_cache: { disk: { path: '/s/ac', max_size_bytes: 2 * 1024 ** 3 } },
+      asset: { disk: { path: '/s/asset', max_size_bytes: 64 * 1024 ** 2 } },
     });
     expect(flagOverrides('scheduler', { cas: 'a:1' }).storage).toEqual({ cas: { grpc: { address: 'a:1' } }, action_cache: { grpc: { address: 'a:1' } } });
     expect(flagOverrides('worker', { cas: 'a:1' }).storage).toEqual({ cas: { grpc: { address: 'a:1' } } });
@@ -113,7 +122,11 @@ describe('flagOverrides', () => {
     // --ac alone replaces only the action cache of the apiserver's tree.
     expect(flagOverrides('apiserver', { ac: 'redis://r:6379' }).storage).toEqual({ action_cache: { redis: { url: 'redis://r:6379' } } });
     const resolved = resolveConfig({ role: 'apiserver', overrides: flagOverrides('apiserver', { ac: 'redis://r:6379', in_memory: true }) });
-    expect(resolved.storage).toEqual({ cas: { memory: { max_size_bytes: '1GiB' } }, action_cache: { redis: { url: 'redis://r:6379' } } });
+    expect(resolved.storage).toEqual({
+      cas: { memory: { max_size_bytes: '1GiB' } },
+      action_cache: { redis: { url: 'redis://r:6379' } },
+      asset: { memory: { max_size_bytes: '64MiB' } },
+    });
     expect(flagOverrides('apiserver', { ac: 'cas:12100' }).storage).toEqual({ action_cache: { grpc: { address: 'cas:12100' } } });
   });
 
