@@ -32,7 +32,7 @@ import { warnIfExposed } from './exposure-warning.js';
 import { createServerTls, reloadOnSighup, type ServerTls } from './grpc/tls.js';
 import { type HttpServer, startHttpServer } from './http/http-server.js';
 import type { UiSources } from './http/ui/pages.js';
-import { startWorker, type WorkerHandle } from './worker.js';
+import { closingAlso, startWorker, type WorkerHandle } from './worker.js';
 
 export interface ServerDeps {
   logger: Logger;
@@ -153,14 +153,7 @@ export async function createWorker(
       logger: deps.logger,
       clock: deps.clock,
     });
-    return {
-      workerId: worker.workerId,
-      drain: (graceMs) => worker.drain(graceMs),
-      close: async () => {
-        await worker.close();
-        await storage?.close();
-      },
-    };
+    return closingAlso(worker, () => storage?.close());
   } catch (err) {
     await storage?.close();
     throw err;

@@ -138,12 +138,17 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const platform = withDefaultPlatform(opts.platform, created?.kind === 'bwrap');
   const worker = new Worker({ ...opts, platform }, workerName, clock, executor);
   worker.start();
+  return closingAlso(worker, () => created?.close());
+}
+
+/** `handle`, whose close also releases what the worker was built on (its runner, its storage), after it. */
+export function closingAlso(handle: WorkerHandle, release: () => Promise<void> | undefined): WorkerHandle {
   return {
-    workerId: worker.workerId,
-    drain: (graceMs) => worker.drain(graceMs),
+    workerId: handle.workerId,
+    drain: (graceMs) => handle.drain(graceMs),
     close: async () => {
-      await worker.close();
-      await created?.close();
+      await handle.close();
+      await release();
     },
   };
 }

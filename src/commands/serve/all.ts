@@ -1,6 +1,7 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
-import { assetAllowFlag, allowAcUpdatesFlag, authFlags, configFlags, configToServe, logLevelFlag, operatorFlags, runnerFlags, schedulerFlags, serverTlsFlags, storageFlags, workerFlags, workerPortAuthFlags } from '../../lib/cli/serve-flags.js';
+import { assetAllowFlag, allowAcUpdatesFlag, authFlags, configFlags, logLevelFlag, operatorFlags, runnerFlags, schedulerFlags, serverTlsFlags, storageFlags, workerFlags, workerPortAuthFlags } from '../../lib/cli/serve-flags.js';
+import { configToServe } from '../../lib/cli/serve-overrides.js';
 import { createLogger } from '../../lib/util/logger.js';
 import type { ResolvedConfig } from '../../lib/config/config.js';
 import { runServersUntilSignal } from '../../server/run-servers.js';

@@ -1,6 +1,7 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
-import { assetAllowFlag, actionCacheFlag, allowAcUpdatesFlag, authFlags, configFlags, configToServe, logLevelFlag, operatorFlags, serverTlsFlags, storageFlags } from '../../lib/cli/serve-flags.js';
+import { assetAllowFlag, actionCacheFlag, allowAcUpdatesFlag, authFlags, configFlags, logLevelFlag, operatorFlags, serverTlsFlags, storageFlags } from '../../lib/cli/serve-flags.js';
+import { configToServe } from '../../lib/cli/serve-overrides.js';
 import { createLogger } from '../../lib/util/logger.js';
 import { createApiServer } from '../../server/create-servers.js';
 import { runServersUntilSignal } from '../../server/run-servers.js';

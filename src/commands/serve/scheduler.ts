@@ -1,6 +1,7 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
-import { assetAllowFlag, actionCacheFlag, allowAcUpdatesFlag, authFlags, configFlags, configToServe, logLevelFlag, operatorFlags, schedulerFlags, serverTlsFlags, workerPortAuthFlags } from '../../lib/cli/serve-flags.js';
+import { assetAllowFlag, actionCacheFlag, allowAcUpdatesFlag, authFlags, configFlags, logLevelFlag, operatorFlags, schedulerFlags, serverTlsFlags, workerPortAuthFlags } from '../../lib/cli/serve-flags.js';
+import { configToServe } from '../../lib/cli/serve-overrides.js';
 import { createLogger } from '../../lib/util/logger.js';
 import { createScheduler } from '../../server/create-servers.js';
 import { runServersUntilSignal } from '../../server/run-servers.js';

@@ -1,6 +1,7 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
-import { configFlags, configToServe, logLevelFlag, operatorFlags, runnerFlags, workerCredentialFlags, workerFlags } from '../../lib/cli/serve-flags.js';
+import { configFlags, logLevelFlag, operatorFlags, runnerFlags, workerCredentialFlags, workerFlags } from '../../lib/cli/serve-flags.js';
+import { configToServe } from '../../lib/cli/serve-overrides.js';
 import { createLogger } from '../../lib/util/logger.js';
 import { createWorker } from '../../server/create-servers.js';
 import { runServersUntilSignal } from '../../server/run-servers.js';

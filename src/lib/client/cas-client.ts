@@ -16,9 +16,9 @@ import { compressBytes, decompressBytes } from '../compression/codec.js';
 import { compressorFromProto, compressorToProto, type TransferCompressor } from '../compression/compressor.js';
 import { Digest, DigestSet } from '../digest/digest.js';
 import { digestFunctionToProto } from '../digest/digest-function.js';
-import { Code, StatusError, hasCode, toStatusError, wrapStatus } from '../errors/status-error.js';
+import { Code, StatusError, toStatusError, wrapStatus } from '../errors/status-error.js';
 import type { reapi } from '../proto/index.js';
-import { capabilitiesService, contentAddressableStorageService } from '../proto/services.js';
+import { contentAddressableStorageService } from '../proto/services.js';
 import { mapConcurrent } from '../util/concurrency.js';
 import {
   BATCH_ENTRY_OVERHEAD_BYTES,
@@ -30,17 +30,18 @@ import {
   planBatches,
 } from './blob-batches.js';
 import { ByteStreamClient, type WriteSource } from './byte-stream-client.js';
-import { FIND_MISSING_BATCH_DIGESTS, MAX_BATCH_TOTAL_SIZE_BYTES } from '../proto/message-limits.js';
+import { FIND_MISSING_BATCH_DIGESTS } from '../proto/message-limits.js';
 import { type RemoteCallOptions, type RemoteConnection, instanceRequestFields } from './connection.js';
 import { readFileOfSize, writeFileAtomic, writeStreamVerified } from './local-files.js';
 import { pauseBeforeRetry, withRetry } from './retry.js';
+import { ServerCapabilities, type TransferCompressors } from './server-capabilities.js';
 import { ServiceClient, type ServiceClientOptions } from './service-client.js';
 
 export { packBatches } from './blob-batches.js';
 export { FIND_MISSING_BATCH_DIGESTS } from '../proto/message-limits.js';
 
 /** Batch limit used when the server advertises none (and the cap on what it advertises). */
-export const DEFAULT_MAX_BATCH_TOTAL_SIZE_BYTES = MAX_BATCH_TOTAL_SIZE_BYTES;
+export { DEFAULT_MAX_BATCH_TOTAL_SIZE_BYTES } from './server-capabilities.js';
 /** Blobs above this size go through ByteStream even when a batch could hold them. */
 export const DEFAULT_BYTESTREAM_THRESHOLD_BYTES = 1024 * 1024;
 /** Payload bytes per ByteStream message. */
@@ -94,8 +95,7 @@ export class CasClient extends ServiceClient {
   private readonly concurrency: number;
   private readonly byteStreamThresholdBytes: number;
   private readonly byteStream: ByteStreamClient;
-  private capabilities?: Promise<reapi.IServerCapabilities>;
-  private compressors?: Promise<{ byteStream?: TransferCompressor; batchUpdate?: TransferCompressor }>;
+  private readonly server: ServerCapabilities;
 
   constructor(
     connection: RemoteConnection,
@@ -105,6 +105,7 @@ export class CasClient extends ServiceClient {
     this.concurrency = opts.concurrency ?? 16;
     this.byteStreamThresholdBytes = opts.byteStreamThresholdBytes ?? DEFAULT_BYTESTREAM_THRESHOLD_BYTES;
     this.byteStream = new ByteStreamClient(connection, this.retry, opts.chunkSizeBytes ?? DEFAULT_CHUNK_SIZE_BYTES);
+    this.server = new ServerCapabilities(connection, this.retry, this.instanceName, opts);
     if (opts.maxBatchTotalSizeBytes !== undefined && opts.maxBatchTotalSizeBytes <= BATCH_ENTRY_OVERHEAD_BYTES) {
       throw new TypeError(`maxBatchTotalSizeBytes must exceed ${BATCH_ENTRY_OVERHEAD_BYTES}, got ${opts.maxBatchTotalSizeBytes}`);
     }
@@ -125,55 +126,16 @@ export class CasClient extends ServiceClient {
    * callers pass a deadline to turn an unreachable server into a prompt error.
    */
   getCapabilities(opts: RemoteCallOptions = {}): Promise<reapi.IServerCapabilities> {
-    let capabilities = this.capabilities;
-    if (!capabilities) {
-      capabilities = withRetry(
-        this.retry,
-        () => this.connection.unary(capabilitiesService.getCapabilities, { instanceName: this.instanceName }, opts),
-        opts.signal,
-      );
-      // A failed attempt must not poison later calls.
-      capabilities.catch(() => (this.capabilities = undefined));
-      this.capabilities = capabilities;
-    }
-    return capabilities;
+    return this.server.capabilities(opts);
   }
 
   /** The largest total a batch request may carry: the server's advertised limit, capped by 4 MiB. */
-  async maxBatchTotalSizeBytes(opts: RemoteCallOptions = {}): Promise<number> {
-    if (this.opts.maxBatchTotalSizeBytes) return Math.min(this.opts.maxBatchTotalSizeBytes, DEFAULT_MAX_BATCH_TOTAL_SIZE_BYTES);
-    let advertised = 0;
-    try {
-      advertised = (await this.getCapabilities(opts)).cacheCapabilities?.maxBatchTotalSizeBytes ?? 0;
-    } catch (err) {
-      // Servers without the Capabilities service still serve the CAS; fall back to the default.
-      if (!hasCode(err, Code.UNIMPLEMENTED)) throw wrapStatus(err, `Failed to get the capabilities of ${this.connection.address}`);
-    }
-    return advertised > 0 ? Math.min(advertised, DEFAULT_MAX_BATCH_TOTAL_SIZE_BYTES) : DEFAULT_MAX_BATCH_TOTAL_SIZE_BYTES;
+  maxBatchTotalSizeBytes(opts: RemoteCallOptions = {}): Promise<number> {
+    return this.server.maxBatchTotalSizeBytes(opts);
   }
 
-  /**
-   * The compressor to use for ByteStream and for BatchUpdateBlobs: the configured one where the
-   * server advertises it, else none (identity). Asked once per client.
-   */
-  private transferCompressors(opts: RemoteCallOptions): Promise<{ byteStream?: TransferCompressor; batchUpdate?: TransferCompressor }> {
-    const wanted = this.opts.compressor;
-    if (!wanted) return Promise.resolve({});
-    this.compressors ??= this.getCapabilities(opts).then(
-      (caps) => {
-        const value = compressorToProto(wanted);
-        return {
-          byteStream: caps.cacheCapabilities?.supportedCompressors?.includes(value) ? wanted : undefined,
-          batchUpdate: caps.cacheCapabilities?.supportedBatchUpdateCompressors?.includes(value) ? wanted : undefined,
-        };
-      },
-      (err: unknown) => {
-        this.compressors = undefined;
-        if (hasCode(err, Code.UNIMPLEMENTED)) return {};
-        throw wrapStatus(err, `Failed to get the capabilities of ${this.connection.address}`);
-      },
-    );
-    return this.compressors;
+  private transferCompressors(opts: RemoteCallOptions): Promise<TransferCompressors> {
+    return this.server.transferCompressors(opts);
   }
 
   /** Returns the subset of `digests` that the CAS lacks, in argument order, deduplicated. */

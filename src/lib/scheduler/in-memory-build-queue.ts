@@ -17,18 +17,14 @@
  * With a durable `state` store (state-store.ts) every state change is also written through, in one
  * transaction, and the rooms are rebuilt from it by the constructor (state-journal.ts).
  */
-import { randomUUID } from 'node:crypto';
-import { setMaxListeners } from 'node:events';
-import type { ActionCache } from '../actioncache/action-cache.js';
-import type { BlobStore, CallOptions } from '../blobstore/blob-store.js';
+import type { CallOptions } from '../blobstore/blob-store.js';
 import type { Digest } from '../digest/digest.js';
 import { Code, StatusError } from '../errors/status-error.js';
 import type { reapi, workerapi } from '../proto/index.js';
-import { type Clock, systemClock } from '../util/clock.js';
-import { type Logger, silentLogger } from '../util/logger.js';
 import { durationToMs } from '../proto/proto-time.js';
 import type { BuildQueue, ExecuteRequest, ListOperationsRequest, ListOperationsResult } from './build-queue.js';
-import { type BuildQueueLimits, type InMemoryBuildQueueOptions, resolveLimits } from './build-queue-options.js';
+import type { InMemoryBuildQueueOptions } from './build-queue-options.js';
+import { BuildQueueBase } from './build-queue-base.js';
 import { InMemoryExecutionQueue } from './execution-queue.js';
 import { LeaseSweeper } from './lease-sweeper.js';
 import { lookupActionCache } from './action-cache-lookup.js';
@@ -42,7 +38,6 @@ import {
   cancelledResponse,
   type Execution,
   type OperationEntry,
-  shuttingDown,
   snapshotOf,
 } from './scheduler-state.js';
 import { TaskDispatcher } from './task-dispatcher.js';
@@ -54,13 +49,7 @@ import { restoreState, storedExecution, storedOperation } from './state-journal.
 
 export type { InMemoryBuildQueueOptions } from './build-queue-options.js';
 
-export class InMemoryBuildQueue implements BuildQueue {
-  private readonly cas: BlobStore;
-  private readonly actionCache: ActionCache;
-  private readonly clock: Clock;
-  private readonly logger: Logger;
-  private readonly newId: () => string;
-  private readonly limits: BuildQueueLimits;
+export class InMemoryBuildQueue extends BuildQueueBase implements BuildQueue {
 
   private readonly table = new InMemoryOperationTable();
   private readonly queue = new InMemoryExecutionQueue<Execution>();
@@ -70,15 +59,9 @@ export class InMemoryBuildQueue implements BuildQueue {
   private readonly dispatcher: TaskDispatcher;
   private readonly store: SchedulerStateStore;
   private nextSeq = 0;
-  private readonly closing = new AbortController();
 
   constructor(opts: InMemoryBuildQueueOptions) {
-    this.cas = opts.contentAddressableStorage;
-    this.actionCache = opts.actionCache;
-    this.clock = opts.clock ?? systemClock;
-    this.logger = opts.logger ?? silentLogger;
-    this.newId = opts.newId ?? randomUUID;
-    this.limits = resolveLimits(opts);
+    super(opts);
     this.store = opts.state ?? NO_STATE_STORE;
     this.workers = new WorkerRegistry(this.clock, this.logger);
     this.follower = new OperationFollower(this.clock, this.closing.signal, this.limits.keepAliveMs);
@@ -113,8 +96,6 @@ export class InMemoryBuildQueue implements BuildQueue {
       dispatch: () => this.dispatcher.dispatch(),
     });
     this.nextSeq = restoreState({ ...this.limits, store: this.store, table: this.table, queue: this.queue, workers: this.workers, clock: this.clock, logger: this.logger });
-    // Every follower and held poll listens for close; there may be thousands.
-    setMaxListeners(0, this.closing.signal);
     void this.sweeper.run(this.closing.signal);
   }
 
@@ -399,7 +380,4 @@ export class InMemoryBuildQueue implements BuildQueue {
     return entry;
   }
 
-  private throwIfClosed(): void {
-    if (this.closing.signal.aborted) throw shuttingDown();
-  }
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { flagOverrides, formatConfig, parseDurationMs, parseSizeBytes, resolveServeConfig } from '../../../src/lib/cli/serve-flags.js';
+import { flagOverrides, formatConfig, resolveServeConfig } from '../../../src/lib/cli/serve-overrides.js';
+import { parseDurationMs, parseSizeBytes } from '../../../src/lib/util/units.js';
 import { unsharedActionCacheWarning } from '../../../src/lib/config/create-storage.js';
 import { resolveConfig } from '../../../src/lib/config/resolve-config.js';
 

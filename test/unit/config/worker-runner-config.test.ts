@@ -3,7 +3,7 @@
  * validation with key paths, merging, the sandbox flags as shorthands.
  */
 import { describe, expect, it } from 'vitest';
-import { flagOverrides } from '../../../src/lib/cli/serve-flags.js';
+import { flagOverrides } from '../../../src/lib/cli/serve-overrides.js';
 import { resolveConfig } from '../../../src/lib/config/resolve-config.js';
 import { issuesOf } from './config-test-helpers.js';
 import { bwrapAvailable, DEFAULT_LIMITS, parseRunAs } from '../../../src/lib/worker/sandbox-command.js';

@@ -21,18 +21,14 @@
  * Clocks: deadlines are written with the writing scheduler's clock, so the fleet's clocks should
  * agree to well within `workerGraceMs` (NTP).
  */
-import { randomUUID } from 'node:crypto';
-import { setMaxListeners } from 'node:events';
-import type { ActionCache } from '../../actioncache/action-cache.js';
-import type { BlobStore, CallOptions } from '../../blobstore/blob-store.js';
+import type { CallOptions } from '../../blobstore/blob-store.js';
 import { Code, StatusError } from '../../errors/status-error.js';
 import type { workerapi } from '../../proto/index.js';
 import { durationToMs, msToDuration } from '../../proto/proto-time.js';
-import { type Clock, systemClock } from '../../util/clock.js';
-import { type Logger, silentLogger } from '../../util/logger.js';
 import { lookupActionCache } from '../action-cache-lookup.js';
 import type { BuildQueue, ExecuteRequest, ListOperationsRequest, ListOperationsResult } from '../build-queue.js';
-import { type BuildQueueLimits, type InMemoryBuildQueueOptions, resolveLimits } from '../build-queue-options.js';
+import type { InMemoryBuildQueueOptions } from '../build-queue-options.js';
+import { BuildQueueBase } from '../build-queue-base.js';
 import { loadActionToQueue } from '../load-action.js';
 import type { OperationSnapshot } from '../operation-snapshot.js';
 import { formatOperationName, parseOperationName } from '../operation-names.js';
@@ -70,28 +66,15 @@ interface LocalWorker {
   readonly unknownCancelled: Set<string>;
 }
 
-export class RedisBuildQueue implements BuildQueue {
-  private readonly cas: BlobStore;
-  private readonly actionCache: ActionCache;
-  private readonly clock: Clock;
-  private readonly logger: Logger;
-  private readonly newId: () => string;
-  private readonly limits: BuildQueueLimits;
+export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
   private readonly state: RedisState;
   private readonly events: RedisEvents;
   private readonly workers = new Map<string, LocalWorker>();
-  private readonly closing = new AbortController();
 
   private constructor(opts: RedisBuildQueueOptions) {
-    this.cas = opts.contentAddressableStorage;
-    this.actionCache = opts.actionCache;
-    this.clock = opts.clock ?? systemClock;
-    this.logger = opts.logger ?? silentLogger;
-    this.newId = opts.newId ?? randomUUID;
-    this.limits = resolveLimits(opts);
+    super(opts);
     this.state = new RedisState(opts.redis, opts.keyPrefix ?? 'bzutil:scheduler:');
     this.events = new RedisEvents(this.clock);
-    setMaxListeners(0, this.closing.signal);
   }
 
   /** Connects to Redis and starts sweeping; the caller opens its ports only after this. */
@@ -448,9 +431,6 @@ export class RedisBuildQueue implements BuildQueue {
     return { tasks: [], cancelTaskIds: [], lease: msToDuration(this.limits.workerGraceMs) };
   }
 
-  private throwIfClosed(): void {
-    if (this.closing.signal.aborted) throw shuttingDown();
-  }
 }
 
 function notFound(name: string): StatusError {
