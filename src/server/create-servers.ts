@@ -42,10 +42,31 @@ export interface ServerDeps {
   metrics?: Registry;
 }
 
-/** The operator's HTTP port of `config` (`http.listen_address`), or undefined when that is empty. */
+/**
+ * The operator's HTTP port of `config` (`http.listen_address`), or undefined when that is empty.
+ * With `auth` configured its pages and /metrics need the same credentials as the gRPC ports.
+ */
 export async function createHttpServer(config: ResolvedConfig, deps: ServerDeps & { metrics: Registry; ui?: UiSources }): Promise<HttpServer | undefined> {
   if (config.http.listen_address === '') return undefined;
-  return startHttpServer({ listenAddress: config.http.listen_address, metrics: deps.metrics, logger: deps.logger, ui: deps.ui });
+  const authenticator = await createAuthenticator(config.auth, deps.logger.child('auth'));
+  try {
+    const server = await startHttpServer({ listenAddress: config.http.listen_address, metrics: deps.metrics, logger: deps.logger, ui: deps.ui, authenticator });
+    return withSighupReload(closingAuthenticator(server, authenticator), [authenticator], deps.logger);
+  } catch (err) {
+    authenticator?.close?.();
+    throw err;
+  }
+}
+
+/** `server`, closing `authenticator` (its timers) when it closes. */
+function closingAuthenticator<T extends { close(): Promise<void> }>(server: T, authenticator: Authenticator | undefined): T {
+  if (!authenticator?.close) return server;
+  const close = server.close.bind(server);
+  server.close = async () => {
+    await close();
+    authenticator.close?.();
+  };
+  return server;
 }
 
 /** The apiserver of `config` (its `apiserver` and `storage` sections). */

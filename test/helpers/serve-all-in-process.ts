@@ -3,6 +3,7 @@
  * in-memory stores, one worker slot, a metrics registry and the HTTP port (with the web UI).
  */
 import { join } from 'node:path';
+import type { BzutilConfig } from '../../src/lib/config/config.js';
 import { resolveConfig } from '../../src/lib/config/resolve-config.js';
 import { silentLogger } from '../../src/lib/util/logger.js';
 import { createMetricsRegistry } from '../../src/lib/util/metrics.js';
@@ -10,7 +11,8 @@ import { createHttpServer } from '../../src/server/create-servers.js';
 import type { HttpServer } from '../../src/server/http/http-server.js';
 import { type ServeAll, startAll, uiOfServeAll } from '../../src/server/serve-all.js';
 
-export async function startServeAllInProcess(workDir: string): Promise<{ all: ServeAll; http: HttpServer; close(): Promise<void> }> {
+/** `extra` is merged into the config's overrides (e.g. `{ auth: { tokens_file } }`). */
+export async function startServeAllInProcess(workDir: string, extra: Partial<BzutilConfig> = {}): Promise<{ all: ServeAll; http: HttpServer; close(): Promise<void> }> {
   const config = resolveConfig({
     role: 'all',
     overrides: {
@@ -20,6 +22,7 @@ export async function startServeAllInProcess(workDir: string): Promise<{ all: Se
       scheduler: { listen_address: '127.0.0.1:0', state: 'memory' },
       worker: { slots: 1, work_dir: join(workDir, 'work') },
       storage: { cas: { memory: { max_size_bytes: '64MiB' } }, action_cache: { memory: { max_size_bytes: '16MiB' } } },
+      ...extra,
     },
   });
   const metrics = createMetricsRegistry();

@@ -2,8 +2,8 @@
  * The web UI (server-rendered HTML, no script): a dashboard of the queue, the workers and recent
  * operations; an operation page with its stage, timeline and result; Action, Command, input tree
  * (Directory) and blob pages; and an action cache lookup. Every page reads the same stores and queue
- * the gRPC services use, so what it shows is what Bazel gets. Auth is not implemented yet; when it
- * is, these pages need the same token as the gRPC APIs.
+ * the gRPC services use, so what it shows is what Bazel gets. With auth on, http-auth.ts has checked
+ * the caller's credential before a page renders; the dashboard shows only the instances it may use.
  */
 import type { ActionCache } from '../../../lib/actioncache/action-cache.js';
 import type { BlobStore } from '../../../lib/blobstore/blob-store.js';
@@ -27,6 +27,13 @@ export interface UiResponse {
   contentType: string;
   body: string | Uint8Array;
   headers?: Record<string, string>;
+  /** Writes the body as it is produced (then `body` is ignored); resolves when done. */
+  stream?: (out: NodeJS.WritableStream) => Promise<void>;
+}
+
+/** What the caller may see (http-auth.ts); without auth, everything. */
+export interface UiAccess {
+  mayUseInstance(instanceName: string): boolean;
 }
 
 /** Blobs up to this size are shown inline as text (larger ones: download only). */
@@ -34,12 +41,12 @@ const MAX_INLINE_BYTES = 1024 * 1024;
 const RECENT_OPERATIONS = 50;
 
 /** The page at `url`, or undefined when no UI page lives there. */
-export async function renderUi(url: URL, sources: UiSources): Promise<UiResponse | undefined> {
+export async function renderUi(url: URL, sources: UiSources, access: UiAccess = { mayUseInstance: () => true }): Promise<UiResponse | undefined> {
   const parts = url.pathname.split('/').filter(Boolean);
   const instanceName = url.searchParams.get('instance') ?? '';
   const digestAt = () => parseDigest(`${parts[1] ?? ''}/${parts[2] ?? ''}`, instanceName);
   try {
-    if (parts.length === 0) return ok(page('Dashboard', await dashboard(sources)));
+    if (parts.length === 0) return ok(page('Dashboard', await dashboard(sources, access)));
     if (parts[0] === 'operation' && parts.length === 1) return ok(page('Operation', await operation(sources, url.searchParams.get('name') ?? '')));
     if (parts[0] === 'ac' && parts.length === 1) return ok(page('Action cache', await actionCacheLookup(sources, url.searchParams.get('digest'), instanceName)));
     if (parts.length !== 3) return undefined;
@@ -74,19 +81,19 @@ async function decode<T>(sources: UiSources, type: { decode(b: Uint8Array): T },
   return type.decode(await sources.contentAddressableStorage.get(digest, { maxBytes: 16 * 1024 * 1024 }));
 }
 
-async function dashboard(sources: UiSources): Promise<Html> {
+async function dashboard(sources: UiSources, access: UiAccess): Promise<Html> {
   if (!sources.buildQueue) return html`<p class="muted">No scheduler runs in this process: see the <a href="/ac">action cache</a>.</p>`;
   const all: OperationSnapshot[] = [];
   let pageToken = '';
   do {
     const page = await sources.buildQueue.listOperations({ allInstances: true, pageSize: 1000, pageToken });
-    all.push(...page.operations);
+    all.push(...page.operations.filter((op) => access.mayUseInstance(op.actionDigest.instanceName)));
     pageToken = page.nextPageToken;
   } while (pageToken && all.length < 100_000);
   const byStage = new Map<string, number>();
   for (const op of all) byStage.set(`${op.actionDigest.instanceName}\u0000${op.stage}`, (byStage.get(`${op.actionDigest.instanceName}\u0000${op.stage}`) ?? 0) + 1);
   const queue = [...byStage].filter(([k]) => !k.endsWith('COMPLETED')).map(([k, n]) => [k.split('\u0000')[0] || '(default)', k.split('\u0000')[1]!, n]);
-  const workers = sources.workers?.() ?? [];
+  const workers = (sources.workers?.() ?? []).map((w) => ({ ...w, running: w.running.filter((t) => access.mayUseInstance(t.instance)) }));
   const recent = all.slice(-RECENT_OPERATIONS).reverse();
   return html`<h2>Queue</h2>${table(['instance', 'stage', 'operations'], queue, 'Nothing queued or executing.')}
 <h2>Workers</h2>${table(
