@@ -5,6 +5,7 @@
  * the response, including the PreconditionFailure details, from there.
  */
 import type { Digest } from '../digest/digest.js';
+import type { PlatformProperties } from './platform-properties.js';
 import { digestFunctionToProto } from '../digest/digest-function.js';
 import { longrunning, reapi } from '../proto/index.js';
 import { packAny } from '../proto/services.js';
@@ -17,6 +18,8 @@ export interface OperationSnapshot {
   name: string;
   actionDigest: Digest;
   stage: ExecutionStage;
+  /** The platform the action needs, while QUEUED or EXECUTING (for the per-platform queue metrics). */
+  platform?: PlatformProperties;
   /** Set exactly when `stage` is COMPLETED; a failure is in `response.status`. */
   response?: reapi.IExecuteResponse;
 }

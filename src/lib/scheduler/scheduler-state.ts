@@ -92,7 +92,7 @@ export function snapshotOf(entry: OperationEntry): OperationSnapshot {
   const execution = entry.execution;
   if (!execution) return { ...base, stage: 'CACHE_CHECK' };
   if (execution.stage === 'COMPLETED') return { ...base, stage: 'COMPLETED', response: execution.response ?? {} };
-  return { ...base, stage: execution.stage };
+  return { ...base, stage: execution.stage, platform: execution.platform };
 }
 
 /** Marks a visible change of `entry` and wakes its followers. */

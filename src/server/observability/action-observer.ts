@@ -8,6 +8,7 @@
  */
 import type { OperationSnapshot } from '../../lib/scheduler/operation-snapshot.js';
 import type { BuildQueue } from '../../lib/scheduler/build-queue.js';
+import type { PlatformProperties } from '../../lib/scheduler/platform-properties.js';
 import type { reapi, workerapi } from '../../lib/proto/index.js';
 import type { Clock } from '../../lib/util/clock.js';
 import type { Logger } from '../../lib/util/logger.js';
@@ -99,6 +100,11 @@ export function createActionObserver(deps: ActionObserverDeps): ActionObserver {
     return [...workers.values()];
   };
 
+  // Both queue gauges read one pass over the open operations: prom-client collects every metric of
+  // a scrape at once, so the pass in flight is shared and dropped when it settles.
+  let scanning: Promise<OpenOperations> | undefined;
+  const scanOpen = () => (scanning ??= countOpenOperations(deps.buildQueue).finally(() => (scanning = undefined)));
+
   const m = metrics && {
     cacheHits: counter(metrics, { name: 'bzutil_scheduler_execute_cache_hits_total', help: 'Execute calls answered from the action cache.', labelNames: ['instance'] }),
     queueSeconds: histogram(metrics, {
@@ -123,22 +129,18 @@ export function createActionObserver(deps: ActionObserverDeps): ActionObserver {
           metrics,
           { name: 'bzutil_scheduler_operations', help: 'Operations the scheduler knows, by instance and stage (QUEUED = queue length).', labelNames: ['instance', 'stage'] },
           async (set) => {
-            const counts = new Map<string, number>();
-            let pageToken = '';
-            let seen = 0;
-            do {
-              const page = await deps.buildQueue.listOperations({ allInstances: true, filter: 'done=false', pageSize: 1000, pageToken });
-              for (const op of page.operations) {
-                const key = `${instanceOf(op.name)}\u0000${op.stage}`;
-                counts.set(key, (counts.get(key) ?? 0) + 1);
-              }
-              seen += page.operations.length;
-              pageToken = page.nextPageToken;
-            } while (pageToken && seen < MAX_SCRAPED_OPERATIONS);
-            for (const [key, n] of counts) {
-              const [instance, stage] = key.split('\u0000') as [string, string];
-              set({ instance, stage }, n);
-            }
+            for (const { instance, stage, n } of (await scanOpen()).byStage) set({ instance, stage }, n);
+          },
+        ),
+        collectedGauge(
+          metrics,
+          {
+            name: 'bzutil_scheduler_queue_length',
+            help: `Operations waiting for a worker, by instance and required platform (name=value pairs; at most ${MAX_PLATFORM_LABELS} platforms, the rest "other").`,
+            labelNames: ['instance', 'platform'],
+          },
+          async (set) => {
+            for (const { instance, platform, n } of (await scanOpen()).queuedByPlatform) set({ instance, platform }, n);
           },
         ),
         collectedGauge(metrics, { name: 'bzutil_scheduler_workers', help: 'Workers that synchronized within the worker lease.' }, (set) => set({}, liveWorkers().length)),
@@ -222,6 +224,61 @@ export function createActionObserver(deps: ActionObserverDeps): ActionObserver {
     close() {
       for (const u of unregister) u();
     },
+  };
+}
+
+interface OpenOperations {
+  byStage: { instance: string; stage: string; n: number }[];
+  queuedByPlatform: { instance: string; platform: string; n: number }[];
+}
+
+/** Distinct platform label values per scrape; more would let clients blow up the series count. */
+export const MAX_PLATFORM_LABELS = 32;
+const MAX_PLATFORM_LABEL_CHARS = 200;
+
+/** `name=value,name=value` (sorted), `none` for an empty platform, cut at MAX_PLATFORM_LABEL_CHARS. */
+export function platformLabel(platform: PlatformProperties | undefined): string {
+  if (!platform) return 'unknown';
+  const text = platform.pairs().map(([n, v]) => `${n}=${v}`).join(',');
+  if (text === '') return 'none';
+  return text.length > MAX_PLATFORM_LABEL_CHARS ? `${text.slice(0, MAX_PLATFORM_LABEL_CHARS - 1)}…` : text;
+}
+
+async function countOpenOperations(buildQueue: BuildQueue): Promise<OpenOperations> {
+  const byStage = new Map<string, number>();
+  const queued = new Map<string, number>();
+  let pageToken = '';
+  let seen = 0;
+  do {
+    const page = await buildQueue.listOperations({ allInstances: true, filter: 'done=false', pageSize: 1000, pageToken });
+    for (const op of page.operations) {
+      const instance = instanceOf(op.name);
+      const key = `${instance}\u0000${op.stage}`;
+      byStage.set(key, (byStage.get(key) ?? 0) + 1);
+      if (op.stage !== 'QUEUED') continue;
+      const pkey = `${instance}\u0000${platformLabel(op.platform)}`;
+      queued.set(pkey, (queued.get(pkey) ?? 0) + 1);
+    }
+    seen += page.operations.length;
+    pageToken = page.nextPageToken;
+  } while (pageToken && seen < MAX_SCRAPED_OPERATIONS);
+  // The most-queued platforms keep their own label; the rest are summed under "other" per instance.
+  const ranked = new Map<string, number>();
+  for (const [key, n] of queued) {
+    const platform = key.split('\u0000')[1]!;
+    ranked.set(platform, (ranked.get(platform) ?? 0) + n);
+  }
+  const kept = new Set([...ranked].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, MAX_PLATFORM_LABELS).map(([p]) => p));
+  const folded = new Map<string, number>();
+  for (const [key, n] of queued) {
+    const [instance, platform] = key.split('\u0000') as [string, string];
+    const fkey = `${instance}\u0000${kept.has(platform) ? platform : 'other'}`;
+    folded.set(fkey, (folded.get(fkey) ?? 0) + n);
+  }
+  const split = (key: string) => key.split('\u0000') as [string, string];
+  return {
+    byStage: [...byStage].map(([key, n]) => ({ instance: split(key)[0], stage: split(key)[1], n })),
+    queuedByPlatform: [...folded].map(([key, n]) => ({ instance: split(key)[0], platform: split(key)[1], n })),
   };
 }
 

@@ -35,7 +35,7 @@ import { formatOperationName, parseOperationName } from '../operation-names.js';
 import { parseListRequest } from '../operation-table.js';
 import { PlatformProperties } from '../platform-properties.js';
 import { cancelledResponse, shuttingDown } from '../scheduler-state.js';
-import { digestFromText, digestText, platformText } from '../state-codec.js';
+import { digestFromText, digestText, platformFromText, platformText } from '../state-codec.js';
 import { normalizeResponse, SYNCHRONIZE_RESPONSE_BUDGET_BYTES, toTaskProto } from '../task-messages.js';
 import { admitSynchronize, newLeaseToken, sameToken } from '../worker-admission.js';
 import { RedisEvents, type Watch } from './redis-events.js';
@@ -327,13 +327,13 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
   }
 
   private async read(name: string): Promise<OperationSnapshot | undefined> {
-    const found = (await this.state.run('get', this.clock.now(), name)) as [string, string, string, string] | null;
+    const found = (await this.state.run('get', this.clock.now(), name)) as [string, string, string, string, string?] | null;
     if (!found) return undefined;
-    const [digest, own, stage, response] = found;
+    const [digest, own, stage, response, platform] = found;
     const base = { name, actionDigest: digestFromText(digest) };
     if (own) return { ...base, stage: 'COMPLETED', response: readResponse(own) };
     if (stage === 'COMPLETED') return { ...base, stage, response: readResponse(response) };
-    return { ...base, stage: stage as OperationSnapshot['stage'] };
+    return { ...base, stage: stage as OperationSnapshot['stage'], ...(platform ? { platform: platformFromText(platform) } : {}) };
   }
 
   /** Pending cancellations plus executions claimed for the worker's free slots, within the response budget. */

@@ -265,8 +265,8 @@ local op = redis.call('HMGET', P .. 'op:' .. ARGV[3], 'd', 'x', 'own')
 if not op[1] then return false end
 if op[3] then return {op[1], op[3], 'COMPLETED', ''} end
 if not op[2] then return {op[1], '', 'CACHE_CHECK', ''} end
-local ex = redis.call('HMGET', P .. 'ex:' .. op[2], 'st', 'r')
-return {op[1], '', ex[1] or 'COMPLETED', ex[2] or ''}`,
+local ex = redis.call('HMGET', P .. 'ex:' .. op[2], 'st', 'r', 'p')
+return {op[1], '', ex[1] or 'COMPLETED', ex[2] or '', ex[3] or ''}`,
 
   /** ARGV: name, response. Completes an operation on its own (cache hit, or failed before it was queued). */
   completeOwn: `
