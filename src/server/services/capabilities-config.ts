@@ -3,6 +3,7 @@
  * (cache only) and the scheduler (cache and execution), and read by every service. Its own module
  * so that services depend on the configuration, not on the Capabilities service.
  */
+import { DEFAULT_AVG_CHUNK_SIZE_BYTES, validateFastCdcParams } from '../../lib/cas/fastcdc.js';
 import { TRANSFER_COMPRESSORS, type TransferCompressor } from '../../lib/compression/compressor.js';
 import { DIGEST_FUNCTIONS, type DigestFunction } from '../../lib/digest/digest-function.js';
 import type { semver } from '../../lib/proto/index.js';
@@ -15,9 +16,12 @@ import { MAX_SEND_MESSAGE_BYTES } from '../grpc/server.js';
  */
 export const DEFAULT_MAX_BATCH_TOTAL_SIZE_BYTES = MAX_BATCH_TOTAL_SIZE_BYTES;
 
-/** The REAPI versions whose features we serve: 2.3 adds digest_function fields and BatchReadBlobs compressors. */
+/**
+ * The REAPI versions whose features we serve: 2.3 adds digest_function fields and BatchReadBlobs
+ * compressors, 2.4 SplitBlob and SpliceBlob.
+ */
 export const LOW_API_VERSION: semver.ISemVer = { major: 2, minor: 0, patch: 0 };
-export const HIGH_API_VERSION: semver.ISemVer = { major: 2, minor: 3, patch: 0 };
+export const HIGH_API_VERSION: semver.ISemVer = { major: 2, minor: 4, patch: 0 };
 export const DEPRECATED_API_VERSION: semver.ISemVer = { major: 2, minor: 0, patch: 0 };
 
 export interface PriorityRange {
@@ -47,6 +51,12 @@ export interface CapabilitiesConfig {
    */
   maxBatchTotalSizeBytes?: number;
   /**
+   * SplitBlob/SpliceBlob with FastCDC 2020 chunking (advertised as split_blob_support,
+   * splice_blob_support and fast_cdc_2020_params); `false` turns both off (UNIMPLEMENTED).
+   * @default { avgChunkSizeBytes: 512 KiB, seed: 0 }
+   */
+  chunking?: false | { avgChunkSizeBytes?: number; seed?: number };
+  /**
    * Whether action outputs may be symlinks to absolute paths. Bazel refuses to upload such outputs
    * when this is 'DISALLOWED'.
    * @default 'ALLOWED'
@@ -74,6 +84,8 @@ export interface ResolvedCapabilitiesConfig {
   digestFunctions: readonly DigestFunction[];
   compressors: readonly TransferCompressor[];
   maxBatchTotalSizeBytes: number;
+  /** False when SplitBlob/SpliceBlob are off (false, not absent, so that resolving again keeps it off). */
+  chunking: false | { avgChunkSizeBytes: number; seed: number };
   symlinkAbsolutePathStrategy: 'ALLOWED' | 'DISALLOWED';
   actionCacheUpdateEnabled: boolean;
   execution?: { priorityRanges: readonly PriorityRange[]; supportedNodeProperties: readonly string[] };
@@ -89,10 +101,20 @@ export function resolveCapabilitiesConfig(config: CapabilitiesConfig = {}): Reso
     );
   }
   const compressors = config.compressors ? [...new Set(config.compressors)] : [...TRANSFER_COMPRESSORS];
+  const chunking =
+    config.chunking === false ? false : { avgChunkSizeBytes: config.chunking?.avgChunkSizeBytes ?? DEFAULT_AVG_CHUNK_SIZE_BYTES, seed: config.chunking?.seed ?? 0 };
+  if (chunking) {
+    try {
+      validateFastCdcParams(chunking);
+    } catch (err) {
+      throw new TypeError(`Failed to configure capabilities: ${(err as Error).message}`);
+    }
+  }
   return {
     digestFunctions,
     compressors,
     maxBatchTotalSizeBytes,
+    chunking,
     symlinkAbsolutePathStrategy: config.symlinkAbsolutePathStrategy ?? 'ALLOWED',
     actionCacheUpdateEnabled: config.actionCacheUpdateEnabled ?? false,
     execution: config.execution

@@ -28,6 +28,14 @@ export function buildServerCapabilities(config: ResolvedCapabilitiesConfig): rea
       // Identity is implied; these are served for ByteStream compressed-blobs/ and batch calls alike.
       supportedCompressors: config.compressors.map(compressorToProto),
       supportedBatchUpdateCompressors: config.compressors.map(compressorToProto),
+      ...(config.chunking
+        ? {
+            splitBlobSupport: true,
+            spliceBlobSupport: true,
+            // protobufjs's camel-case of fast_cdc_2020_params.
+            fastCdc_2020Params: { avgChunkSizeBytes: config.chunking.avgChunkSizeBytes, seed: config.chunking.seed },
+          }
+        : {}),
     },
     lowApiVersion: LOW_API_VERSION,
     highApiVersion: HIGH_API_VERSION,

@@ -3,7 +3,8 @@
  * `Digest`s at the edge, the store does the work, and results go back as protos. Batch calls report
  * per-blob outcomes in their responses (one bad blob never fails its neighbours); whole-call
  * failures are reserved for malformed or oversized requests. GetTree streams a directory hierarchy
- * breadth-first in pages that each stay under Bazel's 4 MiB message limit.
+ * breadth-first in pages that each stay under Bazel's 4 MiB message limit. SplitBlob and SpliceBlob
+ * live in split-splice-handlers.ts.
  */
 import type * as grpc from '@grpc/grpc-js';
 import { type BlobStore } from '../../lib/blobstore/blob-store.js';
@@ -20,6 +21,7 @@ import type { CallContext, HandlerFactory } from '../grpc/handlers.js';
 import { MAX_SEND_MESSAGE_BYTES } from '../grpc/server.js';
 import type { ResolvedCapabilitiesConfig } from './capabilities-config.js';
 import { assertDigestFunctionServed, digestFromRequest } from './request-fields.js';
+import { splitSpliceHandlers } from './split-splice-handlers.js';
 
 /** Directories per GetTree response when the client leaves page_size unset. */
 export const DEFAULT_GET_TREE_PAGE_SIZE = 1000;
@@ -137,12 +139,7 @@ export function createContentAddressableStorageService(
       getTree(request, ctx),
     ),
 
-    splitBlob: handlers.unary<reapi.SplitBlobRequest, reapi.ISplitBlobResponse>('ContentAddressableStorage.SplitBlob', async () => {
-      throw StatusError.unimplemented('SplitBlob is not supported by this server (split_blob_support is false in its capabilities)');
-    }),
-    spliceBlob: handlers.unary<reapi.SpliceBlobRequest, reapi.ISpliceBlobResponse>('ContentAddressableStorage.SpliceBlob', async () => {
-      throw StatusError.unimplemented('SpliceBlob is not supported by this server (splice_blob_support is false in its capabilities)');
-    }),
+    ...splitSpliceHandlers(handlers, cas, deps.capabilities),
   };
 
   /** The compressor for a BatchReadBlobs response: the first one the client accepts that we serve. */

@@ -10,7 +10,7 @@ describe('apiserver Capabilities', () => {
     h = undefined;
   });
 
-  it('advertises every digest function (SHA-256 first), compressors, AC updates, a batch limit under 4 MiB and API versions 2.0 to 2.3, without execution', async () => {
+  it('advertises every digest function (SHA-256 first), compressors, AC updates, a batch limit under 4 MiB and API versions 2.0 to 2.4, split/splice with FastCDC parameters, without execution', async () => {
     h = await startHarness();
     const caps = await unary<reapi.ServerCapabilities>(h.capabilities, 'getCapabilities', { instanceName: '' });
     const cache = caps.cacheCapabilities!;
@@ -24,7 +24,10 @@ describe('apiserver Capabilities', () => {
     expect(cache.supportedCompressors).toEqual(compressors);
     expect(cache.supportedBatchUpdateCompressors).toEqual(compressors);
     expect(caps.lowApiVersion).toMatchObject({ major: 2, minor: 0, patch: 0 });
-    expect(caps.highApiVersion).toMatchObject({ major: 2, minor: 3, patch: 0 });
+    expect(caps.highApiVersion).toMatchObject({ major: 2, minor: 4, patch: 0 });
+    expect(cache.splitBlobSupport).toBe(true);
+    expect(cache.spliceBlobSupport).toBe(true);
+    expect(cache.fastCdc_2020Params).toMatchObject({ avgChunkSizeBytes: 512 * 1024, seed: 0 });
     expect(caps.deprecatedApiVersion).toMatchObject({ major: 2, minor: 0 });
     expect(caps.executionCapabilities ?? undefined).toBeUndefined();
   });
@@ -37,6 +40,15 @@ describe('apiserver Capabilities', () => {
     expect(caps.cacheCapabilities?.actionCacheUpdateCapabilities?.updateEnabled).toBe(true);
     expect(caps.cacheCapabilities?.symlinkAbsolutePathStrategy).toBe(reapi.SymlinkAbsolutePathStrategy.Value.DISALLOWED);
     expect(caps.cacheCapabilities?.maxBatchTotalSizeBytes).toBe(1000);
+  });
+
+  it('advertises no split/splice when chunking is off, and refuses an average chunk size that is not a power of two', async () => {
+    h = await startHarness({ capabilities: { chunking: false } });
+    const caps = await unary<reapi.ServerCapabilities>(h.capabilities, 'getCapabilities', { instanceName: '' });
+    expect(caps.cacheCapabilities?.splitBlobSupport).toBe(false);
+    expect(caps.cacheCapabilities?.spliceBlobSupport).toBe(false);
+    expect(caps.cacheCapabilities?.fastCdc_2020Params ?? undefined).toBeUndefined();
+    await expect(startHarness({ capabilities: { chunking: { avgChunkSizeBytes: 3000 } } })).rejects.toThrow(/power of two/);
   });
 
   it('advertises no compressors when configured with none', async () => {
