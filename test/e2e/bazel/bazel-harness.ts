@@ -6,7 +6,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { repoRoot } from '../../helpers/serve-process.js';
@@ -28,11 +28,13 @@ export interface Workspace {
   dir: string;
   root: string;
   outputBases: string[];
+  /** Extra startup options of every Bazel server of this workspace (the same for `shutdown`). */
+  startupOptions: string[];
   cleanup(): Promise<void>;
 }
 
 /** A fresh copy of the fixture workspace in a temp dir. */
-export function copyWorkspace(label: string): Workspace {
+export function copyWorkspace(label: string, opts: { startupOptions?: string[] } = {}): Workspace {
   const root = mkdtempSync(join(tmpdir(), `bzutil-bazel-${label}-`));
   const dir = join(root, 'ws');
   cpSync(fixtureDir, dir, { recursive: true, filter: (src) => !relative(fixtureDir, src).startsWith('bazel-') });
@@ -40,6 +42,7 @@ export function copyWorkspace(label: string): Workspace {
     dir,
     root,
     outputBases: [],
+    startupOptions: opts.startupOptions ?? [],
     cleanup: async () => {
       for (const ob of ws.outputBases) await runBazel(ws, ob, ['shutdown']).catch(() => undefined);
       // Bazel leaves read-only trees behind; make them writable before removing.
@@ -64,7 +67,7 @@ export const COMMON_FLAGS = ['--symlink_prefix=/', '--nosandbox_debug', '--color
 /** Runs `bazel --output_base=<ob> <args>` in the workspace; resolves with the exit code and output. */
 export function runBazel(ws: Workspace, outputBase: string, args: string[], timeoutMs = 600_000): Promise<BazelResult> {
   if (!ws.outputBases.includes(outputBase)) ws.outputBases.push(outputBase);
-  const startup = [`--output_base=${outputBase}`, '--max_idle_secs=120'];
+  const startup = [`--output_base=${outputBase}`, '--max_idle_secs=120', ...ws.startupOptions];
   return new Promise((resolve, reject) => {
     const child = spawn('bazel', [...startup, ...args], { cwd: ws.dir, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
@@ -103,9 +106,10 @@ export const COMPARED_OUTPUTS = [
 
 /**
  * Maps each compared output (files inside tree artifacts included) to its sha256, executable bit and,
- * for symlinks, target — read from the output base's bazel-bin.
+ * for symlinks, target — read from the output base's bazel-bin. A build of fewer targets than
+ * `//...` names the outputs it compares.
  */
-export async function collectOutputs(ws: Workspace, outputBase: string): Promise<Record<string, string>> {
+export async function collectOutputs(ws: Workspace, outputBase: string, outputs: readonly string[] = COMPARED_OUTPUTS): Promise<Record<string, string>> {
   const info = await runBazel(ws, outputBase, ['info', 'bazel-bin']);
   if (info.code !== 0) throw new Error(`bazel info bazel-bin failed:\n${info.output}`);
   const bin = info.output.trim().split('\n').at(-1)!.trim();
@@ -126,7 +130,7 @@ export async function collectOutputs(ws: Workspace, outputBase: string): Promise
       out[rel] = `${exec}:${createHash('sha256').update(readFileSync(p)).digest('hex')}`;
     }
   };
-  for (const rel of COMPARED_OUTPUTS) {
+  for (const rel of outputs) {
     if (!existsSync(join(bin, rel))) throw new Error(`Expected output ${rel} is missing from ${bin}`);
     visit(rel, true);
   }
@@ -144,4 +148,27 @@ export function processSummary(output: string): Record<string, number> {
     if (m) counts[m[2]!] = Number(m[1]);
   }
   return counts;
+}
+
+/**
+ * Debian's Bazel 4.2.3 embeds a netty built without JDK ALPN support, so `grpcs://` fails before
+ * connecting ("JDK provider does not support ALPN protocol") unless netty-tcnative's OpenSSL engine
+ * loads. Debian ships that library as `libnetty-tcnative-jni` (the same 2.0.28 as the classes inside
+ * Bazel) under a name netty does not look for (`libnetty-tcnative.so`), and the library checks its
+ * own file name when loaded, so a symlink is not enough: it is copied into `dir` as
+ * `libnetty_tcnative.so` and the returned startup option puts `dir` on Bazel's java.library.path.
+ * Returns undefined (loudly) when the package is absent outside CI; in CI its absence fails.
+ */
+export function tcnativeStartupOptions(dir: string): string[] | undefined {
+  const candidates = ['/usr/lib/x86_64-linux-gnu/jni', '/usr/lib/aarch64-linux-gnu/jni', '/usr/lib/jni'].map((d) => join(d, 'libnetty-tcnative.so'));
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) {
+    const msg = 'libnetty-tcnative-jni is not installed: Bazel 4.2.3 from Debian cannot speak TLS without it, so the Bazel TLS tests are SKIPPED (apt-get install -y libnetty-tcnative-jni to run them)';
+    if (process.env.CI) throw new Error(`${msg}; CI must run them`);
+    process.stderr.write(`\n*** ${msg} ***\n\n`);
+    return undefined;
+  }
+  mkdirSync(dir, { recursive: true });
+  copyFileSync(found, join(dir, 'libnetty_tcnative.so'));
+  return [`--host_jvm_args=-Djava.library.path=${dir}`];
 }
