@@ -61,6 +61,10 @@ export interface SchedulerSection {
   worker_grace?: DurationSetting;
   /** How long finished operations stay queryable. */
   operation_retention?: DurationSetting;
+  /** Executions one instance may have waiting for a worker; past it Execute answers RESOURCE_EXHAUSTED. */
+  max_queued_actions_per_instance?: number;
+  /** Bytes of queued Actions, Commands and handed-over Directories one instance may have waiting. */
+  max_queued_bytes_per_instance?: SizeSetting;
 }
 
 /** How actions run: bubblewrap sandbox (namespaces, unprivileged uid) or plain child processes. */

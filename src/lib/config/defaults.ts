@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { redactUrlPassword } from '../util/redact-url.js';
 import { formatSizeBytes } from '../util/units.js';
 import { bwrapAvailable, DEFAULT_LIMITS } from '../worker/sandbox-command.js';
+import { DEFAULT_MAX_QUEUED_ACTIONS_PER_INSTANCE, DEFAULT_MAX_QUEUED_BYTES_PER_INSTANCE } from '../scheduler/build-queue-options.js';
 import type { ActionCacheConfig } from '../actioncache/config.js';
 import type { BlobStoreConfig } from '../blobstore/config.js';
 import type { StorageSection, BzutilConfig, RunnerSetting, ServeRole, WorkerLimitsSection } from './config.js';
@@ -64,6 +65,8 @@ function schedulerDefaults(stateDir: string) {
     state: sqliteStateIn(stateDir),
     worker_grace: DEFAULT_WORKER_GRACE,
     operation_retention: DEFAULT_OPERATION_RETENTION,
+    max_queued_actions_per_instance: DEFAULT_MAX_QUEUED_ACTIONS_PER_INSTANCE,
+    max_queued_bytes_per_instance: formatSizeBytes(DEFAULT_MAX_QUEUED_BYTES_PER_INSTANCE),
   };
 }
 

@@ -24,6 +24,10 @@ export interface InMemoryBuildQueueOptions {
   maxTimeoutMs?: number;
   /** Executions waiting for a worker; beyond it Execute fails with RESOURCE_EXHAUSTED. @default 10000 */
   maxQueuedOperations?: number;
+  /** Executions one instance may have waiting (queue-limits.ts). @default 10000 */
+  maxQueuedActionsPerInstance?: number;
+  /** Bytes of Actions, Commands and handed-over Directories one instance may have waiting. @default 1 GiB */
+  maxQueuedBytesPerInstance?: number;
   /** A queued action no connected worker can run fails (FAILED_PRECONDITION) after this. @default 60 s */
   platformQueueTimeoutMs?: number;
   /** A worker that has no Synchronize outstanding for this long is gone. @default 30 s */
@@ -61,11 +65,17 @@ export interface InMemoryBuildQueueOptions {
   newId?: () => string;
 }
 
+/** Queue limits per instance: on disk (SQLite, the memory state's spool) or in Redis, not the scheduler's heap. */
+export const DEFAULT_MAX_QUEUED_ACTIONS_PER_INSTANCE = 10_000;
+export const DEFAULT_MAX_QUEUED_BYTES_PER_INSTANCE = 1024 ** 3;
+
 /** The numeric tunables with defaults applied. */
 export interface BuildQueueLimits {
   defaultTimeoutMs: number;
   maxTimeoutMs: number;
   maxQueuedOperations: number;
+  maxQueuedActionsPerInstance: number;
+  maxQueuedBytesPerInstance: number;
   platformQueueTimeoutMs: number;
   workerLeaseMs: number;
   maxWorkerSlots: number;
@@ -84,6 +94,8 @@ export function resolveLimits(opts: InMemoryBuildQueueOptions): BuildQueueLimits
     defaultTimeoutMs: positive('defaultTimeoutMs', opts.defaultTimeoutMs, 60 * 60_000),
     maxTimeoutMs: positive('maxTimeoutMs', opts.maxTimeoutMs, 3 * 60 * 60_000),
     maxQueuedOperations: positive('maxQueuedOperations', opts.maxQueuedOperations, 10_000),
+    maxQueuedActionsPerInstance: positive('maxQueuedActionsPerInstance', opts.maxQueuedActionsPerInstance, DEFAULT_MAX_QUEUED_ACTIONS_PER_INSTANCE),
+    maxQueuedBytesPerInstance: positive('maxQueuedBytesPerInstance', opts.maxQueuedBytesPerInstance, DEFAULT_MAX_QUEUED_BYTES_PER_INSTANCE),
     platformQueueTimeoutMs: positive('platformQueueTimeoutMs', opts.platformQueueTimeoutMs, 60_000),
     workerLeaseMs: positive('workerLeaseMs', opts.workerLeaseMs, 30_000),
     maxWorkerSlots: positive('maxWorkerSlots', opts.maxWorkerSlots, 256),

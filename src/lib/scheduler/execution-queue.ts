@@ -24,6 +24,16 @@ export interface QueueItem {
   readonly priority: number;
   readonly seq: number;
   readonly platform: PlatformProperties;
+  /** Whose queue limits it counts against. */
+  readonly actionDigest: { readonly instanceName: string };
+  /** What it counts against its instance's queued-bytes limit. */
+  readonly queuedBytes: number;
+}
+
+/** What one instance has waiting. */
+export interface QueueUsage {
+  actions: number;
+  bytes: number;
 }
 
 export interface ExecutionQueue<T extends QueueItem> {
@@ -39,12 +49,31 @@ export interface ExecutionQueue<T extends QueueItem> {
   values(): MaybePromise<Iterable<T>>;
 }
 
-/** A sorted array: binary-search insert, linear claim that skips unsuitable platforms. */
+/**
+ * A sorted array: binary-search insert, linear claim that skips unsuitable platforms. Every way in
+ * (push) and out (remove, claim) keeps the per-instance usage, so limits see requeues and restores too.
+ */
 export class InMemoryExecutionQueue<T extends QueueItem> implements ExecutionQueue<T> {
   private readonly items: T[] = [];
+  private readonly usageByInstance = new Map<string, QueueUsage>();
 
   get size(): number {
     return this.items.length;
+  }
+
+  /** What `instanceName` has waiting now. */
+  usage(instanceName: string): QueueUsage {
+    const usage = this.usageByInstance.get(instanceName);
+    return usage ? { ...usage } : { actions: 0, bytes: 0 };
+  }
+
+  private count(item: T, sign: 1 | -1): void {
+    const instanceName = item.actionDigest.instanceName;
+    const usage = this.usageByInstance.get(instanceName) ?? { actions: 0, bytes: 0 };
+    usage.actions += sign;
+    usage.bytes += sign * item.queuedBytes;
+    if (usage.actions <= 0) this.usageByInstance.delete(instanceName);
+    else this.usageByInstance.set(instanceName, usage);
   }
 
   push(item: T): void {
@@ -58,12 +87,14 @@ export class InMemoryExecutionQueue<T extends QueueItem> implements ExecutionQue
       else hi = mid;
     }
     this.items.splice(lo, 0, item);
+    this.count(item, 1);
   }
 
   remove(item: T): boolean {
     const i = this.items.indexOf(item);
     if (i < 0) return false;
     this.items.splice(i, 1);
+    this.count(item, -1);
     return true;
   }
 
@@ -80,6 +111,7 @@ export class InMemoryExecutionQueue<T extends QueueItem> implements ExecutionQue
         continue;
       }
       this.items.splice(i, 1);
+      this.count(item, -1);
       claimed.push(item);
     }
     return claimed;

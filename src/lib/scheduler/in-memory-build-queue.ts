@@ -40,6 +40,7 @@ import {
   type OperationEntry,
   snapshotOf,
 } from './scheduler-state.js';
+import { admitToQueue } from './queue-limits.js';
 import { TaskDispatcher } from './task-dispatcher.js';
 import { normalizeResponse } from './task-messages.js';
 import { admitCompletion, admitSynchronize } from './worker-admission.js';
@@ -272,11 +273,7 @@ export class InMemoryBuildQueue extends BuildQueueBase implements BuildQueue {
   }
 
   private enqueue(entry: OperationEntry, request: ExecuteRequest, loaded: LoadedAction): void {
-    if (this.queue.size >= this.limits.maxQueuedOperations) {
-      throw StatusError.resourceExhausted(
-        `Failed to queue action ${request.actionDigest}: the queue already holds the maximum of ${this.limits.maxQueuedOperations} operations`,
-      );
-    }
+    admitToQueue(this.limits, request.actionDigest, this.queue.usage(request.actionDigest.instanceName), this.queue.size, loaded.sizeBytes);
     const execution: Execution = {
       actionDigest: request.actionDigest,
       loaded,
@@ -286,6 +283,7 @@ export class InMemoryBuildQueue extends BuildQueueBase implements BuildQueue {
       seq: entry.seq,
       timeoutMs: loaded.timeoutMs,
       queuedAtMs: this.clock.now(),
+      queuedBytes: loaded.sizeBytes,
       stage: 'QUEUED',
       attempts: 0,
       cancelRequested: false,
@@ -299,7 +297,7 @@ export class InMemoryBuildQueue extends BuildQueueBase implements BuildQueue {
       this.attach(entry, execution);
     });
     // The store holds the Action and Command until a worker takes them: no decoded copy in memory.
-    if (this.store.durable) execution.loaded = undefined;
+    if (this.store.holdsActions) execution.loaded = undefined;
     this.queue.push(execution);
     this.logger.debug('Queued action', { operation: entry.name, actionDigest: request.actionDigest.toString(), priority: request.priority });
     this.dispatcher.dispatch();

@@ -43,6 +43,11 @@ export interface LoadedAction {
   platform: PlatformProperties;
   /** Every Directory of the input root, root first; absent when the tree exceeded `maxHandOverBytes`. */
   inputDirectories?: workerapi.IResolvedDirectory[];
+  /**
+   * Encoded size of what a queued execution keeps (Action, Command and handed-over Directories):
+   * what counts against a queue's byte limit.
+   */
+  sizeBytes: number;
 }
 
 /** Largest Action or Command a scheduler accepts, so that a task (both, plus framing) fits a 4 MiB message. */
@@ -120,7 +125,8 @@ export async function loadAction(contentAddressableStorage: BlobStore, actionDig
   const actionPlatform = PlatformProperties.fromProto(action.platform);
   const platform = actionPlatform.isEmpty ? PlatformProperties.fromProto(command.platform) : actionPlatform;
   const handOver = tree.directoryBytes <= (opts.maxHandOverBytes ?? DEFAULT_MAX_HAND_OVER_BYTES);
-  return { action, command, timeoutMs, platform, ...(handOver ? { inputDirectories: tree.directories } : {}) };
+  const sizeBytes = actionBytes.length + commandBytes!.length + (handOver ? tree.directoryBytes : 0);
+  return { action, command, timeoutMs, platform, sizeBytes, ...(handOver ? { inputDirectories: tree.directories } : {}) };
 }
 
 interface InputTree {

@@ -30,7 +30,7 @@ export interface OperationEntry {
 
 export interface Execution {
   readonly actionDigest: Digest;
-  /** Dropped once completed; the snapshot does not need it. Not held when a durable store holds it. */
+  /** Dropped once completed; the snapshot does not need it. Not held when the state store holds it (holdsActions). */
   loaded?: LoadedAction;
   /** The action's effective timeout. */
   readonly timeoutMs?: number;
@@ -41,6 +41,8 @@ export interface Execution {
   /** Arrival order, the tie-breaker within a priority (kept on requeue, so retries go first). */
   readonly seq: number;
   readonly queuedAtMs: number;
+  /** What it counts against its instance's queued-bytes limit while queued (LoadedAction.sizeBytes). */
+  readonly queuedBytes: number;
   stage: Exclude<ExecutionStage, 'CACHE_CHECK'>;
   attempts: number;
   task?: TaskState;

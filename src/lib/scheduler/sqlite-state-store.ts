@@ -67,6 +67,7 @@ interface ExecutionRow {
   task_lease_token: string | null;
   timeout_ms: number | null;
   response: Buffer | null;
+  loaded_bytes?: number | null;
 }
 
 interface OperationRow {
@@ -80,6 +81,7 @@ interface OperationRow {
 
 export class SqliteStateStore implements SchedulerStateStore {
   readonly durable = true;
+  readonly holdsActions = true;
   private readonly db: Database.Database;
   private readonly stmts: ReturnType<typeof prepare>;
 
@@ -108,7 +110,8 @@ export class SqliteStateStore implements SchedulerStateStore {
   static readonly schemaVersion = MIGRATIONS.length;
 
   load(): { operations: StoredOperation[]; executions: StoredExecution[] } {
-    const executions = (this.db.prepare('SELECT * FROM executions ORDER BY seq').all() as ExecutionRow[]).map(executionFromRow);
+    // Not the queued Actions themselves (read back one at a time when handed out): only their size.
+    const executions = (this.db.prepare(`SELECT ${EXECUTION_COLUMNS}, length(loaded) AS loaded_bytes FROM executions ORDER BY seq`).all() as ExecutionRow[]).map(executionFromRow);
     const operations = (this.db.prepare('SELECT * FROM operations ORDER BY seq').all() as OperationRow[]).map(operationFromRow);
     return { operations, executions };
   }
@@ -181,9 +184,11 @@ export class SqliteStateStore implements SchedulerStateStore {
   }
 }
 
+const EXECUTION_COLUMNS =
+  'seq, action_digest, platform, do_not_cache, priority, queued_at_ms, stage, attempts, cancel_requested, task_id, worker_id, task_started_at_ms, task_lease_token, timeout_ms, response';
+
 function prepare(db: Database.Database) {
-  const executionColumns =
-    'seq, action_digest, platform, do_not_cache, priority, queued_at_ms, stage, attempts, cancel_requested, task_id, worker_id, task_started_at_ms, task_lease_token, timeout_ms, response';
+  const executionColumns = EXECUTION_COLUMNS;
   const values = executionColumns
     .split(', ')
     .map((c) => `@${c}`)
@@ -227,6 +232,7 @@ function executionFromRow(row: ExecutionRow): StoredExecution {
     ...(row.task_id && row.worker_id ? { task: { id: row.task_id, workerId: row.worker_id, startedAtMs: row.task_started_at_ms ?? 0, leaseToken: row.task_lease_token ?? '' } } : {}),
     ...(row.timeout_ms !== null ? { timeoutMs: row.timeout_ms } : {}),
     ...(row.response ? { response: decodeResponse(row.response) } : {}),
+    ...(row.loaded_bytes ? { queuedBytes: row.loaded_bytes } : {}),
   };
 }
 

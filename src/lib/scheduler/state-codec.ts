@@ -56,6 +56,7 @@ export function decodeLoaded(bytes: Buffer, platform: PlatformProperties): Loade
     command: reapi.Command.fromObject(reapi.Command.toObject(task.command as reapi.Command)),
     timeoutMs: durationToMs(task.timeout),
     platform,
+    sizeBytes: bytes.length,
     ...(task.inputDirectories.length > 0 ? { inputDirectories: task.inputDirectories } : {}),
   };
 }

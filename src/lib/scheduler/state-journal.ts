@@ -137,6 +137,7 @@ function executionOf(stored: StoredExecution): Execution {
     attempts: stored.attempts,
     cancelRequested: stored.cancelRequested,
     finishing: false,
+    queuedBytes: stored.queuedBytes ?? 0,
     entries: new Set(),
     ...(stored.timeoutMs !== undefined ? { timeoutMs: stored.timeoutMs } : {}),
     ...(stored.response ? { response: stored.response } : {}),

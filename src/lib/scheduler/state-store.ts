@@ -9,7 +9,8 @@
  * restarted scheduler rebuilds the same rooms. What is process-local by nature (followers, held
  * polls, a worker's open calls) is not written: workers and followers come back on their own.
  *
- * `memory` keeps nothing (`NO_STATE_STORE`); `sqlite:PATH` is SqliteStateStore.
+ * `memory` keeps only the queued Actions, in temporary files (SpoolStateStore); `sqlite:PATH` is
+ * SqliteStateStore; a queue built without a store (`NO_STATE_STORE`, tests) keeps them on the heap.
  */
 import type { Digest } from '../digest/digest.js';
 import type { reapi } from '../proto/index.js';
@@ -42,11 +43,18 @@ export interface StoredExecution {
   task?: { id: string; workerId: string; startedAtMs: number; leaseToken: string };
   timeoutMs?: number;
   response?: reapi.IExecuteResponse;
+  /** Read back only: the encoded size of the Action and Command kept with it (LoadedAction.sizeBytes). */
+  queuedBytes?: number;
 }
 
 export interface SchedulerStateStore {
   /** Whether anything outlives the process (false for `memory`). */
   readonly durable: boolean;
+  /**
+   * Whether it keeps the Action and Command of a queued execution (`putExecution(…, loaded)`) until
+   * `loadAction` asks for them, so that the coordinator drops its decoded copy.
+   */
+  readonly holdsActions: boolean;
   /** Everything written before, for the coordinator to rebuild its rooms. */
   load(): { operations: StoredOperation[]; executions: StoredExecution[] };
   /** Runs `fn` as one transaction: every write inside lands together or not at all. */
@@ -65,6 +73,7 @@ export interface SchedulerStateStore {
 /** `memory`: the rooms are the only state; nothing is written and nothing is loaded. */
 export const NO_STATE_STORE: SchedulerStateStore = {
   durable: false,
+  holdsActions: false,
   load: () => ({ operations: [], executions: [] }),
   transaction: (fn) => fn(),
   putOperation: () => {},

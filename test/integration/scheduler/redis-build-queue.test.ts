@@ -292,4 +292,40 @@ describe.skipIf(!available)('RedisBuildQueue (two schedulers on one Redis)', () 
       await Promise.all([a.close(100), b.close(100)]);
     }
   });
+
+  it('limits queued actions and bytes per instance across schedulers, and frees room on claim and cancel', async () => {
+    const a = await open({ maxQueuedActionsPerInstance: 2 });
+    const b = await open({ maxQueuedActionsPerInstance: 2 });
+    const queueOn = async (queue: RedisBuildQueue, args: string[], instanceName: string) => {
+      const action = await uploadAction(stores.cas, { args, instanceName });
+      const it = queue.execute({ actionDigest: action.actionDigest, skipCacheLookup: true, priority: 0 })[Symbol.asyncIterator]();
+      return nextSnapshot(it);
+    };
+    await queueOn(a, ['1'], 'main');
+    await queueOn(b, ['2'], 'main');
+    // Two queued through two schedulers: the third is refused by either, naming the limit.
+    const refused = await queueOn(a, ['3'], 'main').catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(StatusError);
+    expect((refused as StatusError).code).toBe(Code.RESOURCE_EXHAUSTED);
+    expect((refused as StatusError).message).toContain('scheduler.max_queued_actions_per_instance');
+    // Another instance has its own room.
+    expect((await queueOn(b, ['3'], 'other')).stage).toBe('QUEUED');
+    // A worker claims one of main's: main has room again.
+    expect((await sync(a, 'w1', { slots: 1 })).tasks).toHaveLength(1);
+    const queued = await queueOn(b, ['4'], 'main');
+    expect(queued.stage).toBe('QUEUED');
+    await expect(queueOn(a, ['5'], 'main')).rejects.toSatisfy((err: unknown) => err instanceof StatusError && err.code === Code.RESOURCE_EXHAUSTED);
+    // Cancelling a queued one frees its place.
+    await a.cancelOperation(queued.name);
+    expect((await queueOn(a, ['5'], 'main')).stage).toBe('QUEUED');
+
+    // Bytes: room for one of these actions, not two.
+    prefix = `${prefix}bytes:`;
+    const c = await open({ maxQueuedBytesPerInstance: 1500 });
+    expect((await queueOn(c, ['x'.repeat(1000)], 'main')).stage).toBe('QUEUED');
+    await expect(queueOn(c, ['y'.repeat(1000)], 'main')).rejects.toSatisfy(
+      (err: unknown) => err instanceof StatusError && err.code === Code.RESOURCE_EXHAUSTED && err.message.includes('scheduler.max_queued_bytes_per_instance'),
+    );
+  });
 });
+

@@ -5,8 +5,8 @@ import { PlatformProperties } from '../../../src/lib/scheduler/platform-properti
 const linux = PlatformProperties.fromProto({ properties: [{ name: 'OSFamily', value: 'linux' }] });
 const mac = PlatformProperties.fromProto({ properties: [{ name: 'OSFamily', value: 'macos' }] });
 
-function item(id: string, priority: number, seq: number, platform = linux): QueueItem & { id: string } {
-  return { id, priority, seq, platform };
+function item(id: string, priority: number, seq: number, platform = linux, instanceName = '', queuedBytes = 100): QueueItem & { id: string } {
+  return { id, priority, seq, platform, actionDigest: { instanceName }, queuedBytes };
 }
 
 describe('InMemoryExecutionQueue', () => {
@@ -48,5 +48,27 @@ describe('InMemoryExecutionQueue', () => {
     expect(q.remove(a)).toBe(true);
     expect(q.remove(a)).toBe(false);
     expect(q.size).toBe(0);
+  });
+
+  it('keeps what each instance has waiting through push, claim, remove and requeue', () => {
+    const q = new InMemoryExecutionQueue<ReturnType<typeof item>>();
+    const a1 = item('a1', 0, 1, linux, 'a', 1000);
+    const a2 = item('a2', 0, 2, mac, 'a', 500);
+    const b1 = item('b1', 0, 3, linux, 'b', 7);
+    for (const x of [a1, a2, b1]) q.push(x);
+    expect(q.usage('a')).toEqual({ actions: 2, bytes: 1500 });
+    expect(q.usage('b')).toEqual({ actions: 1, bytes: 7 });
+    expect(q.usage('c')).toEqual({ actions: 0, bytes: 0 });
+
+    // A claim takes a1 and b1 out of their instances' counts; a requeue puts a1 back.
+    expect(q.claim(linux, 5).map((x) => x.id)).toEqual(['a1', 'b1']);
+    expect(q.usage('a')).toEqual({ actions: 1, bytes: 500 });
+    expect(q.usage('b')).toEqual({ actions: 0, bytes: 0 });
+    q.push(a1);
+    expect(q.usage('a')).toEqual({ actions: 2, bytes: 1500 });
+
+    q.remove(a2);
+    expect(q.remove(a2)).toBe(false);
+    expect(q.usage('a')).toEqual({ actions: 1, bytes: 1000 });
   });
 });

@@ -358,6 +358,38 @@ describe('InMemoryBuildQueue: validation', () => {
     const { actionDigest } = await uploadAction(stores.cas, { args: ['c'] });
     await expectStatus(nextSnapshot(start(actionDigest)), Code.RESOURCE_EXHAUSTED);
   });
+
+  it('limits queued actions per instance, naming the limit, and frees room when a worker takes one', async () => {
+    setup({ maxQueuedActionsPerInstance: 2 });
+    for (const a of ['a', 'b']) {
+      const { actionDigest } = await uploadAction(stores.cas, { args: [a], instanceName: 'main' });
+      await nextSnapshot(start(actionDigest));
+    }
+    const third = await uploadAction(stores.cas, { args: ['c'], instanceName: 'main' });
+    const err = await expectStatus(nextSnapshot(start(third.actionDigest)), Code.RESOURCE_EXHAUSTED);
+    expect(err.message).toContain('scheduler.max_queued_actions_per_instance');
+    expect(err.message).toContain('"main"');
+    // Another instance has its own room.
+    const other = await uploadAction(stores.cas, { args: ['c'], instanceName: 'other' });
+    expect((await nextSnapshot(start(other.actionDigest))).stage).toBe('QUEUED');
+    // A worker takes one of main's: main may queue again.
+    expect((await sync('w1', { slots: 1 })).tasks).toHaveLength(1);
+    expect((await nextSnapshot(start(third.actionDigest))).stage).toBe('QUEUED');
+  });
+
+  it('limits queued bytes per instance, counting the Action and Command', async () => {
+    const first = await uploadAction(stores.cas, { args: ['a'.repeat(1000)], instanceName: 'main' });
+    const second = await uploadAction(stores.cas, { args: ['b'.repeat(1000)], instanceName: 'main' });
+    // Room for one action of this size, not two.
+    setup({ maxQueuedBytesPerInstance: 1500 });
+    const queued = await nextSnapshot(start(first.actionDigest));
+    expect(queued.stage).toBe('QUEUED');
+    const err = await expectStatus(nextSnapshot(start(second.actionDigest)), Code.RESOURCE_EXHAUSTED);
+    expect(err.message).toContain('scheduler.max_queued_bytes_per_instance');
+    // Cancelling the queued one frees its bytes.
+    queue.cancelOperation(queued.name);
+    expect((await nextSnapshot(start(second.actionDigest))).stage).toBe('QUEUED');
+  });
 });
 
 describe('InMemoryBuildQueue: platforms', () => {

@@ -30,6 +30,7 @@ import type { BuildQueue, ExecuteRequest, ListOperationsRequest, ListOperationsR
 import type { InMemoryBuildQueueOptions } from '../build-queue-options.js';
 import { BuildQueueBase } from '../build-queue-base.js';
 import { loadActionToQueue } from '../load-action.js';
+import { type QueueLimitBroken, queueFullError } from '../queue-limits.js';
 import type { OperationSnapshot } from '../operation-snapshot.js';
 import { formatOperationName, parseOperationName } from '../operation-names.js';
 import { parseListRequest } from '../operation-table.js';
@@ -282,7 +283,7 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
     const loaded = await loadActionToQueue(this.cas, actionDigest, this.limits, signal);
     this.throwIfClosed();
     const pairs = platformPairs(loaded.platform);
-    const [outcome] = (await this.state.run(
+    const [outcome, broken] = (await this.state.run(
       'enqueue',
       this.clock.now(),
       name,
@@ -294,12 +295,14 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
       loaded.timeoutMs ?? '',
       storeLoaded(loaded),
       this.limits.maxQueuedOperations,
+      this.limits.maxQueuedActionsPerInstance,
+      this.limits.maxQueuedBytesPerInstance,
+      actionDigest.instanceName,
+      loaded.sizeBytes,
       pairs.length,
       ...pairs,
-    )) as [string];
-    if (outcome === 'FULL') {
-      throw StatusError.resourceExhausted(`Failed to queue action ${actionDigest}: the queue already holds the maximum of ${this.limits.maxQueuedOperations} operations`);
-    }
+    )) as [string, QueueLimitBroken?];
+    if (outcome === 'FULL') throw queueFullError(broken ?? 'total', actionDigest, this.limits);
     this.logger.debug('Queued action', { operation: name, actionDigest: actionDigest.toString(), outcome });
   }
 

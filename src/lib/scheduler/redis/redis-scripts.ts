@@ -11,10 +11,11 @@
  *   creation while it has no execution yet
  * - `ex:<seq>` hash: d digest, p platform, nc doNotCache, pr priority, qm queue member, qa queued at,
  *   st stage, at attempts, cx cancel requested, to timeout, ld queued Action+Command, op first
- *   operation, r response; while running t task, w worker, tok lease token, ts started, tsync the
+ *   operation, in instance, qb queued bytes, r response; while running t task, w worker, tok lease token, ts started, tsync the
  *   worker's sync count when handed out. `exops:<seq>` set of the operations following it.
  * - `q:<platform>` zset member qm by priority (qm is the zero-padded seq: FIFO within a priority);
- *   `qplats` set of platforms with queued work; `qreq:<platform>` its required pairs; `qsize`
+ *   `qplats` set of platforms with queued work; `qreq:<platform>` its required pairs; `qsize`;
+ *   `qinst` and `qbytes` hashes instance -> queued executions and bytes (the per-instance limits)
  * - `inflight:<digest>` the cacheable execution of that action, for deduplication
  * - `task:<id>` its execution; `wtasks:<worker>` the worker's tasks; `wcancel:<worker>` cancellations
  *   to send; `workers` zset worker by the time its grace runs out; `wsync` hash worker -> sync count;
@@ -60,6 +61,14 @@ local function complete_exec(seq, resp)
     if not redis.call('HGET', P .. 'op:' .. name, 'own') then mark_done(name) end
   end
 end
+-- What an instance has queued (queue-limits.ts): executions in qinst, bytes in qbytes, by instance.
+local function count_queued(seq, sign)
+  local f = redis.call('HMGET', P .. 'ex:' .. seq, 'in', 'qb')
+  if not f[1] then return end
+  local left = redis.call('HINCRBY', P .. 'qinst', f[1], sign)
+  redis.call('HINCRBY', P .. 'qbytes', f[1], sign * tonumber(f[2] or '0'))
+  if left <= 0 then redis.call('HDEL', P .. 'qinst', f[1]) redis.call('HDEL', P .. 'qbytes', f[1]) end
+end
 local function requeue(seq)
   local ex = P .. 'ex:' .. seq
   local f = redis.call('HMGET', ex, 'p', 'pr', 'qm')
@@ -67,6 +76,7 @@ local function requeue(seq)
   redis.call('ZADD', P .. 'q:' .. f[1], f[2], f[3])
   redis.call('SADD', P .. 'qplats', f[1])
   redis.call('INCR', P .. 'qsize')
+  count_queued(seq, 1)
   touch_ops(seq)
   publish('work')
 end
@@ -128,8 +138,9 @@ attach(ARGV[3], x)
 return x`,
 
   /**
-   * ARGV: name, digest, nocache, platform, priority, qm, timeout, loaded, maxQueued, first-op, npairs, pairs...
-   * Returns {'QUEUED'}, {'JOINED', seq}, {'FULL'} or {'GONE'} (cancelled or expired meanwhile).
+   * ARGV: name, digest, nocache, platform, priority, qm, timeout, loaded, maxQueued, maxActionsPerInstance,
+   * maxBytesPerInstance, instance, bytes, npairs, pairs...
+   * Returns {'QUEUED'}, {'JOINED', seq}, {'FULL', 'total'|'actions'|'bytes'} or {'GONE'} (cancelled or expired meanwhile).
    */
   enqueue: `
 local name, d, nc, plat = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -139,15 +150,19 @@ if nc == '0' then
   local x = redis.call('GET', P .. 'inflight:' .. d)
   if x then attach(name, x) return {'JOINED', x} end
 end
-if tonumber(redis.call('GET', P .. 'qsize') or '0') >= tonumber(ARGV[11]) then return {'FULL'} end
+if tonumber(redis.call('GET', P .. 'qsize') or '0') >= tonumber(ARGV[11]) then return {'FULL', 'total'} end
+local inst, bytes = ARGV[14], tonumber(ARGV[15])
+if tonumber(redis.call('HGET', P .. 'qinst', inst) or '0') >= tonumber(ARGV[12]) then return {'FULL', 'actions'} end
+if tonumber(redis.call('HGET', P .. 'qbytes', inst) or '0') + bytes > tonumber(ARGV[13]) then return {'FULL', 'bytes'} end
 local seq = op[1]
 local ex = P .. 'ex:' .. seq
-redis.call('HSET', ex, 'd', d, 'p', plat, 'nc', nc, 'pr', ARGV[7], 'qm', ARGV[8], 'qa', NOW, 'st', 'QUEUED', 'at', 0, 'cx', 0, 'to', ARGV[9], 'ld', ARGV[10], 'op', name)
-local n = tonumber(ARGV[12])
-for i = 1, n do redis.call('SADD', P .. 'qreq:' .. plat, ARGV[12 + i]) end
+redis.call('HSET', ex, 'd', d, 'p', plat, 'nc', nc, 'pr', ARGV[7], 'qm', ARGV[8], 'qa', NOW, 'st', 'QUEUED', 'at', 0, 'cx', 0, 'to', ARGV[9], 'ld', ARGV[10], 'op', name, 'in', inst, 'qb', bytes)
+local n = tonumber(ARGV[16])
+for i = 1, n do redis.call('SADD', P .. 'qreq:' .. plat, ARGV[16 + i]) end
 redis.call('SADD', P .. 'qplats', plat)
 redis.call('ZADD', P .. 'q:' .. plat, ARGV[7], ARGV[8])
 redis.call('INCR', P .. 'qsize')
+count_queued(seq, 1)
 if nc == '0' then redis.call('SET', P .. 'inflight:' .. d, seq) end
 attach(name, seq)
 publish('work')
@@ -184,6 +199,7 @@ if not bestPlat then return false end
 redis.call('ZREM', P .. 'q:' .. bestPlat, bestMember)
 redis.call('DECR', P .. 'qsize')
 local seq = tostring(tonumber(bestMember))
+count_queued(seq, -1)
 local ex = P .. 'ex:' .. seq
 local sync = redis.call('HGET', P .. 'wsync', wid) or '0'
 redis.call('HSET', ex, 'st', 'EXECUTING', 't', tid, 'w', wid, 'tok', tok, 'ts', NOW, 'tsync', sync)
@@ -302,7 +318,10 @@ for _, other in ipairs(redis.call('SMEMBERS', P .. 'exops:' .. seq)) do
   end
 end
 if f[1] == 'QUEUED' then
-  if redis.call('ZREM', P .. 'q:' .. f[2], f[3]) == 1 then redis.call('DECR', P .. 'qsize') end
+  if redis.call('ZREM', P .. 'q:' .. f[2], f[3]) == 1 then
+    redis.call('DECR', P .. 'qsize')
+    count_queued(seq, -1)
+  end
   complete_exec(seq, 's:1:The operation was cancelled while queued')
   return 'CANCELLED'
 end
