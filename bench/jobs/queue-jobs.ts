@@ -48,6 +48,7 @@ export async function queueScaleJob(params: QueueScaleParams): Promise<QueueScal
       }),
       timeoutMs: 60_000,
       platform,
+      sizeBytes: 1200,
     };
     const execution: Execution = {
       actionDigest: Digest.create('', 'sha256', hash, 200),
@@ -58,6 +59,7 @@ export async function queueScaleJob(params: QueueScaleParams): Promise<QueueScal
       seq,
       timeoutMs: loaded.timeoutMs,
       queuedAtMs: Date.now(),
+      queuedBytes: loaded.sizeBytes,
       stage: 'QUEUED',
       attempts: 0,
       cancelRequested: false,
@@ -65,7 +67,7 @@ export async function queueScaleJob(params: QueueScaleParams): Promise<QueueScal
       entries: new Set(),
     };
     store.putExecution(storedExecution(execution), loaded);
-    if (store.durable) execution.loaded = undefined;
+    if (store.holdsActions) execution.loaded = undefined;
     queue.push(execution);
   }
   const fillSeconds = (performance.now() - started) / 1000;
