@@ -3,6 +3,7 @@ import { ExecutionCommand, describeMissingInputs, failOnNonzeroFlag, missingInpu
 import { type OperationView, formatOperation, isMissingInputs } from '../lib/cli/operation-format.js';
 import { usageError } from '../lib/cli/base-command.js';
 import { prose } from '../lib/cli/help-text.js';
+import { LiveLogs } from '../lib/cli/follow-logs.js';
 
 /** The `--json` result: the Operation (see OperationView); with --wait it is done. */
 export type ExecuteResult = OperationView;
@@ -13,7 +14,8 @@ export default class Execute extends ExecutionCommand<ExecuteResult> {
 prints the first Operation the scheduler answers, whose name you follow with get_operation or
 wait_execution; the action keeps running after the command exits. With --wait it follows the
 operation until it is done (a spinner shows the stage on a terminal) and prints the result: exit
-code, output digests and how long each phase took.
+code, output digests and how long each phase took. --follow (with --wait) also prints the action's
+stdout and stderr live while it runs, as bzutil tail does.
 
 A failing action (non-zero exit code) is a result, not an error: the command exits 0 and reports
 the action's exit code, unless --fail_on_nonzero (then exit code 1). Inputs missing from the CAS
@@ -22,6 +24,7 @@ The printed name (operations/<uuid>) and its bare <uuid> are both accepted by ge
   static override examples = [
     { description: 'The walkthrough: start it, print the operation name', command: '<%= config.bin %> <%= command.id %> --action=<hash>/<size>' },
     { description: 'Run to completion and fail like the action', command: '<%= config.bin %> <%= command.id %> --action=<hash>/<size> --wait --fail_on_nonzero' },
+    { description: 'Watch its stdout and stderr while it runs', command: '<%= config.bin %> <%= command.id %> --action=<hash>/<size> --wait --follow' },
     { description: 'Bypass the action cache, as a script', command: '<%= config.bin %> <%= command.id %> --action=<hash>/<size> --skip_cache --wait --json' },
     { description: 'Against another scheduler', command: '<%= config.bin %> <%= command.id %> --action=<hash>/<size> --scheduler=buildfarm:9099' },
   ];
@@ -31,6 +34,7 @@ The printed name (operations/<uuid>) and its bare <uuid> are both accepted by ge
     skip_cache: Flags.boolean({ summary: 'Run the action even if the action cache has a result for it.', aliases: ['skip-cache'], default: false }),
     priority: Flags.integer({ summary: 'Execution priority: lower runs sooner; 0 is the server default.', default: 0 }),
     wait: Flags.boolean({ summary: 'Follow the operation until it is done and print the result.', default: false }),
+    follow: Flags.boolean({ summary: "With --wait: print the action's stdout and stderr live while it runs (as bzutil tail does).", default: false }),
     fail_on_nonzero: failOnNonzeroFlag,
   };
 
@@ -38,12 +42,19 @@ The printed name (operations/<uuid>) and its bare <uuid> are both accepted by ge
     const { flags } = await this.parse(Execute);
     const actionDigest = this.parseDigest(flags.action, '--action', flags);
     if (flags.fail_on_nonzero && !flags.wait) throw usageError('Failed to execute: --fail_on_nonzero needs --wait (without it the result is not known yet)');
+    if (flags.follow && !flags.wait) throw usageError('Failed to execute: --follow needs --wait');
     const client = await this.connectScheduler(flags);
     const step = `Failed to execute action ${actionDigest}`;
     const stream = client.execute(actionDigest, { skipCacheLookup: flags.skip_cache, priority: flags.priority });
     let view: OperationView;
     try {
-      view = flags.wait ? await this.followUntilDone(client, stream, `execute action ${actionDigest}`) : await this.firstOperation(stream, `execute action ${actionDigest}`);
+      if (!flags.wait) view = await this.firstOperation(stream, `execute action ${actionDigest}`);
+      else if (!flags.follow) view = await this.followUntilDone(client, stream, `execute action ${actionDigest}`);
+      else {
+        const live = new LiveLogs(client, (text) => this.warn(text), this.jsonEnabled());
+        view = await this.followUntilDone(client, stream, `execute action ${actionDigest}`, { onOperation: (op) => live.start(op), progress: false });
+        await live.done();
+      }
     } catch (err) {
       throw describeMissingInputs(err, step);
     }

@@ -35,6 +35,8 @@ import { createOperationsService } from './services/operations-service.js';
 import { type CapabilitiesConfig, resolveCapabilitiesConfig } from './services/capabilities-config.js';
 import { createCapabilitiesService } from './services/capabilities-service.js';
 import { registerStorageServices, type StorageServices } from './storage-services.js';
+import { createLogStreamReader } from './services/log-stream-reader.js';
+import { LogStreams } from '../lib/scheduler/log-streams.js';
 import { openWorkerPort, type WorkerPort } from './worker-port.js';
 
 export { DEFAULT_SCHEDULER_LISTEN_ADDRESS } from '../lib/config/defaults.js';
@@ -182,6 +184,8 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
   const workerHandlers = createHandlerFactory(logger, rpcObserver, workerAuthenticator && createWorkerGuard(workerAuthenticator, logger));
   const clock = config.clock ?? systemClock;
   const observer = createActionObserver({ buildQueue, logger: logger.child('actions'), clock, workerLeaseMs: config.workerLeaseMs ?? 30_000, metrics });
+  // Live logs: workers append over the worker port, clients read over ByteStream on this port.
+  const logStreams = new LogStreams({ clock });
   let storage: StorageServices | undefined;
   if (config.serveStorage ?? true) {
     storage = registerStorageServices(server, {
@@ -195,6 +199,7 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
       assetIndex,
       assetDownloaders,
       guard,
+      logStreams: createLogStreamReader({ logStreams, buildQueue, contentAddressableStorage: stores.contentAddressableStorage, clock }),
     });
   } else {
     server.addService(capabilitiesService, createCapabilitiesService(handlers, capabilities));
@@ -210,7 +215,7 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
   let workerPort: WorkerPort;
   try {
     port = await bindGrpcServer(server, listenAddress, config.tls?.credentials);
-    workerPort = await openWorkerPort(workerHandlers, { buildQueue, observer }, workerListenAddress, workerTls?.credentials);
+    workerPort = await openWorkerPort(workerHandlers, { buildQueue, observer, logStreams }, workerListenAddress, workerTls?.credentials);
   } catch (err) {
     opened.close();
     observer.close();

@@ -17,6 +17,7 @@ import { type CallGuard, createHandlerFactory } from './grpc/handlers.js';
 import type { RpcObserver } from './grpc/rpc-metrics.js';
 import { createActionCacheService } from './services/action-cache-service.js';
 import { createByteStreamService } from './services/byte-stream-service.js';
+import type { LogStreamReader } from './services/log-stream-reader.js';
 import { type CapabilitiesConfig, type ResolvedCapabilitiesConfig, resolveCapabilitiesConfig } from './services/capabilities-config.js';
 import { createCapabilitiesService } from './services/capabilities-service.js';
 import { createContentAddressableStorageService } from './services/content-addressable-storage-service.js';
@@ -49,6 +50,8 @@ export interface StorageServicesDeps {
   assetDownloaders?: readonly AssetDownloader[];
   /** Who may call what (auth-guard.ts); without it every call runs. */
   guard?: CallGuard;
+  /** ByteStream reads of live log streams (the scheduler's port). */
+  logStreams?: LogStreamReader;
 }
 
 /** Handle on the registered services. */
@@ -85,6 +88,7 @@ export function registerStorageServices(server: grpc.Server, deps: StorageServic
     logger: logger.child('bytestream'),
     clock: deps.clock,
     uploadIdleTimeoutMs: deps.uploadIdleTimeoutMs,
+    logStreams: deps.logStreams,
   });
   server.addService(byteStreamService, byteStream.implementation);
   server.addService(

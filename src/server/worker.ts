@@ -23,6 +23,7 @@ import type { Logger } from '../lib/util/logger.js';
 import { attachError, type BuildExecutor, type ExecutionTask } from '../lib/worker/build-executor.js';
 import { FileCache } from '../lib/worker/file-cache.js';
 import { LocalBuildExecutor } from '../lib/worker/local-build-executor.js';
+import { followOutput, type OutputChunk, type OutputFiles, type OutputFollower } from '../lib/worker/output-follower.js';
 import { removeTree } from '../lib/worker/remove-tree.js';
 import { createRunner, type RunnerKind } from '../lib/worker/create-runner.js';
 import type { Runner } from '../lib/worker/runner.js';
@@ -304,7 +305,7 @@ class Worker {
         if (busy >= this.opts.slots) throw StatusError.unavailable(`Failed to start task: all ${this.opts.slots} slots of worker ${JSON.stringify(this.workerName)} are busy`);
         const executionTask = toExecutionTask(task);
         this.logger.debug('Task started', { taskId, actionDigest: executionTask.actionDigest.toString() });
-        response = await this.executor.execute(executionTask, { signal: entry.controller.signal });
+        response = await this.executor.execute(executionTask, { signal: entry.controller.signal, followOutput: (files) => this.followOutput(taskId, task.leaseToken ?? '', files) });
       } catch (err) {
         attachError(response, err);
       }
@@ -315,6 +316,13 @@ class Worker {
     })();
     this.taskPromises.add(promise);
     void promise.finally(() => this.taskPromises.delete(promise));
+  }
+
+  /** Live output of a task, appended on the scheduler (AppendLogs) as the runner writes it. */
+  private followOutput(taskId: string, leaseToken: string, files: OutputFiles): OutputFollower {
+    const stream = { stdout: workerapi.LogChunk.Stream.STDOUT, stderr: workerapi.LogChunk.Stream.STDERR };
+    const send = (chunks: OutputChunk[]) => this.call<unknown>('appendLogs', { workerId: this.workerId, taskId, leaseToken, chunks: chunks.map((c) => ({ ...c, stream: stream[c.stream] })) }, 5_000);
+    return followOutput(files, { send: async (chunks) => void (await send(chunks)), clock: this.clock, logger: this.logger });
   }
 
   /** Delivers a result, retrying with backoff until the scheduler has it or will never take it. */
@@ -352,7 +360,7 @@ class Worker {
     return true;
   }
 
-  private call<Res>(method: 'synchronize' | 'completeTask', request: unknown, deadlineMs: number, signal?: AbortSignal): Promise<Res> {
+  private call<Res>(method: 'synchronize' | 'completeTask' | 'appendLogs', request: unknown, deadlineMs: number, signal?: AbortSignal): Promise<Res> {
     const client = this.schedulers.client;
     return new Promise<Res>((resolve, reject) => {
       const fn = (client as unknown as Record<string, grpc.requestCallback<Res> & ((...args: unknown[]) => grpc.ClientUnaryCall)>)[method]!;

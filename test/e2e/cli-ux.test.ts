@@ -48,6 +48,7 @@ const CLIENT_COMMANDS = [
   'get_outputs',
   'list_operations',
   'reproduce',
+  'tail',
   'upload_action',
   'upload_command',
   'upload_dir',

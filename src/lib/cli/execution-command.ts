@@ -85,8 +85,14 @@ export abstract class ExecutionCommand<T> extends BzutilCommand<T> {
    * WaitExecution a few times; a stream that ends before `done` is an UNAVAILABLE error telling the
    * user how to resume.
    */
-  protected async followUntilDone(client: ExecutionClient, stream: AsyncIterable<longrunning.IOperation>, what: string): Promise<OperationView> {
-    const progress = this.startProgress(what);
+  protected async followUntilDone(
+    client: ExecutionClient,
+    stream: AsyncIterable<longrunning.IOperation>,
+    what: string,
+    /** `onOperation` sees every update; `progress: false` keeps the spinner off (live logs on stderr). */
+    opts: { onOperation?: (op: DecodedOperation) => void; progress?: boolean } = {},
+  ): Promise<OperationView> {
+    const progress = this.startProgress(what, opts.progress ?? true);
     let last: DecodedOperation | undefined;
     let reattachments = 0;
     let current = stream;
@@ -94,6 +100,7 @@ export abstract class ExecutionCommand<T> extends BzutilCommand<T> {
       try {
         for await (const op of current) {
           last = decodeOperation(op);
+          opts.onOperation?.(last);
           progress.update(formatStage(toOperationView(last)));
           if (last.done) {
             progress.stop();
@@ -123,9 +130,9 @@ export abstract class ExecutionCommand<T> extends BzutilCommand<T> {
   }
 
   /** A spinner on stderr unless --json is on or stderr is not a terminal. */
-  protected startProgress(text: string): Progress {
+  protected startProgress(text: string, enabled = true): Progress {
     this.progress?.stop();
-    this.progress = createProgress(text, !this.jsonEnabled());
+    this.progress = createProgress(text, enabled && !this.jsonEnabled());
     return this.progress;
   }
 

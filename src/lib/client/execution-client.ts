@@ -4,9 +4,9 @@
  * ExecuteResponse packed in Any). Used by the `execute` and `get_operation` commands.
  */
 import type { Digest } from '../digest/digest.js';
-import { StatusError, wrapStatus } from '../errors/status-error.js';
+import { Code, hasCode, StatusError, wrapStatus } from '../errors/status-error.js';
 import { reapi, type longrunning } from '../proto/index.js';
-import { executionService, operationsService, unpackAny } from '../proto/services.js';
+import { byteStreamService, executionService, operationsService, unpackAny } from '../proto/services.js';
 import type { RemoteCallOptions } from './connection.js';
 import { withRetry } from './retry.js';
 import { ServiceClient, type ServiceClientOptions } from './service-client.js';
@@ -109,6 +109,29 @@ export class ExecutionClient extends ServiceClient {
     await this.retried(`Failed to delete operation ${JSON.stringify(name)}`, opts, () =>
       this.connection.unary(operationsService.deleteOperation, { name: normalizeOperationName(name, this.instanceName) }, opts),
     );
+  }
+
+  /**
+   * Reads a live log stream (ExecuteOperationMetadata.stdout_stream_name or stderr_stream_name)
+   * with ByteStream Read on the scheduler: output as the action produces it, ending with the action.
+   * A dropped stream resumes from the last byte received (UNAVAILABLE, a few times); NOT_FOUND for a
+   * name the scheduler never had.
+   */
+  async *readLogStream(resourceName: string, opts: RemoteCallOptions = {}): AsyncGenerator<Uint8Array> {
+    let position = 0;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        for await (const res of this.connection.serverStream(byteStreamService.read, { resourceName, readOffset: position, readLimit: 0 }, streamOptions(opts))) {
+          if (!res.data?.length) continue;
+          position += res.data.length;
+          yield res.data;
+        }
+        return;
+      } catch (err) {
+        if (attempt < 4 && hasCode(err, Code.UNAVAILABLE) && !opts.signal?.aborted) continue;
+        throw wrapStatus(err, `Failed to read log stream ${JSON.stringify(resourceName)}`);
+      }
+    }
   }
 
   private async retried<T>(step: string, opts: RemoteCallOptions, fn: () => Promise<T>): Promise<T> {

@@ -86,6 +86,7 @@ export const byteStreamService = {
 export const workerQueueService = {
   synchronize: method('/bzutil.worker.v1.WorkerQueue/Synchronize', workerapi.SynchronizeRequest, workerapi.SynchronizeResponse),
   completeTask: method('/bzutil.worker.v1.WorkerQueue/CompleteTask', workerapi.CompleteTaskRequest, workerapi.CompleteTaskResponse),
+  appendLogs: method('/bzutil.worker.v1.WorkerQueue/AppendLogs', workerapi.AppendLogsRequest, workerapi.AppendLogsResponse),
 } satisfies ServiceDefinition;
 
 /** Encodes a message into a google.protobuf.Any. */

@@ -5,6 +5,7 @@
  * the response, including the PreconditionFailure details, from there.
  */
 import type { Digest } from '../digest/digest.js';
+import { logStreamName } from './log-streams.js';
 import type { PlatformProperties } from './platform-properties.js';
 import { digestFunctionToProto } from '../digest/digest-function.js';
 import { longrunning, reapi } from '../proto/index.js';
@@ -20,6 +21,11 @@ export interface OperationSnapshot {
   stage: ExecutionStage;
   /** The platform the action needs, while QUEUED or EXECUTING (for the per-platform queue metrics). */
   platform?: PlatformProperties;
+  /**
+   * The operation whose live log streams this one shows: the execution's first operation when this
+   * one joined it (log-streams.ts). @default name
+   */
+  logStreamOperation?: string;
   /** Set exactly when `stage` is COMPLETED; a failure is in `response.status`. */
   response?: reapi.IExecuteResponse;
 }
@@ -35,6 +41,12 @@ export function toLongrunningOperation(snapshot: OperationSnapshot): longrunning
     actionDigest: snapshot.actionDigest.toProto(),
     digestFunction: digestFunctionToProto(snapshot.actionDigest.digestFunction),
   };
+  if (snapshot.stage !== 'CACHE_CHECK') {
+    // ByteStream names on the scheduler's port: live while the action runs, its final output after.
+    const owner = snapshot.logStreamOperation ?? snapshot.name;
+    metadata.stdoutStreamName = logStreamName(owner, 'stdout');
+    metadata.stderrStreamName = logStreamName(owner, 'stderr');
+  }
   const op: longrunning.IOperation = {
     name: snapshot.name,
     done,

@@ -93,8 +93,11 @@ export function snapshotOf(entry: OperationEntry): OperationSnapshot {
   if (entry.ownResponse) return { ...base, stage: 'COMPLETED', response: entry.ownResponse };
   const execution = entry.execution;
   if (!execution) return { ...base, stage: 'CACHE_CHECK' };
-  if (execution.stage === 'COMPLETED') return { ...base, stage: 'COMPLETED', response: execution.response ?? {} };
-  return { ...base, stage: execution.stage, platform: execution.platform };
+  // Tasks carry the execution's first operation (task-messages.ts): its streams are this one's.
+  const first = (execution.entries.values().next().value as OperationEntry | undefined)?.name;
+  const logs = first !== undefined && first !== entry.name ? { logStreamOperation: first } : {};
+  if (execution.stage === 'COMPLETED') return { ...base, ...logs, stage: 'COMPLETED', response: execution.response ?? {} };
+  return { ...base, ...logs, stage: execution.stage, platform: execution.platform };
 }
 
 /** Marks a visible change of `entry` and wakes its followers. */

@@ -9,6 +9,7 @@ import type { CallOptions } from '../blobstore/blob-store.js';
 import type { Digest } from '../digest/digest.js';
 import { abortStatus as abortStatusOf, Code, StatusError, toStatusError } from '../errors/status-error.js';
 import type { protobuf, reapi, workerapi } from '../proto/index.js';
+import type { OutputFiles } from './output-follower.js';
 
 /** One action to run, as the scheduler hands it out (Action and Command already fetched). */
 export interface ExecutionTask {
@@ -31,6 +32,11 @@ export type ExecutionStage = 'FETCHING_INPUTS' | 'RUNNING' | 'UPLOADING_OUTPUTS'
 export interface ExecuteOptions extends CallOptions {
   /** Told when the task enters each stage, e.g. to report progress. */
   onStage?: (stage: ExecutionStage) => void;
+  /**
+   * Called as the command starts with the files its stdout and stderr go to (empty then); the
+   * returned `stop` is awaited once it has exited, before the files are read or reused (live logs).
+   */
+  followOutput?: (files: OutputFiles) => { stop(): Promise<void> };
 }
 
 export interface BuildExecutor {

@@ -134,6 +134,13 @@ export class LocalBuildExecutor implements BuildExecutor {
       opts.onStage?.('RUNNING');
       const workingDirectory = resolveRelativePath('', task.command.workingDirectory ?? '', 'working_directory', { allowEmpty: true });
       metadata.executionStartTimestamp = this.now();
+      // A reused sandbox's files still hold the last action's output until the runner truncates
+      // them: empty them first, so that live output never shows another action's.
+      let following: { stop(): Promise<void> } | undefined;
+      if (opts.followOutput) {
+        await truncateOutputs(stdoutPath, stderrPath);
+        following = opts.followOutput({ stdoutPath, stderrPath });
+      }
       const run = await (sandbox ?? this.runner).run(
         {
           argv: task.command.arguments ?? [],
@@ -147,7 +154,7 @@ export class LocalBuildExecutor implements BuildExecutor {
           chroot,
         },
         { signal },
-      );
+      ).finally(() => following?.stop());
       metadata.executionCompletedTimestamp = this.now();
       result.exitCode = run.exitCode;
       if (run.cancelled) {
@@ -267,6 +274,17 @@ async function createActionDirectory(actionDirectory: string, inputRoot: string)
   if (created !== undefined && created !== inputRoot) return;
   await removeTree(actionDirectory);
   await fsp.mkdir(inputRoot, { recursive: true });
+}
+
+/** Empties stdout and stderr files that exist (a fresh action directory has none). */
+async function truncateOutputs(...files: string[]): Promise<void> {
+  await Promise.all(
+    files.map((file) =>
+      fsp.truncate(file, 0).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      }),
+    ),
+  );
 }
 
 /**

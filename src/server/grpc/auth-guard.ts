@@ -14,6 +14,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { type Authenticator, bearerToken } from '../../lib/auth/authenticator.js';
 import { authorize, type Permission, type Principal } from '../../lib/auth/principal.js';
 import { StatusError, toStatusError } from '../../lib/errors/status-error.js';
+import { parseLogStreamName } from '../../lib/scheduler/log-streams.js';
 import { parseOperationName, parseOperationsCollection } from '../../lib/scheduler/operation-names.js';
 import type { Logger } from '../../lib/util/logger.js';
 import type { CallGuard } from './handlers.js';
@@ -92,6 +93,21 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
 
 const UNLISTED: MethodRule = rule(['admin']);
 
+/** Live log streams (`<operation>/logs/stdout`) are read like operations: `operations.read` in the operation's instance. */
+const LOG_STREAM_READ = rule(['operations.read'], (request) => {
+  try {
+    return parseLogStreamName((request as { resourceName?: string } | undefined)?.resourceName ?? '')?.operation.instanceName;
+  } catch {
+    return undefined;
+  }
+});
+
+/** The rule of one call: METHOD_RULES, except where the request decides (a ByteStream Read of a log stream). */
+export function ruleOf(method: string, request: unknown, rules: Readonly<Record<string, MethodRule>> = METHOD_RULES): MethodRule {
+  if (method === 'ByteStream.Read' && /\/logs\/(stdout|stderr)$/.test((request as { resourceName?: unknown } | undefined)?.resourceName as string)) return LOG_STREAM_READ;
+  return rules[method] ?? UNLISTED;
+}
+
 /** The credential of a call's metadata; UNAUTHENTICATED when missing or not accepted. */
 export async function authenticateMetadata(authenticator: Authenticator, metadata: grpc.Metadata): Promise<Principal> {
   const values = metadata.get('authorization');
@@ -103,7 +119,7 @@ export async function authenticateMetadata(authenticator: Authenticator, metadat
 /** The guard of a client port: every call per METHOD_RULES. */
 export function createAuthGuard(authenticator: Authenticator, logger: Logger, rules: Readonly<Record<string, MethodRule>> = METHOD_RULES): CallGuard {
   return async (method, request, metadata) => {
-    const r = rules[method] ?? UNLISTED;
+    const r = ruleOf(method, request, rules);
     if (r.permissions === 'public') return;
     let principal: Principal;
     try {

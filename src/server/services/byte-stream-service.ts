@@ -26,6 +26,7 @@ import { type Clock, systemClock } from '../../lib/util/clock.js';
 import type { Logger } from '../../lib/util/logger.js';
 import type { CallContext, HandlerFactory } from '../grpc/handlers.js';
 import type { ResolvedCapabilitiesConfig } from './capabilities-config.js';
+import type { LogStreamReader } from './log-stream-reader.js';
 import { assertDigestFunctionServed } from './request-fields.js';
 
 export { DEFAULT_MAX_PENDING_UPLOADS, DEFAULT_UPLOAD_IDLE_TIMEOUT_MS } from '../../lib/bytestream/resumable-uploads.js';
@@ -44,6 +45,8 @@ export interface ByteStreamServiceDeps {
   uploadIdleTimeoutMs?: number;
   /** @default DEFAULT_MAX_PENDING_UPLOADS */
   maxPendingUploads?: number;
+  /** Reads of live log stream names (the scheduler's port); without it such names are refused as blob names. */
+  logStreams?: LogStreamReader;
 }
 
 /** The service implementation plus the handle that aborts parked uploads when the server stops. */
@@ -86,6 +89,11 @@ export function createByteStreamService(handlers: HandlerFactory, deps: ByteStre
   };
 
   async function* read(request: bytestream.ReadRequest, ctx: CallContext): AsyncGenerator<bytestream.IReadResponse> {
+    const live = deps.logStreams?.(request.resourceName, { offset: Number(request.readOffset), limit: Number(request.readLimit), signal: ctx.signal });
+    if (live) {
+      for await (const data of live) yield { data };
+      return;
+    }
     const { digest, compressor } = checkResourceName(parseReadResourceName(request.resourceName), 'resource_name');
     const offset = request.readOffset;
     const limit = request.readLimit;

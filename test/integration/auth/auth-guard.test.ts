@@ -194,6 +194,17 @@ describe('the auth guard on a client port', () => {
     expect((await call('Operations.ListOperations', 'main', tokens.full, { name: '' })).code).toBe(grpc.status.PERMISSION_DENIED);
   });
 
+  it('reads live log streams with operations.read in their instance, not with cas.read alone', async () => {
+    const logName = (instance: string) => ({ resourceName: `${instance}/operations/${randomUUID()}/logs/stdout` });
+    // Authorized, then NOT_FOUND: no such operation.
+    expect((await call('ByteStream.Read', 'main', tokens.full, logName('main'))).code).toBe(grpc.status.NOT_FOUND);
+    const reader = await call('ByteStream.Read', 'main', tokens.reader, logName('main'));
+    expect(reader.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(reader.details).toContain('operations.read');
+    expect((await call('ByteStream.Read', 'main', tokens.full, logName('other'))).code).toBe(grpc.status.PERMISSION_DENIED);
+    expect((await call('ByteStream.Read', 'main', undefined, logName('main'))).code).toBe(grpc.status.UNAUTHENTICATED);
+  });
+
   it('matches instance globs', async () => {
     expect((await call('ContentAddressableStorage.FindMissingBlobs', 'team/a', tokens.glob)).code).toBe(grpc.status.OK);
     expect((await call('ContentAddressableStorage.FindMissingBlobs', 'team', tokens.glob)).code).toBe(grpc.status.PERMISSION_DENIED);
