@@ -212,9 +212,16 @@ export function defaultWorkerId(workDir: string): string {
   return `${hostname()}:${createHash('sha256').update(resolve(workDir)).digest('hex').slice(0, 16)}`;
 }
 
-/** Remote Asset's downloaders: http(s), under the `asset.allow` URL policy. */
+/** Remote Asset's downloaders: http(s) blobs and archives, under the `asset.allow` URL policy and size limits. */
 function assetDownloaders(config: ResolvedConfig): AssetDownloader[] {
-  return [new HttpDownloader({ policy: new UrlPolicy(config.asset?.allow ?? []) })];
+  const section = config.asset ?? {};
+  return [
+    new HttpDownloader({
+      policy: new UrlPolicy(section.allow ?? []),
+      maxSizeBytes: section.max_download_size === undefined ? undefined : parseSizeBytes(section.max_download_size),
+      maxUnpackedSizeBytes: section.max_unpacked_size === undefined ? undefined : parseSizeBytes(section.max_unpacked_size),
+    }),
+  ];
 }
 
 function serverTls(section: TlsSection | undefined): ServerTls | undefined {

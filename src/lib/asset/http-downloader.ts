@@ -1,5 +1,6 @@
 /**
- * Downloads http(s) URLs into the CAS for Remote Asset FetchBlob. Memory stays bounded: the body is
+ * Downloads http(s) URLs into the CAS for Remote Asset FetchBlob, and archives for FetchDirectory
+ * (unpacked into a tree by archive-unpacker.ts). Memory stays bounded: the body is
  * streamed to a temporary file while being hashed (with the CAS digest function and, when the
  * request carries `checksum.sri`, the SRI algorithm), then streamed into the CAS under the digest
  * found. A body larger than `maxSizeBytes` is cut off (RESOURCE_EXHAUSTED); a checksum that differs
@@ -21,6 +22,7 @@ import { Digest } from '../digest/digest.js';
 import { newHasher } from '../digest/digest-function.js';
 import { Code, StatusError, toStatusError } from '../errors/status-error.js';
 import type { AssetDownloader, DownloadRequest } from './remote-asset.js';
+import { detectArchiveFormat, unpackArchive } from './archive-unpacker.js';
 import { parseSri } from './sri.js';
 import { UrlPolicy } from './url-policy.js';
 
@@ -28,14 +30,21 @@ export interface HttpDownloaderOptions {
   policy?: UrlPolicy;
   /** Largest body accepted. @default 1 GiB */
   maxSizeBytes?: number;
+  /** FetchDirectory: most bytes an archive may unpack to. @default 4 GiB */
+  maxUnpackedSizeBytes?: number;
+  /** FetchDirectory: most entries (files, directories, links) in an archive. @default 1 000 000 */
+  maxArchiveEntries?: number;
   /** Whole download, when the request gives no timeout. @default 5 minutes */
   timeoutMs?: number;
   /** Redirects followed. @default 5 */
   maxRedirects?: number;
 }
 
+const DEFAULT_MAX_UNPACKED_SIZE_BYTES = 4 * 1024 ** 3;
+const DEFAULT_MAX_ARCHIVE_ENTRIES = 1_000_000;
+
 export class HttpDownloader implements AssetDownloader {
-  readonly supportedQualifiers: ReadonlySet<string> = new Set(['checksum.sri', 'bazel.canonical_id']);
+  readonly supportedQualifiers: ReadonlySet<string> = new Set(['checksum.sri', 'bazel.canonical_id', 'resource_type']);
   private readonly policy: UrlPolicy;
   private readonly maxSizeBytes: number;
 
@@ -49,6 +58,49 @@ export class HttpDownloader implements AssetDownloader {
   }
 
   async fetchBlob(request: DownloadRequest, opts: CallOptions): Promise<Digest> {
+    return this.withDownload(request, opts, async (file, digest) => {
+      await request.contentAddressableStorage.put(digest, createReadStream(file), { signal: opts.signal });
+      return digest;
+    });
+  }
+
+  /**
+   * Downloads a .tar, .tar.gz or .zip archive (the format from a `resource_type` qualifier or the
+   * archive's first bytes) and unpacks it into the CAS as a tree (archive-unpacker.ts). The
+   * archive itself is not stored: the tree is the asset.
+   */
+  async fetchDirectory(request: DownloadRequest, opts: CallOptions): Promise<Digest> {
+    return this.withDownload(request, opts, async (file, _digest, dir) => {
+      const resourceType = request.qualifiers.find((q) => q.name === 'resource_type')?.value;
+      const format = await detectArchiveFormat(file, resourceType);
+      if (!format) {
+        throw StatusError.invalidArgument(`The content at ${originOf(request.uri)} is not a .tar, .tar.gz or .zip archive`, [
+          { field: 'uris', description: 'Not an archive this server unpacks' },
+        ]);
+      }
+      return unpackArchive(
+        file,
+        format,
+        {
+          contentAddressableStorage: request.contentAddressableStorage,
+          instanceName: request.instanceName,
+          digestFunction: request.digestFunction,
+          tempDir: dir,
+          maxUnpackedSizeBytes: this.options.maxUnpackedSizeBytes ?? DEFAULT_MAX_UNPACKED_SIZE_BYTES,
+          maxEntries: this.options.maxArchiveEntries ?? DEFAULT_MAX_ARCHIVE_ENTRIES,
+          uri: request.uri,
+        },
+        { signal: opts.signal },
+      );
+    });
+  }
+
+  /**
+   * Downloads `request.uri` into a file of a private temporary directory (hashing it with the CAS
+   * digest function and checking `checksum.sri`), hands the file, its digest and the directory to
+   * `use`, and removes the directory afterwards.
+   */
+  private async withDownload<T>(request: DownloadRequest, opts: CallOptions, use: (file: string, digest: Digest, dir: string) => Promise<T>): Promise<T> {
     const sriValue = request.qualifiers.find((q) => q.name === 'checksum.sri')?.value;
     const sri = sriValue === undefined ? undefined : parseSri(sriValue);
     const timeoutMs = request.timeoutMs ?? this.options.timeoutMs ?? 5 * 60_000;
@@ -93,9 +145,7 @@ export class HttpDownloader implements AssetDownloader {
           );
         }
       }
-      const digest = Digest.create(request.instanceName, request.digestFunction, hasher.digest('hex'), sizeBytes);
-      await request.contentAddressableStorage.put(digest, createReadStream(file), { signal: opts.signal });
-      return digest;
+      return await use(file, Digest.create(request.instanceName, request.digestFunction, hasher.digest('hex'), sizeBytes), dir);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

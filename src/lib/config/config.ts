@@ -119,6 +119,10 @@ export interface StorageSection {
 export interface AssetSection {
   /** URL patterns (`*` = any characters) that may reach loopback, link-local and private addresses. */
   allow?: string[];
+  /** Largest download (FetchBlob body or archive). @default 1GiB */
+  max_download_size?: SizeSetting;
+  /** Most bytes a FetchDirectory archive may unpack to. @default 4GiB */
+  max_unpacked_size?: SizeSetting;
 }
 
 export interface BzutilConfig {
