@@ -35,7 +35,7 @@ import { createOperationsService } from './services/operations-service.js';
 import { type CapabilitiesConfig, resolveCapabilitiesConfig } from './services/capabilities-config.js';
 import { createCapabilitiesService } from './services/capabilities-service.js';
 import { registerStorageServices, type StorageServices } from './storage-services.js';
-import { createLogStreamReader } from './services/log-stream-reader.js';
+import { createLogStreamReader, type LogStreamReader } from './services/log-stream-reader.js';
 import { LogStreams } from '../lib/scheduler/log-streams.js';
 import { openWorkerPort, type WorkerPort } from './worker-port.js';
 
@@ -114,6 +114,8 @@ export interface Scheduler {
   actionCache: ActionCache;
   /** Live workers and what each runs (as seen by the WorkerQueue service). */
   workers(): WorkerSummary[];
+  /** Reads a live log stream name as ByteStream Read does on this port (for the web UI). */
+  readLogStream: LogStreamReader;
   /** The CAS behind the queue and this port's storage services (see StorageServicesDeps.uploadsVerified). */
   contentAddressableStorage: BlobStore;
   /** Fully-qualified names of the services on the port (health and reflection list these). */
@@ -186,6 +188,7 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
   const observer = createActionObserver({ buildQueue, logger: logger.child('actions'), clock, workerLeaseMs: config.workerLeaseMs ?? 30_000, metrics });
   // Live logs: workers append over the worker port, clients read over ByteStream on this port.
   const logStreams = new LogStreams({ clock });
+  const readLogStream = createLogStreamReader({ logStreams, buildQueue, contentAddressableStorage: stores.contentAddressableStorage, clock });
   let storage: StorageServices | undefined;
   if (config.serveStorage ?? true) {
     storage = registerStorageServices(server, {
@@ -199,7 +202,7 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
       assetIndex,
       assetDownloaders,
       guard,
-      logStreams: createLogStreamReader({ logStreams, buildQueue, contentAddressableStorage: stores.contentAddressableStorage, clock }),
+      logStreams: readLogStream,
     });
   } else {
     server.addService(capabilitiesService, createCapabilitiesService(handlers, capabilities));
@@ -237,6 +240,7 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
     contentAddressableStorage: stores.contentAddressableStorage,
     actionCache: stores.actionCache,
     workers: () => observer.workers(),
+    readLogStream,
     services: introspection.services,
     setServing: introspection.setServing,
     drain: async (graceMs) => {

@@ -34,6 +34,7 @@ export function uiOfServeAll(all: ServeAll): UiSources {
     actionCache: all.apiserver.actionCache,
     buildQueue: all.scheduler.buildQueue,
     workers: () => all.scheduler.workers(),
+    readLogStream: all.scheduler.readLogStream,
   };
 }
 

@@ -89,6 +89,9 @@ describe.skipIf(!haveChromium)('web UI in chromium', () => {
     expect(await page.locator('tr:has(th:text-is("stage")) td').textContent()).toBe('COMPLETED');
     expect(await page.locator('tr:has(th:text-is("exit code")) td').textContent()).toBe('0');
     expect(await page.locator('tr:has(td:text-is("execute"))').count()).toBe(1);
+    // The output section's script reads /logs: the final stdout of a finished action.
+    await page.locator('#stdout[data-done="true"]').waitFor({ timeout: 10_000 });
+    expect(await page.locator('#stdout').textContent()).toBe('hello <from> the input tree');
     await page.screenshot({ path: join(shots, 'operation.png'), fullPage: true });
     await page.locator('tr:has(th:text-is("stdout")) a').click();
     expect(await page.locator('#content').textContent()).toBe('hello <from> the input tree');

@@ -58,7 +58,7 @@ needs only --remote_executor=grpc://host:9099. Workers dial a separate, private 
         process.stdout.write(`scheduler listening on ${scheduler.address}\n`);
         process.stdout.write(`workers listening on ${scheduler.workerAddress}\n`);
       },
-      (s) => ({ contentAddressableStorage: s.contentAddressableStorage, actionCache: s.actionCache, buildQueue: s.buildQueue, workers: () => s.workers() }),
+      (s) => ({ contentAddressableStorage: s.contentAddressableStorage, actionCache: s.actionCache, buildQueue: s.buildQueue, workers: () => s.workers(), readLogStream: s.readLogStream }),
     );
   }
 }

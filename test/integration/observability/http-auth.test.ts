@@ -103,6 +103,10 @@ describe('HTTP port with auth on', () => {
     expect(other.status).toBe(403);
     expect(await other.text()).toContain('"other"');
     expect((await get('/operation?name=other/operations/00000000-0000-4000-8000-000000000000', bearer('browser'))).status).toBe(403);
+    // Live logs need operations.read in the operation's instance: authorized, then 404 (no such operation).
+    expect((await get('/logs?name=operations/00000000-0000-4000-8000-000000000000', bearer('viewer'))).status).toBe(404);
+    expect((await get('/logs?name=other/operations/00000000-0000-4000-8000-000000000000', bearer('viewer'))).status).toBe(403);
+    expect((await get('/logs?name=operations/00000000-0000-4000-8000-000000000000')).status).toBe(401);
   });
 
   it('logs a browser in with an HttpOnly SameSite=Strict cookie, and out again', async () => {

@@ -16,6 +16,7 @@ import { type DecodedOperation, decodeOperation, ExecutionClient } from '../../.
 import { Code, toStatusError } from '../../../src/lib/errors/status-error.js';
 import { encodeWithDigest } from '../../../src/lib/proto/canonical.js';
 import { reapi } from '../../../src/lib/proto/index.js';
+import type { HttpServer } from '../../../src/server/http/http-server.js';
 import type { ServeAll } from '../../../src/server/serve-all.js';
 import { startServeAllInProcess } from '../../helpers/serve-all-in-process.js';
 
@@ -23,12 +24,13 @@ describe('live logs', () => {
   let work: string;
   let all: ServeAll;
   let stop: (() => Promise<void>) | undefined;
+  let http: HttpServer;
   let connection: RemoteConnection;
   let client: ExecutionClient;
 
   beforeAll(async () => {
     work = mkdtempSync(join(tmpdir(), 'bzutil-live-logs-'));
-    ({ all, close: stop } = await startServeAllInProcess(work));
+    ({ all, http, close: stop } = await startServeAllInProcess(work));
     connection = new RemoteConnection(all.scheduler.address);
     client = new ExecutionClient(connection, {});
   });
@@ -108,5 +110,28 @@ describe('live logs', () => {
     expect(live.text.length).toBeLessThanOrEqual(8 * 1024 * 1024 + 5);
     const digest = finished.op.response!.result!.stdoutDigest!;
     expect(Number(digest.sizeBytes)).toBe(8 * 1024 * 1024 + 5);
+  });
+
+  it('shows the output in the web UI: /logs streams it live, the operation page links it', async () => {
+    const { first, done } = await start('echo web-first; sleep 1.5; echo web-second');
+    const base = `http://${http.address}`;
+    const page = await (await fetch(`${base}/operation?name=${encodeURIComponent(first.name)}`)).text();
+    expect(page).toContain('Live output');
+    expect(page).toContain(`data-logs="/logs?name=${encodeURIComponent(first.name)}&#38;stream=stdout"`);
+    const res = await fetch(`${base}/logs?name=${encodeURIComponent(first.name)}&stream=stdout`);
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    const firstChunk = Buffer.from((await reader.read()).value!).toString();
+    const finished = await Promise.race([done.then(() => true), Promise.resolve(false)]);
+    expect(firstChunk).toBe('web-first\n');
+    expect(finished).toBe(false); // it arrived while the action still ran
+    let rest = '';
+    for (let r = await reader.read(); !r.done; r = await reader.read()) rest += Buffer.from(r.value).toString();
+    expect(rest).toBe('web-second\n');
+    await done;
+    const after = await (await fetch(`${base}/operation?name=${encodeURIComponent(first.name)}`)).text();
+    expect(after).toContain('<h2>Output</h2>');
+    expect(await (await fetch(`${base}/logs?name=${encodeURIComponent(first.name)}&stream=stdout`)).text()).toBe('web-first\nweb-second\n');
+    expect((await fetch(`${base}/logs?name=operations/${randomUUID()}`)).status).toBe(404);
   });
 });

@@ -1,5 +1,5 @@
 /**
- * The web UI (server-rendered HTML, no script): a dashboard of the queue, the workers and recent
+ * The web UI (server-rendered HTML; one small script fills the live output of logs.ts): a dashboard of the queue, the workers and recent
  * operations; an operation page with its stage, timeline and result; Action, Command, input tree
  * (Directory) and blob pages; and an action cache lookup. Every page reads the same stores and queue
  * the gRPC services use, so what it shows is what Bazel gets. With auth on, http-auth.ts has checked
@@ -13,6 +13,8 @@ import { reapi } from '../../../lib/proto/index.js';
 import type { BuildQueue } from '../../../lib/scheduler/build-queue.js';
 import type { OperationSnapshot } from '../../../lib/scheduler/operation-snapshot.js';
 import type { WorkerSummary } from '../../observability/action-observer.js';
+import type { LogStreamReader } from '../../services/log-stream-reader.js';
+import { logsResponse, logsSection } from './logs.js';
 import { digestLink, fields, type Html, html, operationLink, page, table } from './html.js';
 
 export interface UiSources {
@@ -20,6 +22,8 @@ export interface UiSources {
   actionCache?: ActionCache;
   buildQueue?: BuildQueue;
   workers?: () => WorkerSummary[];
+  /** Live log streams (the scheduler's ByteStream reader); without it operation pages show no output section. */
+  readLogStream?: LogStreamReader;
 }
 
 export interface UiResponse {
@@ -48,6 +52,7 @@ export async function renderUi(url: URL, sources: UiSources, access: UiAccess = 
   try {
     if (parts.length === 0) return ok(page('Dashboard', await dashboard(sources, access)));
     if (parts[0] === 'operation' && parts.length === 1) return ok(page('Operation', await operation(sources, url.searchParams.get('name') ?? '')));
+    if (parts[0] === 'logs' && parts.length === 1) return await logsResponse(url, sources.readLogStream, async (name) => sources.buildQueue?.getOperation(name));
     if (parts[0] === 'ac' && parts.length === 1) return ok(page('Action cache', await actionCacheLookup(sources, url.searchParams.get('digest'), instanceName)));
     if (parts.length !== 3) return undefined;
     switch (parts[0]) {
@@ -123,7 +128,9 @@ async function operation(sources: UiSources, name: string): Promise<Html> {
     ['action', digestLink('action', op.actionDigest)],
     ['stage', op.stage],
     ['outcome', outcome(op.response)],
-  ])}${op.response?.result ? actionResult(op.response.result, op.actionDigest.instanceName) : ''}`;
+  ])}${sources.readLogStream && op.stage !== 'CACHE_CHECK' ? logsSection(op.logStreamOperation ?? op.name, op.stage !== 'COMPLETED') : ''}${
+    op.response?.result ? actionResult(op.response.result, op.actionDigest.instanceName) : ''
+  }`;
 }
 
 const STEPS: [string, keyof reapi.IExecutedActionMetadata, keyof reapi.IExecutedActionMetadata][] = [
