@@ -17,7 +17,7 @@ import type { Authenticator } from '../lib/auth/authenticator.js';
 import { createAuthGuard } from './grpc/auth-guard.js';
 import { addIntrospection } from './grpc/introspection.js';
 import { createRpcMetrics } from './grpc/rpc-metrics.js';
-import { bindGrpcServer, createGrpcServer, shutdownGrpcServer } from './grpc/server.js';
+import { bindGrpcServer, createGrpcServer, type PortLimits, shutdownGrpcServer } from './grpc/server.js';
 import type { ServerTls } from './grpc/tls.js';
 import type { CapabilitiesConfig } from './services/capabilities-config.js';
 import { registerStorageServices } from './storage-services.js';
@@ -45,6 +45,8 @@ export interface ApiServerConfig extends LocalStorageOptions {
   capabilities?: CapabilitiesConfig;
   /** How long an interrupted ByteStream upload may be resumed. @default 60 000 */
   uploadIdleTimeoutMs?: number;
+  /** Streams per connection, message size and parked uploads (grpc/server.ts). @default the defaults there */
+  limits?: PortLimits;
   /** Where to count RPCs and storage traffic (label server="apiserver"). @default no metrics */
   metrics?: Registry;
   /** How Remote Asset Fetch downloads what its index lacks. @default none (index only) */
@@ -90,7 +92,7 @@ export async function startApiServer(config: ApiServerConfig = {}): Promise<ApiS
   const { contentAddressableStorage } = storage;
   const actionCache = storage.actionCache!;
 
-  const server = createGrpcServer();
+  const server = createGrpcServer({}, config.limits);
   const services = registerStorageServices(server, {
     contentAddressableStorage,
     uploadsVerified: true,
@@ -99,6 +101,7 @@ export async function startApiServer(config: ApiServerConfig = {}): Promise<ApiS
     capabilities: config.capabilities,
     clock,
     uploadIdleTimeoutMs: config.uploadIdleTimeoutMs,
+    limits: config.limits,
     assetIndex: storage.assetIndex,
     assetDownloaders: config.assetDownloaders,
     rpcObserver: config.metrics && createRpcMetrics(config.metrics, 'apiserver'),

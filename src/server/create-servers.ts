@@ -18,17 +18,19 @@ import type { Authenticator } from '../lib/auth/authenticator.js';
 import { createAuthenticator } from '../lib/auth/create-authenticator.js';
 import { TokenFileAuthenticator } from '../lib/auth/token-file.js';
 import type { BlobStore } from '../lib/blobstore/blob-store.js';
-import type { ResolvedConfig, TlsSection } from '../lib/config/config.js';
+import { ConfigError, type PortLimitsSection, type ResolvedConfig, type TlsSection } from '../lib/config/config.js';
 import { createStorage, unsharedActionCacheWarning } from '../lib/config/create-storage.js';
 import type { Clock } from '../lib/util/clock.js';
 import type { Logger } from '../lib/util/logger.js';
 import type { Registry } from '../lib/util/metrics.js';
 import { readSecretFile } from '../lib/util/secret-file.js';
 import { parseDurationMs, parseSizeBytes } from '../lib/util/units.js';
+import { MAX_BATCH_TOTAL_SIZE_BYTES } from '../lib/proto/message-limits.js';
 import { parseRunAs } from '../lib/worker/sandbox-command.js';
 import { type ApiServer, startApiServer } from './apiserver.js';
 import { type Scheduler, type SchedulerStorage, startScheduler } from './scheduler.js';
 import { warnIfExposed } from './exposure-warning.js';
+import type { PortLimits } from './grpc/server.js';
 import { createServerTls, reloadOnSighup, type ServerTls } from './grpc/tls.js';
 import { type HttpServer, startHttpServer } from './http/http-server.js';
 import type { UiSources } from './http/ui/pages.js';
@@ -82,6 +84,7 @@ export async function createApiServer(config: ResolvedConfig, deps: ServerDeps):
     listenAddress: section.listen_address,
     storage: config.storage,
     uploadIdleTimeoutMs: parseDurationMs(section.upload_idle_timeout),
+    limits: portLimitsOf(section, 'apiserver'),
     capabilities: capabilitiesOf(section),
     logger: deps.logger,
     clock: deps.clock,
@@ -123,6 +126,7 @@ export async function createScheduler(config: ResolvedConfig, deps: ServerDeps, 
     workerTls,
     workerAuthenticator,
     listenAddress: section.listen_address,
+    limits: portLimitsOf(section, 'scheduler'),
     workerListenAddress: section.worker_listen_address,
     workerLeaseMs: parseDurationMs(section.worker_lease),
     maxWorkerSlots: section.max_worker_slots,
@@ -256,10 +260,33 @@ function required<T>(value: T | undefined, key: string): T {
 }
 
 /** The Capabilities settings of an apiserver or scheduler section (absent keys keep their defaults). */
-function capabilitiesOf(section: { allow_ac_updates?: boolean; digest_functions?: DigestFunction[]; compressors?: TransferCompressor[] }): CapabilitiesConfig {
+function capabilitiesOf(section: { allow_ac_updates?: boolean; digest_functions?: DigestFunction[]; compressors?: TransferCompressor[]; max_receive_message_size?: string | number }): CapabilitiesConfig {
+  // A smaller message limit advertises smaller batches, so that a batch always fits a message.
+  const messageBytes = section.max_receive_message_size === undefined ? undefined : parseSizeBytes(section.max_receive_message_size);
   return {
     actionCacheUpdateEnabled: section.allow_ac_updates,
+    ...(messageBytes !== undefined && messageBytes - BATCH_FRAMING_BYTES < MAX_BATCH_TOTAL_SIZE_BYTES ? { maxBatchTotalSizeBytes: messageBytes - BATCH_FRAMING_BYTES } : {}),
     ...(section.digest_functions ? { digestFunctions: section.digest_functions } : {}),
     ...(section.compressors ? { compressors: section.compressors } : {}),
+  };
+}
+
+/** What a batch message carries besides its blobs (digests, statuses, framing); message-limits.ts. */
+const BATCH_FRAMING_BYTES = 320 * 1024;
+
+/** The smallest message limit that still carries a 1 MiB chunk with framing; below it uploads could not work. */
+const MIN_RECEIVE_MESSAGE_BYTES = 1024 * 1024;
+
+/** A client port's limits from its config section (defaults filled in by resolveConfig). */
+function portLimitsOf(section: Required<PortLimitsSection>, name: 'apiserver' | 'scheduler'): PortLimits {
+  const maxReceiveMessageBytes = parseSizeBytes(section.max_receive_message_size);
+  if (maxReceiveMessageBytes < MIN_RECEIVE_MESSAGE_BYTES) {
+    throw new ConfigError([{ path: `${name}.max_receive_message_size`, message: `must be at least 1MiB, got ${JSON.stringify(section.max_receive_message_size)}` }]);
+  }
+  return {
+    maxConcurrentStreams: section.max_concurrent_streams,
+    maxReceiveMessageBytes,
+    maxParkedUploadMemoryBytes: parseSizeBytes(section.max_parked_upload_memory),
+    maxPendingUploads: section.max_pending_uploads,
   };
 }

@@ -28,7 +28,7 @@ import { createHandlerFactory } from './grpc/handlers.js';
 import { addIntrospection } from './grpc/introspection.js';
 import { createRpcMetrics } from './grpc/rpc-metrics.js';
 import { createActionObserver, type WorkerSummary } from './observability/action-observer.js';
-import { bindGrpcServer, createGrpcServer, shutdownGrpcServer } from './grpc/server.js';
+import { bindGrpcServer, createGrpcServer, type PortLimits, shutdownGrpcServer } from './grpc/server.js';
 import type { ServerTls } from './grpc/tls.js';
 import { createExecutionService } from './services/execution-service.js';
 import { createOperationsService } from './services/operations-service.js';
@@ -75,6 +75,8 @@ export interface SchedulerOptions extends Omit<InMemoryBuildQueueOptions, 'conte
   state?: string;
   /** `host:port` to listen on; port 0 picks a free one. @default DEFAULT_SCHEDULER_LISTEN_ADDRESS */
   listenAddress?: string;
+  /** The client port's streams per connection, message size and parked uploads (grpc/server.ts). */
+  limits?: PortLimits;
   /**
    * `host:port` of the worker port (WorkerQueue), never the client port.
    * @default a private Unix socket (no TCP port; see worker-port.ts)
@@ -179,7 +181,7 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
   }
   const buildQueue = opened.buildQueue;
 
-  const server = createGrpcServer();
+  const server = createGrpcServer({}, config.limits);
   const rpcObserver = metrics && createRpcMetrics(metrics, 'scheduler');
   const guard = authenticator && createAuthGuard(authenticator, logger);
   const handlers = createHandlerFactory(logger, rpcObserver, guard);
@@ -198,6 +200,7 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
       logger,
       capabilities,
       clock: config.clock,
+      limits: config.limits,
       rpcObserver,
       assetIndex,
       assetDownloaders,

@@ -15,6 +15,7 @@ import type { Clock } from '../lib/util/clock.js';
 import type { Logger } from '../lib/util/logger.js';
 import { type CallGuard, createHandlerFactory } from './grpc/handlers.js';
 import type { RpcObserver } from './grpc/rpc-metrics.js';
+import type { PortLimits } from './grpc/server.js';
 import { createActionCacheService } from './services/action-cache-service.js';
 import { createByteStreamService } from './services/byte-stream-service.js';
 import type { LogStreamReader } from './services/log-stream-reader.js';
@@ -42,6 +43,8 @@ export interface StorageServicesDeps {
   clock?: Clock;
   /** How long an interrupted ByteStream upload may be resumed. @default 60 000 */
   uploadIdleTimeoutMs?: number;
+  /** The port's limits; the ByteStream ones are applied here. */
+  limits?: PortLimits;
   /** Per-RPC metrics of the server these services are on. */
   rpcObserver?: RpcObserver;
   /** The Remote Asset index; when given, Fetch and Push are served over it and `contentAddressableStorage`. */
@@ -89,6 +92,8 @@ export function registerStorageServices(server: grpc.Server, deps: StorageServic
     clock: deps.clock,
     uploadIdleTimeoutMs: deps.uploadIdleTimeoutMs,
     logStreams: deps.logStreams,
+    maxPendingUploads: deps.limits?.maxPendingUploads,
+    maxParkedMemoryBytes: deps.limits?.maxParkedUploadMemoryBytes,
   });
   server.addService(byteStreamService, byteStream.implementation);
   server.addService(

@@ -8,7 +8,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Digest as DigestClass } from '../../src/lib/digest/digest.js';
+import { byteStreamService } from '../../src/lib/proto/services.js';
 import type { Digest } from '../../src/lib/digest/digest.js';
 import { CasClient } from '../../src/lib/client/cas-client.js';
 import { RemoteConnection } from '../../src/lib/client/connection.js';
@@ -115,3 +119,54 @@ describe.each(['sqlite', 'memory'])('serve all with --state %s and 300 queued 1.
     await serve.stop();
   }, 120_000);
 });
+
+const PARKED_UPLOADS = 500;
+/** What each parked upload has sent of its 4 MiB blob before its stream ended without finish_write (25 x 64 KiB). */
+const PARKED_BYTES = 25 * 64 * 1024;
+const ByteStreamClient = grpc.makeGenericClientConstructor(byteStreamService, 'ByteStream');
+
+/** Sends the first PARKED_BYTES of a 4 MiB blob in 64 KiB messages and half-closes: the upload parks. */
+function parkUpload(client: grpc.Client, i: number): Promise<number> {
+  // The upload never finishes: only its first PARKED_BYTES are sent, so the hash need not match them.
+  const blob = randomBytes(PARKED_BYTES);
+  const digest = DigestClass.create('', 'sha256', randomBytes(32).toString('hex'), 4 * 1024 * 1024);
+  const name = digest.toByteStreamWritePath(randomUUID());
+  return new Promise((resolve, reject) => {
+    const call = (client as unknown as { write(cb: (err: grpc.ServiceError | null, res: { committedSize: number }) => void): grpc.ClientWritableStream<unknown> }).write((err, res) =>
+      err ? reject(new Error(`upload ${i}: ${err.message}`)) : resolve(Number(res.committedSize)),
+    );
+    const CHUNK = 64 * 1024;
+    for (let offset = 0; offset < PARKED_BYTES; offset += CHUNK) {
+      call.write({ resourceName: offset === 0 ? name : '', writeOffset: offset, data: blob.subarray(offset, Math.min(offset + CHUNK, PARKED_BYTES)) });
+    }
+    call.end();
+  });
+}
+
+describe('serve all with 500 parked resumable uploads', () => {
+  it('grows the process RSS by less than 200 MiB', async () => {
+    const dir = join(work, 'uploads');
+    const serve = await startServe(
+      ['all', '--apiserver_listen=127.0.0.1:0', '--scheduler_listen=127.0.0.1:0', `--storage_dir=${join(dir, 'storage')}`, `--work_dir=${join(dir, 'work')}`, '--slots=1'],
+      ['apiserver', 'scheduler'],
+      { env: { XDG_CACHE_HOME: join(dir, 'cache') } },
+    );
+    started.push(serve);
+    const client = new ByteStreamClient(serve.addresses.apiserver!, grpc.credentials.createInsecure());
+    try {
+      const before = await residentBytes(serve.child.pid!);
+      const t0 = Date.now();
+      const committed = await mapConcurrent(Array.from({ length: PARKED_UPLOADS }, (_, i) => i), 8, (i) => parkUpload(client, i));
+      const after = await residentBytes(serve.child.pid!);
+      const growth = after - before;
+      console.log(`parked uploads: ${Date.now() - t0} ms; RSS ${mebibytes(before)} -> ${mebibytes(after)} (+${mebibytes(growth)}) with ${PARKED_UPLOADS} parked`);
+      // Every upload is parked with all it sent (nothing dropped to save memory).
+      expect(committed.every((c) => c === PARKED_BYTES)).toBe(true);
+      expect(growth).toBeLessThan(MAX_GROWTH_BYTES);
+    } finally {
+      client.close();
+      await serve.stop();
+    }
+  }, 120_000);
+});
+

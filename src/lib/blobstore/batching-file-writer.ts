@@ -31,8 +31,18 @@ export class BatchingFileWriter {
     private readonly batchBytes: number,
   ) {}
 
-  /** Takes `chunk`; waits only when a full batch must wait for the previous write. */
+  /**
+   * Takes `chunk`; waits only when a full batch must wait for the previous write. An empty chunk
+   * (the producer is pausing, see blob-store.ts) writes out the partial batch and releases both
+   * buffers, so a parked upload holds a file and no memory.
+   */
   async write(chunk: Uint8Array): Promise<void> {
+    if (chunk.length === 0) {
+      await this.flush();
+      this.current = undefined;
+      this.spare = undefined;
+      return;
+    }
     // Large chunks are copied too (about 0.1 ms per MiB): writing one in place would have to wait
     // for the disk before the next chunk could be received, since the producer owns its bytes.
     for (let offset = 0; offset < chunk.length; ) {

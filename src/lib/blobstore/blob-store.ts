@@ -12,6 +12,8 @@
  * - `findMissing` returns the absent subset of its argument, in argument order, and never throws
  *   NOT_FOUND.
  * - Memory use of `read` and of streaming `put` does not grow with blob size.
+ * - An empty chunk in a streamed `put` says the producer is pausing (a parked resumable upload): a
+ *   store that buffers may write out what it holds and release its buffers; the others ignore it.
  */
 import type { Digest } from '../digest/digest.js';
 

@@ -9,6 +9,13 @@
  * chunk, under the upload's resource name. QueryWriteStatus then reports the bytes received so far,
  * and a new Write with that `write_offset` continues the same `put()`. Parked uploads that nobody
  * resumes within `idleTimeoutMs` are aborted, which leaves nothing visible.
+ *
+ * Memory: a parked upload's bytes are in its store's temporary file, except what the store buffers
+ * (a disk store batches up to two MiB per upload). Parked uploads may keep buffers up to
+ * `maxParkedMemoryBytes` in total; past it a parking upload is *spilled*: an empty chunk tells its
+ * store to write out and drop its buffers (blob-store.ts), so 500 parked uploads cost files, not
+ * a gigabyte of heap (issue 11). Nothing received is lost and the digest is verified as before,
+ * when the upload finishes. `maxPendingUploads` bounds their number (and open files).
  */
 import type { BlobStore, CallOptions } from '../blobstore/blob-store.js';
 import { decompressChunks } from '../compression/codec.js';
@@ -24,6 +31,8 @@ import { ChunkChannel } from './chunk-channel.js';
 export const DEFAULT_UPLOAD_IDLE_TIMEOUT_MS = 60_000;
 /** Most uploads kept at once (running and parked); the oldest parked one is aborted to make room. */
 export const DEFAULT_MAX_PENDING_UPLOADS = 1000;
+/** Bytes parked uploads may keep buffered in memory in total before parking ones are spilled to disk. */
+export const DEFAULT_MAX_PARKED_MEMORY_BYTES = 64 * 1024 * 1024;
 
 /** The parsed resource name of a Write: the blob, the client's upload id and how the bytes are compressed. */
 export interface WriteTarget {
@@ -46,6 +55,8 @@ export interface ResumableUploadsOptions {
   idleTimeoutMs?: number;
   /** @default DEFAULT_MAX_PENDING_UPLOADS */
   maxPendingUploads?: number;
+  /** @default DEFAULT_MAX_PARKED_MEMORY_BYTES */
+  maxParkedMemoryBytes?: number;
 }
 
 /** An INVALID_ARGUMENT naming the ByteStream request field at fault. */
@@ -65,8 +76,14 @@ export class ResumableUploads {
       opts.clock,
       opts.idleTimeoutMs ?? DEFAULT_UPLOAD_IDLE_TIMEOUT_MS,
       opts.maxPendingUploads ?? DEFAULT_MAX_PENDING_UPLOADS,
+      opts.maxParkedMemoryBytes ?? DEFAULT_MAX_PARKED_MEMORY_BYTES,
       opts.logger,
     );
+  }
+
+  /** Bytes parked uploads are believed to keep buffered (at most `maxParkedMemoryBytes`). */
+  get parkedMemoryBytes(): number {
+    return this.uploads.parkedMemoryBytes;
   }
 
   /** Number of uploads currently running or parked. */
@@ -220,12 +237,15 @@ function tooMuchCompressed(digest: Digest, receivedBytes: number): StatusError {
  */
 class UploadRegistry {
   private readonly uploads = new Map<string, PendingUpload>();
+  /** Sum of `bufferedBytes` of the parked uploads that were not spilled. */
+  parkedMemoryBytes = 0;
 
   constructor(
     private readonly cas: BlobStore,
     private readonly clock: Clock,
     private readonly idleTimeoutMs: number,
     private readonly maxPendingUploads: number,
+    private readonly maxParkedMemoryBytes: number,
     private readonly logger: Logger,
   ) {}
 
@@ -271,6 +291,7 @@ class UploadRegistry {
       throw badField('write_offset', `Write offset ${writeOffset} does not match the ${existing.committedSizeBytes} bytes received so far; ask QueryWriteStatus where to resume`);
     }
     existing.cancelIdleTimer();
+    this.unpark(existing);
     existing.attached = true;
     return existing;
   }
@@ -283,6 +304,7 @@ class UploadRegistry {
       this.remove(upload);
       return;
     }
+    this.park(upload);
     const timer = new AbortController();
     upload.idleTimer = timer;
     this.clock.sleep(this.idleTimeoutMs, timer.signal).then(
@@ -316,8 +338,25 @@ class UploadRegistry {
     for (const key of [...this.uploads.keys()]) this.discard(key, StatusError.unavailable('The server is shutting down'));
   }
 
+  /** Keeps the upload's buffers within the parked budget, or spills it. */
+  private park(upload: PendingUpload): void {
+    if (this.parkedMemoryBytes + upload.bufferedBytes <= this.maxParkedMemoryBytes) {
+      this.parkedMemoryBytes += upload.bufferedBytes;
+      upload.countedAsParked = true;
+      return;
+    }
+    upload.spill();
+  }
+
+  private unpark(upload: PendingUpload): void {
+    if (!upload.countedAsParked) return;
+    upload.countedAsParked = false;
+    this.parkedMemoryBytes -= upload.bufferedBytes;
+  }
+
   private remove(upload: PendingUpload): void {
     upload.cancelIdleTimer();
+    this.unpark(upload);
     if (this.uploads.get(upload.key) === upload) this.uploads.delete(upload.key);
   }
 
@@ -339,6 +378,10 @@ class PendingUpload {
   private readonly controller = new AbortController();
   private readonly done: Promise<void>;
   committedSizeBytes = 0;
+  /** Bytes pushed since the store was last told to write out its buffers (an upper bound of what it holds). */
+  bufferedBytes = 0;
+  /** Parked with its buffers counted in the registry's budget. */
+  countedAsParked = false;
   attached = false;
   failure?: StatusError;
   idleTimer?: AbortController;
@@ -362,6 +405,7 @@ class PendingUpload {
   /** Queues a chunk (counted as received at once) and waits until the store has taken it. */
   async push(data: Uint8Array): Promise<void> {
     this.committedSizeBytes += data.length;
+    this.bufferedBytes += data.length;
     try {
       await this.source.push(data);
     } catch (err) {
@@ -378,6 +422,13 @@ class PendingUpload {
     } catch (err) {
       throw wrapStatus(err, `Failed to store blob ${this.digest.toString()}`);
     }
+  }
+
+  /** Asks the store to write out and drop what it buffers (an empty chunk; see blob-store.ts). */
+  spill(): void {
+    this.bufferedBytes = 0;
+    // Taken by the store when it next reads; a failure is the store's, reported by finish() or push().
+    this.source.push(new Uint8Array(0)).catch(() => {});
   }
 
   abort(reason: StatusError): void {

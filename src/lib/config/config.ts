@@ -25,7 +25,19 @@ export interface TlsSection {
   client_ca_file?: string;
 }
 
-export interface ApiServerSection {
+/** What one client connection may make a server hold (apiserver and scheduler client ports). */
+export interface PortLimitsSection {
+  /** Streams one client connection may have open at once (grpc.max_concurrent_streams). */
+  max_concurrent_streams?: number;
+  /** Largest gRPC message accepted. */
+  max_receive_message_size?: SizeSetting;
+  /** Bytes parked ByteStream uploads may keep in memory in total; past it they spill to their files. */
+  max_parked_upload_memory?: SizeSetting;
+  /** ByteStream uploads running or parked at once. */
+  max_pending_uploads?: number;
+}
+
+export interface ApiServerSection extends PortLimitsSection {
   listen_address?: string;
   tls?: TlsSection;
   upload_idle_timeout?: DurationSetting;
@@ -37,7 +49,7 @@ export interface ApiServerSection {
   compressors?: TransferCompressor[];
 }
 
-export interface SchedulerSection {
+export interface SchedulerSection extends PortLimitsSection {
   listen_address?: string;
   tls?: TlsSection;
   /** The private worker port (WorkerQueue); `serve all` opens none unless given (its worker uses a Unix socket). */

@@ -10,7 +10,7 @@ import { bwrapAvailable, DEFAULT_LIMITS } from '../worker/sandbox-command.js';
 import { DEFAULT_MAX_QUEUED_ACTIONS_PER_INSTANCE, DEFAULT_MAX_QUEUED_BYTES_PER_INSTANCE } from '../scheduler/build-queue-options.js';
 import type { ActionCacheConfig } from '../actioncache/config.js';
 import type { BlobStoreConfig } from '../blobstore/config.js';
-import type { StorageSection, BzutilConfig, RunnerSetting, ServeRole, WorkerLimitsSection } from './config.js';
+import type { PortLimitsSection, StorageSection, BzutilConfig, RunnerSetting, ServeRole, WorkerLimitsSection } from './config.js';
 
 /** Loopback by default: nothing is reachable from the network until an address is configured. */
 export const DEFAULT_APISERVER_LISTEN_ADDRESS = '127.0.0.1:12100';
@@ -55,6 +55,14 @@ export function sqliteStateIn(dir: string): string {
   return `sqlite:${join(dir, SCHEDULER_DB_FILE)}`;
 }
 
+/** The port limits of the apiserver's and the scheduler's client ports, sized for a 4 GiB machine. */
+export const DEFAULT_PORT_LIMITS: Required<PortLimitsSection> = {
+  max_concurrent_streams: 512,
+  max_receive_message_size: formatSizeBytes(4 * 1024 * 1024 + 64 * 1024),
+  max_parked_upload_memory: formatSizeBytes(64 * 1024 * 1024),
+  max_pending_uploads: 1000,
+};
+
 /** The scheduler section's defaults, with the state kept under `stateDir`. */
 function schedulerDefaults(stateDir: string) {
   return {
@@ -65,6 +73,7 @@ function schedulerDefaults(stateDir: string) {
     state: sqliteStateIn(stateDir),
     worker_grace: DEFAULT_WORKER_GRACE,
     operation_retention: DEFAULT_OPERATION_RETENTION,
+    ...DEFAULT_PORT_LIMITS,
     max_queued_actions_per_instance: DEFAULT_MAX_QUEUED_ACTIONS_PER_INSTANCE,
     max_queued_bytes_per_instance: formatSizeBytes(DEFAULT_MAX_QUEUED_BYTES_PER_INSTANCE),
   };
@@ -197,7 +206,7 @@ function roleDefaults(role: ServeRole): BzutilConfig {
     case 'all':
       return {
         log_level: 'info',
-        apiserver: { listen_address: DEFAULT_APISERVER_LISTEN_ADDRESS, upload_idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT, allow_ac_updates: false },
+        apiserver: { listen_address: DEFAULT_APISERVER_LISTEN_ADDRESS, upload_idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT, allow_ac_updates: false, ...DEFAULT_PORT_LIMITS },
         scheduler: schedulerDefaults(join(defaultCacheDir(), 'storage')),
         worker: { ...worker, work_dir: join(defaultCacheDir(), 'work') },
         storage: localStorageConfig(),
@@ -205,7 +214,7 @@ function roleDefaults(role: ServeRole): BzutilConfig {
     case 'apiserver':
       return {
         log_level: 'info',
-        apiserver: { listen_address: DEFAULT_APISERVER_LISTEN_ADDRESS, upload_idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT, allow_ac_updates: false },
+        apiserver: { listen_address: DEFAULT_APISERVER_LISTEN_ADDRESS, upload_idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT, allow_ac_updates: false, ...DEFAULT_PORT_LIMITS },
         storage: localStorageConfig(),
       };
     case 'scheduler':

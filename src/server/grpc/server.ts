@@ -20,10 +20,30 @@ export const MAX_RECEIVE_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024;
  */
 export const SERVER_FLOW_CONTROL_WINDOW_BYTES = 8 * 1024 * 1024;
 
-export function createGrpcServer(options: grpc.ServerOptions = {}): grpc.Server {
+/** Streams one client connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS). */
+export const DEFAULT_MAX_CONCURRENT_STREAMS = 512;
+
+/**
+ * What one client port lets a connection hold, from the config tree (`apiserver.*`, `scheduler.*`):
+ * with the flow-control window (at most 8 MiB buffered per connection) these bound what a client
+ * can make the server hold, whatever it sends.
+ */
+export interface PortLimits {
+  /** grpc.max_concurrent_streams. @default DEFAULT_MAX_CONCURRENT_STREAMS */
+  maxConcurrentStreams?: number;
+  /** Largest message accepted (RESOURCE_EXHAUSTED past it). @default MAX_RECEIVE_MESSAGE_BYTES */
+  maxReceiveMessageBytes?: number;
+  /** ByteStream: bytes parked uploads may keep buffered in total (resumable-uploads.ts). */
+  maxParkedUploadMemoryBytes?: number;
+  /** ByteStream: uploads running or parked at once. */
+  maxPendingUploads?: number;
+}
+
+export function createGrpcServer(options: grpc.ServerOptions = {}, limits: PortLimits = {}): grpc.Server {
   const server = new grpc.Server({
     'grpc.max_send_message_length': MAX_SEND_MESSAGE_BYTES,
-    'grpc.max_receive_message_length': MAX_RECEIVE_MESSAGE_BYTES,
+    'grpc.max_receive_message_length': limits.maxReceiveMessageBytes ?? MAX_RECEIVE_MESSAGE_BYTES,
+    'grpc.max_concurrent_streams': limits.maxConcurrentStreams ?? DEFAULT_MAX_CONCURRENT_STREAMS,
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
     ...options,

@@ -47,6 +47,8 @@ export interface ByteStreamServiceDeps {
   maxPendingUploads?: number;
   /** Reads of live log stream names (the scheduler's port); without it such names are refused as blob names. */
   logStreams?: LogStreamReader;
+  /** @default DEFAULT_MAX_PARKED_MEMORY_BYTES */
+  maxParkedMemoryBytes?: number;
 }
 
 /** The service implementation plus the handle that aborts parked uploads when the server stops. */
@@ -69,6 +71,7 @@ export function createByteStreamService(handlers: HandlerFactory, deps: ByteStre
     logger: deps.logger,
     ...(deps.uploadIdleTimeoutMs !== undefined ? { idleTimeoutMs: deps.uploadIdleTimeoutMs } : {}),
     ...(deps.maxPendingUploads !== undefined ? { maxPendingUploads: deps.maxPendingUploads } : {}),
+    ...(deps.maxParkedMemoryBytes !== undefined ? { maxParkedMemoryBytes: deps.maxParkedMemoryBytes } : {}),
   });
 
   const implementation: grpc.UntypedServiceImplementation = {

@@ -21,7 +21,8 @@ describe('resolveConfig', () => {
 
   it('fills every key serve all reads with today\'s defaults', () => {
     const config = resolveConfig({ role: 'all' });
-    expect(config.apiserver).toEqual({ listen_address: '127.0.0.1:12100', upload_idle_timeout: '1m', allow_ac_updates: false });
+    const portLimits = { max_concurrent_streams: 512, max_receive_message_size: '4160KiB', max_parked_upload_memory: '64MiB', max_pending_uploads: 1000 };
+    expect(config.apiserver).toEqual({ listen_address: '127.0.0.1:12100', upload_idle_timeout: '1m', allow_ac_updates: false, ...portLimits });
     expect(config.scheduler).toEqual({
       listen_address: '127.0.0.1:9099',
       worker_lease: '30s',
@@ -30,6 +31,7 @@ describe('resolveConfig', () => {
       state: `sqlite:${path.join(defaultCacheDir(), 'storage', 'scheduler.db')}`,
       worker_grace: '5s',
       operation_retention: '1h',
+      ...portLimits,
       max_queued_actions_per_instance: 10000,
       max_queued_bytes_per_instance: '1GiB',
     });
@@ -106,7 +108,7 @@ describe('resolveConfig', () => {
   });
 
   it('names the path of an unknown key, with the keys that are allowed there', () => {
-    expect(issuesOf({ scheduler: { worker_leases: '1s' } })).toEqual(['scheduler.worker_leases: unknown key (expected one of tls, listen_address, worker_listen_address, worker_tokens_file, worker_tls, worker_lease, allow_ac_updates, digest_functions, compressors, max_queued_actions_per_instance, max_queued_bytes_per_instance, max_worker_slots, state, worker_grace, operation_retention)']);
+    expect(issuesOf({ scheduler: { worker_leases: '1s' } })).toEqual(['scheduler.worker_leases: unknown key (expected one of tls, listen_address, worker_listen_address, worker_tokens_file, worker_tls, worker_lease, allow_ac_updates, digest_functions, compressors, max_concurrent_streams, max_receive_message_size, max_parked_upload_memory, max_pending_uploads, max_queued_actions_per_instance, max_queued_bytes_per_instance, max_worker_slots, state, worker_grace, operation_retention)']);
     expect(issuesOf({ storage: { cas: { s3: {} } } })[0]).toMatch(/^storage\.cas\.s3: unknown key \(expected one of disk, memory, grpc/);
     // Planned sections are refused, not silently ignored; implemented ones are checked.
     expect(issuesOf({ scheduler: { tls: {} } })).toEqual(['scheduler.tls.cert_file: is required', 'scheduler.tls.key_file: is required']);
