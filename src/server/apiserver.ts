@@ -82,11 +82,11 @@ export async function startApiServer(config: ApiServerConfig = {}): Promise<ApiS
   if (!config.storage && !config.inMemory && !config.storageDir) {
     throw new TypeError('Failed to start apiserver: storageDir is required unless inMemory is set');
   }
-  const tree = config.storage ?? localStorageConfig(config);
+  const tree: StorageSection = config.storage ?? localStorageConfig(config);
   if (!tree.cas || !tree.action_cache) throw new TypeError('Failed to start apiserver: storage needs both cas and action_cache');
   const clock = config.clock ?? systemClock;
   const storage = await createStorage(
-    { cas: tree.cas, action_cache: tree.action_cache, asset: tree.asset },
+    { cas: tree.cas, cas_instance_scoping: tree.cas_instance_scoping, action_cache: tree.action_cache, asset: tree.asset },
     { clock, logger: logger.child('storage'), metrics: config.metrics },
   );
   const { contentAddressableStorage } = storage;

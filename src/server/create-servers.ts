@@ -116,7 +116,14 @@ export async function createScheduler(config: ResolvedConfig, deps: ServerDeps, 
   }
   const storage: SchedulerStorage = shared
     ? { ...shared, uploadsVerified: true }
-    : { storage: { cas: config.storage.cas, action_cache: required(config.storage.action_cache, 'storage.action_cache'), asset: config.storage.asset } };
+    : {
+        storage: {
+          cas: config.storage.cas,
+          cas_instance_scoping: config.storage.cas_instance_scoping,
+          action_cache: required(config.storage.action_cache, 'storage.action_cache'),
+          asset: config.storage.asset,
+        },
+      };
   const unshared = shared ? undefined : unsharedActionCacheWarning(config.storage);
   if (unshared) deps.logger.warn(unshared);
   const scheduler = await startScheduler({

@@ -14,6 +14,7 @@ import type { BlobStoreConfig } from '../lib/blobstore/config.js';
 import type { ActionCache } from '../lib/actioncache/action-cache.js';
 import type { BlobStore } from '../lib/blobstore/blob-store.js';
 import { createStorage, type Storage } from '../lib/config/create-storage.js';
+import type { CasInstanceScoping } from '../lib/config/config.js';
 import { DEFAULT_SCHEDULER_LISTEN_ADDRESS } from '../lib/config/defaults.js';
 import { capabilitiesService, executionService, operationsService } from '../lib/proto/services.js';
 import type { BuildQueue } from '../lib/scheduler/build-queue.js';
@@ -56,7 +57,7 @@ export type SchedulerStorage =
       storage?: never;
     }
   | {
-      storage: { cas: BlobStoreConfig; action_cache: ActionCacheConfig; asset?: BlobStoreConfig };
+      storage: { cas: BlobStoreConfig; cas_instance_scoping?: CasInstanceScoping; action_cache: ActionCacheConfig; asset?: BlobStoreConfig };
       contentAddressableStorage?: never;
       actionCache?: never;
       uploadsVerified?: never;

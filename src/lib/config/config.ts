@@ -120,8 +120,13 @@ export interface HttpSection {
   listen_address?: string;
 }
 
+/** Whether the CAS is one pool for every instance name or one per instance (instance-sharing-blob-store.ts). */
+export type CasInstanceScoping = 'shared' | 'per_instance';
+
 export interface StorageSection {
   cas?: BlobStoreConfig;
+  /** `shared` (default): a blob uploaded under any instance is found under every instance; `per_instance`: only under its own. */
+  cas_instance_scoping?: CasInstanceScoping;
   action_cache?: ActionCacheConfig;
   /** The Remote Asset index (URI + qualifiers -> digest); without it no Remote Asset is served. */
   asset?: BlobStoreConfig;
@@ -156,9 +161,9 @@ export type ServeRole = 'all' | 'apiserver' | 'scheduler' | 'worker';
 
 /** Which top-level sections (and storage keys) a role reads; any other is refused, not ignored. */
 export const ROLE_SECTIONS: Record<ServeRole, { sections: readonly (keyof BzutilConfig)[]; storage: readonly (keyof StorageSection)[] }> = {
-  all: { sections: ['log_level', 'shutdown_grace_period', 'http', 'auth', 'apiserver', 'scheduler', 'worker', 'storage', 'asset'], storage: ['cas', 'action_cache', 'asset'] },
-  apiserver: { sections: ['log_level', 'shutdown_grace_period', 'http', 'auth', 'apiserver', 'storage', 'asset'], storage: ['cas', 'action_cache', 'asset'] },
-  scheduler: { sections: ['log_level', 'shutdown_grace_period', 'http', 'auth', 'scheduler', 'storage', 'asset'], storage: ['cas', 'action_cache', 'asset'] },
+  all: { sections: ['log_level', 'shutdown_grace_period', 'http', 'auth', 'apiserver', 'scheduler', 'worker', 'storage', 'asset'], storage: ['cas', 'cas_instance_scoping', 'action_cache', 'asset'] },
+  apiserver: { sections: ['log_level', 'shutdown_grace_period', 'http', 'auth', 'apiserver', 'storage', 'asset'], storage: ['cas', 'cas_instance_scoping', 'action_cache', 'asset'] },
+  scheduler: { sections: ['log_level', 'shutdown_grace_period', 'http', 'auth', 'scheduler', 'storage', 'asset'], storage: ['cas', 'cas_instance_scoping', 'action_cache', 'asset'] },
   worker: { sections: ['log_level', 'shutdown_grace_period', 'http', 'worker', 'storage'], storage: ['cas'] },
 };
 
@@ -183,7 +188,7 @@ export interface ResolvedConfig {
     token_file?: string;
     tls?: ClientTlsSection;
   };
-  storage: { cas: BlobStoreConfig; action_cache?: ActionCacheConfig; asset?: BlobStoreConfig };
+  storage: { cas: BlobStoreConfig; cas_instance_scoping?: CasInstanceScoping; action_cache?: ActionCacheConfig; asset?: BlobStoreConfig };
   asset?: AssetSection;
 }
 

@@ -17,7 +17,9 @@ import { createActionCache } from '../actioncache/create-action-cache.js';
 import type { BlobStore } from '../blobstore/blob-store.js';
 import { type BlobStoreConfig, hasVerifyingNode, terminalBlobStore } from '../blobstore/config.js';
 import { createBlobStore, type CreateBlobStoreDeps } from '../blobstore/create-blob-store.js';
+import { InstanceSharingBlobStore } from '../blobstore/instance-sharing-blob-store.js';
 import { VerifyingBlobStore } from '../blobstore/verifying-blob-store.js';
+import type { CasInstanceScoping } from './config.js';
 
 export interface Storage {
   /** Uploads through it are verified (here or by the remote server it forwards to). */
@@ -32,15 +34,19 @@ export interface Storage {
 
 /** Whether uploads to a CAS built from `config` must be hashed in this process (see module comment). */
 export function needsLocalVerification(config: BlobStoreConfig): boolean {
-  if (hasVerifyingNode(config)) return false;
+  return !hasVerifyingNode(config) && storesLocally(config);
+}
+
+/** Whether a CAS built from `config` holds blobs in this process (not only a remote `grpc` server's). */
+function storesLocally(config: BlobStoreConfig): boolean {
   const terminal = terminalBlobStore(config);
-  // A sharding node forwards each blob to one shard: verify here if any shard stores locally.
-  if ('sharding' in terminal) return (terminal.sharding.shards ?? []).some((s) => needsLocalVerification(s.backend));
+  // A sharding node forwards each blob to one shard: local if any shard stores locally.
+  if ('sharding' in terminal) return (terminal.sharding.shards ?? []).some((s) => storesLocally(s.backend));
   return !('grpc' in terminal);
 }
 
 export async function createStorage(
-  config: { cas: BlobStoreConfig; action_cache?: ActionCacheConfig; asset?: BlobStoreConfig },
+  config: { cas: BlobStoreConfig; cas_instance_scoping?: CasInstanceScoping; action_cache?: ActionCacheConfig; asset?: BlobStoreConfig },
   deps: Omit<CreateBlobStoreDeps, 'onClose'> = {},
 ): Promise<Storage> {
   const closers: (() => void | Promise<void>)[] = [];
@@ -51,6 +57,10 @@ export async function createStorage(
     const built = { ...deps, onClose: (c: () => void | Promise<void>) => closers.push(c) };
     let contentAddressableStorage = await createBlobStore(config.cas, { ...built, contentAddressed: true }, 'storage.cas');
     if (needsLocalVerification(config.cas)) contentAddressableStorage = new VerifyingBlobStore(contentAddressableStorage);
+    // One pool for every instance, unless configured per instance; a remote CAS's server decides for itself.
+    if ((config.cas_instance_scoping ?? 'shared') === 'shared' && storesLocally(config.cas)) {
+      contentAddressableStorage = new InstanceSharingBlobStore(contentAddressableStorage);
+    }
     const actionCache = config.action_cache
       ? await createActionCache(config.action_cache, contentAddressableStorage, built, 'storage.action_cache')
       : undefined;

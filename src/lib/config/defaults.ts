@@ -120,7 +120,7 @@ export interface LocalStorageOptions {
  * describe: a disk CAS and action cache, each behind a small-blob memory cache, or two memory stores.
  * Sizes are bytes; the config loader prints them in canonical form.
  */
-export function localStorageConfig(opts: LocalStorageOptions = {}): Required<StorageSection> {
+export function localStorageConfig(opts: LocalStorageOptions = {}): Required<Pick<StorageSection, 'cas' | 'action_cache' | 'asset'>> {
   const inMemory = opts.inMemory ?? false;
   const maxSizeBytes = opts.maxSizeBytes ?? (inMemory ? DEFAULT_MEMORY_MAX_SIZE_BYTES : DEFAULT_DISK_MAX_SIZE_BYTES);
   const actionCacheMaxSizeBytes = opts.actionCacheMaxSizeBytes ?? Math.max(64 * 1024 * 1024, Math.floor(maxSizeBytes / 16));

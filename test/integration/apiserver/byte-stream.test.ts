@@ -271,8 +271,8 @@ describe('apiserver ByteStream', () => {
     expect(await isMissing(d)).toBe(true);
   });
 
-  it('keeps instance names apart', async () => {
-    h = await startHarness();
+  it('keeps instance names apart with storage.cas_instance_scoping per_instance', async () => {
+    h = await startHarness({ storage: { cas: { memory: { max_size_bytes: 16 * 1024 * 1024 } }, action_cache: { memory: { max_size_bytes: 1024 * 1024 } }, cas_instance_scoping: 'per_instance' } });
     const data = pseudoRandomBytes(1000, 29);
     const inX = Digest.ofBytes(data, { instanceName: 'x/y' });
     await writeBlob(h.byteStream, inX.toByteStreamWritePath(randomUUID()), data);

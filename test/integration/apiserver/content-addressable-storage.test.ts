@@ -189,8 +189,8 @@ describe('apiserver ContentAddressableStorage', () => {
     });
   });
 
-  it('keeps instance names apart', async () => {
-    h = await startHarness();
+  it('keeps instance names apart with storage.cas_instance_scoping per_instance', async () => {
+    h = await startHarness({ storage: { cas: { memory: { max_size_bytes: 16 * 1024 * 1024 } }, action_cache: { memory: { max_size_bytes: 1024 * 1024 } }, cas_instance_scoping: 'per_instance' } });
     const [d] = await uploadBlobs(h, [text('only in instance a')], 'a');
     const inA = await unary<reapi.FindMissingBlobsResponse>(h.cas, 'findMissingBlobs', { instanceName: 'a', blobDigests: [d!.toProto()] });
     const inB = await unary<reapi.FindMissingBlobsResponse>(h.cas, 'findMissingBlobs', { instanceName: 'b', blobDigests: [d!.toProto()] });

@@ -9,6 +9,7 @@ import { GrpcBlobStore } from '../../../src/lib/blobstore/grpc-blob-store.js';
 import { MemoryBlobStore } from '../../../src/lib/blobstore/memory-blob-store.js';
 import { SmallBlobCachingBlobStore } from '../../../src/lib/blobstore/small-blob-caching-blob-store.js';
 import { VerifyingBlobStore } from '../../../src/lib/blobstore/verifying-blob-store.js';
+import { InstanceSharingBlobStore } from '../../../src/lib/blobstore/instance-sharing-blob-store.js';
 import { createStorage, needsLocalVerification, type Storage } from '../../../src/lib/config/create-storage.js';
 import { localStorageConfig } from '../../../src/lib/config/defaults.js';
 import { Digest } from '../../../src/lib/digest/digest.js';
@@ -25,13 +26,15 @@ describe('createStorage', () => {
     for (const d of dirs.splice(0)) await fs.rm(d, { recursive: true, force: true });
   });
 
-  it('verifies uploads to a local CAS exactly once, on top of the whole stack', async () => {
+  it('verifies uploads to a local CAS exactly once, on top of the whole stack, under the shared-instance pool', async () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'bzutil-storage-'));
     dirs.push(dir);
     const storage = await createStorage(localStorageConfig({ storageDir: dir }));
     open.push(storage);
-    expect(storage.contentAddressableStorage).toBeInstanceOf(VerifyingBlobStore);
-    expect(base(storage.contentAddressableStorage)).toBeInstanceOf(SmallBlobCachingBlobStore);
+    // storage.cas_instance_scoping defaults to shared: every digest reaches the stores under instance "".
+    expect(storage.contentAddressableStorage).toBeInstanceOf(InstanceSharingBlobStore);
+    expect(base(storage.contentAddressableStorage)).toBeInstanceOf(VerifyingBlobStore);
+    expect(base(base(storage.contentAddressableStorage))).toBeInstanceOf(SmallBlobCachingBlobStore);
     expect(storage.actionCache).toBeInstanceOf(CompletenessCheckingActionCache);
     // A mismatched upload is refused before it reaches the disk.
     const err = await rejectionOf(storage.contentAddressableStorage.put(Digest.ofBytes(bytes('a')), bytes('b')));
@@ -39,7 +42,7 @@ describe('createStorage', () => {
   });
 
   it('adds no second verifier when the tree has one', async () => {
-    const storage = await createStorage({ cas: { verifying: { backend: { memory: { max_size_bytes: 1024 } } } } });
+    const storage = await createStorage({ cas: { verifying: { backend: { memory: { max_size_bytes: 1024 } } } }, cas_instance_scoping: 'per_instance' });
     open.push(storage);
     expect(storage.contentAddressableStorage).toBeInstanceOf(VerifyingBlobStore);
     expect(base(storage.contentAddressableStorage)).toBeInstanceOf(MemoryBlobStore);
