@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { GrpcBlobStore } from '../../src/lib/blobstore/grpc-blob-store.js';
 import { ShardingBlobStore } from '../../src/lib/blobstore/sharding-blob-store.js';
 import { CasClient } from '../../src/lib/client/cas-client.js';
-import { RemoteConnection } from '../../src/lib/client/connection.js';
+import { RemoteConnection, type ClientTlsFiles } from '../../src/lib/client/connection.js';
 import { Digest } from '../../src/lib/digest/digest.js';
 import type { bytestream } from '../../src/lib/proto/index.js';
 import { byteStreamService } from '../../src/lib/proto/services.js';
@@ -28,8 +28,8 @@ export function blobFilePath(casDir: string, hash: string, sizeBytes: number): s
   return join(casDir, '_', 'sha256', hash.slice(0, 2), `${hash}-${sizeBytes}`);
 }
 
-async function withCas<T>(address: string, fn: (cas: CasClient) => Promise<T>): Promise<T> {
-  const connection = new RemoteConnection(address);
+async function withCas<T>(address: string, fn: (cas: CasClient) => Promise<T>, tls?: ClientTlsFiles): Promise<T> {
+  const connection = new RemoteConnection(address, { tls });
   try {
     const cas = new CasClient(connection);
     // Connect (and learn the batch limit) before anything is timed.
@@ -50,8 +50,9 @@ export function benchBlob(seed: string, sizeBytes: number): { pool: Buffer; dige
  * C1: uploads the blob `(seed, sizeBytes)` with ByteStream Write. With 16 KiB messages the
  * WriteRequests are sent directly, as Bazel does; otherwise CasClient.writeBlob chunks the stream
  * (1 MiB). Afterwards FindMissingBlobs must not list it and its file must be on disk at full size.
+ * With `tls` (C1-*-tls) the channel uses TLS, trusting `tls.caFile`.
  */
-export async function byteStreamUploadJob(p: { address: string; seed: string; sizeBytes: number; chunkBytes: number; casDir: string }): Promise<TimedResult> {
+export async function byteStreamUploadJob(p: { address: string; seed: string; sizeBytes: number; chunkBytes: number; casDir: string; tls?: ClientTlsFiles }): Promise<TimedResult> {
   const { pool, digest } = benchBlob(p.seed, p.sizeBytes);
   return withCas(p.address, async (cas) => {
     const start = performance.now();
@@ -69,7 +70,7 @@ export async function byteStreamUploadJob(p: { address: string; seed: string; si
     });
     if (st.size !== digest.sizeBytes) throw new Error(`Upload of ${digest} left ${st.size} bytes on disk`);
     return { seconds };
-  });
+  }, p.tls);
 }
 
 /** One ByteStream Write with one WriteRequest per chunk, the way Bazel streams an upload. */

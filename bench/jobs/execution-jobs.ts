@@ -5,7 +5,7 @@
  * must be a successful execution with exit code 0.
  */
 import { CasClient } from '../../src/lib/client/cas-client.js';
-import { RemoteConnection } from '../../src/lib/client/connection.js';
+import { RemoteConnection, type ClientTlsFiles } from '../../src/lib/client/connection.js';
 import { ExecutionClient, decodeOperation } from '../../src/lib/client/execution-client.js';
 import { buildAction, buildCommand } from '../../src/lib/cas/action-builder.js';
 import type { Digest } from '../../src/lib/digest/digest.js';
@@ -28,9 +28,11 @@ export async function noopActionsJob(p: {
   sequential: number;
   throughput: number;
   concurrency: number;
+  /** TLS of both connections (E1-tls-*). */
+  tls?: ClientTlsFiles;
 }): Promise<NoopActionsResult> {
-  const casConnection = new RemoteConnection(p.casAddress);
-  const execConnection = new RemoteConnection(p.schedulerAddress);
+  const casConnection = new RemoteConnection(p.casAddress, { tls: p.tls });
+  const execConnection = new RemoteConnection(p.schedulerAddress, { tls: p.tls });
   try {
     const cas = new CasClient(casConnection);
     const exec = new ExecutionClient(execConnection);
