@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
+import { bazelHints } from '../../lib/cli/bazel-hints.js';
 import { assetAllowFlag, allowAcUpdatesFlag, authFlags, configFlags, logLevelFlag, operatorFlags, runnerFlags, schedulerFlags, serverTlsFlags, storageFlags, workerFlags, workerPortAuthFlags } from '../../lib/cli/serve-flags.js';
 import { configToServe } from '../../lib/cli/serve-overrides.js';
 import { createLogger } from '../../lib/util/logger.js';
@@ -65,8 +66,9 @@ Each server prints "<service> listening on <host:port>" on stdout once it accept
     const schedulerPort = all.scheduler.port;
     process.stderr.write(
       `bzutil is ready: ${config.worker?.slots ?? 0} worker slot(s).\n` +
-        `  Bazel, remote execution:  bazel build --remote_executor=grpc://localhost:${schedulerPort} //...\n` +
-        `  Bazel, remote cache only: bazel build --remote_cache=grpc://localhost:${all.apiserver.port} //...\n` +
+        bazelHints({ schedulerPort, apiserverPort: all.apiserver.port, schedulerTls: config.scheduler?.tls, apiserverTls: config.apiserver?.tls, auth: config.auth })
+          .map((line) => `${line}\n`)
+          .join('') +
         `  CLI:                      bzutil upload_command --cas_addr=localhost:${all.apiserver.port} echo hello\n` +
         `Press Ctrl-C to stop.\n`,
     );
