@@ -9,11 +9,12 @@
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { machineInfo } from './lib/machine.js';
 import { benchDistDir, binPath, repoRoot, resultsDir } from './lib/paths.js';
-import { killAllChildrenNow, startServe, stopAllChildren } from './lib/processes.js';
+import { formatProfileSummaries, summarizeProfiles } from './lib/cpu-profile.js';
+import { killAllChildrenNow, profileChildrenInto, startServe, stopAllChildren } from './lib/processes.js';
 import { failedRow } from './lib/rows.js';
 import { GiB, MiB } from './lib/stats.js';
 import { formatTable } from './lib/table.js';
@@ -64,13 +65,18 @@ interface Options {
   save: boolean;
   /** Benchmark id prefixes to run (e.g. C1, E1, B); empty: all. Baselines always run. */
   only: string[];
+  /** --profile=DIR: every process writes a CPU profile under DIR; top frames printed at the end. */
+  profileDir?: string;
 }
 
-const USAGE = `Usage: npm run bench -- [--quick] [--no-bazel] [--save] [--only=C1,C5,E1,Q1,S1,CZ,H1,TLS,B]
+const PROFILE_TOP_FRAMES = 25;
+
+const USAGE = `Usage: npm run bench -- [--quick] [--no-bazel] [--save] [--only=C1,C5,E1,Q1,S1,CZ,H1,TLS,B] [--profile=DIR]
   --quick     smaller sizes and fewer repetitions (finishes in under 3 minutes)
   --no-bazel  skip the Bazel builds (B1/B2) in bench/bazel
   --save      also write bench/results/<mode>-<date>.json
-  --only      run only the suites whose ids start with these prefixes (baselines always run)`;
+  --only      run only the suites whose ids start with these prefixes (baselines always run)
+  --profile   write a CPU profile of every server and client process under DIR and print their top frames`;
 
 function parseOptions(argv: readonly string[]): Options {
   const options: Options = { mode: 'full', bazel: true, save: false, only: [] };
@@ -79,6 +85,7 @@ function parseOptions(argv: readonly string[]): Options {
     else if (arg === '--full') options.mode = 'full';
     else if (arg === '--no-bazel') options.bazel = false;
     else if (arg === '--save') options.save = true;
+    else if (arg.startsWith('--profile=')) options.profileDir = resolve(arg.slice('--profile='.length));
     else if (arg.startsWith('--only=')) options.only = arg.slice('--only='.length).split(',').map((s) => s.trim().toUpperCase()).filter(Boolean);
     else if (arg === '--help' || arg === '-h') {
       process.stdout.write(`${USAGE}\n`);
@@ -166,6 +173,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   process.on('SIGTERM', onSignal);
   process.on('exit', killAllChildrenNow);
 
+  if (options.profileDir) profileChildrenInto(options.profileDir);
   const baselines = new Map<string, number>();
   const ctx: BenchContext = {
     settings,
@@ -215,6 +223,11 @@ export async function main(argv: readonly string[]): Promise<number> {
   await writeFile(join(resultsDir, 'latest.json'), json);
   if (options.save) await writeFile(join(resultsDir, `${options.mode}-${machine.date.replace(/[:.]/g, '-')}.json`), json);
   process.stdout.write(`${formatTable(rows)}\n`);
+  if (options.profileDir) {
+    const report = formatProfileSummaries(await summarizeProfiles(options.profileDir, PROFILE_TOP_FRAMES, repoRoot));
+    await writeFile(join(options.profileDir, 'summary.txt'), report);
+    process.stdout.write(`\nCPU profiles (top ${PROFILE_TOP_FRAMES} frames by self time; ${join(options.profileDir, 'summary.txt')}):\n${report}`);
+  }
   log(`done in ${durationSeconds} s; results in bench/results/latest.json`);
   return rows.some((r) => r.error) ? 1 : 0;
 }

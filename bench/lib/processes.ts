@@ -4,6 +4,7 @@
  * stops each of them by its own pid at the end, on failure and on Ctrl-C, and nothing outlives it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { profileArgs } from './cpu-profile.js';
 import { binPath, driverPath, repoRoot } from './paths.js';
 
 const children = new Set<ChildProcess>();
@@ -135,9 +136,18 @@ export function killAllChildrenNow(): void {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
 }
 
+let profileDir: string | undefined;
+
+/** From now on every process started runs with `--cpu-prof`, its profile under `dir` (see cpu-profile.ts). */
+export function profileChildrenInto(dir: string): void {
+  profileDir = dir;
+}
+
 function spawnNode(args: string[]): ChildProcess {
   if (stopping) throw new Error('The benchmark is stopping: no new process is started');
-  const child = spawn(process.execPath, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  const kind = args[0] === binPath ? `serve-${args[2] ?? ''}` : `driver-${args[1] ?? ''}`;
+  const nodeArgs = profileDir === undefined ? [] : profileArgs(profileDir, kind);
+  const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
   track(child);
   return child;
 }
