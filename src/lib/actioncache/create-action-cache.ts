@@ -14,7 +14,7 @@ import { type ActionCache, BlobStoreActionCache } from './action-cache.js';
 import { CompletenessCheckingActionCache } from './completeness-checking-action-cache.js';
 import type { ActionCacheConfig, RedisActionCacheConfig } from './config.js';
 import { GrpcActionCache } from './grpc-action-cache.js';
-import { RedisActionCache } from './redis-action-cache.js';
+import type { RedisActionCache } from './redis-action-cache.js';
 
 export async function createActionCache(
   config: ActionCacheConfig,
@@ -25,7 +25,7 @@ export async function createActionCache(
   if ('grpc' in config) {
     return new GrpcActionCache(connect(config.grpc, `${path}.grpc`, deps), { instanceName: config.grpc.instance_name ?? '' });
   }
-  if ('redis' in config) return new CompletenessCheckingActionCache(createRedis(config.redis, deps, `${path}.redis`), contentAddressableStorage);
+  if ('redis' in config) return new CompletenessCheckingActionCache(await createRedis(config.redis, deps, `${path}.redis`), contentAddressableStorage);
   // Action cache keys are action digests, not digests of the stored ActionResult: verifying would
   // reject every write.
   if ('verifying' in config) throw configError(`${path}.verifying`, 'an action cache cannot be verified (its keys are action digests)');
@@ -33,7 +33,7 @@ export async function createActionCache(
 }
 
 
-function createRedis(config: RedisActionCacheConfig['redis'], deps: CreateBlobStoreDeps, at: string): RedisActionCache {
+async function createRedis(config: RedisActionCacheConfig['redis'], deps: CreateBlobStoreDeps, at: string): Promise<RedisActionCache> {
   if (typeof config.url !== 'string' || !/^rediss?:\/\/./.test(config.url)) throw configError(`${at}.url`, 'must be a redis:// or rediss:// URL');
   let ttlMs: number | undefined;
   if (config.ttl !== undefined) {
@@ -43,6 +43,8 @@ function createRedis(config: RedisActionCacheConfig['redis'], deps: CreateBlobSt
       throw configError(`${at}.ttl`, (err as Error).message);
     }
   }
+  // ioredis is loaded only by configurations that use Redis (it is a tenth of a second of start-up).
+  const { RedisActionCache } = await import('./redis-action-cache.js');
   const { actionCache, close } = RedisActionCache.connect(config.url, {
     keyPrefix: config.key_prefix,
     ttlMs,

@@ -4,7 +4,6 @@
  */
 import type { Logger } from '../util/logger.js';
 import { type Authenticator, CombinedAuthenticator } from './authenticator.js';
-import { JwtAuthenticator } from './jwt.js';
 import { TokenFileAuthenticator } from './token-file.js';
 
 /** The `auth` section of the config tree (snake_case like the rest of it). */
@@ -30,10 +29,11 @@ export function authEnabled(section: AuthSection | undefined): boolean {
 export async function createAuthenticator(section: AuthSection | undefined, logger: Logger): Promise<Authenticator | undefined> {
   if (!section || !authEnabled(section)) return undefined;
   const opaque = section.tokens_file === undefined ? undefined : await TokenFileAuthenticator.open({ file: section.tokens_file, logger });
+  // jose is loaded only when JWTs are configured.
   const jwt =
     section.jwt === undefined
       ? undefined
-      : await JwtAuthenticator.open(
+      : await (await import('./jwt.js')).JwtAuthenticator.open(
           {
             jwks: section.jwt.jwks,
             issuer: section.jwt.issuer,

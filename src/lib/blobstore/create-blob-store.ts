@@ -44,7 +44,9 @@ export interface CreateBlobStoreDeps {
   metrics?: Registry;
   /**
    * The tree holds content-addressed blobs (the CAS, not the action cache): disk nodes hash a blob
-   * file before serving it when it may have changed since it was stored. @default false
+   * file before serving it when it may have changed since it was stored, and take sizes from the
+   * file names at start-up (no stat per blob: the blobs were verified before they were stored).
+   * @default false
    */
   contentAddressed?: boolean;
 }
@@ -65,7 +67,7 @@ async function createNode(config: BlobStoreConfig, deps: CreateBlobStoreDeps, pa
   if ('disk' in config) {
     const { path: dir, max_size_bytes, fsync } = config.disk;
     if (typeof dir !== 'string' || dir === '') throw configError(`${at}.path`, 'must be a non-empty string');
-    const store = await FilesystemBlobStore.open({ path: dir, maxSizeBytes: size(max_size_bytes, `${at}.max_size_bytes`), fsync, verifyOnDoubt: deps.contentAddressed ?? false, logger: logger.child('disk') });
+    const store = await FilesystemBlobStore.open({ path: dir, maxSizeBytes: size(max_size_bytes, `${at}.max_size_bytes`), fsync, verifyOnDoubt: deps.contentAddressed ?? false, sizesFromFileNames: deps.contentAddressed ?? false, logger: logger.child('disk') });
     const unregister = deps.metrics ? diskGauges(deps.metrics, store, path) : undefined;
     deps.onClose?.(() => {
       unregister?.();

@@ -8,7 +8,6 @@ import type { BuildQueue } from './build-queue.js';
 import type { InMemoryBuildQueueOptions } from './build-queue-options.js';
 import { createStateStore } from './create-state-store.js';
 import { InMemoryBuildQueue } from './in-memory-build-queue.js';
-import { RedisBuildQueue } from './redis/redis-build-queue.js';
 import { parseRedisUrl } from './redis/redis-url.js';
 import { parseStateSpec } from './state-store.js';
 
@@ -22,6 +21,8 @@ export interface OpenedBuildQueue {
 export async function createBuildQueue(setting: string, opts: Omit<InMemoryBuildQueueOptions, 'state'>): Promise<OpenedBuildQueue> {
   const spec = parseStateSpec(setting);
   if (spec?.kind === 'redis') {
+    // ioredis is loaded only by configurations that use Redis (it is a tenth of a second of start-up).
+    const { RedisBuildQueue } = await import('./redis/redis-build-queue.js');
     const buildQueue = await RedisBuildQueue.open({ ...opts, redis: parseRedisUrl(spec.url) });
     return {
       buildQueue,

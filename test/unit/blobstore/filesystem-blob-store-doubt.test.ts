@@ -16,8 +16,8 @@ import { bytes, collect, expectCode, patternBytes, rejectionOf } from '../../hel
 describe('FilesystemBlobStore: blob files in doubt', () => {
   let dir: string;
   const opened: FilesystemBlobStore[] = [];
-  const open = async (verifyOnDoubt: boolean) => {
-    const store = await FilesystemBlobStore.open({ path: dir, maxSizeBytes: 64 * 1024 * 1024, verifyOnDoubt });
+  const open = async (verifyOnDoubt: boolean, sizesFromFileNames = false) => {
+    const store = await FilesystemBlobStore.open({ path: dir, maxSizeBytes: 64 * 1024 * 1024, verifyOnDoubt, sizesFromFileNames });
     opened.push(store);
     return store;
   };
@@ -60,6 +60,23 @@ describe('FilesystemBlobStore: blob files in doubt', () => {
     // The client uploads it again and it is served again.
     await store.put(digest, data);
     expect(Buffer.from(await store.get(digest)).equals(Buffer.from(data))).toBe(true);
+  });
+
+  it('opened without a stat per file (sizes from file names, as the CAS is), drops a file grown or changed while closed', async () => {
+    const first = await open(true, true);
+    const grown = bytes('grown later');
+    const changed = bytes('changed later');
+    const kept = bytes('kept as is');
+    for (const data of [grown, changed, kept]) await first.put(Digest.ofBytes(data), data);
+    await first.close();
+    await tamper(Digest.ofBytes(grown), bytes('grown later, by a hostile process'));
+    await tamper(Digest.ofBytes(changed), bytes('CHANGED LATER'));
+
+    const store = await open(true, true);
+    expectCode(await rejectionOf(store.get(Digest.ofBytes(grown))), Code.NOT_FOUND);
+    expectCode(await rejectionOf(collect(store.read(Digest.ofBytes(changed)))), Code.NOT_FOUND);
+    expect(Buffer.from(await store.get(Digest.ofBytes(kept))).toString()).toBe('kept as is');
+    expect(await store.findMissing([Digest.ofBytes(grown), Digest.ofBytes(changed), Digest.ofBytes(kept)])).toEqual([Digest.ofBytes(grown), Digest.ofBytes(changed)]);
   });
 
   it('serves a file whose time changed but whose bytes still match, and marks it again', async () => {
