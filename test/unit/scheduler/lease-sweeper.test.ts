@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { Digest } from '../../../src/lib/digest/digest.js';
 import { InMemoryExecutionQueue } from '../../../src/lib/scheduler/execution-queue.js';
 import { LeaseSweeper } from '../../../src/lib/scheduler/lease-sweeper.js';
 import { InMemoryOperationTable } from '../../../src/lib/scheduler/operation-table.js';
@@ -51,7 +52,7 @@ describe('LeaseSweeper', () => {
 
   it('fails a queued execution no worker can run after the platform timeout, counted from the first sweep that saw it', async () => {
     const { clock, queue, events, sweeper } = setup();
-    const execution = { seq: 7, priority: 0, platform: gpu } as Execution;
+    const execution = { seq: 7, priority: 0, platform: gpu, actionDigest: Digest.empty(), queuedBytes: 100 } as Execution;
     queue.push(execution);
     sweeper.sweep();
     await clock.advance(2999);
