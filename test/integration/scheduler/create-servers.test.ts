@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { GrpcBlobStore } from '../../../src/lib/blobstore/grpc-blob-store.js';
+import { InstanceSharingBlobStore } from '../../../src/lib/blobstore/instance-sharing-blob-store.js';
 import { VerifyingBlobStore } from '../../../src/lib/blobstore/verifying-blob-store.js';
 import { CasClient } from '../../../src/lib/client/cas-client.js';
 import { RemoteConnection } from '../../../src/lib/client/connection.js';
@@ -37,7 +38,9 @@ describe('server factories', () => {
     const all = await startAll(config, { logger: silentLogger });
     cleanups.push(() => all.close());
     expect(all.worker).toBeUndefined();
-    expect(all.apiserver.contentAddressableStorage).toBeInstanceOf(VerifyingBlobStore);
+    // The shared-instance pool (storage.cas_instance_scoping's default) over one verifier.
+    expect(all.apiserver.contentAddressableStorage).toBeInstanceOf(InstanceSharingBlobStore);
+    expect((all.apiserver.contentAddressableStorage as unknown as { base: unknown }).base).toBeInstanceOf(VerifyingBlobStore);
     expect(all.scheduler.contentAddressableStorage).toBe(all.apiserver.contentAddressableStorage);
   });
 
