@@ -41,6 +41,9 @@ export interface RemoteFlagValues {
   rpc_timeout: number;
   /** `--compress`: zstd transfers where the server offers them. */
   compress?: boolean;
+  /** `--split_splice` (default on) and `--chunk_cache DIR`: chunked transfers of large blobs. */
+  split_splice?: boolean;
+  chunk_cache?: string;
   tls_ca?: string;
   tls_cert?: string;
   tls_key?: string;
@@ -74,6 +77,8 @@ export abstract class BzutilCommand<T> extends Command {
       instanceName: flags.instance_name,
       digestFunction: flags.digest_function,
       ...(flags.compress ? { compressor: 'zstd' as const } : {}),
+      ...(flags.split_splice === false ? { chunkedThresholdBytes: Infinity } : {}),
+      ...(flags.chunk_cache ? { chunkCacheDir: flags.chunk_cache } : {}),
     });
   }
 

@@ -98,6 +98,25 @@ export const compressFlag = Flags.boolean({
   helpGroup: 'REMOTE',
 });
 
+/** `--split_splice`: large blobs move as content-defined chunks where the server splits/splices them. */
+export const splitSpliceFlag = Flags.boolean({
+  summary: 'Upload large blobs (8 MiB and up) as content-defined chunks, sending only the chunks the server lacks, where it supports SplitBlob/SpliceBlob.',
+  allowNo: true,
+  default: true,
+  env: 'BZUTIL_SPLIT_SPLICE',
+  aliases: ['split-splice'],
+  helpGroup: 'REMOTE',
+});
+
+/** `--chunk_cache DIR`: chunks kept between downloads, so that a changed large blob fetches only its new chunks. */
+export const chunkCacheFlag = Flags.string({
+  summary: 'Directory of chunks kept between downloads: large blobs are fetched with SplitBlob, only the chunks missing here travel.',
+  env: 'BZUTIL_CHUNK_CACHE',
+  helpGroup: 'REMOTE',
+  helpValue: 'DIR',
+  aliases: ['chunk-cache'],
+});
+
 /** The metadata `--token` (or BZUTIL_TOKEN) adds to every call; none without a token. */
 export function authMetadataFrom(flags: { token?: string }): Record<string, string> | undefined {
   return flags.token === undefined || flags.token === '' ? undefined : { authorization: `Bearer ${flags.token}` };
@@ -111,6 +130,8 @@ export const remoteFlags = {
   digest_function: digestFunctionFlag,
   rpc_timeout: rpcTimeoutFlag,
   compress: compressFlag,
+  split_splice: splitSpliceFlag,
+  chunk_cache: chunkCacheFlag,
 };
 
 /** A comma-separated (or repeated) list flag, e.g. `--output_files a,b --output_files c`. */

@@ -4,8 +4,10 @@
  * FindMissingBlobs requests of bounded length, and requests never mix instance names or digest
  * functions. Large blobs go through ByteStream instead (see byte-stream-client.ts).
  */
-import type { Digest } from '../digest/digest.js';
+import { Digest } from '../digest/digest.js';
+import { digestFunctionToProto } from '../digest/digest-function.js';
 import type { reapi } from '../proto/index.js';
+import { instanceRequestFields } from './connection.js';
 
 export { FIND_MISSING_BATCH_DIGESTS } from '../proto/message-limits.js';
 
@@ -104,3 +106,14 @@ export function chunk<T>(items: readonly T[], size: number): T[][] {
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
   return out;
 }
+
+/** Request fields naming the instance and digest function of `d` (requests never mix them). */
+export function requestFields(d: Digest): { instanceName: string; digestFunction?: number } {
+  return instanceRequestFields(d.instanceName, d.digestFunction);
+}
+
+/** A digest from a response, under the instance and function of the request it answers. */
+export function digestLike(like: Digest, proto: reapi.IDigest | null | undefined, field: string): Digest {
+  return Digest.fromProto(like.instanceName, digestFunctionToProto(like.digestFunction), proto, field);
+}
+

@@ -4,7 +4,8 @@
  *
  * - Uploads ask FindMissingBlobs first and send only what is absent; small blobs travel packed in
  *   BatchUpdateBlobs requests under the server's batch limit, large ones by ByteStream Write in
- *   1 MiB chunks read from disk, resuming from QueryWriteStatus after a dropped connection.
+ *   1 MiB chunks read from disk, resuming from QueryWriteStatus after a dropped connection; from
+ *   8 MiB on, as content-defined chunks spliced by the server where it offers SplitBlob/SpliceBlob.
  * - Downloads stream to disk with backpressure and verify the hash before the file appears, so
  *   memory does not grow with blob size and a corrupt blob never lands under its final name.
  * - Idempotent calls are retried with bounded exponential backoff on UNAVAILABLE/DEADLINE_EXCEEDED,
@@ -15,7 +16,6 @@
 import { compressBytes, decompressBytes } from '../compression/codec.js';
 import { compressorFromProto, compressorToProto, type TransferCompressor } from '../compression/compressor.js';
 import { Digest, DigestSet } from '../digest/digest.js';
-import { digestFunctionToProto } from '../digest/digest-function.js';
 import { Code, StatusError, toStatusError, wrapStatus } from '../errors/status-error.js';
 import type { reapi } from '../proto/index.js';
 import { contentAddressableStorageService } from '../proto/services.js';
@@ -24,14 +24,17 @@ import {
   BATCH_ENTRY_OVERHEAD_BYTES,
   chunk,
   dedupe,
+  digestLike,
   fitsInBatch,
   groupByInstance,
   matchAnswered,
   planBatches,
+  requestFields,
 } from './blob-batches.js';
 import { ByteStreamClient, type WriteSource } from './byte-stream-client.js';
+import { ChunkedTransfer, DEFAULT_CHUNKED_THRESHOLD_BYTES } from './chunked-transfer.js';
 import { FIND_MISSING_BATCH_DIGESTS } from '../proto/message-limits.js';
-import { type RemoteCallOptions, type RemoteConnection, instanceRequestFields } from './connection.js';
+import { type RemoteCallOptions, type RemoteConnection } from './connection.js';
 import { readFileOfSize, writeFileAtomic, writeStreamVerified } from './local-files.js';
 import { pauseBeforeRetry, withRetry } from './retry.js';
 import { ServerCapabilities, type TransferCompressors } from './server-capabilities.js';
@@ -61,6 +64,10 @@ export interface CasClientOptions extends ServiceClientOptions {
    * `compressed-blobs/` and the batch calls' compressor fields); plain where it does not.
    */
   compressor?: TransferCompressor;
+  /** Blobs from this size on move as chunks where the server splits/splices (chunked-transfer.ts). @default 8 MiB */
+  chunkedThresholdBytes?: number;
+  /** Directory of chunks kept between downloads; without one, downloads are never chunked. */
+  chunkCacheDir?: string;
 }
 
 /** A blob to upload: bytes in memory, or a file read (streamed for large blobs) at upload time. */
@@ -73,6 +80,9 @@ export interface UploadResult {
   /** Blobs the server already had (or the empty blob), not sent. */
   skippedBlobs: number;
   skippedBytes: number;
+  /** Of the uploaded blobs, those spliced from chunks, and the chunk bytes actually sent for them. */
+  splicedBlobs?: number;
+  splicedBytesSent?: number;
 }
 
 export interface UploadOptions extends RemoteCallOptions {
@@ -96,6 +106,8 @@ export class CasClient extends ServiceClient {
   private readonly byteStreamThresholdBytes: number;
   private readonly byteStream: ByteStreamClient;
   private readonly server: ServerCapabilities;
+  private readonly chunked: ChunkedTransfer;
+  private readonly chunkedThresholdBytes: number;
 
   constructor(
     connection: RemoteConnection,
@@ -106,6 +118,8 @@ export class CasClient extends ServiceClient {
     this.byteStreamThresholdBytes = opts.byteStreamThresholdBytes ?? DEFAULT_BYTESTREAM_THRESHOLD_BYTES;
     this.byteStream = new ByteStreamClient(connection, this.retry, opts.chunkSizeBytes ?? DEFAULT_CHUNK_SIZE_BYTES);
     this.server = new ServerCapabilities(connection, this.retry, this.instanceName, opts);
+    this.chunked = new ChunkedTransfer(connection, this.retry, this, opts.chunkCacheDir);
+    this.chunkedThresholdBytes = opts.chunkedThresholdBytes ?? DEFAULT_CHUNKED_THRESHOLD_BYTES;
     if (opts.maxBatchTotalSizeBytes !== undefined && opts.maxBatchTotalSizeBytes <= BATCH_ENTRY_OVERHEAD_BYTES) {
       throw new TypeError(`maxBatchTotalSizeBytes must exceed ${BATCH_ENTRY_OVERHEAD_BYTES}, got ${opts.maxBatchTotalSizeBytes}`);
     }
@@ -195,15 +209,24 @@ export class CasClient extends ServiceClient {
     const jobs: Job[] = [...large.map((single) => ({ single })), ...batches.map((batch) => ({ batch }))];
     await mapConcurrent(jobs, this.concurrency, async (job) => {
       if ('single' in job) {
-        const item = job.single;
-        await this.writeBlob(item.digest, 'data' in item ? item.data : { path: item.path }, opts);
-        done(item.digest);
+        await this.uploadLarge(job.single, result, opts);
+        done(job.single.digest);
       } else {
         await this.batchUpdate(job.batch, opts);
         job.batch.forEach((i) => done(i.digest));
       }
     });
     return result;
+  }
+
+  /** A large blob: as chunks where the server splices them (chunked-transfer.ts), else by ByteStream. */
+  private async uploadLarge(item: UploadItem, result: UploadResult, opts: RemoteCallOptions): Promise<void> {
+    const source = 'data' in item ? item.data : { path: item.path };
+    const chunking = item.digest.sizeBytes >= this.chunkedThresholdBytes ? await this.server.chunking(opts) : undefined;
+    const spliced = chunking?.splice ? await this.chunked.upload(item.digest, source, chunking.params, opts) : undefined;
+    if (!spliced) return this.writeBlob(item.digest, source, opts);
+    result.splicedBlobs = (result.splicedBlobs ?? 0) + 1;
+    result.splicedBytesSent = (result.splicedBytesSent ?? 0) + spliced.sentBytes;
   }
 
   /**
@@ -295,6 +318,9 @@ export class CasClient extends ServiceClient {
    * before renaming it into place. Memory stays at a chunk or two whatever the blob size.
    */
   async downloadToFile(digest: Digest, path: string, opts: RemoteCallOptions & { isExecutable?: boolean } = {}): Promise<void> {
+    // Through the chunk cache where there is one and the server splits: only absent chunks travel.
+    const chunked = this.chunked.hasChunkCache && digest.sizeBytes >= this.chunkedThresholdBytes;
+    if (chunked && (await this.server.chunking(opts))?.split && (await this.chunked.download(digest, path, opts.isExecutable ?? false, opts))) return;
     await writeStreamVerified(digest, this.readStream(digest, opts), path, opts.isExecutable ?? false);
   }
 
@@ -415,14 +441,3 @@ export class CasClient extends ServiceClient {
     }
   }
 }
-
-/** Request fields naming the instance and digest function of `d` (requests never mix them). */
-function requestFields(d: Digest): { instanceName: string; digestFunction?: number } {
-  return instanceRequestFields(d.instanceName, d.digestFunction);
-}
-
-/** A digest from a response, under the instance and function of the request it answers. */
-function digestLike(like: Digest, proto: reapi.IDigest | null | undefined, field: string): Digest {
-  return Digest.fromProto(like.instanceName, digestFunctionToProto(like.digestFunction), proto, field);
-}
-

@@ -3,6 +3,7 @@
  * size limit and the compressors both sides share. A failed ask is not remembered, so a later call
  * tries again; a server without the Capabilities service gets the defaults.
  */
+import { type FastCdcParams, validateFastCdcParams } from '../cas/fastcdc.js';
 import { compressorToProto, type TransferCompressor } from '../compression/compressor.js';
 import { Code, hasCode, wrapStatus } from '../errors/status-error.js';
 import type { reapi } from '../proto/index.js';
@@ -78,5 +79,28 @@ export class ServerCapabilities {
       },
     );
     return this.compressors;
+  }
+
+  /**
+   * The server's FastCDC 2020 parameters and whether it splits and splices blobs; undefined when it
+   * does neither, or advertises parameters we cannot chunk with.
+   */
+  async chunking(opts: RemoteCallOptions): Promise<{ params: FastCdcParams; split: boolean; splice: boolean } | undefined> {
+    let cache: reapi.ICacheCapabilities | null | undefined;
+    try {
+      cache = (await this.capabilities(opts)).cacheCapabilities;
+    } catch (err) {
+      if (hasCode(err, Code.UNIMPLEMENTED)) return undefined;
+      throw wrapStatus(err, `Failed to get the capabilities of ${this.connection.address}`);
+    }
+    const p = cache?.fastCdc_2020Params;
+    if (!p || !(cache?.splitBlobSupport || cache?.spliceBlobSupport)) return undefined;
+    const params = { avgChunkSizeBytes: Number(p.avgChunkSizeBytes ?? 0), seed: p.seed ?? 0 };
+    try {
+      validateFastCdcParams(params);
+    } catch {
+      return undefined;
+    }
+    return { params, split: cache.splitBlobSupport === true, splice: cache.spliceBlobSupport === true };
   }
 }

@@ -10,6 +10,7 @@ import type { BlobStore } from '../../../src/lib/blobstore/blob-store.js';
 import type { TransferCompressor } from '../../../src/lib/compression/compressor.js';
 import { MemoryBlobStore } from '../../../src/lib/blobstore/memory-blob-store.js';
 import { silentLogger } from '../../../src/lib/util/logger.js';
+import type { CapabilitiesConfig } from '../../../src/server/services/capabilities-config.js';
 import { registerStorageServices } from '../../../src/server/storage-services.js';
 import { bindGrpcServer, createGrpcServer, shutdownGrpcServer } from '../../../src/server/grpc/server.js';
 
@@ -20,7 +21,7 @@ export interface StorageServer {
 }
 
 export async function startStorageServer(
-  opts: { maxBatchTotalSizeBytes?: number; wrapCas?: (cas: BlobStore) => BlobStore; compressors?: readonly TransferCompressor[] } = {},
+  opts: { maxBatchTotalSizeBytes?: number; wrapCas?: (cas: BlobStore) => BlobStore; compressors?: readonly TransferCompressor[]; chunking?: CapabilitiesConfig['chunking'] } = {},
 ): Promise<StorageServer> {
   const memory = new MemoryBlobStore({ maxSizeBytes: 256 * 1024 * 1024 });
   const contentAddressableStorage = opts.wrapCas ? opts.wrapCas(memory) : memory;
@@ -31,7 +32,11 @@ export async function startStorageServer(
     logger: silentLogger,
     maxBatchTotalSizeBytes: opts.maxBatchTotalSizeBytes,
     // The client's UpdateActionResult is exercised here, so client writes are allowed.
-    capabilities: { actionCacheUpdateEnabled: true, ...(opts.compressors ? { compressors: opts.compressors } : {}) },
+    capabilities: {
+      actionCacheUpdateEnabled: true,
+      ...(opts.compressors ? { compressors: opts.compressors } : {}),
+      ...(opts.chunking !== undefined ? { chunking: opts.chunking } : {}),
+    },
   });
   const port = await bindGrpcServer(server, '127.0.0.1:0');
   return {
