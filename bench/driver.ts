@@ -5,6 +5,7 @@
  */
 import { byteStreamDownloadJob, byteStreamUploadJob, findMissingJob, populateCasJob, shardedBlobsJob, smallBlobsJob } from './jobs/cas-jobs.js';
 import { compressedTransferJob, hashRateJob } from './jobs/compression-jobs.js';
+import { spliceReuploadJob } from './jobs/splice-jobs.js';
 import { noopActionsJob } from './jobs/execution-jobs.js';
 import { queueScaleJob } from './jobs/queue-jobs.js';
 import { diskWriteJob, rawDownloadJob, rawUnaryLatencyJob, rawUnaryRateJob, rawUploadJob, sha256Job, spawnTrueJob } from './jobs/raw-jobs.js';
@@ -29,6 +30,7 @@ const jobs: Record<string, (params: any) => Promise<unknown>> = {
   'queue-scale': queueScaleJob,
   'compressed-transfer': compressedTransferJob,
   'hash-rate': hashRateJob,
+  'splice-reupload': spliceReuploadJob,
 };
 
 const [name, paramsText] = process.argv.slice(2);

@@ -27,6 +27,7 @@ import { runShardingBenchmark } from './suites/sharding.js';
 import { runStorageBenchmarks } from './suites/storage.js';
 import { runCompressionBenchmarks } from './suites/compression.js';
 import { runTlsBenchmarks } from './suites/tls.js';
+import { runSpliceBenchmarks } from './suites/splice.js';
 // Type only (erased at run time): the Bazel suite itself is loaded on demand, if it is there.
 import type { BenchRow as BazelRow } from './bazel/index.js';
 
@@ -71,7 +72,7 @@ interface Options {
 
 const PROFILE_TOP_FRAMES = 25;
 
-const USAGE = `Usage: npm run bench -- [--quick] [--no-bazel] [--save] [--only=C1,C5,E1,Q1,S1,CZ,H1,TLS,B] [--profile=DIR]
+const USAGE = `Usage: npm run bench -- [--quick] [--no-bazel] [--save] [--only=C1,C5,E1,Q1,S1,CZ,H1,TLS,SP,B] [--profile=DIR]
   --quick     smaller sizes and fewer repetitions (finishes in under 3 minutes)
   --no-bazel  skip the Bazel builds (B1/B2) in bench/bazel
   --save      also write bench/results/<mode>-<date>.json
@@ -112,6 +113,7 @@ const SUITES: Suite[] = [
   { name: 'execution (E1)', ids: ['E1'], run: runExecutionBenchmark },
   { name: 'queue scale (Q1)', ids: ['Q1'], run: runQueueScaleBenchmark },
   { name: 'compression and hashing (CZ, H1)', ids: ['CZ', 'H1'], run: runCompressionBenchmarks },
+  { name: 'split/splice (SP)', ids: ['SP'], run: runSpliceBenchmarks },
   { name: 'execution by runner (E1-local, E1-bwrap)', ids: ['E1'], run: runRunnerComparison },
   { name: 'TLS beside plaintext (C1-*-tls, E1-tls-*)', ids: ['TLS'], run: runTlsBenchmarks },
 ];

@@ -51,7 +51,8 @@ export async function compressedTransferJob(p: { address: string; seed: string; 
   const proxy = await startCountingProxy(p.address);
   const connection = new RemoteConnection(proxy.address);
   try {
-    const cas = new CasClient(connection, p.compress ? { compressor: 'zstd' } : {});
+    // Plain ByteStream both ways: CZ measures compression, not chunking (SP measures that).
+    const cas = new CasClient(connection, { chunkedThresholdBytes: Infinity, ...(p.compress ? { compressor: 'zstd' as const } : {}) });
     await cas.getCapabilities({ deadlineMs: 30_000 });
     let sent = proxy.clientBytes;
     let start = performance.now();
@@ -95,7 +96,7 @@ export async function hashRateJob(p: { sizeBytes: number; functions: DigestFunct
 }
 
 /** A loopback TCP proxy to `upstream` that counts the bytes it forwards each way. */
-async function startCountingProxy(upstream: string): Promise<{ address: string; readonly clientBytes: number; readonly serverBytes: number; close(): Promise<void> }> {
+export async function startCountingProxy(upstream: string): Promise<{ address: string; readonly clientBytes: number; readonly serverBytes: number; close(): Promise<void> }> {
   const [host, portText] = upstream.split(':');
   const sockets = new Set<net.Socket>();
   let clientBytes = 0;
