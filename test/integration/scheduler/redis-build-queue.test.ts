@@ -70,8 +70,8 @@ describe.skipIf(!available)('RedisBuildQueue (two schedulers on one Redis)', () 
   }
 
   /** Starts an execution and returns its follower after the QUEUED snapshot. */
-  async function submit(queue: RedisBuildQueue, args: string[], extra: { priority?: number; platform?: [string, string][] } = {}) {
-    const action = await uploadAction(stores.cas, { args, ...(extra.platform ? { platform: extra.platform } : {}) });
+  async function submit(queue: RedisBuildQueue, args: string[], extra: { priority?: number; platform?: [string, string][]; timeoutMs?: number } = {}) {
+    const action = await uploadAction(stores.cas, { args, ...(extra.platform ? { platform: extra.platform } : {}), ...(extra.timeoutMs !== undefined ? { timeoutMs: extra.timeoutMs } : {}) });
     const it = queue.execute({ actionDigest: action.actionDigest, skipCacheLookup: false, priority: extra.priority ?? 0 })[Symbol.asyncIterator]();
     let first = await nextSnapshot(it);
     while (first.stage !== 'QUEUED') first = await nextSnapshot(it);
@@ -229,6 +229,38 @@ describe.skipIf(!available)('RedisBuildQueue (two schedulers on one Redis)', () 
     const done = await b.getOperation(queued.name);
     expect(done.stage).toBe('COMPLETED');
     expect(Buffer.from(done.response!.result!.stdoutRaw!).toString()).toBe('kept');
+  });
+
+  it('fails a task running past its timeout plus the grace DEADLINE_EXCEEDED, though its worker moved to scheduler B, and tells the worker to cancel it', async () => {
+    const a = await open({ workerGraceMs: 300 });
+    const b = await open({ workerGraceMs: 300 });
+    const queued = await submit(a, ['/bin/sleep', '60'], { timeoutMs: 200 });
+    const task = (await sync(a, 'w-slow')).tasks![0]!;
+
+    // The worker stays alive (it synchronizes with B, listing its task) but the action overruns
+    // 200 ms + 300 ms: a sweeper fails it and B's answer tells the worker to stop it.
+    await eventually(async () => ((await sync(b, 'w-slow', { running: [task.taskId!] })).cancelTaskIds!.includes(task.taskId!) ? true : undefined), 'the cancellation');
+    const done = await untilCompleted(queued.it);
+    expect(done.response!.status!.code).toBe(Code.DEADLINE_EXCEEDED);
+    expect(done.response!.status!.message).toMatch(/past its timeout of 200 ms/);
+    // Its late result changes nothing.
+    await expect(b.completeTask({ taskId: task.taskId, workerId: 'w-slow', leaseToken: task.leaseToken, response: okResponse(0, 'late') })).rejects.toMatchObject({ code: Code.NOT_FOUND });
+    expect((await a.getOperation(queued.name)).response!.status!.code).toBe(Code.DEADLINE_EXCEEDED);
+  });
+
+  it('forgets finished operations after the retention, on every scheduler', async () => {
+    const a = await open({ keepCompletedMs: 300 });
+    const b = await open({ keepCompletedMs: 300 });
+    const queued = await submit(a, ['/bin/echo', 'short-lived']);
+    const task = (await sync(b, 'w1')).tasks![0]!;
+    await b.completeTask({ taskId: task.taskId, workerId: 'w1', leaseToken: task.leaseToken, response: okResponse(0, 'kept a while') });
+    // Finished: both answer with the result until the retention has passed, then NOT_FOUND.
+    expect((await a.getOperation(queued.name)).stage).toBe('COMPLETED');
+    const gone = await eventually(async () => b.getOperation(queued.name).then(() => undefined, (err: unknown) => err), 'the operation to be forgotten');
+    expect(gone).toMatchObject({ code: Code.NOT_FOUND });
+    await expect(a.getOperation(queued.name)).rejects.toMatchObject({ code: Code.NOT_FOUND });
+    await expect(a.waitExecution(queued.name)[Symbol.asyncIterator]().next()).rejects.toMatchObject({ code: Code.NOT_FOUND });
+    expect((await b.listOperations({ filter: 'done=true' })).operations.map((o) => o.name)).not.toContain(queued.name);
   });
 
   it('refuses a result from a caller without the lease', async () => {
