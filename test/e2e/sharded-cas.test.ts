@@ -3,11 +3,11 @@
  * in Redis that both apiservers and the scheduler share, and a scheduler and worker given
  * `--cas a,b`, all separate processes of the built binary on 127.0.0.1.
  *
- * Each apiserver's own CAS is a `sharding` node too (config file): its half on its disk, the other
- * half forwarded to its peer, with the same shard keys as the scheduler's `--cas` list (shards given
- * by address are keyed by address). So every apiserver answers for the whole CAS, and its action
- * cache's completeness check sees outputs stored on either half. Ports are picked free up front
- * because each apiserver must know its peer's address.
+ * Each apiserver's own CAS is a `sharding` node too (config file, helpers/sharded-apiservers.ts):
+ * its half on its disk, the other half forwarded to its peer, with the same shard keys as the
+ * scheduler's `--cas` list (shards given by address are keyed by address). So every apiserver
+ * answers for the whole CAS, and its action cache's completeness check sees outputs stored on
+ * either half.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
@@ -20,9 +20,10 @@ import type { UploadDirResult } from '../../src/commands/upload_dir.js';
 import { ActionCacheClient } from '../../src/lib/client/action-cache-client.js';
 import { RemoteConnection } from '../../src/lib/client/connection.js';
 import { Digest } from '../../src/lib/digest/digest.js';
-import { freePort, hasRedisServer, type RedisServer, startRedis } from '../helpers/redis-server.js';
+import { hasRedisServer, type RedisServer, startRedis } from '../helpers/redis-server.js';
 import { runCliJson } from '../helpers/run-cli.js';
 import { type ServeProcess, startServe } from '../helpers/serve-process.js';
+import { startShardedApiservers } from '../helpers/sharded-apiservers.js';
 
 const sha256 = (data: string) => createHash('sha256').update(data).digest('hex');
 
@@ -38,7 +39,7 @@ async function blobFiles(dir: string): Promise<string[]> {
 describe.runIf(hasRedisServer())('a CAS sharded over two apiservers, with the action cache in Redis', () => {
   let work: string;
   let redis: RedisServer;
-  const apiservers: ServeProcess[] = [];
+  let apiservers: ServeProcess[] = [];
   let scheduler: ServeProcess;
   let worker: ServeProcess;
   let addresses: string[];
@@ -46,27 +47,7 @@ describe.runIf(hasRedisServer())('a CAS sharded over two apiservers, with the ac
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'bzutil-e2e-sharded-'));
     redis = await startRedis();
-    addresses = [`127.0.0.1:${await freePort()}`, `127.0.0.1:${await freePort()}`];
-    for (const [i, address] of addresses.entries()) {
-      const peer = addresses[1 - i]!;
-      const config = {
-        apiserver: { listen_address: address },
-        storage: {
-          cas: {
-            sharding: {
-              shards: [
-                { weight: 1, key: address, backend: { disk: { path: join(work, `apiserver${i}`, 'cas'), max_size_bytes: '1GiB' } } },
-                { weight: 1, backend: { grpc: { address: peer } } },
-              ],
-            },
-          },
-          action_cache: { redis: { url: redis.url } },
-        },
-      };
-      const file = join(work, `apiserver${i}.json`);
-      await writeFile(file, JSON.stringify(config));
-      apiservers.push(await startServe(['apiserver', `--config=${file}`], ['apiserver']));
-    }
+    ({ addresses, processes: apiservers } = await startShardedApiservers(work, ['127.0.0.1', '127.0.0.1'], redis.url));
     const cas = `--cas=${addresses.join(',')}`;
     scheduler = await startServe(
       ['scheduler', '--listen=127.0.0.1:0', '--worker_listen=127.0.0.1:0', cas, `--ac=${redis.url}`, `--data_dir=${join(work, 'scheduler')}`],

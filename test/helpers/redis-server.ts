@@ -1,7 +1,8 @@
 /**
  * Starts Debian's `redis-server` for a test on a free loopback port, in a temporary directory,
  * with persistence off, and stops it (by its own pid) afterwards. In CI a missing redis-server is a
- * failure, not a skip (`.ci/run` installs it).
+ * failure, not a skip (`.ci/run` installs it). The benchmarks start theirs through it too
+ * (bench/lib/redis.ts), spawned into their own process registry.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -37,15 +38,24 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
-/** Starts redis-server on `host` (default 127.0.0.1) and resolves once it accepts connections. */
-export async function startRedis(opts: { host?: string; timeoutMs?: number } = {}): Promise<RedisServer> {
+export interface StartRedisOptions {
+  /** @default 127.0.0.1 */
+  host?: string;
+  timeoutMs?: number;
+  /** Parent of its temporary directory. @default the system's */
+  tmpDir?: string;
+  /** Spawns the process with piped stdout and stderr (the benchmarks track theirs). @default child_process.spawn */
+  spawn?: (command: string, args: string[]) => ChildProcess;
+}
+
+/** Starts redis-server on `host` and resolves once it accepts connections. */
+export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisServer> {
   const host = opts.host ?? '127.0.0.1';
-  const dir = mkdtempSync(join(tmpdir(), 'bzutil-redis-'));
+  const spawnRedis = opts.spawn ?? ((command: string, args: string[]) => spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const dir = mkdtempSync(join(opts.tmpDir ?? tmpdir(), 'bzutil-redis-'));
   for (let attempt = 0; ; attempt++) {
     const port = await freePort(host);
-    const child = spawn('redis-server', ['--bind', host, '--port', String(port), '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'no'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawnRedis('redis-server', ['--bind', host, '--port', String(port), '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'no']);
     let out = '';
     const ready = await new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), opts.timeoutMs ?? 15_000);
@@ -62,6 +72,9 @@ export async function startRedis(opts: { host?: string; timeoutMs?: number } = {
       });
     });
     if (ready) {
+      // Keep draining its log so that it never blocks on a full pipe.
+      child.stdout!.resume();
+      child.stderr!.resume();
       return {
         url: `redis://${host}:${port}`,
         port,
