@@ -144,10 +144,15 @@ export function profileChildrenInto(dir: string): void {
 }
 
 function spawnNode(args: string[]): ChildProcess {
-  if (stopping) throw new Error('The benchmark is stopping: no new process is started');
   const kind = args[0] === binPath ? `serve-${args[2] ?? ''}` : `driver-${args[1] ?? ''}`;
   const nodeArgs = profileDir === undefined ? [] : profileArgs(profileDir, kind);
-  const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawnTracked(process.execPath, [...nodeArgs, ...args]);
+}
+
+/** Spawns any program (e.g. redis-server) into the registry, so the runner stops it like the rest. */
+export function spawnTracked(command: string, args: string[]): ChildProcess {
+  if (stopping) throw new Error('The benchmark is stopping: no new process is started');
+  const child = spawn(command, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
   track(child);
   return child;
 }
