@@ -8,7 +8,7 @@
  * FAILED_PRECONDITION...); 4 when the server cannot be reached.
  */
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +21,9 @@ import type { UploadActionResult } from '../../src/commands/upload_action.js';
 import type { UploadCommandResult } from '../../src/commands/upload_command.js';
 import type { UploadDirResult } from '../../src/commands/upload_dir.js';
 import type { ErrorJson } from '../../src/lib/cli/base-command.js';
+import { chunkBytes } from '../../src/lib/cas/fastcdc.js';
+import { CasClient } from '../../src/lib/client/cas-client.js';
+import { RemoteConnection } from '../../src/lib/client/connection.js';
 import { Digest } from '../../src/lib/digest/digest.js';
 import { reapi } from '../../src/lib/proto/index.js';
 import { silentLogger } from '../../src/lib/util/logger.js';
@@ -182,6 +185,37 @@ describe('bzutil CAS commands', () => {
     // The same blob read plain is the same bytes.
     const plain = await bzutil(['download', cas, largeDigest]);
     expect(plain.stdoutBytes.equals(large)).toBe(true);
+  });
+
+  it('uploads large blobs as spliced chunks (--no-split_splice: plainly) and downloads them through --chunk_cache', async () => {
+    const blobs = join(work, 'splice-blobs');
+    await mkdir(blobs);
+    const chunked = randomBytes(10 * 1024 * 1024);
+    await writeFile(join(blobs, 'chunked.bin'), chunked);
+    await json<BatchUploadResult>(['batch_upload', cas, '--dir', blobs]);
+    const plainDir = join(work, 'plain-blobs');
+    await mkdir(plainDir);
+    const plain = randomBytes(10 * 1024 * 1024);
+    await writeFile(join(plainDir, 'plain.bin'), plain);
+    await json<BatchUploadResult>(['batch_upload', cas, '--no-split_splice', '--dir', plainDir]);
+
+    // The chunks (cut with the server's 512 KiB FastCDC parameters) are in the CAS only for the spliced upload.
+    const connection = new RemoteConnection(`127.0.0.1:${server.port}`);
+    try {
+      const client = new CasClient(connection);
+      const chunksOf = (data: Buffer) => chunkBytes(data, { avgChunkSizeBytes: 512 * 1024 }).map((c) => client.digestOf(c));
+      expect(await client.findMissingBlobs(chunksOf(chunked))).toEqual([]);
+      expect((await client.findMissingBlobs(chunksOf(plain))).length).toBeGreaterThan(5);
+      expect(await client.findMissingBlobs([client.digestOf(chunked), client.digestOf(plain)])).toEqual([]);
+    } finally {
+      connection.close();
+    }
+
+    const cacheDir = join(work, 'chunk-cache');
+    const file = join(work, 'spliced-out.bin');
+    await json<DownloadResult>(['download', cas, '--chunk_cache', cacheDir, `${sha256(chunked)}/${chunked.length}`, '-o', file]);
+    expect((await readFile(file)).equals(chunked)).toBe(true);
+    expect((await readdir(join(cacheDir, 'sha256'))).length).toBeGreaterThan(5);
   });
 
   it('works with every --digest_function: a tree uploaded and downloaded under BLAKE3 and SHA-512', async () => {
