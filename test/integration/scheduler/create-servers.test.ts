@@ -21,6 +21,7 @@ import { silentLogger } from '../../../src/lib/util/logger.js';
 import { MemoryBlobStore } from '../../../src/lib/blobstore/memory-blob-store.js';
 import { startAll } from '../../../src/server/serve-all.js';
 import { bytes, expectCode, rejectionOf } from '../../helpers/blob-store-contract.js';
+import { nextSnapshot, uploadAction } from '../../unit/scheduler/scheduler-fixtures.js';
 
 const inMemory = { cas: { memory: { max_size_bytes: '64MiB' } }, action_cache: { memory: { max_size_bytes: '16MiB' } } };
 
@@ -42,6 +43,29 @@ describe('server factories', () => {
     expect(all.apiserver.contentAddressableStorage).toBeInstanceOf(InstanceSharingBlobStore);
     expect((all.apiserver.contentAddressableStorage as unknown as { base: unknown }).base).toBeInstanceOf(VerifyingBlobStore);
     expect(all.scheduler.contentAddressableStorage).toBe(all.apiserver.contentAddressableStorage);
+  });
+
+  it('serve all: scheduler.max_queued_actions_per_instance from the tree reaches the queue (RESOURCE_EXHAUSTED naming the key)', async () => {
+    const config = resolveConfig({
+      role: 'all',
+      overrides: {
+        apiserver: { listen_address: '127.0.0.1:0' },
+        scheduler: { listen_address: '127.0.0.1:0', state: 'memory', max_queued_actions_per_instance: 1 },
+        worker: { slots: 0 },
+        storage: inMemory,
+      },
+    });
+    const all = await startAll(config, { logger: silentLogger });
+    cleanups.push(() => all.close());
+    const cas = all.apiserver.contentAddressableStorage as unknown as MemoryBlobStore;
+    // No worker: both stay queued, and the second is over the limit of one per instance.
+    const first = await uploadAction(cas, { args: ['one'], instanceName: 'main' });
+    const second = await uploadAction(cas, { args: ['two'], instanceName: 'main' });
+    const queued = await nextSnapshot(all.scheduler.buildQueue.execute({ actionDigest: first.actionDigest, skipCacheLookup: true, priority: 0 })[Symbol.asyncIterator]());
+    expect(queued.stage).toBe('QUEUED');
+    const refused = await nextSnapshot(all.scheduler.buildQueue.execute({ actionDigest: second.actionDigest, skipCacheLookup: true, priority: 0 })[Symbol.asyncIterator]()).catch((e: unknown) => e);
+    expectCode(refused, Code.RESOURCE_EXHAUSTED);
+    expect((refused as Error).message).toContain('scheduler.max_queued_actions_per_instance');
   });
 
   it('worker: the runner keys reach startWorker (chroot with the local runner is refused there too)', async () => {
