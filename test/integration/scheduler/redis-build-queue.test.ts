@@ -263,6 +263,25 @@ describe.skipIf(!available)('RedisBuildQueue (two schedulers on one Redis)', () 
     expect((await b.listOperations({ filter: 'done=true' })).operations.map((o) => o.name)).not.toContain(queued.name);
   });
 
+  it('hands queued work to a worker held at full slots as soon as a result frees a slot, on another scheduler', async () => {
+    const a = await open({ longPollMs: 10_000 });
+    const b = await open({ longPollMs: 10_000 });
+    const first = await submit(a, ['/bin/echo', 'first']);
+    const second = await submit(a, ['/bin/echo', 'second']);
+    const task = (await sync(a, 'w1')).tasks![0]!;
+    expect(task.operationName).toBe(first.name);
+    // Its only slot is busy: the call is held on A although work is queued.
+    const held = sync(a, 'w1', { running: [task.taskId!], waitMs: 10_000 });
+    await new Promise((r) => setTimeout(r, 200));
+    // The result, handed in on B, frees the slot: A's held call takes the queued action then, not
+    // at the end of its 10 s wait.
+    await b.completeTask({ taskId: task.taskId, workerId: 'w1', leaseToken: task.leaseToken, response: okResponse(0, 'one') });
+    const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 3_000));
+    const answer = await Promise.race([held, timeout]);
+    expect(answer).not.toBe('timeout');
+    expect((answer as workerapi.ISynchronizeResponse).tasks!.map((t) => t.operationName)).toEqual([second.name]);
+  });
+
   it('refuses a result from a caller without the lease', async () => {
     const a = await open();
     const b = await open();

@@ -21,7 +21,7 @@
  *   to send; `workers` zset worker by the time its grace runs out; `wsync` hash worker -> sync count;
  *   `deadlines` zset task by action timeout + grace
  * Every visible change publishes `op <name>` on `events`; new work `work`; a cancellation for a
- * worker `worker <id>`.
+ * worker, or a slot of it freed (a task finished, lost or expired), `worker <id>`.
  *
  * Responses written by the scripts themselves are `s:<code>:<message>` (a status only); responses
  * from JS are base64 ExecuteResponse bytes. redis-state.ts decodes both.
@@ -43,7 +43,8 @@ end
 local function release_task(seq, tid, wid, current)
   redis.call('DEL', P .. 'task:' .. tid)
   if wid then
-    redis.call('SREM', P .. 'wtasks:' .. wid, tid)
+    -- A freed slot: wake the worker's held poll (wherever it is) to take queued work at once.
+    if redis.call('SREM', P .. 'wtasks:' .. wid, tid) == 1 then publish('worker ' .. wid) end
     redis.call('SREM', P .. 'wcancel:' .. wid, tid)
   end
   redis.call('ZREM', P .. 'deadlines', tid)
