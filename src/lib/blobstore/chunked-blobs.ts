@@ -16,6 +16,7 @@
 import { chunkStream, type FastCdcParams, validateFastCdcParams } from '../cas/fastcdc.js';
 import { Digest, DigestSet } from '../digest/digest.js';
 import { Code, StatusError, hasCode, wrapStatus } from '../errors/status-error.js';
+import { MAX_SPLICE_EXPECTED_CHUNKS } from '../proto/message-limits.js';
 import { mapConcurrent } from '../util/concurrency.js';
 import type { BlobStore, CallOptions } from './blob-store.js';
 
@@ -49,6 +50,11 @@ export class ChunkedBlobs {
   /** The digests of the chunks that make up `blob`, every one present in the CAS. NOT_FOUND if the blob is absent. */
   async split(blob: Digest, opts: CallOptions = {}): Promise<Digest[]> {
     if (blob.isEmpty) return [];
+    if (blob.sizeBytes / this.params.avgChunkSizeBytes > MAX_SPLICE_EXPECTED_CHUNKS) {
+      throw StatusError.resourceExhausted(
+        `Failed to split blob ${blob}: at ${this.params.avgChunkSizeBytes}-byte chunks its chunk list would not fit in a message (more than ${MAX_SPLICE_EXPECTED_CHUNKS} chunks); read it with ByteStream`,
+      );
+    }
     const known = this.remembered.get(blob.key);
     if (known && (await this.cas.findMissing(known, opts)).length === 0) {
       this.remember(blob, known);

@@ -17,6 +17,7 @@ import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { chunkStream, type FastCdcParams } from '../cas/fastcdc.js';
+import { MAX_SPLICE_EXPECTED_CHUNKS } from '../proto/message-limits.js';
 import { Digest } from '../digest/digest.js';
 import { digestFunctionToProto, newHasher } from '../digest/digest-function.js';
 import { Code, StatusError, hasCode, wrapStatus } from '../errors/status-error.js';
@@ -63,6 +64,8 @@ export class ChunkedTransfer {
    * the splice in a way a plain upload avoids (the caller then uploads it plainly).
    */
   async upload(digest: Digest, source: Uint8Array | { path: string }, params: FastCdcParams, opts: RemoteCallOptions): Promise<ChunkedUploadResult | undefined> {
+    // Too many chunks for one SpliceBlob message: the blob goes whole.
+    if (digest.sizeBytes / params.avgChunkSizeBytes > MAX_SPLICE_EXPECTED_CHUNKS) return undefined;
     const result: ChunkedUploadResult = { chunks: 0, sentChunks: 0, sentBytes: 0 };
     const chunkDigests: Digest[] = [];
     const hasher = newHasher(digest.digestFunction);
@@ -140,7 +143,8 @@ export class ChunkedTransfer {
         opts.signal,
       );
     } catch (err) {
-      if (hasCode(err, Code.UNIMPLEMENTED) || hasCode(err, Code.INVALID_ARGUMENT)) return false;
+      // Not served, or a blob the server will not split (too many chunks): read it whole.
+      if (hasCode(err, Code.UNIMPLEMENTED) || hasCode(err, Code.INVALID_ARGUMENT) || hasCode(err, Code.RESOURCE_EXHAUSTED)) return false;
       throw wrapStatus(err, `Failed to split blob ${digest}`);
     }
     const fnValue = digestFunctionToProto(digest.digestFunction);

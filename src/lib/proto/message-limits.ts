@@ -16,3 +16,11 @@ export const MAX_BATCH_TOTAL_SIZE_BYTES = MAX_MESSAGE_BYTES - 256 * 1024;
 
 /** Digests per FindMissingBlobs request (~80 bytes each, far under the message limit). */
 export const FIND_MISSING_BATCH_DIGESTS = 10_000;
+
+/**
+ * Most chunks, at the average chunk size, that SplitBlob/SpliceBlob are used for: a chunk digest costs
+ * up to ~90 bytes in a SplitBlobResponse or SpliceBlobRequest, which must stay under the message
+ * limit even when chunks come out at half the average. 20k chunks of 512 KiB is 10 GiB; larger blobs
+ * move whole.
+ */
+export const MAX_SPLICE_EXPECTED_CHUNKS = 20_000;

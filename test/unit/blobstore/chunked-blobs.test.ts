@@ -54,6 +54,14 @@ describe('ChunkedBlobs', () => {
     expect(await chunked.split(Digest.empty())).toEqual([]);
   });
 
+  it('split of a blob whose chunk list would not fit in a message is RESOURCE_EXHAUSTED', async () => {
+    const { chunked } = setup();
+    // Never read: refused on its size alone (over 20k chunks of 4 KiB).
+    const huge = Digest.create('', 'sha256', 'a'.repeat(64), 20_001 * 4096);
+    const err = await caught(chunked.split(huge));
+    expect(err.code).toBe(Code.RESOURCE_EXHAUSTED);
+  });
+
   it('split keeps the digest function and instance of the blob', async () => {
     const { cas, chunked } = setup();
     const data = randomBytes(50_000, 'blake3');
