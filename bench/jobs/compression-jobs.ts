@@ -1,7 +1,7 @@
 /**
  * Driver jobs for CZ (compressed transfers) and H1 (hashing throughput).
  *
- * CZ: one CasClient uploads, then downloads, a source-like blob through a counting TCP proxy on
+ * CZ: one CasClient uploads, then downloads, a source-like (or incompressible) blob through a counting TCP proxy on
  * loopback, plain or zstd-compressed (`--compress`); the proxy's byte counts are the bytes on the
  * wire (gRPC framing and all), and the time is the wall time of each transfer. The download is
  * compared byte for byte with what was uploaded before any figure is reported.
@@ -13,6 +13,7 @@ import { CasClient } from '../../src/lib/client/cas-client.js';
 import { RemoteConnection } from '../../src/lib/client/connection.js';
 import { type DigestFunction, newHasher } from '../../src/lib/digest/digest-function.js';
 import { Digest } from '../../src/lib/digest/digest.js';
+import { blobChunks, makePool, POOL_BYTES } from '../lib/data.js';
 import { MiB } from '../lib/stats.js';
 
 export interface CompressedTransferResult {
@@ -45,8 +46,17 @@ export function sourceLikeBlob(seed: string, sizeBytes: number): Buffer {
   return Buffer.from(parts.join('')).subarray(0, sizeBytes);
 }
 
-export async function compressedTransferJob(p: { address: string; seed: string; sizeBytes: number; compress: boolean }): Promise<CompressedTransferResult> {
-  const data = sourceLikeBlob(p.seed, p.sizeBytes);
+/** What CZ moves: source-like text (compressible) or keystream bytes (incompressible). */
+export type CompressedTransferData = 'source' | 'random';
+
+/** Keystream for `seed`, its 64 MiB pool repeated: beyond zstd's window, so no match is found. */
+function incompressibleBlob(seed: string, sizeBytes: number): Buffer {
+  const pool = makePool(seed, Math.min(sizeBytes, POOL_BYTES));
+  return Buffer.concat([...blobChunks(pool, sizeBytes, pool.length)]);
+}
+
+export async function compressedTransferJob(p: { address: string; seed: string; sizeBytes: number; compress: boolean; data?: CompressedTransferData }): Promise<CompressedTransferResult> {
+  const data = p.data === 'random' ? incompressibleBlob(p.seed, p.sizeBytes) : sourceLikeBlob(p.seed, p.sizeBytes);
   const digest = Digest.ofBytes(data);
   const proxy = await startCountingProxy(p.address);
   const connection = new RemoteConnection(proxy.address);

@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import type { CompressedTransferResult, HashRateResult } from '../jobs/compression-jobs.js';
+import type { CompressedTransferData, CompressedTransferResult, HashRateResult } from '../jobs/compression-jobs.js';
 import { runDriver, transferTimeoutMs } from '../lib/processes.js';
 import { row, rowsOrFailure } from '../lib/rows.js';
 import { MiB, formatBytes, median } from '../lib/stats.js';
@@ -18,47 +18,7 @@ export async function runCompressionBenchmarks(ctx: BenchContext): Promise<Bench
   const size = ctx.settings.mode === 'quick' ? 32 * MiB : 256 * MiB;
   const runId = randomUUID().slice(0, 8);
   const rows: BenchmarkRow[] = [];
-  const czIds = ['CZ-wire-up', 'CZ-wire-down', 'CZ-up', 'CZ-down'].map((id) => ({ id, what: `compressed transfer of ${formatBytes(size)}`, unit: 'MiB', target: 'reported' }));
-  rows.push(
-    ...(await rowsOrFailure(czIds, ctx.log, async () => {
-      const server = await ctx.startServe(
-        ['apiserver', '--listen=127.0.0.1:0', `--storage_dir=${join(ctx.tmpDir, 'cz-storage')}`, '--max_size=64G', '--log_level=warn'],
-        ['apiserver'],
-      );
-      const address = server.addresses.apiserver!;
-      const results = { plain: [] as CompressedTransferResult[], zstd: [] as CompressedTransferResult[] };
-      // Interleaved, each repetition a new blob (new seed), so that the CAS has never seen it.
-      for (let rep = 0; rep < reps; rep++) {
-        for (const compress of [false, true]) {
-          ctx.log(`CZ: ${compress ? 'zstd' : 'plain'} upload and download of ${formatBytes(size)} source-like data, repetition ${rep + 1}/${reps}`);
-          const seed = `${runId}-cz-${compress}-${rep}`;
-          const r = await runDriver<CompressedTransferResult>('compressed-transfer', { address, seed, sizeBytes: size, compress }, 2 * transferTimeoutMs(size));
-          (compress ? results.zstd : results.plain).push(r);
-        }
-      }
-      const wire = (rs: CompressedTransferResult[], dir: 'upload' | 'download') => rs.map((r) => (dir === 'upload' ? r.uploadWireBytes : r.downloadWireBytes) / MiB);
-      const rate = (rs: CompressedTransferResult[], dir: 'upload' | 'download') => rs.map((r) => size / MiB / (dir === 'upload' ? r.uploadSeconds : r.downloadSeconds));
-      const what = `${formatBytes(size)} of source-like text through CasClient on loopback (ByteStream, 1 MiB messages)`;
-      return (['upload', 'download'] as const).flatMap((dir) => [
-        row({
-          id: `CZ-wire-${dir === 'upload' ? 'up' : 'down'}`,
-          what: `${dir} ${what}: bytes on the wire with zstd (baseline: plain)`,
-          unit: 'MiB',
-          samples: wire(results.zstd, dir),
-          baseline: median(wire(results.plain, dir)),
-          details: { plainSamples: wire(results.plain, dir) },
-        }),
-        row({
-          id: `CZ-${dir === 'upload' ? 'up' : 'down'}`,
-          what: `${dir} ${what}: throughput of the plain bytes with zstd (baseline: plain)`,
-          unit: 'MiB/s',
-          samples: rate(results.zstd, dir),
-          baseline: median(rate(results.plain, dir)),
-          details: { plainSamples: rate(results.plain, dir) },
-        }),
-      ]);
-    })),
-  );
+  for (const data of ['source', 'random'] as const) rows.push(...(await compressedTransferRows(ctx, data, size, `${runId}-${data}`)));
 
   const hashBytes = ctx.settings.sha256Bytes;
   rows.push(
@@ -83,4 +43,57 @@ export async function runCompressionBenchmarks(ctx: BenchContext): Promise<Bench
     })),
   );
   return rows;
+}
+
+/**
+ * CZ rows for one kind of data: `CZ-…` for source-like text, `CZ-rand-…` for incompressible bytes
+ * (where zstd can only cost: the price of `--compress` on data that does not shrink).
+ */
+async function compressedTransferRows(ctx: BenchContext, data: CompressedTransferData, size: number, runId: string): Promise<BenchmarkRow[]> {
+  const reps = ctx.settings.repetitions;
+  const prefix = data === 'source' ? 'CZ' : 'CZ-rand';
+  const label = data === 'source' ? 'source-like text' : 'incompressible bytes';
+  const ids = ['wire-up', 'wire-down', 'up', 'down'].map((id) => ({ id: `${prefix}-${id}`, what: `compressed transfer of ${formatBytes(size)} of ${label}`, unit: 'MiB', target: 'reported' }));
+  return rowsOrFailure(ids, ctx.log, async () => {
+    const server = await ctx.startServe(
+      ['apiserver', '--listen=127.0.0.1:0', `--storage_dir=${join(ctx.tmpDir, `cz-storage-${data}`)}`, '--max_size=64G', '--log_level=warn'],
+      ['apiserver'],
+    );
+    const address = server.addresses.apiserver!;
+    const results = { plain: [] as CompressedTransferResult[], zstd: [] as CompressedTransferResult[] };
+    try {
+      // Interleaved, each repetition a new blob (new seed), so that the CAS has never seen it.
+      for (let rep = 0; rep < reps; rep++) {
+        for (const compress of [false, true]) {
+          ctx.log(`${prefix}: ${compress ? 'zstd' : 'plain'} upload and download of ${formatBytes(size)} ${label}, repetition ${rep + 1}/${reps}`);
+          const seed = `${runId}-cz-${compress}-${rep}`;
+          const r = await runDriver<CompressedTransferResult>('compressed-transfer', { address, seed, sizeBytes: size, compress, data }, 2 * transferTimeoutMs(size));
+          (compress ? results.zstd : results.plain).push(r);
+        }
+      }
+    } finally {
+      await server.stop();
+    }
+    const wire = (rs: CompressedTransferResult[], dir: 'upload' | 'download') => rs.map((r) => (dir === 'upload' ? r.uploadWireBytes : r.downloadWireBytes) / MiB);
+    const rate = (rs: CompressedTransferResult[], dir: 'upload' | 'download') => rs.map((r) => size / MiB / (dir === 'upload' ? r.uploadSeconds : r.downloadSeconds));
+    const what = `${formatBytes(size)} of ${label} through CasClient on loopback (ByteStream, 1 MiB messages)`;
+    return (['upload', 'download'] as const).flatMap((dir) => [
+      row({
+        id: `${prefix}-wire-${dir === 'upload' ? 'up' : 'down'}`,
+        what: `${dir} ${what}: bytes on the wire with zstd (baseline: plain)`,
+        unit: 'MiB',
+        samples: wire(results.zstd, dir),
+        baseline: median(wire(results.plain, dir)),
+        details: { plainSamples: wire(results.plain, dir) },
+      }),
+      row({
+        id: `${prefix}-${dir === 'upload' ? 'up' : 'down'}`,
+        what: `${dir} ${what}: throughput of the plain bytes with zstd (baseline: plain)`,
+        unit: 'MiB/s',
+        samples: rate(results.zstd, dir),
+        baseline: median(rate(results.plain, dir)),
+        details: { plainSamples: rate(results.plain, dir) },
+      }),
+    ]);
+  });
 }
