@@ -30,6 +30,8 @@ export class InstanceSharingBlobStore extends ForwardingBlobStore {
   }
 
   override async findMissing(digests: readonly Digest[], opts?: CallOptions): Promise<Digest[]> {
+    // The usual request (Bazel's default instance "") needs no renaming: no copy, no key string per digest.
+    if (digests.every((d) => d.instanceName === '')) return this.base.findMissing(digests, opts);
     const missing = new Set((await this.base.findMissing(digests.map(shared), opts)).map((d) => d.key));
     return digests.filter((d) => missing.has(shared(d).key));
   }
