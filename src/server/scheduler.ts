@@ -188,7 +188,7 @@ export async function startScheduler(config: SchedulerConfig): Promise<Scheduler
   const handlers = createHandlerFactory(logger, rpcObserver, guard);
   const workerHandlers = createHandlerFactory(logger, rpcObserver, workerAuthenticator && createWorkerGuard(workerAuthenticator, logger));
   const clock = config.clock ?? systemClock;
-  const observer = createActionObserver({ buildQueue, logger: logger.child('actions'), clock, workerLeaseMs: config.workerLeaseMs ?? 30_000, metrics });
+  const observer = createActionObserver({ buildQueue, logger: logger.child('actions'), clock, workerLeaseMs: config.workerLeaseMs ?? 5_000, metrics });
   // Live logs: workers append over the worker port, clients read over ByteStream on this port.
   const logStreams = new LogStreams({ clock });
   const readLogStream = createLogStreamReader({ logStreams, buildQueue, contentAddressableStorage: stores.contentAddressableStorage, clock });

@@ -32,7 +32,7 @@ export const configFlags = {
 
 export const schedulerFlags = {
   worker_lease: Flags.string({
-    summary: 'How long a worker may go silent before its actions are requeued (scheduler.worker_lease; default 30s).',
+    summary: 'How long a worker may go silent before its actions are requeued (scheduler.worker_lease; default 5s).',
     aliases: ['worker-lease'],
   }),
   worker_listen: Flags.string({

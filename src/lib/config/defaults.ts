@@ -29,7 +29,7 @@ export const DEFAULT_DISK_MAX_SIZE_BYTES = 10 * 1024 ** 3;
 export const DEFAULT_MEMORY_MAX_SIZE_BYTES = 1024 ** 3;
 /** Capacity of the Remote Asset index (records of a few hundred bytes each). */
 export const DEFAULT_ASSET_INDEX_MAX_SIZE_BYTES = 64 * 1024 * 1024;
-export const DEFAULT_WORKER_LEASE = '30s';
+export const DEFAULT_WORKER_LEASE = '5s';
 /** Slots the scheduler believes a worker has at most (a worker claiming more is capped). */
 export const DEFAULT_MAX_WORKER_SLOTS = 256;
 /**

@@ -30,7 +30,7 @@ export interface InMemoryBuildQueueOptions {
   maxQueuedBytesPerInstance?: number;
   /** A queued action no connected worker can run fails (FAILED_PRECONDITION) after this. @default 60 s */
   platformQueueTimeoutMs?: number;
-  /** A worker that has no Synchronize outstanding for this long is gone. @default 30 s */
+  /** A worker that has no Synchronize outstanding for this long is gone (its tasks requeued). @default 5 s, the worker grace */
   workerLeaseMs?: number;
   /** The most slots one worker is believed to have, whatever it announces. @default 256 */
   maxWorkerSlots?: number;
@@ -97,7 +97,7 @@ export function resolveLimits(opts: InMemoryBuildQueueOptions): BuildQueueLimits
     maxQueuedActionsPerInstance: positive('maxQueuedActionsPerInstance', opts.maxQueuedActionsPerInstance, DEFAULT_MAX_QUEUED_ACTIONS_PER_INSTANCE),
     maxQueuedBytesPerInstance: positive('maxQueuedBytesPerInstance', opts.maxQueuedBytesPerInstance, DEFAULT_MAX_QUEUED_BYTES_PER_INSTANCE),
     platformQueueTimeoutMs: positive('platformQueueTimeoutMs', opts.platformQueueTimeoutMs, 60_000),
-    workerLeaseMs: positive('workerLeaseMs', opts.workerLeaseMs, 30_000),
+    workerLeaseMs: positive('workerLeaseMs', opts.workerLeaseMs, 5_000),
     maxWorkerSlots: positive('maxWorkerSlots', opts.maxWorkerSlots, 256),
     maxAttempts: positive('maxAttempts', opts.maxAttempts, 3),
     keepCompletedMs: positive('keepCompletedMs', opts.keepCompletedMs, 60 * 60_000),

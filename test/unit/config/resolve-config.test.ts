@@ -25,7 +25,7 @@ describe('resolveConfig', () => {
     expect(config.apiserver).toEqual({ listen_address: '127.0.0.1:12100', upload_idle_timeout: '1m', allow_ac_updates: false, ...portLimits });
     expect(config.scheduler).toEqual({
       listen_address: '127.0.0.1:9099',
-      worker_lease: '30s',
+      worker_lease: '5s',
       max_worker_slots: 256,
       allow_ac_updates: false,
       state: `sqlite:${path.join(defaultCacheDir(), 'storage', 'scheduler.db')}`,

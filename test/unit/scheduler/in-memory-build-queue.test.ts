@@ -147,7 +147,7 @@ describe('InMemoryBuildQueue: execution flow', () => {
     // No clock advance: the queue itself answered the held call.
     const res = await poll;
     expect(res.tasks).toHaveLength(1);
-    expect(res.lease).toEqual({ seconds: 30, nanos: 0 });
+    expect(res.lease).toEqual({ seconds: 5, nanos: 0 });
   });
 
   it('ends an idle long-poll empty after longPollMs', async () => {
@@ -439,6 +439,20 @@ describe('InMemoryBuildQueue: platforms', () => {
 });
 
 describe('InMemoryBuildQueue: worker loss', () => {
+  it('by default requeues a silent worker\'s task after the 5 s worker grace, not a 30 s lease', async () => {
+    setup({});
+    const { actionDigest } = await uploadAction(stores.cas);
+    const op = start(actionDigest);
+    const { name } = await nextSnapshot(op);
+    expect((await sync('frozen')).tasks).toHaveLength(1);
+    expect((await nextSnapshot(op)).stage).toBe('EXECUTING');
+    await clock.advance(4_000);
+    expect(queue.getOperation(name).stage).toBe('EXECUTING');
+    await clock.advance(2_000);
+    expect((await nextSnapshot(op)).stage).toBe('QUEUED');
+    expect((await sync('healthy')).tasks).toHaveLength(1);
+  });
+
   it('requeues the task of a worker whose lease expires, then fails with UNAVAILABLE after maxAttempts', async () => {
     setup({ maxAttempts: 2, workerLeaseMs: 5_000 });
     const { actionDigest } = await uploadAction(stores.cas);

@@ -87,7 +87,7 @@ describe.each(['memory', 'sqlite'])('the build queue over %s state', (kind) => {
 
 describe('scheduler-side deadlines', () => {
   it('fails a task running past its timeout plus the grace with DEADLINE_EXCEEDED, tells the worker to cancel, ignores a late result', async () => {
-    const queue = startScheduler(`sqlite:${dbPath}`, 1, { workerGraceMs: 5_000, sweepIntervalMs: 1_000 });
+    const queue = startScheduler(`sqlite:${dbPath}`, 1, { workerGraceMs: 5_000, workerLeaseMs: 60_000, sweepIntervalMs: 1_000 });
     const { actionDigest } = await uploadAction(stores.cas, { args: ['slow'], timeoutMs: 10_000 });
     const stream = queue.execute({ actionDigest, skipCacheLookup: false, priority: 0 })[Symbol.asyncIterator]();
     const name = (await nextSnapshot(stream)).name;
