@@ -57,30 +57,36 @@ export function followOutput(files: OutputFiles, opts: OutputFollowerOptions): O
   const stopping = new AbortController();
   let sendFailures = 0;
 
-  /** One batch of what is new (empty when nothing is). */
-  const readBatch = async (): Promise<OutputChunk[]> => {
-    const chunks: OutputChunk[] = [];
-    for (const s of streams) {
-      let handle: fsp.FileHandle | undefined;
-      try {
-        handle = await fsp.open(s.path, 'r');
-        const { size } = await handle.stat();
-        if (size < s.offset) s.offset = 0; // truncated: a new command started writing
-        if (size - s.offset > maxBehind) s.offset = size - maxBehind;
-        const length = Math.min(maxChunk, size - s.offset);
-        if (length <= 0) continue;
-        const buffer = Buffer.allocUnsafe(length);
-        const { bytesRead } = await handle.read(buffer, 0, length, s.offset);
-        if (bytesRead > 0) chunks.push({ stream: s.stream, offset: s.offset, data: buffer.subarray(0, bytesRead) });
-        s.offset += bytesRead;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') opts.logger?.debug('Failed to read live output', { path: s.path, error: err });
-      } finally {
-        await handle?.close();
-      }
+  /**
+   * What is new in one stream, or undefined. A stat first (one thread-pool round trip): most checks
+   * find nothing new (every check of a quiet action, and the last one of every action), and only a
+   * stream that grew is opened and read.
+   */
+  const readStream = async (s: (typeof streams)[number]): Promise<OutputChunk | undefined> => {
+    let handle: fsp.FileHandle | undefined;
+    try {
+      const { size } = await fsp.stat(s.path);
+      if (size < s.offset) s.offset = 0; // truncated: a new command started writing
+      if (size - s.offset > maxBehind) s.offset = size - maxBehind;
+      const length = Math.min(maxChunk, size - s.offset);
+      if (length <= 0) return undefined;
+      handle = await fsp.open(s.path, 'r');
+      const buffer = Buffer.allocUnsafe(length);
+      const { bytesRead } = await handle.read(buffer, 0, length, s.offset);
+      if (bytesRead <= 0) return undefined;
+      const chunk = { stream: s.stream, offset: s.offset, data: buffer.subarray(0, bytesRead) };
+      s.offset += bytesRead;
+      return chunk;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') opts.logger?.debug('Failed to read live output', { path: s.path, error: err });
+      return undefined;
+    } finally {
+      await handle?.close();
     }
-    return chunks;
   };
+
+  /** One batch of what is new (empty when nothing is); both streams are checked at once. */
+  const readBatch = async (): Promise<OutputChunk[]> => (await Promise.all(streams.map(readStream))).filter((c): c is OutputChunk => c !== undefined);
 
   const send = async (chunks: OutputChunk[]) => {
     try {

@@ -9,9 +9,10 @@
  * - the slot's directory `<dir>/root` is bound at its own path as the input root: the executor
  *   materializes each action there, and empties it afterwards (on the host);
  * - `<dir>/io` (root-only, 0700) holds stdout and stderr;
- * - one cgroup per slot, its limits reset before each action; every process the helper starts joins
- *   it at fork, so after each action (exit, timeout or cancel) killing the cgroup kills every process
- *   the action left, and OOM and refused-fork counts are compared with their values before the action;
+ * - one cgroup per slot, its limits set once when it is made (only the worker, as root, can change
+ *   them); every process the helper starts joins it at fork, so after each action (exit, timeout or
+ *   cancel) killing the cgroup kills every process the action left, and OOM and refused-fork counts
+ *   are compared with their values before the action (read when the slot was last emptied);
  * - between actions the helper empties the sandbox's private /tmp, /dev/shm, /dev/mqueue and SysV
  *   IPC objects, inside the sandbox's own mount and IPC namespaces and as the action uid (which owns
  *   all of it); nothing on the host is touched. A slot whose reset fails is destroyed, not reused.
@@ -21,7 +22,7 @@ import { closeSync, openSync, promises as fsp } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
 import type { Clock } from '../util/clock.js';
-import type { ActionCgroup, CgroupManager } from './action-cgroup.js';
+import type { ActionCgroup, CgroupCounters, CgroupManager } from './action-cgroup.js';
 import type { RunRequest, RunResult } from './runner.js';
 import { type ActionLimits, bwrapCommand, type RunAs, SETPRIV_PATH } from './sandbox-command.js';
 import { SANDBOX_HELPER_SOURCE } from './sandbox-helper-source.js';
@@ -61,6 +62,8 @@ export class SandboxSlot {
     private readonly opts: SandboxSlotOptions,
     private readonly helper: ChildProcess,
     private readonly cgroup: ActionCgroup,
+    /** The cgroup's OOM and refused-fork counts before the next action (see usage). */
+    private counters: CgroupCounters,
   ) {
     this.inputRoot = path.join(opts.directory, 'root');
     this.stdoutPath = path.join(opts.directory, 'io', 'stdout');
@@ -131,7 +134,7 @@ export class SandboxSlot {
       await cgroup.destroy().catch(() => {});
       throw err;
     }
-    const slot = new SandboxSlot(opts, helper, cgroup);
+    const slot = new SandboxSlot(opts, helper, cgroup, await cgroup.counters());
     slot.idle();
     return slot;
   }
@@ -142,8 +145,10 @@ export class SandboxSlot {
    */
   async run(request: RunRequest, executable: string, signal: AbortSignal | undefined): Promise<RunResult> {
     if (this.gone !== undefined) throw new SpawnError(`Failed to use the sandbox: ${this.gone}`, undefined, 'helper');
-    await this.cgroup.setLimits(this.opts.limits);
-    const before = await this.cgroup.counters();
+    // The limits were set when the cgroup was made and only root can change them (the action's uid
+    // cannot write the cgroup's files, which are not even in its mount namespace); the counters were
+    // read when the slot was last emptied (start or reset), so nothing cgroup-related waits here.
+    const before = this.counters;
     this.busy();
     try {
       const result = await this.spawnAndWait(request, executable, signal);
@@ -167,6 +172,9 @@ export class SandboxSlot {
   async reset(): Promise<void> {
     if (this.gone !== undefined) throw new Error(`Failed to reset the sandbox: ${this.gone}`);
     await this.cgroup.killAll();
+    // The cgroup is empty now and stays so until the next action starts: its counters then are that
+    // action's baseline (read here, off the action's path).
+    this.counters = await this.cgroup.counters();
     this.busy();
     try {
       await Promise.all([emptyDirectory(this.inputRoot), fsp.chmod(this.inputRoot, 0o755), fsp.chown(this.inputRoot, 0, 0), this.resetInside()]);

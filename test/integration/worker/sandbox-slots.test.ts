@@ -132,6 +132,17 @@ describe.skipIf(!haveBwrap || !isRoot)('bwrap runner, persistent sandboxes', () 
     expect(second.stdout.trim()).toBe('0');
   });
 
+  it('reports a limit for the action that reached it only, not for the next one in the same sandbox', async () => {
+    // The slot's cgroup counts refused forks across actions: each action is judged against the
+    // counts taken when the sandbox was last emptied.
+    const bomb = await run('pwd; i=0; while [ $i -lt 200 ]; do sleep 30 & i=$((i+1)); done; exit 1');
+    expect(bomb.response.status?.message).toContain(`process limit of ${LIMITS.processes}`);
+    const next = await run('pwd');
+    expect(next.stdout).toBe(bomb.stdout);
+    expect(next.response.status).toBeUndefined();
+    expect(next.response.result?.exitCode).toBe(0);
+  });
+
   it('keeps one pool per network setting: network=off gets a sandbox with loopback only', async () => {
     const off = await run('pwd; cat /proc/net/dev', { network: 'off' });
     const on = await run('pwd');
