@@ -2,6 +2,9 @@
  * One factory per server role, each reading its section of a resolved configuration tree (see
  * lib/config): the only place where configuration keys become server options. The `serve` commands
  * and `startAll` go through here, so a new key is read in exactly one spot.
+ *
+ * The scheduler and the worker (with the scheduler's state stores and the sandboxes) are imported
+ * by their factories when called, so that `serve apiserver` does not load them.
  */
 import { HttpDownloader } from '../lib/asset/http-downloader.js';
 import type { AssetDownloader } from '../lib/asset/remote-asset.js';
@@ -26,15 +29,14 @@ import type { Registry } from '../lib/util/metrics.js';
 import { readSecretFile } from '../lib/util/secret-file.js';
 import { parseDurationMs, parseSizeBytes } from '../lib/util/units.js';
 import { MAX_BATCH_TOTAL_SIZE_BYTES } from '../lib/proto/message-limits.js';
-import { parseRunAs } from '../lib/worker/sandbox-command.js';
 import { type ApiServer, startApiServer } from './apiserver.js';
-import { type Scheduler, type SchedulerStorage, startScheduler } from './scheduler.js';
+import type { Scheduler, SchedulerStorage } from './scheduler.js';
 import { warnIfExposed } from './exposure-warning.js';
 import type { PortLimits } from './grpc/server.js';
 import { createServerTls, reloadOnSighup, type ServerTls } from './grpc/tls.js';
 import { type HttpServer, startHttpServer } from './http/http-server.js';
 import type { UiSources } from './http/ui/pages.js';
-import { closingAlso, startWorker, type WorkerHandle } from './worker.js';
+import type { WorkerHandle } from './worker.js';
 
 export interface ServerDeps {
   logger: Logger;
@@ -126,6 +128,7 @@ export async function createScheduler(config: ResolvedConfig, deps: ServerDeps, 
       };
   const unshared = shared ? undefined : unsharedActionCacheWarning(config.storage);
   if (unshared) deps.logger.warn(unshared);
+  const { startScheduler } = await import('./scheduler.js');
   const scheduler = await startScheduler({
     assetDownloaders: assetDownloaders(config),
     tls,
@@ -162,6 +165,7 @@ export async function createWorker(
   shared?: { schedulerAddress: string; contentAddressableStorage: BlobStore },
 ): Promise<WorkerHandle> {
   const section = required(config.worker, 'worker');
+  const [{ closingAlso, startWorker }, { parseRunAs }] = await Promise.all([import('./worker.js'), import('../lib/worker/sandbox-command.js')]);
   const storage = shared ? undefined : await createStorage({ cas: config.storage.cas }, { clock: deps.clock, logger: deps.logger.child('storage'), metrics: deps.metrics });
   try {
     const worker = await startWorker({

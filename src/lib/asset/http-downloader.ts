@@ -22,7 +22,6 @@ import { Digest } from '../digest/digest.js';
 import { newHasher } from '../digest/digest-function.js';
 import { Code, StatusError, toStatusError } from '../errors/status-error.js';
 import type { AssetDownloader, DownloadRequest } from './remote-asset.js';
-import { detectArchiveFormat, unpackArchive } from './archive-unpacker.js';
 import { parseSri } from './sri.js';
 import { UrlPolicy } from './url-policy.js';
 
@@ -71,6 +70,8 @@ export class HttpDownloader implements AssetDownloader {
    */
   async fetchDirectory(request: DownloadRequest, opts: CallOptions): Promise<Digest> {
     return this.withDownload(request, opts, async (file, _digest, dir) => {
+      // The tar and zip readers load with the first archive, not with every server.
+      const { detectArchiveFormat, unpackArchive } = await import('./archive-unpacker.js');
       const resourceType = request.qualifiers.find((q) => q.name === 'resource_type')?.value;
       const format = await detectArchiveFormat(file, resourceType);
       if (!format) {
