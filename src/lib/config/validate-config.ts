@@ -1,56 +1,44 @@
 /**
- * Validates a configuration tree against schema/bzutil-config.schema.json with Ajv, and turns Ajv's
- * errors into `path: message` issues naming the key (`storage.cas.disk.max_size_bytes: expected a size
- * like "10GiB"`). Sizes and durations are checked by two keywords of ours (`x-size`, `x-duration`)
+ * Validates a configuration tree against schema/bzutil-config.schema.json with Ajv (its code
+ * generated from the schema at build time), and turns Ajv's errors into `path: message` issues
+ * naming the key (`storage.cas.disk.max_size_bytes: expected a size like "10GiB"`). Sizes and durations are checked by two keywords of ours (`x-size`, `x-duration`)
  * that parse them with lib/util/units and rewrite them in canonical form ("10GiB", "30s"), so that
  * two trees meaning the same thing print the same. `x-expected` and `x-planned` are annotations: the
  * wording of the error for a node, and the keys reserved for features not built yet.
  */
-import { readFileSync } from 'node:fs';
-import { Ajv, type ErrorObject, type FuncKeywordDefinition, type ValidateFunction } from 'ajv';
+import { createRequire } from 'node:module';
+import type { ErrorObject, ValidateFunction } from 'ajv';
 import { formatDurationMs, formatSizeBytes, parseDurationMs, parseSizeBytes } from '../util/units.js';
 import type { ConfigIssue } from './config.js';
 
 /** schema/ at the package root: three levels up from both src/lib/config and dist/lib/config. */
 export const CONFIG_SCHEMA_URL = new URL('../../../schema/bzutil-config.schema.json', import.meta.url);
 
-let compiled: ValidateFunction | undefined;
-
-function validator(): ValidateFunction {
-  if (compiled) return compiled;
-  const schema = JSON.parse(readFileSync(CONFIG_SCHEMA_URL, 'utf8')) as Record<string, unknown>;
-  const ajv = new Ajv({ allErrors: true, verbose: true, strict: true, allowUnionTypes: true });
-  ajv.addKeyword({ keyword: 'x-expected', schemaType: 'string' });
-  // Keys reserved for features not built yet: refused like unknown keys, but said so.
-  ajv.addKeyword({ keyword: 'x-planned', schemaType: 'array' });
-  ajv.addKeyword(normalizingKeyword('x-size', (value, allowZero) => formatSizeBytes(parseSizeBytes(value as string | number, { allowZero }))));
-  ajv.addKeyword(normalizingKeyword('x-duration', (value, allowZero) => {
-    if (typeof value !== 'string') throw new TypeError('not a string');
-    return formatDurationMs(parseDurationMs(value, { allowZero }));
-  }));
-  compiled = ajv.compile(schema);
-  return compiled;
+/** What the generated validator calls for `x-size` and `x-duration`: the canonical text, or a throw with the reason. */
+interface NormalizingKeywords {
+  size(value: string | number, allowZero: boolean): string;
+  duration(value: string | number, allowZero: boolean): string;
 }
 
-/** A keyword whose value is "positive" or "non-negative" and which rewrites valid data in canonical form. */
-function normalizingKeyword(keyword: string, canonical: (value: unknown, allowZero: boolean) => string): FuncKeywordDefinition {
-  return {
-    keyword,
-    schemaType: 'string',
-    modifying: true,
-    errors: true,
-    validate: function check(bound: string, data: unknown, _parentSchema: unknown, cxt?: { parentData: unknown; parentDataProperty: string | number }): boolean {
-      if (typeof data !== 'string' && typeof data !== 'number') return true; // `type` reports it
-      try {
-        const value = canonical(data, bound === 'non-negative');
-        if (cxt) (cxt.parentData as Record<string | number, unknown>)[cxt.parentDataProperty] = value;
-        return true;
-      } catch (err) {
-        (check as unknown as { errors: Partial<ErrorObject>[] }).errors = [{ keyword, message: (err as Error).message, params: {} }];
-        return false;
-      }
-    },
-  };
+const keywords: NormalizingKeywords = {
+  size: (value, allowZero) => formatSizeBytes(parseSizeBytes(value, { allowZero })),
+  duration: (value, allowZero) => {
+    if (typeof value !== 'string') throw new TypeError('not a string');
+    return formatDurationMs(parseDurationMs(value, { allowZero }));
+  },
+};
+
+let compiled: ValidateFunction | undefined;
+
+/**
+ * The schema's validator, generated at build time by scripts/gen-config-validator.mjs (Ajv
+ * standalone code; compiling the schema at start-up cost a few hundred milliseconds).
+ */
+function validator(): ValidateFunction {
+  if (compiled) return compiled;
+  const create = createRequire(import.meta.url)('./generated/config-validator.cjs') as (k: NormalizingKeywords) => ValidateFunction;
+  compiled = create(keywords);
+  return compiled;
 }
 
 /**
