@@ -8,6 +8,13 @@ import { spawn, spawnSync } from 'node:child_process';
 /** Flags for every build: quiet logs and no convenience symlinks (several output bases share the workspace). */
 export const COMMON_BUILD_FLAGS = ['--symlink_prefix=/', '--nosandbox_debug', '--color=no', '--curses=no', '--show_progress_rate_limit=60', '--noshow_loading_progress'];
 
+/**
+ * Flags of a `--remote_cache` build that only reads the cache (B2). `serve all` refuses clients'
+ * ActionCache writes unless `--allow_ac_updates` is given (Capabilities say update_enabled false),
+ * and Bazel 4.2.3 will not start a build that would upload its local results to such a cache.
+ */
+export const READ_ONLY_CACHE_FLAGS = ['--remote_upload_local_results=false'];
+
 /** True when a `bazel` binary is on PATH. */
 export function bazelOnPath(): boolean {
   return spawnSync('sh', ['-c', 'command -v bazel'], { encoding: 'utf8' }).status === 0;

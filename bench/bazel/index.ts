@@ -12,7 +12,17 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { BazelFailedError, BazelOutputBase, bazelOnPath, COMMON_BUILD_FLAGS, notAllCacheHits, parseElapsedMs, parseProcessSummary, type BazelRun } from './bazel-invocation.js';
+import {
+  BazelFailedError,
+  BazelOutputBase,
+  bazelOnPath,
+  COMMON_BUILD_FLAGS,
+  notAllCacheHits,
+  parseElapsedMs,
+  parseProcessSummary,
+  READ_ONLY_CACHE_FLAGS,
+  type BazelRun,
+} from './bazel-invocation.js';
 import { profileBreakdown, serverPhaseBreakdown } from './phase-breakdown.js';
 import { FULL_SHAPE, generateWorkspace, QUICK_SHAPE, type GeneratedWorkspace } from './generate-workspace.js';
 import { startServeAll, type ServeAll } from './serve-all-process.js';
@@ -221,7 +231,7 @@ export async function runBazelBenchmarks(ctx: BazelBenchContext): Promise<BenchR
       const label = minimal ? 'B2-minimal' : 'B2';
       for (let rep = 0; rep < repetitions && !ours.invalid && !base.invalid; rep++) {
         await measure(ctx, base, `${label} --disk_cache #${rep + 1}`, local, ['build', ...COMMON_BUILD_FLAGS, jobs, `--disk_cache=${diskCacheDir}`, ...extraFlags], notAllCacheHits);
-        await measure(ctx, ours, `${label} bzutil cache #${rep + 1}`, remote, ['build', ...COMMON_BUILD_FLAGS, jobs, `--remote_cache=grpc://${server!.apiserverAddress}`, ...extraFlags], notAllCacheHits);
+        await measure(ctx, ours, `${label} bzutil cache #${rep + 1}`, remote, ['build', ...COMMON_BUILD_FLAGS, jobs, `--remote_cache=grpc://${server!.apiserverAddress}`, ...READ_ONLY_CACHE_FLAGS, ...extraFlags], notAllCacheHits);
       }
       rows.push(
         ratioRow(

@@ -82,6 +82,8 @@ export interface ServeAllOptions {
   slots: number;
   /** `--log_level`. */
   logLevel?: 'debug' | 'info' | 'warn' | 'error';
+  /** Sees every chunk of the server's stderr (its log records), e.g. to collect its per-RPC debug lines. */
+  onStderr?: (chunk: string) => void;
 }
 
 /**
@@ -108,7 +110,7 @@ export async function startServeAll(opts: ServeAllOptions): Promise<ServeAll> {
   ];
   let proc: ServeProcess;
   try {
-    proc = await startListeningProcess(opts.binPath, args, ['apiserver', 'scheduler'], 60_000);
+    proc = await startListeningProcess(opts.binPath, args, ['apiserver', 'scheduler'], 60_000, opts.onStderr);
   } catch (err) {
     removeRoot();
     throw err;

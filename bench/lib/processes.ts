@@ -26,15 +26,24 @@ export interface ServeProcess {
 
 /**
  * Spawns `node <script> <args>` and resolves once each name in `expect` printed
- * `<name> listening on <address>` on stdout.
+ * `<name> listening on <address>` on stdout. `onStderr` sees all of stderr (the returned `logs()`
+ * keeps only its tail), e.g. to read every debug record of a window of time.
  */
-export async function startListeningProcess(script: string, args: string[], expect: string[], timeoutMs = 300_000): Promise<ServeProcess> {
+export async function startListeningProcess(
+  script: string,
+  args: string[],
+  expect: string[],
+  timeoutMs = 300_000,
+  onStderr?: (chunk: string) => void,
+): Promise<ServeProcess> {
   const startedAt = performance.now();
   const child = spawnNode([script, ...args]);
   let stdout = '';
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => {
-    stderr = (stderr + d.toString()).slice(-STDERR_TAIL_CHARS);
+    const chunk = d.toString();
+    onStderr?.(chunk);
+    stderr = (stderr + chunk).slice(-STDERR_TAIL_CHARS);
   });
   const addresses: Record<string, string> = {};
   const describe = `${script.replace(repoRoot + '/', '')} ${args.join(' ')}`;
