@@ -9,7 +9,6 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
 import { StatusError } from '../errors/status-error.js';
 import type { Logger } from '../util/logger.js';
 import type { Authenticator } from './authenticator.js';
@@ -92,6 +91,7 @@ export async function readTokenFile(file: string, opts: { requirePermissions?: b
   } catch (err) {
     throw new Error(`Failed to read the token file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`);
   }
+  const { parse: parseYaml } = await import('yaml'); // only processes with a token file load the YAML parser
   try {
     return parseTokenFile(parseYaml(text), opts);
   } catch (err) {

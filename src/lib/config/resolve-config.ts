@@ -7,7 +7,6 @@
  */
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { parse as parseYaml } from 'yaml';
 import type { BlobStoreConfig } from '../blobstore/config.js';
 import { type BzutilConfig, ConfigError, type ConfigIssue, ROLE_SECTIONS, type ResolvedConfig, type ServeRole } from './config.js';
 import { isLoopbackAddress } from '../util/address.js';
@@ -22,6 +21,7 @@ export async function readConfigFile(file: string): Promise<unknown> {
   } catch (err) {
     throw new ConfigError([{ path: '(file)', message: `cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` }], file);
   }
+  const { parse: parseYaml } = await import('yaml'); // only with --config: flags alone need no YAML parser
   try {
     return parseYaml(text) ?? {};
   } catch (err) {
