@@ -134,13 +134,9 @@ export class LocalBuildExecutor implements BuildExecutor {
       opts.onStage?.('RUNNING');
       const workingDirectory = resolveRelativePath('', task.command.workingDirectory ?? '', 'working_directory', { allowEmpty: true });
       metadata.executionStartTimestamp = this.now();
-      // A reused sandbox's files still hold the last action's output until the runner truncates
-      // them: empty them first, so that live output never shows another action's.
-      let following: { stop(): Promise<void> } | undefined;
-      if (opts.followOutput) {
-        await truncateOutputs(stdoutPath, stderrPath);
-        following = opts.followOutput({ stdoutPath, stderrPath });
-      }
+      // A fresh action directory has no output files yet, and a sandbox's are empty when acquired
+      // (RunnerSandbox): live output never shows another action's.
+      const following = opts.followOutput?.({ stdoutPath, stderrPath });
       const run = await (sandbox ?? this.runner).run(
         {
           argv: task.command.arguments ?? [],
@@ -274,17 +270,6 @@ async function createActionDirectory(actionDirectory: string, inputRoot: string)
   if (created !== undefined && created !== inputRoot) return;
   await removeTree(actionDirectory);
   await fsp.mkdir(inputRoot, { recursive: true });
-}
-
-/** Empties stdout and stderr files that exist (a fresh action directory has none). */
-async function truncateOutputs(...files: string[]): Promise<void> {
-  await Promise.all(
-    files.map((file) =>
-      fsp.truncate(file, 0).catch((err: NodeJS.ErrnoException) => {
-        if (err.code !== 'ENOENT') throw err;
-      }),
-    ),
-  );
 }
 
 /**

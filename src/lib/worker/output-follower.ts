@@ -98,10 +98,15 @@ export function followOutput(files: OutputFiles, opts: OutputFollowerOptions): O
   };
 
   const loop = (async () => {
+    // Following starts as the command is being started: there is nothing to read yet, so the first
+    // check waits one interval (a no-op action is then never checked before `stop`).
+    let idle = true;
     while (!stopping.signal.aborted) {
+      if (idle) await clock.sleep(intervalMs, stopping.signal).catch(() => {});
+      if (stopping.signal.aborted) break;
       const chunks = await readBatch();
-      if (chunks.length > 0) await send(chunks);
-      else await clock.sleep(intervalMs, stopping.signal).catch(() => {});
+      idle = chunks.length === 0;
+      if (!idle) await send(chunks);
     }
   })();
 

@@ -86,7 +86,7 @@ export interface Runner {
 export interface RunnerSandbox {
   /** Empty when acquired; the executor materializes the action's inputs here. */
   readonly inputRoot: string;
-  /** Where `run` must send stdout and stderr. */
+  /** Where `run` must send stdout and stderr; empty or absent when acquired (live output follows them). */
   readonly stdoutPath: string;
   readonly stderrPath: string;
   run(request: RunRequest, opts?: CallOptions): Promise<RunResult>;

@@ -166,7 +166,8 @@ export class SandboxSlot {
 
   /**
    * Makes the slot ready for the next action: empties the input root (on the host; its entries are
-   * directly below the slot's own root directory) and the sandbox's private state (inside). Throws
+   * directly below the slot's own root directory), the output files and the sandbox's private state
+   * (inside). Throws
    * when either fails: the caller then destroys the slot.
    */
   async reset(): Promise<void> {
@@ -177,7 +178,15 @@ export class SandboxSlot {
     this.counters = await this.cgroup.counters();
     this.busy();
     try {
-      await Promise.all([emptyDirectory(this.inputRoot), fsp.chmod(this.inputRoot, 0o755), fsp.chown(this.inputRoot, 0, 0), this.resetInside()]);
+      // The output files are emptied here, off the next action's path, for its live output.
+      await Promise.all([
+        emptyDirectory(this.inputRoot),
+        fsp.chmod(this.inputRoot, 0o755),
+        fsp.chown(this.inputRoot, 0, 0),
+        emptyFile(this.stdoutPath),
+        emptyFile(this.stderrPath),
+        this.resetInside(),
+      ]);
     } finally {
       this.idle();
     }
@@ -343,4 +352,11 @@ async function emptyDirectory(directory: string): Promise<void> {
       else await fsp.unlink(entry);
     }),
   );
+}
+
+/** Truncates a file of the slot's `io` directory (root-only; absent before the first action). */
+async function emptyFile(file: string): Promise<void> {
+  await fsp.truncate(file, 0).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
+  });
 }

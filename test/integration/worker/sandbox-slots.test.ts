@@ -143,6 +143,21 @@ describe.skipIf(!haveBwrap || !isRoot)('bwrap runner, persistent sandboxes', () 
     expect(next.response.result?.exitCode).toBe(0);
   });
 
+  it('hands a sandbox out with empty output files, so live output never shows the last action', async () => {
+    const first = await run('pwd; echo first action output; echo its error >&2');
+    const [pwd, output] = first.stdout.split('\n');
+    expect(output).toBe('first action output');
+    const sandbox = (await created.runner.acquireSandbox!({ directory: path.join(workDir, 'actions', '.sandboxes'), network: true }))!;
+    try {
+      // The same sandbox (the only idle one), whose files the first action wrote.
+      expect(path.dirname(sandbox.stdoutPath)).toBe(path.join(path.dirname(pwd!), 'io'));
+      expect(readFileSync(sandbox.stdoutPath, 'utf8')).toBe('');
+      expect(readFileSync(sandbox.stderrPath, 'utf8')).toBe('');
+    } finally {
+      await sandbox.release();
+    }
+  });
+
   it('keeps one pool per network setting: network=off gets a sandbox with loopback only', async () => {
     const off = await run('pwd; cat /proc/net/dev', { network: 'off' });
     const on = await run('pwd');
