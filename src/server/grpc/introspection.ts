@@ -4,12 +4,12 @@
  * server reflection v1 and v1alpha, which list exactly the services of that port (including these
  * two), so grpcurl-style tools and load balancers work without our protos.
  *
- * Reflection needs protobuf descriptors. The servers encode with protobufjs static code, which keeps
- * none, so the descriptors are read by @grpc/proto-loader from the same proto/ files the code is
- * generated from (plus the health and reflection protos of their packages). That costs a few hundred
- * milliseconds and megabytes that few processes ever use, so it happens on the first reflection
- * call, not at start-up: the reflection services are registered with stand-ins that build the real
- * ones then.
+ * Both come from packages that read .proto files with @grpc/proto-loader when loaded: reflection
+ * needs the descriptors of every service (the servers encode with protobufjs static code, which
+ * keeps none, so they are read from the same proto/ files the code is generated from). That costs a
+ * few hundred milliseconds and several MiB that few processes ever use, so it happens on a port's
+ * first health or reflection call, not at start-up: the services are registered with stand-ins
+ * (addLazyService) that build the real ones then.
  */
 import { readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import type * as grpc from '@grpc/grpc-js';
 import type { PackageDefinition } from '@grpc/proto-loader';
 import type { ReflectionService as ReflectionServiceType } from '@grpc/reflection';
-import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
+import type { HealthImplementation as HealthImplementationType, ServingStatus } from 'grpc-health-check';
 
 // CommonJS packages loaded on first use, from inside grpc-js callbacks, which are synchronous.
 const requireLazily = createRequire(import.meta.url);
@@ -47,13 +47,27 @@ export function serviceNameOf(definition: grpc.ServiceDefinition): string {
 export function addIntrospection(server: grpc.Server, definitions: readonly grpc.ServiceDefinition[]): Introspection {
   const own = definitions.map(serviceNameOf);
   const services = [...new Set([...own, HEALTH_SERVICE, ...REFLECTION_SERVICES])].sort();
-  const health = new HealthImplementation();
-  health.addToServer(server);
-  addLazyReflection(server, services);
+  // The statuses live here until a health call builds the real service, which starts from them.
+  const statuses = new Map<string, ServingStatus>();
+  let health: HealthImplementationType | undefined;
+  addLazyService(server, HEALTH_SERVICE, HEALTH_METHODS, () => {
+    const { HealthImplementation } = requireLazily('grpc-health-check') as { HealthImplementation: typeof HealthImplementationType };
+    health = new HealthImplementation(Object.fromEntries(statuses));
+    return registeredBy((target) => health!.addToServer(target)).get(HEALTH_SERVICE);
+  });
+  let reflection: Map<string, ServiceParts> | undefined;
+  for (const service of REFLECTION_SERVICES) {
+    addLazyService(server, service, REFLECTION_METHODS, () => {
+      reflection ??= buildReflection(services);
+      return reflection.get(service);
+    });
+  }
   const setServing = (serving: boolean) => {
     const status = serving ? 'SERVING' : 'NOT_SERVING';
-    health.setStatus('', status);
-    for (const name of services) health.setStatus(name, status);
+    for (const name of ['', ...services]) {
+      statuses.set(name, status);
+      health?.setStatus(name, status);
+    }
   };
   setServing(true);
   return { services, setServing };
@@ -64,50 +78,81 @@ interface ServiceParts {
   implementation: grpc.UntypedServiceImplementation;
 }
 
-/**
- * Registers reflection v1 and v1alpha on `server` (one bidi method each, ServerReflectionInfo) with
- * stand-ins: the first message a client sends builds the real ReflectionService for `services`,
- * and every call then goes to its handlers and (de)serializers.
- */
-function addLazyReflection(server: grpc.Server, services: readonly string[]): void {
-  let real: Map<string, ServiceParts> | undefined;
-  const partsOf = (service: string): ServiceParts => {
-    real ??= buildReflection(services);
-    const parts = real.get(service);
-    if (!parts) throw new Error(`@grpc/reflection did not register ${service}`);
-    return parts;
-  };
-  for (const service of REFLECTION_SERVICES) {
-    const method = () => partsOf(service).definition.ServerReflectionInfo!;
-    const definition: grpc.ServiceDefinition = {
-      ServerReflectionInfo: {
-        path: `/${service}/ServerReflectionInfo`,
-        requestStream: true,
-        responseStream: true,
-        originalName: 'serverReflectionInfo',
-        requestSerialize: (value: unknown) => method().requestSerialize(value),
-        requestDeserialize: (bytes: Buffer) => method().requestDeserialize(bytes),
-        responseSerialize: (value: unknown) => method().responseSerialize(value),
-        responseDeserialize: (bytes: Buffer) => method().responseDeserialize(bytes),
-      },
-    };
-    server.addService(definition, {
-      ServerReflectionInfo: (call: grpc.ServerDuplexStream<unknown, unknown>) => {
-        const handler = partsOf(service).implementation.ServerReflectionInfo as grpc.handleBidiStreamingCall<unknown, unknown>;
-        handler(call);
-      },
-    });
-  }
+/** A method of a service registered before its definition is loaded, as its .proto declares it. */
+interface LazyMethod {
+  name: string;
+  /** The lowerCamelCase name proto-loader gives the handler (grpc-js looks up either). */
+  originalName: string;
+  requestStream: boolean;
+  responseStream: boolean;
 }
 
-/** The real reflection services, by name, as @grpc/reflection registers them (through its public addToServer). */
+const HEALTH_METHODS: readonly LazyMethod[] = [
+  { name: 'Check', originalName: 'check', requestStream: false, responseStream: false },
+  { name: 'Watch', originalName: 'watch', requestStream: false, responseStream: true },
+  { name: 'List', originalName: 'list', requestStream: false, responseStream: false },
+];
+
+const REFLECTION_METHODS: readonly LazyMethod[] = [{ name: 'ServerReflectionInfo', originalName: 'serverReflectionInfo', requestStream: true, responseStream: true }];
+
+/**
+ * Registers `service` on `server` with stand-ins for `methods`: the first call (when its first
+ * message is decoded) runs `build`, and every call then goes to the real handlers and
+ * (de)serializers that `build` returns.
+ */
+function addLazyService(server: grpc.Server, service: string, methods: readonly LazyMethod[], build: () => ServiceParts | undefined): void {
+  let real: ServiceParts | undefined;
+  const parts = (): ServiceParts => {
+    real ??= build();
+    if (!real) throw new Error(`Failed to load the ${service} service`);
+    return real;
+  };
+  const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  const implementation: grpc.UntypedServiceImplementation = {};
+  for (const m of methods) {
+    const method = () => {
+      const d = parts().definition[m.name];
+      if (!d) throw new Error(`${service} has no method ${m.name}`);
+      return d;
+    };
+    definition[m.name] = {
+      path: `/${service}/${m.name}`,
+      requestStream: m.requestStream,
+      responseStream: m.responseStream,
+      originalName: m.originalName,
+      requestSerialize: (value: unknown) => method().requestSerialize(value),
+      requestDeserialize: (bytes: Buffer) => method().requestDeserialize(bytes),
+      responseSerialize: (value: unknown) => method().responseSerialize(value),
+      responseDeserialize: (bytes: Buffer) => method().responseDeserialize(bytes),
+    };
+    implementation[m.name] = (...args: unknown[]) => {
+      const handlers = parts().implementation;
+      const handler = (handlers[m.name] ?? handlers[m.originalName]) as ((...a: unknown[]) => void) | undefined;
+      if (!handler) throw new Error(`${service} has no handler for ${m.name}`);
+      handler.apply(handlers, args);
+    };
+  }
+  server.addService(definition, implementation);
+}
+
+/**
+ * The services a package's `addToServer(server)` registers, by name: it is handed a stand-in
+ * server that records them (both packages only call `addService` on it).
+ */
+function registeredBy(addToServer: (server: grpc.Server) => void): Map<string, ServiceParts> {
+  const parts = new Map<string, ServiceParts>();
+  const recorder: Pick<grpc.Server, 'addService'> = {
+    addService: (definition, implementation) => void parts.set(serviceNameOf(definition), { definition, implementation }),
+  };
+  addToServer(recorder as grpc.Server);
+  return parts;
+}
+
+/** The real reflection services for `services`, by name. */
 function buildReflection(services: readonly string[]): Map<string, ServiceParts> {
   const { ReflectionService } = requireLazily('@grpc/reflection') as { ReflectionService: typeof ReflectionServiceType };
-  const parts = new Map<string, ServiceParts>();
-  new ReflectionService(packageDefinition(), { services: [...services] }).addToServer({
-    addService: (definition, implementation) => parts.set(serviceNameOf(definition), { definition, implementation }),
-  });
-  return parts;
+  const reflection = new ReflectionService(packageDefinition(), { services: [...services] });
+  return registeredBy((target) => reflection.addToServer(target));
 }
 
 let loaded: PackageDefinition | undefined;
@@ -120,6 +165,7 @@ function packageDefinition(): PackageDefinition {
   const protoDir = join(dirname(fileURLToPath(import.meta.url)), '../../../proto');
   const ours = readdirSync(protoDir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.proto'));
   const reflectionProtoDir = join(dirname(requireLazily.resolve('@grpc/reflection')), '../proto');
+  const { protoPath: healthProtoPath } = requireLazily('grpc-health-check') as typeof import('grpc-health-check');
   loaded = loadSync([...ours, healthProtoPath, join(reflectionProtoDir, 'grpc/reflection/v1/reflection.proto'), join(reflectionProtoDir, 'grpc/reflection/v1alpha/reflection.proto')], {
     includeDirs: [protoDir, reflectionProtoDir],
   });
