@@ -2,7 +2,7 @@
  * Where a warm Bazel build from bzutil's cache (B2) spends its time, per RPC, from both ends:
  *
  *   npm run build && npx tsc -p tsconfig.bench.json
- *   node dist-bench/bench/bazel/profile-b2.js [--quick] [--minimal-only] [--bin=bin/run.js] [--keep-logs=DIR]
+ *   node dist-bench/bench/bazel/profile-b2.js [--quick] [--minimal-only] [--jobs=N] [--bin=bin/run.js] [--keep-logs=DIR]
  *
  * It generates the B1/B2 workspace, fills a fresh `serve all` (debug logs on) with one cold
  * `--remote_executor` build, then runs the warm build after `bazel clean` twice (all outputs, then
@@ -42,6 +42,14 @@ if (!bazelOnPath()) {
 }
 
 const parallelism = Math.max(2, availableParallelism());
+// The warm builds' --jobs (both sides; B2 uses the cores): cache lookups wait on round trips, not
+// on the CPU, so more of them at once may hide latency the cores cannot.
+const warmJobCount = Number(option('jobs') ?? parallelism);
+if (!Number.isInteger(warmJobCount) || warmJobCount < 1) {
+  log(`Failed to parse --jobs=${option('jobs')}: expected a positive integer`);
+  process.exit(2);
+}
+const warmJobs = `--jobs=${warmJobCount}`;
 const jobs = `--jobs=${parallelism}`;
 const root = mkdtempSync(join(tmpdir(), 'bzutil-profile-b2-'));
 const workspace = generateWorkspace(join(root, 'ws'), join(dirname(binPath), '..', 'test', 'fixtures', 'bazel-workspace'), quick ? QUICK_SHAPE : FULL_SHAPE);
@@ -72,7 +80,7 @@ try {
   for (const minimal of modes) {
     const extra = minimal ? ['--remote_download_minimal'] : [];
     const label = minimal ? 'B2-minimal' : 'B2';
-    const diskFlags = ['build', ...COMMON_BUILD_FLAGS, jobs, `--disk_cache=${diskCache}`, ...extra];
+    const diskFlags = ['build', ...COMMON_BUILD_FLAGS, warmJobs, `--disk_cache=${diskCache}`, ...extra];
     await local.runOk(['clean'], 'clean');
     await local.runOk([...diskFlags, '--nobuild', '//...'], 'analyse');
     const disk = await local.runOk([...diskFlags, '//...'], `${label} --disk_cache`);
@@ -80,7 +88,7 @@ try {
     if (keepLogs) copyFileSync(join(local.outputBase, 'command.profile.gz'), join(keepLogs, `${label}-disk.profile.gz`));
 
     const grpcLog = join(root, `${label}.grpc.log`);
-    const ourFlags = ['build', ...COMMON_BUILD_FLAGS, jobs, cache, ...READ_ONLY_CACHE_FLAGS, ...extra];
+    const ourFlags = ['build', ...COMMON_BUILD_FLAGS, warmJobs, cache, ...READ_ONLY_CACHE_FLAGS, ...extra];
     await remote.runOk(['clean'], 'clean');
     await remote.runOk([...ourFlags, '--nobuild', '//...'], 'analyse');
     serverLines = [];
@@ -98,7 +106,7 @@ try {
     const notHits = notAllCacheHits(parseProcessSummary(ours.output));
     const profile = profileRpcs(readRemoteGrpcLog(grpcLog), parseServerRpcLines(serverLines));
     process.stdout.write(
-      `\n## ${label} (load ${load()})\n\n` +
+      `\n## ${label}, ${warmJobs} (load ${load()})\n\n` +
         `--disk_cache ${(disk.wallMs / 1000).toFixed(2)} s; bzutil --remote_cache with the gRPC log ${(ours.wallMs / 1000).toFixed(2)} s` +
         `${notHits ? ` (NOT a pure cache replay: ${notHits})` : ''}\n\n${formatRpcProfile(profile)}\n\n` +
         `Bazel's profile (ms: count, total, p50, p90), --disk_cache: ${JSON.stringify(diskProfile)}\nbzutil: ${JSON.stringify(oursProfile)}\n`,
