@@ -235,7 +235,11 @@ async function* readableToIterable<T>(call: grpc.ServerReadableStream<unknown, u
   };
   call.on('cancelled', onCancelled);
   try {
-    for await (const msg of call) {
+    // Not destroyed by the loop when the handler stops early (below): Node would destroy the stream
+    // with an AbortError, to which grpc-js answers by ending it (another error, "write after
+    // destroy"): two errors with stack traces for every Write answered before the client's
+    // half-close was read, i.e. almost every small ByteStream Write (5% of the server's time).
+    for await (const msg of call.iterator({ destroyOnReturn: false })) {
       if (isUndecodable(msg)) throw undecodableStatus(method, msg.reason);
       yield msg as T;
     }
@@ -245,6 +249,8 @@ async function* readableToIterable<T>(call: grpc.ServerReadableStream<unknown, u
   } finally {
     // Once the handler stops reading, a later "cancelled" (the stream closing after our answer) is no error.
     call.off('cancelled', onCancelled);
+    // Stops taking the client's messages (grpc-js then stops reading them), without an error.
+    if (!call.readableEnded && !call.destroyed) call.destroy();
   }
   if (cancelled) throw StatusError.cancelled('The client cancelled the call');
 }
