@@ -228,6 +228,27 @@ describe.skipIf(!haveBwrap || !isRoot)('SandboxPool', () => {
     expect(pool.size).toBe(1);
   });
 
+  it('gives an action the sandbox being reset rather than start another', async () => {
+    // A clock whose sleeps never end: the action waits for the reset however long the machine takes.
+    const patient = { now: () => Date.now(), sleep: (_ms: number, signal?: AbortSignal) => new Promise<void>((_, reject) => signal?.addEventListener('abort', () => reject(signal.reason))) };
+    const own = new SandboxPool({ runAs: DEFAULT_RUN_AS, limits: { ...DEFAULT_LIMITS, ...LIMITS }, cgroups, killGraceMs: 500, clock: patient });
+    try {
+      const ownDir = path.join(dir, 'own');
+      const slot = await own.acquire(ownDir, true);
+      expect((await runIn(slot, 'echo one > left-behind; echo one')).stdout).toBe('one\n');
+      const releasing = own.release(slot, ownDir, true);
+      const next = await own.acquire(ownDir, true);
+      expect(next).toBe(slot);
+      expect(own.size).toBe(1);
+      await releasing;
+      // It was handed over reset: nothing of the first action is left.
+      expect((await runIn(next, 'ls -A; echo two')).stdout).toBe('two\n');
+      await own.release(next, ownDir, true);
+    } finally {
+      await own.close();
+    }
+  });
+
   it('fails a running action with a helper error when the helper dies, and kills what it started', async () => {
     const slot = await pool.acquire(dir, true);
     const marker = `${5000 + Math.floor(Math.random() * 1000)}.91`;
