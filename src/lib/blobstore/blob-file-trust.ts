@@ -17,8 +17,7 @@
  * every read is verified: correct, slower, and logged once at open by `probeMarks`.
  */
 import { randomUUID } from 'node:crypto';
-import type { BigIntStats } from 'node:fs';
-import { promises as fsp } from 'node:fs';
+import { type BigIntStats, futimesSync, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { hashStream } from '../digest/digest-function.js';
@@ -33,6 +32,12 @@ export async function markTrusted(handle: FileHandle): Promise<void> {
   const seconds = Math.floor(Date.now() / 1000);
   // x + 0.5 is exact in a double for any realistic x, so the kernel stores exactly 500000000 ns.
   await handle.utimes(seconds, seconds + 0.5);
+}
+
+/** markTrusted for a file descriptor, synchronously (small blobs, blob-temp-file.ts). */
+export function markTrustedSync(fd: number): void {
+  const seconds = Math.floor(Date.now() / 1000);
+  futimesSync(fd, seconds, seconds + 0.5);
 }
 
 /** True when the file's modification time still carries the mark. */

@@ -17,6 +17,7 @@
  * the disk. After a restart, recency is approximated by file modification time.
  */
 import { randomUUID } from 'node:crypto';
+import { renameSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
@@ -28,9 +29,9 @@ import { abortable, throwIfAborted, toChunks } from '../util/abort.js';
 import { type BlobStore, type CallOptions, type GetOptions, MAX_READ_CHUNK_BYTES, type ReadOptions } from './blob-store.js';
 import { LruIndex, digestKeyScheme } from './lru-index.js';
 import { resolveReadRange } from './read-range.js';
-import { BatchingFileWriter, writeBatchBytesFor, writeFully } from './batching-file-writer.js';
+import { isWrittenSync, writeTempBlobFile } from './blob-temp-file.js';
 import { blobFilePath, recordInstanceName, scanBlobDirectory } from './blob-directory-layout.js';
-import { hasMark, markTrusted, probeMarks, verifyAndRemark } from './blob-file-trust.js';
+import { hasMark, probeMarks, verifyAndRemark } from './blob-file-trust.js';
 
 // The on-disk layout has its own module; re-exported for code importing it from here.
 export { escapeInstanceName } from './blob-directory-layout.js';
@@ -282,37 +283,16 @@ export class FilesystemBlobStore implements BlobStore {
   /** One attempt at storing a blob; errors are raw (the caller wraps them, after handling ENOSPC). */
   private async putOnce(digest: Digest, data: Uint8Array | AsyncIterable<Uint8Array>, opts: CallOptions): Promise<void> {
     const tempPath = path.join(this.tempDir, `${digest.hash}-${digest.sizeBytes}.${randomUUID()}`);
-    let handle: FileHandle | undefined;
-    let writer: BatchingFileWriter | undefined;
     try {
-      // Read-only from the start: nothing may change a stored blob in place (CAS files are immutable).
-      handle = await fsp.open(tempPath, 'wx', 0o444);
-      let writtenBytes = 0;
-      if (data instanceof Uint8Array) {
-        // A whole blob is written as it is: nothing follows it that could overlap with the write.
-        if (data.length > this.maxSizeBytes) throw this.overCapacity(digest);
-        await writeFully(handle, data);
-        throwIfAborted(opts.signal);
-        writtenBytes = data.length;
-      } else {
-        writer = new BatchingFileWriter(handle, writeBatchBytesFor(digest.sizeBytes));
-        for await (const chunk of abortable(data, opts.signal)) {
-          writtenBytes += chunk.length;
-          if (writtenBytes > this.maxSizeBytes) throw this.overCapacity(digest);
-          await writer.write(chunk);
-        }
-        await writer.flush();
-      }
-      await markTrusted(handle);
-      if (this.fsync) await handle.sync();
-      const toClose = handle;
-      handle = undefined;
-      await toClose.close();
-      await this.commit(digest, tempPath, writtenBytes);
+      const writtenBytes = await writeTempBlobFile(tempPath, data, {
+        declaredSizeBytes: digest.sizeBytes,
+        maxSizeBytes: this.maxSizeBytes,
+        overCapacity: () => this.overCapacity(digest),
+        fsync: this.fsync,
+        signal: opts.signal,
+      });
+      await this.commit(digest, tempPath, writtenBytes, !this.fsync && isWrittenSync(data));
     } catch (err) {
-      // Let a write in flight finish before the file is closed and removed.
-      await writer?.settle();
-      await handle?.close().catch(() => {});
       await fsp.rm(tempPath, { force: true }).catch(() => {});
       throw err;
     }
@@ -328,11 +308,14 @@ export class FilesystemBlobStore implements BlobStore {
     return StatusError.resourceExhausted(`Failed to store blob ${digest.toString()}: more than ${this.maxSizeBytes} bytes, the filesystem store's capacity`);
   }
 
-  /** Renames the finished temp file into place and accounts it once, then evicts beyond capacity. */
-  private commit(digest: Digest, tempPath: string, sizeBytes: number): Promise<void> {
+  /**
+   * Renames the finished temp file into place and accounts it once, then evicts beyond capacity.
+   * `sync`: a small blob written synchronously is renamed synchronously too (blob-temp-file.ts).
+   */
+  private commit(digest: Digest, tempPath: string, sizeBytes: number, sync: boolean): Promise<void> {
     const finalPath = this.blobPath(digest);
     return this.withKeyLock(digest.key, async () => {
-      await this.renameIntoPlace(tempPath, finalPath, digest.instanceName);
+      await this.renameIntoPlace(tempPath, finalPath, digest.instanceName, sync);
       // A concurrent upload of the same blob may have committed first: replace, don't double count.
       const previous = this.index.set(digest, sizeBytes);
       this.storedSizeBytes += sizeBytes - (previous ?? 0);
@@ -345,11 +328,12 @@ export class FilesystemBlobStore implements BlobStore {
    * (a `mkdir -p` per commit cost a thread-pool round trip for every small blob); if the directory
    * was removed behind our back, it is created again.
    */
-  private async renameIntoPlace(tempPath: string, finalPath: string, instanceName: string): Promise<void> {
+  private async renameIntoPlace(tempPath: string, finalPath: string, instanceName: string, sync: boolean): Promise<void> {
     const dir = path.dirname(finalPath);
     if (this.createdDirs.has(dir)) {
       try {
-        await fsp.rename(tempPath, finalPath);
+        if (sync) renameSync(tempPath, finalPath);
+        else await fsp.rename(tempPath, finalPath);
         return;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;

@@ -1,6 +1,7 @@
 /**
  * A full disk cannot be arranged portably, so `open` is wrapped to hand out write handles that fail
- * like a full disk does, while everything else goes to the real filesystem.
+ * like a full disk does, while everything else goes to the real filesystem. Small whole blobs are
+ * written with the synchronous calls (blob-temp-file.ts), so `openSync`/`writeSync` are wrapped alike.
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -22,6 +23,32 @@ vi.mock('node:fs/promises', async (importOriginal) => {
     return handle;
   };
   return { ...real, open, default: { ...real, open } };
+});
+
+vi.mock('node:fs', async (importOriginal) => {
+  const real = await importOriginal<typeof import('node:fs')>();
+  const failing = new Set<number>();
+  const openSync = ((...args: Parameters<typeof real.openSync>) => {
+    const fd = real.openSync(...args);
+    if (diskFull.code && args[1] === 'wx' && diskFull.times > 0) {
+      diskFull.times -= 1;
+      failing.add(fd);
+    }
+    return fd;
+  }) as typeof real.openSync;
+  const writeSync = ((fd: number, ...rest: unknown[]) => {
+    if (failing.has(fd)) {
+      const code = diskFull.code ?? 'ENOSPC';
+      throw Object.assign(new Error(`${code}: no space left on device, write`), { code });
+    }
+    return (real.writeSync as (...a: unknown[]) => number)(fd, ...rest);
+  }) as typeof real.writeSync;
+  const closeSync = ((fd: number) => {
+    failing.delete(fd);
+    real.closeSync(fd);
+  }) as typeof real.closeSync;
+  const wrapped = { openSync, writeSync, closeSync };
+  return { ...real, ...wrapped, default: { ...real, ...wrapped } };
 });
 
 const fs = await import('node:fs/promises');
@@ -53,6 +80,20 @@ describe('FilesystemBlobStore on a full disk', () => {
       expect(await store.findMissing([digest])).toEqual([digest]);
     });
   }
+
+  it('fails a streamed put with RESOURCE_EXHAUSTED on ENOSPC and leaves no temp file', async () => {
+    // A stream takes the asynchronous path (FileHandle writes), unlike the small whole blobs above.
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'bzutil-full-'));
+    dirs.push(dir);
+    const store = await FilesystemBlobStore.open({ path: dir, maxSizeBytes: 1 << 20 });
+    diskFull.code = 'ENOSPC';
+    const data = bytes('streamed, does not fit');
+    const digest = Digest.ofBytes(data);
+    const err = await rejectionOf(store.put(digest, (async function* () { yield data.subarray(0, 5); yield data.subarray(5); })()));
+    expectCode(err, Code.RESOURCE_EXHAUSTED);
+    expect(await fs.readdir(path.join(dir, '.tmp'))).toEqual([]);
+    expect(await store.findMissing([digest])).toEqual([digest]);
+  });
 
   it('evicts the least recently used blobs on ENOSPC and retries a whole-blob put once', async () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'bzutil-full-'));

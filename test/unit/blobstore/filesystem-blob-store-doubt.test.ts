@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { blobFilePath } from '../../../src/lib/blobstore/blob-directory-layout.js';
+import { SYNC_WRITE_MAX_BYTES } from '../../../src/lib/blobstore/blob-temp-file.js';
 import { FilesystemBlobStore } from '../../../src/lib/blobstore/filesystem-blob-store.js';
 import { Digest } from '../../../src/lib/digest/digest.js';
 import { Code } from '../../../src/lib/errors/status-error.js';
@@ -43,6 +44,26 @@ describe('FilesystemBlobStore: blob files in doubt', () => {
     const digest = Digest.ofBytes(data);
     await store.put(digest, data);
     expect((await mtimeNs(digest)) % 1_000_000_000n).toBe(500_000_000n);
+  });
+
+  it('writes small whole blobs (synchronous calls), large ones and fsynced ones alike: read-only and marked', async () => {
+    // blob-temp-file.ts: up to SYNC_WRITE_MAX_BYTES a whole blob takes the synchronous path.
+    const small = patternBytes(SYNC_WRITE_MAX_BYTES);
+    const large = patternBytes(SYNC_WRITE_MAX_BYTES + 1);
+    const store = await open(true);
+    const fsynced = await FilesystemBlobStore.open({ path: path.join(dir, 'fsync'), maxSizeBytes: 1 << 20, fsync: true });
+    opened.push(fsynced);
+    for (const data of [small, large]) {
+      const digest = Digest.ofBytes(data);
+      await store.put(digest, data);
+      await fsynced.put(digest, data);
+      const st = await fs.stat(fileOf(digest), { bigint: true });
+      expect(st.mtimeNs % 1_000_000_000n).toBe(500_000_000n);
+      expect(Number(st.mode) & 0o777).toBe(0o444);
+      expect(Buffer.from(await store.get(digest)).equals(Buffer.from(data))).toBe(true);
+      expect(Buffer.from(await fsynced.get(digest)).equals(Buffer.from(data))).toBe(true);
+    }
+    expect(await fs.readdir(path.join(dir, '.tmp'))).toEqual([]);
   });
 
   it('drops a same-size blob file whose bytes were changed in place (get, read and findMissing)', async () => {
