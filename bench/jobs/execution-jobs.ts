@@ -9,7 +9,7 @@ import { RemoteConnection, type ClientTlsFiles } from '../../src/lib/client/conn
 import { ExecutionClient, decodeOperation } from '../../src/lib/client/execution-client.js';
 import { buildAction, buildCommand } from '../../src/lib/cas/action-builder.js';
 import type { Digest } from '../../src/lib/digest/digest.js';
-import { encodeWithDigest } from '../../src/lib/proto/canonical.js';
+import { encodeWithDigest } from '../../src/lib/digest/encode-with-digest.js';
 import { reapi } from '../../src/lib/proto/index.js';
 import { mapConcurrent } from '../../src/lib/util/concurrency.js';
 import type { LatencyResult, TimedResult } from './raw-jobs.js';

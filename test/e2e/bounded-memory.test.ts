@@ -17,7 +17,7 @@ import type { Digest } from '../../src/lib/digest/digest.js';
 import { CasClient } from '../../src/lib/client/cas-client.js';
 import { RemoteConnection } from '../../src/lib/client/connection.js';
 import { decodeOperation, ExecutionClient } from '../../src/lib/client/execution-client.js';
-import { encodeWithDigest } from '../../src/lib/proto/canonical.js';
+import { encodeWithDigest } from '../../src/lib/digest/encode-with-digest.js';
 import { reapi } from '../../src/lib/proto/index.js';
 import { mapConcurrent } from '../../src/lib/util/concurrency.js';
 import { mebibytes, residentBytes } from '../helpers/resident-memory.js';

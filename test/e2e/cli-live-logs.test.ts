@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TailResult } from '../../src/commands/tail.js';
 import { CasClient } from '../../src/lib/client/cas-client.js';
 import { RemoteConnection } from '../../src/lib/client/connection.js';
-import { encodeWithDigest } from '../../src/lib/proto/canonical.js';
+import { encodeWithDigest } from '../../src/lib/digest/encode-with-digest.js';
 import { reapi } from '../../src/lib/proto/index.js';
 import type { ServeAll } from '../../src/server/serve-all.js';
 import { startServeAllInProcess } from '../helpers/serve-all-in-process.js';

@@ -11,7 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CasClient } from '../../src/lib/client/cas-client.js';
 import { RemoteConnection } from '../../src/lib/client/connection.js';
-import { encodeWithDigest } from '../../src/lib/proto/canonical.js';
+import { encodeWithDigest } from '../../src/lib/digest/encode-with-digest.js';
 import { type longrunning, reapi } from '../../src/lib/proto/index.js';
 import { executionService } from '../../src/lib/proto/services.js';
 import { healthCheck } from '../helpers/introspection-clients.js';

@@ -12,7 +12,7 @@ import { Digest } from '../../src/lib/digest/digest.js';
 import { CasClient } from '../../src/lib/client/cas-client.js';
 import { RemoteConnection } from '../../src/lib/client/connection.js';
 import { decodeOperation, type DecodedOperation, ExecutionClient } from '../../src/lib/client/execution-client.js';
-import { encodeWithDigest } from '../../src/lib/proto/canonical.js';
+import { encodeWithDigest } from '../../src/lib/digest/encode-with-digest.js';
 import { reapi } from '../../src/lib/proto/index.js';
 import { runCli } from '../helpers/run-cli.js';
 import { type ServeProcess, startServe } from '../helpers/serve-process.js';

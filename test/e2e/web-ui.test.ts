@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { type BrowserContext, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeWithDigest } from '../../src/lib/proto/canonical.js';
+import { encodeWithDigest } from '../../src/lib/digest/encode-with-digest.js';
 import { type longrunning, reapi } from '../../src/lib/proto/index.js';
 import { executionService } from '../../src/lib/proto/services.js';
 import type { HttpServer } from '../../src/server/http/http-server.js';

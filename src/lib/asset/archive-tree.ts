@@ -14,7 +14,7 @@ import { compareUtf8, validateEntryName } from '../cas/tree-paths.js';
 import type { Digest } from '../digest/digest.js';
 import type { DigestFunction } from '../digest/digest-function.js';
 import { StatusError } from '../errors/status-error.js';
-import { encodeWithDigest } from '../proto/canonical.js';
+import { encodeWithDigest } from '../digest/encode-with-digest.js';
 import { reapi } from '../proto/index.js';
 
 interface DirNode {

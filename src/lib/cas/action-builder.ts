@@ -7,7 +7,7 @@
 import { Digest } from '../digest/digest.js';
 import type { DigestFunction } from '../digest/digest-function.js';
 import { StatusError } from '../errors/status-error.js';
-import { encodeWithDigest } from '../proto/canonical.js';
+import { encodeWithDigest } from '../digest/encode-with-digest.js';
 import { reapi } from '../proto/index.js';
 import { compareUtf8 } from './tree-paths.js';
 

@@ -19,7 +19,7 @@ import { Digest } from '../digest/digest.js';
 import { type DigestFunction, digestFunctionToProto, hashStream } from '../digest/digest-function.js';
 import { StatusError, wrapStatus } from '../errors/status-error.js';
 import { fsStatusError } from '../errors/fs-status.js';
-import { encodeWithDigest } from '../proto/canonical.js';
+import { encodeWithDigest } from '../digest/encode-with-digest.js';
 import { reapi } from '../proto/index.js';
 import { createLimiter, mapConcurrent } from '../util/concurrency.js';
 import { compareUtf8, validateEntryName, validateSymlinkTarget } from './tree-paths.js';

@@ -6,10 +6,7 @@
  * must agree byte for byte for digests to match, so such messages are pruned of default-valued scalars
  * and empty repeated fields before encoding. Fields are written in field-number order by protobufjs.
  */
-import { Digest } from '../digest/digest.js';
-import type { DigestFunction } from '../digest/digest-function.js';
-
-interface Encoder<T> {
+export interface Encoder<T> {
   encode(m: T): { finish(): Uint8Array };
 }
 
@@ -30,14 +27,4 @@ export function pruneDefaults<T>(value: T): T {
 /** Encodes `message` canonically. */
 export function encodeCanonical<T>(cls: Encoder<T>, message: T): Uint8Array {
   return cls.encode(pruneDefaults(message)).finish();
-}
-
-/** Encodes `message` canonically and returns the bytes with their digest. */
-export function encodeWithDigest<T>(
-  cls: Encoder<T>,
-  message: T,
-  opts: { instanceName?: string; digestFunction?: DigestFunction } = {},
-): { bytes: Uint8Array; digest: Digest } {
-  const bytes = encodeCanonical(cls, message);
-  return { bytes, digest: Digest.ofBytes(bytes, opts) };
 }

@@ -13,7 +13,7 @@ import type { BlobStore, CallOptions } from '../blobstore/blob-store.js';
 import { Digest } from '../digest/digest.js';
 import { type DigestFunction, hashStream } from '../digest/digest-function.js';
 import { StatusError, wrapStatus } from '../errors/status-error.js';
-import { encodeWithDigest } from '../proto/canonical.js';
+import { encodeWithDigest } from '../digest/encode-with-digest.js';
 import { reapi } from '../proto/index.js';
 import { mapConcurrent } from '../util/concurrency.js';
 import { resolveRelativePath, toAbsolute } from './paths.js';

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Digest } from '../../../src/lib/digest/digest.js';
 import { Code } from '../../../src/lib/errors/status-error.js';
-import { encodeWithDigest } from '../../../src/lib/proto/canonical.js';
+import { encodeWithDigest } from '../../../src/lib/digest/encode-with-digest.js';
 import { type Harness, expectStatus, readStream, reapi, startHarness, unary, uploadBlobs } from './harness.js';
 
 const text = (s: string) => new TextEncoder().encode(s);

@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Digest } from '../../../src/lib/digest/digest.js';
 import { DIGEST_FUNCTIONS, type DigestFunction, digestFunctionToProto } from '../../../src/lib/digest/digest-function.js';
 import { Code } from '../../../src/lib/errors/status-error.js';
-import { encodeWithDigest } from '../../../src/lib/proto/canonical.js';
+import { encodeWithDigest } from '../../../src/lib/digest/encode-with-digest.js';
 import type { bytestream } from '../../../src/lib/proto/index.js';
 import { type Harness, concat, expectStatus, readStream, reapi, startHarness, unary, writeBlob } from './harness.js';
 

@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Digest } from '../../../src/lib/digest/digest.js';
 import { Code } from '../../../src/lib/errors/status-error.js';
-import { encodeWithDigest } from '../../../src/lib/proto/canonical.js';
+import { encodeWithDigest } from '../../../src/lib/digest/encode-with-digest.js';
 import { asset, reapi, rpc } from '../../../src/lib/proto/index.js';
 import { msToTimestamp } from '../../../src/lib/proto/proto-time.js';
 import { fetchService, pushService } from '../../../src/lib/proto/services.js';

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CasClient } from '../../../src/lib/client/cas-client.js';
 import { RemoteConnection } from '../../../src/lib/client/connection.js';
 import { Digest } from '../../../src/lib/digest/digest.js';
-import { encodeWithDigest } from '../../../src/lib/proto/canonical.js';
+import { encodeWithDigest } from '../../../src/lib/digest/encode-with-digest.js';
 import { type longrunning, reapi } from '../../../src/lib/proto/index.js';
 import { executionService } from '../../../src/lib/proto/services.js';
 import type { HttpServer } from '../../../src/server/http/http-server.js';

@@ -14,7 +14,7 @@ import { CasClient } from '../../../src/lib/client/cas-client.js';
 import { RemoteConnection } from '../../../src/lib/client/connection.js';
 import { type DecodedOperation, decodeOperation, ExecutionClient } from '../../../src/lib/client/execution-client.js';
 import { Code, toStatusError } from '../../../src/lib/errors/status-error.js';
-import { encodeWithDigest } from '../../../src/lib/proto/canonical.js';
+import { encodeWithDigest } from '../../../src/lib/digest/encode-with-digest.js';
 import { reapi } from '../../../src/lib/proto/index.js';
 import type { HttpServer } from '../../../src/server/http/http-server.js';
 import type { ServeAll } from '../../../src/server/serve-all.js';

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { BlobStore } from '../../../src/lib/blobstore/blob-store.js';
 import { StatusError } from '../../../src/lib/errors/status-error.js';
-import { encodeWithDigest } from '../../../src/lib/proto/canonical.js';
+import { encodeWithDigest } from '../../../src/lib/digest/encode-with-digest.js';
 import { reapi } from '../../../src/lib/proto/index.js';
 import type { OperationSnapshot } from '../../../src/lib/scheduler/operation-snapshot.js';
 import { silentLogger } from '../../../src/lib/util/logger.js';

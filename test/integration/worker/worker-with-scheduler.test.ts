@@ -12,7 +12,7 @@ import type { BlobStore } from '../../../src/lib/blobstore/blob-store.js';
 import { Digest } from '../../../src/lib/digest/digest.js';
 import { type DigestFunction, digestFunctionToProto, hashBytes } from '../../../src/lib/digest/digest-function.js';
 import { Code, StatusError } from '../../../src/lib/errors/status-error.js';
-import { encodeWithDigest } from '../../../src/lib/proto/canonical.js';
+import { encodeWithDigest } from '../../../src/lib/digest/encode-with-digest.js';
 import { longrunning, reapi } from '../../../src/lib/proto/index.js';
 import { executionService, unpackAny } from '../../../src/lib/proto/services.js';
 import { silentLogger } from '../../../src/lib/util/logger.js';

@@ -4,7 +4,7 @@ import { CompletenessCheckingActionCache } from '../../../src/lib/actioncache/co
 import { MemoryBlobStore } from '../../../src/lib/blobstore/memory-blob-store.js';
 import { Digest } from '../../../src/lib/digest/digest.js';
 import { Code, type StatusError } from '../../../src/lib/errors/status-error.js';
-import { encodeWithDigest } from '../../../src/lib/proto/canonical.js';
+import { encodeWithDigest } from '../../../src/lib/digest/encode-with-digest.js';
 import { reapi } from '../../../src/lib/proto/index.js';
 import { bytes, expectCode, RecordingBlobStore, rejectionOf } from '../../helpers/blob-store-contract.js';
 

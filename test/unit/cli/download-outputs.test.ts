@@ -7,7 +7,7 @@ import { CasClient } from '../../../src/lib/client/cas-client.js';
 import { RemoteConnection } from '../../../src/lib/client/connection.js';
 import { Digest } from '../../../src/lib/digest/digest.js';
 import { Code, StatusError } from '../../../src/lib/errors/status-error.js';
-import { encodeWithDigest } from '../../../src/lib/proto/canonical.js';
+import { encodeWithDigest } from '../../../src/lib/digest/encode-with-digest.js';
 import { reapi } from '../../../src/lib/proto/index.js';
 import { type StorageServer, startStorageServer } from '../client/storage-server.js';
 

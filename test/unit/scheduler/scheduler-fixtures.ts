@@ -5,7 +5,7 @@
 import { BlobStoreActionCache } from '../../../src/lib/actioncache/action-cache.js';
 import { MemoryBlobStore } from '../../../src/lib/blobstore/memory-blob-store.js';
 import { Digest } from '../../../src/lib/digest/digest.js';
-import { encodeWithDigest } from '../../../src/lib/proto/canonical.js';
+import { encodeWithDigest } from '../../../src/lib/digest/encode-with-digest.js';
 import { reapi } from '../../../src/lib/proto/index.js';
 import { InMemoryBuildQueue, type InMemoryBuildQueueOptions } from '../../../src/lib/scheduler/in-memory-build-queue.js';
 import type { OperationSnapshot } from '../../../src/lib/scheduler/operation-snapshot.js';

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Digest } from '../../../src/lib/digest/digest.js';
 import { Code, StatusError } from '../../../src/lib/errors/status-error.js';
-import { encodeWithDigest } from '../../../src/lib/proto/canonical.js';
+import { encodeWithDigest } from '../../../src/lib/digest/encode-with-digest.js';
 import { reapi } from '../../../src/lib/proto/index.js';
 import { OutputUploader, type UploadOutputsRequest } from '../../../src/lib/worker/output-uploader.js';
 import { blobText, newMemoryStore, putBlob, RecordingBlobStore } from './worker-test-helpers.js';

@@ -6,7 +6,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import type { BlobStore, CallOptions, GetOptions, ReadOptions } from '../../../src/lib/blobstore/blob-store.js';
 import { MemoryBlobStore } from '../../../src/lib/blobstore/memory-blob-store.js';
 import { Digest } from '../../../src/lib/digest/digest.js';
-import { encodeWithDigest } from '../../../src/lib/proto/canonical.js';
+import { encodeWithDigest } from '../../../src/lib/digest/encode-with-digest.js';
 import { reapi } from '../../../src/lib/proto/index.js';
 import { compareUtf8 } from '../../../src/lib/cas/tree-paths.js';
 
