@@ -24,6 +24,7 @@ import { MemoryBlobStore } from './memory-blob-store.js';
 import { MetricsBlobStore } from './metrics-blob-store.js';
 import { ReadCachingBlobStore } from './read-caching-blob-store.js';
 import { type Shard, ShardingBlobStore } from './sharding-blob-store.js';
+import type { SharedDirectory } from './shared-blob-directory.js';
 import { SmallBlobCachingBlobStore } from './small-blob-caching-blob-store.js';
 import { VerifyingBlobStore } from './verifying-blob-store.js';
 
@@ -49,6 +50,11 @@ export interface CreateBlobStoreDeps {
    * @default false
    */
   contentAddressed?: boolean;
+  /**
+   * Several processes run this tree at once (`serve apiserver --processes N`): disk nodes share
+   * their directories between them (shared-blob-directory.ts). @default this process alone
+   */
+  sharedDirectory?: SharedDirectory;
 }
 
 /**
@@ -67,7 +73,7 @@ async function createNode(config: BlobStoreConfig, deps: CreateBlobStoreDeps, pa
   if ('disk' in config) {
     const { path: dir, max_size_bytes, fsync } = config.disk;
     if (typeof dir !== 'string' || dir === '') throw configError(`${at}.path`, 'must be a non-empty string');
-    const store = await FilesystemBlobStore.open({ path: dir, maxSizeBytes: size(max_size_bytes, `${at}.max_size_bytes`), fsync, verifyOnDoubt: deps.contentAddressed ?? false, sizesFromFileNames: deps.contentAddressed ?? false, logger: logger.child('disk') });
+    const store = await FilesystemBlobStore.open({ path: dir, maxSizeBytes: size(max_size_bytes, `${at}.max_size_bytes`), fsync, verifyOnDoubt: deps.contentAddressed ?? false, sizesFromFileNames: deps.contentAddressed ?? false, shared: deps.sharedDirectory, logger: logger.child('disk') });
     const unregister = deps.metrics ? diskGauges(deps.metrics, store, path) : undefined;
     deps.onClose?.(() => {
       unregister?.();

@@ -22,54 +22,33 @@ import * as fsp from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { Digest } from '../digest/digest.js';
-import { Code, StatusError, isAbortError } from '../errors/status-error.js';
+import { Code, StatusError } from '../errors/status-error.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { absentDigests } from './absent-digests.js';
 import { abortable, throwIfAborted, toChunks } from '../util/abort.js';
 import { type BlobStore, type CallOptions, type GetOptions, MAX_READ_CHUNK_BYTES, type ReadOptions } from './blob-store.js';
-import { LruIndex, digestKeyScheme } from './lru-index.js';
+import { digestKeyScheme } from './lru-index.js';
 import { resolveReadRange } from './read-range.js';
 import { isWrittenSync, writeTempBlobFile } from './blob-temp-file.js';
 import { blobFilePath, recordInstanceName, scanBlobDirectory } from './blob-directory-layout.js';
 import { hasMark, probeMarks, verifyAndRemark } from './blob-file-trust.js';
+import type { FilesystemBlobStoreOptions } from './filesystem-blob-store-options.js';
+import { type SharedDirectory, checkSharedDirectory, linkIntoPlace, ownsAtOpen, statBlobFile } from './shared-blob-directory.js';
+import { BlobIndex } from './blob-index.js';
+import { fsError, notFound } from './filesystem-errors.js';
 
 // The on-disk layout has its own module; re-exported for code importing it from here.
 export { escapeInstanceName } from './blob-directory-layout.js';
 
-export interface FilesystemBlobStoreOptions {
-  /** Directory holding the blobs; created if absent. */
-  path: string;
-  /** Total bytes kept on disk; least-recently used blobs are deleted beyond it. */
-  maxSizeBytes: number;
-  logger?: Logger;
-  /**
-   * fsync each blob before it becomes visible. Off by default: a cache may lose its newest blobs on
-   * power loss, and losing them only costs a re-upload.
-   * @default false
-   */
-  fsync?: boolean;
-  /**
-   * Open without a stat per file: each blob's size is read from its file name, and recency after a
-   * restart is the order the directories list files in rather than modification time. Stat was
-   * 70% of opening a 1M-blob store (14 s -> 4 s without). Only for a content-addressed store whose
-   * blobs are verified before they are stored (the CAS behind a VerifyingBlobStore): the action
-   * cache keeps results under action digests, whose sizes are not the files' sizes.
-   * @default false
-   */
-  sizesFromFileNames?: boolean;
-  /**
-   * A content-addressed store (the CAS, not the action cache): a blob file that may have been
-   * changed since it was stored is hashed before it is served (blob-file-trust.ts). @default false
-   */
-  verifyOnDoubt?: boolean;
-}
+export type { FilesystemBlobStoreOptions } from './filesystem-blob-store-options.js';
 
 const TEMP_DIR_NAME = '.tmp';
 
 export class FilesystemBlobStore implements BlobStore {
-  /** Digest -> stored size in bytes, with recency for eviction. */
-  private readonly index = new LruIndex<number, Digest>(digestKeyScheme);
-  private storedSizeBytes = 0;
+  /** Digest -> stored size in bytes, with recency for eviction (and, when shared, other processes' blobs). */
+  private readonly index = new BlobIndex();
+  /** This process's share of maxSizeBytes: all of it unless the directory is shared. */
+  private readonly capacityBytes: number;
   private evicted = 0;
   /** Per-key queue serialising renames into place with eviction unlinks of the same file. */
   private readonly keyLocks = new Map<string, Promise<void>>();
@@ -79,12 +58,17 @@ export class FilesystemBlobStore implements BlobStore {
 
   private constructor(
     private readonly root: string,
-    private readonly maxSizeBytes: number,
+    maxSizeBytes: number,
     private readonly logger: Logger,
     private readonly fsync: boolean,
     private readonly verifyOnDoubt: boolean,
+    /** Content-addressed: a blob file's size is its digest's. */
+    private readonly sizesFromNames: boolean,
+    private readonly shared: SharedDirectory | undefined,
   ) {
-    this.tempDir = path.join(root, TEMP_DIR_NAME);
+    this.capacityBytes = shared ? Math.floor(maxSizeBytes / shared.processes) : maxSizeBytes;
+    // Each process empties its own temp directory at open, never another's uploads in progress.
+    this.tempDir = path.join(root, shared ? `${TEMP_DIR_NAME}-p${shared.rank}` : TEMP_DIR_NAME);
   }
 
   /** Opens (creating if needed) the store at `opts.path` and rebuilds its index from the files there. */
@@ -94,14 +78,16 @@ export class FilesystemBlobStore implements BlobStore {
         { field: 'maxSizeBytes', description: 'Must be a positive integer' },
       ]);
     }
+    if (opts.shared) checkSharedDirectory(opts.shared);
     const root = path.resolve(opts.path);
-    const store = new FilesystemBlobStore(root, opts.maxSizeBytes, opts.logger ?? silentLogger, opts.fsync ?? false, opts.verifyOnDoubt ?? false);
+    const sizesFromNames = opts.sizesFromFileNames ?? false;
+    const store = new FilesystemBlobStore(root, opts.maxSizeBytes, opts.logger ?? silentLogger, opts.fsync ?? false, opts.verifyOnDoubt ?? false, sizesFromNames, opts.shared);
     try {
       await fsp.mkdir(root, { recursive: true });
       // Uploads interrupted by a crash can never complete: start with an empty temp directory.
       await fsp.rm(store.tempDir, { recursive: true, force: true });
       await fsp.mkdir(store.tempDir, { recursive: true });
-      await store.rebuildIndex(opts.sizesFromFileNames ?? false);
+      await store.rebuildIndex(sizesFromNames);
       if (store.verifyOnDoubt && !(await probeMarks(store.tempDir))) {
         store.logger.warn('This filesystem does not keep sub-second modification times: every read of a blob will be hashed first');
       }
@@ -111,14 +97,14 @@ export class FilesystemBlobStore implements BlobStore {
     return store;
   }
 
-  /** Bytes currently stored, as accounted by the index. */
+  /** Bytes currently stored, as accounted by the index (in a shared directory: this process's blobs). */
   get sizeBytes(): number {
-    return this.storedSizeBytes;
+    return this.index.ownedBytes;
   }
 
-  /** Number of blobs in the index. */
+  /** Number of blobs in the index (in a shared directory: this process's blobs). */
   get blobCount(): number {
-    return this.index.size;
+    return this.index.ownedCount;
   }
 
   /** Blobs evicted since the store was opened. */
@@ -133,7 +119,7 @@ export class FilesystemBlobStore implements BlobStore {
 
   async get(digest: Digest, opts: GetOptions = {}): Promise<Uint8Array> {
     throwIfAborted(opts.signal);
-    const sizeBytes = this.touch(digest);
+    let sizeBytes = await this.lookup(digest);
     if (sizeBytes === undefined) {
       if (digest.isEmpty) return new Uint8Array(0);
       throw notFound(digest);
@@ -141,7 +127,8 @@ export class FilesystemBlobStore implements BlobStore {
     if (opts.maxBytes !== undefined && sizeBytes > opts.maxBytes) {
       throw StatusError.resourceExhausted(`Failed to get blob ${digest.toString()}: ${sizeBytes} bytes exceed the limit of ${opts.maxBytes}`);
     }
-    const handle = await this.openChecked(digest, sizeBytes, opts.signal);
+    let handle: FileHandle;
+    ({ handle, sizeBytes } = await this.openChecked(digest, sizeBytes, opts.signal));
     let data: Buffer;
     try {
       data = await handle.readFile({ signal: opts.signal });
@@ -159,7 +146,7 @@ export class FilesystemBlobStore implements BlobStore {
    * content-addressed store, that it is not in doubt (blob-file-trust.ts): a doubted file is hashed
    * first. A file that fails either check is dropped and reported NOT_FOUND.
    */
-  private async openChecked(digest: Digest, sizeBytes: number, signal?: AbortSignal): Promise<FileHandle> {
+  private async openChecked(digest: Digest, sizeBytes: number, signal?: AbortSignal): Promise<{ handle: FileHandle; sizeBytes: number }> {
     let handle: FileHandle;
     try {
       handle = await fsp.open(this.blobPath(digest), 'r');
@@ -168,11 +155,13 @@ export class FilesystemBlobStore implements BlobStore {
     }
     try {
       const stats = await handle.stat({ bigint: true });
+      // In a shared directory another process may have rewritten an action cache entry: take its size.
+      if (Number(stats.size) !== sizeBytes && this.shared && !this.sizesFromNames) sizeBytes = this.index.resize(digest, Number(stats.size));
       if (Number(stats.size) !== sizeBytes) throw await this.corrupt(digest, Number(stats.size));
       if (this.verifyOnDoubt && !hasMark(stats) && !(await verifyAndRemark(handle, digest, signal))) {
         throw await this.corrupt(digest, sizeBytes, 'its content no longer matches its digest');
       }
-      return handle;
+      return { handle, sizeBytes };
     } catch (err) {
       await handle.close().catch(() => {});
       throw err instanceof StatusError ? err : fsError(err, `Failed to read blob ${digest.toString()}`);
@@ -186,8 +175,7 @@ export class FilesystemBlobStore implements BlobStore {
   private async corrupt(digest: Digest, foundBytes: number, why = 'its size changed'): Promise<StatusError> {
     this.logger.warn('Blob file changed on disk; dropping it', { digest: digest.toString(), instanceName: digest.instanceName, foundBytes, why });
     await this.withKeyLock(digest.key, async () => {
-      const sizeBytes = this.index.delete(digest);
-      if (sizeBytes !== undefined) this.storedSizeBytes -= sizeBytes;
+      this.index.forget(digest);
       await fsp.unlink(this.blobPath(digest)).catch(() => {});
     });
     return notFound(digest);
@@ -195,7 +183,7 @@ export class FilesystemBlobStore implements BlobStore {
 
   async *read(digest: Digest, opts: ReadOptions = {}): AsyncGenerator<Uint8Array, void, undefined> {
     throwIfAborted(opts.signal);
-    const sizeBytes = this.touch(digest);
+    const sizeBytes = await this.lookup(digest);
     if (sizeBytes === undefined) {
       if (digest.isEmpty) {
         resolveReadRange(digest, 0, opts);
@@ -203,12 +191,14 @@ export class FilesystemBlobStore implements BlobStore {
       }
       throw notFound(digest);
     }
-    const range = resolveReadRange(digest, sizeBytes, opts);
+    let range = resolveReadRange(digest, sizeBytes, opts);
     if (range.start === range.end) return;
-    const handle = await this.openChecked(digest, sizeBytes, opts.signal);
+    const opened = await this.openChecked(digest, sizeBytes, opts.signal);
+    const handle = opened.handle;
     // Strictly pull-based: one chunk is read only when the consumer asks for it, so at most one
     // chunk per reader is in memory whatever the blob size.
     try {
+      if (opened.sizeBytes !== sizeBytes) range = resolveReadRange(digest, opened.sizeBytes, opts);
       for (let position = range.start; position < range.end; ) {
         throwIfAborted(opts.signal);
         const chunk = Buffer.allocUnsafe(Math.min(MAX_READ_CHUNK_BYTES, range.end - position));
@@ -262,12 +252,10 @@ export class FilesystemBlobStore implements BlobStore {
   private async freeSpace(bytes: number, keep: Digest): Promise<number> {
     let freed = 0;
     const victims: Digest[] = [];
-    for (const [digest, sizeBytes] of this.index.oldestFirst()) {
+    for (const [digest, , foreign] of this.index.oldestFirst()) {
       if (freed >= bytes) break;
-      if (digestKeyScheme.equals(digest, keep)) continue;
-      this.index.delete(digest);
-      this.storedSizeBytes -= sizeBytes;
-      freed += sizeBytes;
+      if (foreign || digestKeyScheme.equals(digest, keep)) continue;
+      freed += this.index.forget(digest) ?? 0;
       victims.push(digest);
     }
     await Promise.all(
@@ -286,7 +274,7 @@ export class FilesystemBlobStore implements BlobStore {
     try {
       const writtenBytes = await writeTempBlobFile(tempPath, data, {
         declaredSizeBytes: digest.sizeBytes,
-        maxSizeBytes: this.maxSizeBytes,
+        maxSizeBytes: this.capacityBytes,
         overCapacity: () => this.overCapacity(digest),
         fsync: this.fsync,
         signal: opts.signal,
@@ -301,11 +289,42 @@ export class FilesystemBlobStore implements BlobStore {
   async findMissing(digests: readonly Digest[], opts: CallOptions = {}): Promise<Digest[]> {
     throwIfAborted(opts.signal);
     // Present blobs are about to be referenced by the caller: refresh them so they are not evicted first.
-    return absentDigests(digests, (d) => this.touch(d) !== undefined);
+    if (!this.shared) return absentDigests(digests, (d) => this.index.touch(d) !== undefined);
+    // Shared directory: what this process did not write is asked of the disk, every time.
+    const unsure = digests.filter((d) => !d.isEmpty && !this.index.touchOwned(d));
+    const onDisk = new Set<string>();
+    await Promise.all(unsure.map(async (d) => ((await this.discover(d, true)) !== undefined ? onDisk.add(d.key) : undefined)));
+    throwIfAborted(opts.signal);
+    return absentDigests(digests, (d) => onDisk.has(d.key) || this.index.isOwned(d));
   }
 
   private overCapacity(digest: Digest): StatusError {
-    return StatusError.resourceExhausted(`Failed to store blob ${digest.toString()}: more than ${this.maxSizeBytes} bytes, the filesystem store's capacity`);
+    const share = this.shared ? ` (this process's share of ${this.shared.processes})` : '';
+    return StatusError.resourceExhausted(`Failed to store blob ${digest.toString()}: more than ${this.capacityBytes} bytes, the filesystem store's capacity${share}`);
+  }
+
+  /** The stored size of `digest`, marking it most recently used; in a shared directory an index miss asks the disk. */
+  private async lookup(digest: Digest): Promise<number | undefined> {
+    const sizeBytes = this.index.touch(digest);
+    if (sizeBytes !== undefined) return sizeBytes;
+    return this.shared && !digest.isEmpty ? this.discover(digest, false) : undefined;
+  }
+
+  /**
+   * Another process's blob, found on disk (stat) and indexed as foreign; undefined when absent.
+   * `recheck`: a foreign entry already indexed is asked for again, and dropped when gone.
+   */
+  private async discover(digest: Digest, recheck: boolean): Promise<number | undefined> {
+    const known = this.index.peek(digest);
+    if (known !== undefined && (this.index.isOwned(digest) || !recheck)) return known;
+    const sizeBytes = await statBlobFile(this.blobPath(digest)).catch(() => undefined);
+    if (this.index.isOwned(digest)) return this.index.peek(digest); // committed here meanwhile
+    if (sizeBytes === undefined || (this.sizesFromNames && sizeBytes !== digest.sizeBytes)) {
+      if (!this.keyLocks.has(digest.key)) this.index.forget(digest);
+      return undefined;
+    }
+    this.index.addForeign(digest, sizeBytes);
+    return sizeBytes;
   }
 
   /**
@@ -315,10 +334,16 @@ export class FilesystemBlobStore implements BlobStore {
   private commit(digest: Digest, tempPath: string, sizeBytes: number, sync: boolean): Promise<void> {
     const finalPath = this.blobPath(digest);
     return this.withKeyLock(digest.key, async () => {
-      await this.renameIntoPlace(tempPath, finalPath, digest.instanceName, sync);
+      // Shared directory: never replace a file another process wrote (shared-blob-directory.ts).
+      const exclusive = this.shared !== undefined && !this.index.isOwned(digest);
+      if (!(await this.renameIntoPlace(tempPath, finalPath, digest.instanceName, sync, exclusive))) {
+        if (this.sizesFromNames) await fsp.rm(tempPath, { force: true });
+        else await fsp.rename(tempPath, finalPath);
+        this.index.addForeign(digest, sizeBytes);
+        return;
+      }
       // A concurrent upload of the same blob may have committed first: replace, don't double count.
-      const previous = this.index.set(digest, sizeBytes);
-      this.storedSizeBytes += sizeBytes - (previous ?? 0);
+      this.index.own(digest, sizeBytes);
       this.evict(digest);
     });
   }
@@ -328,13 +353,17 @@ export class FilesystemBlobStore implements BlobStore {
    * (a `mkdir -p` per commit cost a thread-pool round trip for every small blob); if the directory
    * was removed behind our back, it is created again.
    */
-  private async renameIntoPlace(tempPath: string, finalPath: string, instanceName: string, sync: boolean): Promise<void> {
+  private async renameIntoPlace(tempPath: string, finalPath: string, instanceName: string, sync: boolean, exclusive: boolean): Promise<boolean> {
+    const place = async (allowSync: boolean): Promise<boolean> => {
+      if (exclusive) return linkIntoPlace(tempPath, finalPath, allowSync && sync);
+      if (allowSync && sync) renameSync(tempPath, finalPath);
+      else await fsp.rename(tempPath, finalPath);
+      return true;
+    };
     const dir = path.dirname(finalPath);
     if (this.createdDirs.has(dir)) {
       try {
-        if (sync) renameSync(tempPath, finalPath);
-        else await fsp.rename(tempPath, finalPath);
-        return;
+        return await place(true);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         this.createdDirs.delete(dir);
@@ -343,16 +372,19 @@ export class FilesystemBlobStore implements BlobStore {
     await fsp.mkdir(dir, { recursive: true });
     await recordInstanceName(this.root, instanceName);
     this.createdDirs.add(dir);
-    await fsp.rename(tempPath, finalPath);
+    return place(false);
   }
 
-  /** Drops least-recently used blobs from the index until within capacity; files are deleted in the background. */
+  /**
+   * Drops least-recently used blobs from the index until within capacity; files are deleted in the
+   * background. Another process's blobs met on the way are only forgotten (asked of the disk again when needed).
+   */
   private evict(keep: Digest): void {
-    for (const [digest, sizeBytes] of this.index.oldestFirst()) {
-      if (this.storedSizeBytes <= this.maxSizeBytes) break;
+    for (const [digest, sizeBytes, foreign] of this.index.oldestFirst()) {
+      if (this.index.ownedBytes <= this.capacityBytes) break;
       if (digestKeyScheme.equals(digest, keep)) continue;
-      this.index.delete(digest);
-      this.storedSizeBytes -= sizeBytes;
+      this.index.forget(digest);
+      if (foreign) continue;
       this.evicted++;
       this.logger.debug('Evicting blob', { digest: digest.toString(), instanceName: digest.instanceName, sizeBytes });
       void this.withKeyLock(digest.key, async () => {
@@ -381,18 +413,11 @@ export class FilesystemBlobStore implements BlobStore {
     return result;
   }
 
-  /** Moves a key to the most-recently-used end; returns its stored size, or undefined when absent. */
-  private touch(digest: Digest): number | undefined {
-    return this.index.touch(digest);
-  }
-
   private readError(err: unknown, digest: Digest): unknown {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
       // Deleted behind our back (or by a concurrent eviction): forget it, unless a re-upload is committing.
       if (!this.keyLocks.has(digest.key)) {
-        const sizeBytes = this.index.delete(digest);
-        if (sizeBytes !== undefined) {
-          this.storedSizeBytes -= sizeBytes;
+        if (this.index.forget(digest) !== undefined) {
           this.logger.warn('Blob in the index was missing from disk', { digest: digest.toString(), instanceName: digest.instanceName });
         }
       }
@@ -408,26 +433,12 @@ export class FilesystemBlobStore implements BlobStore {
   /** Indexes the blobs already on disk, oldest first, then evicts down to the capacity. */
   private async rebuildIndex(sizesFromFileNames: boolean): Promise<void> {
     const found = await scanBlobDirectory(this.root, { sizesFromFileNames, logger: this.logger });
-    for (const s of found) {
-      this.index.set(s.digest, s.sizeBytes);
-      this.storedSizeBytes += s.sizeBytes;
-    }
-    this.logger.info('Opened filesystem blob store', { path: this.root, blobCount: this.index.size, sizeBytes: this.storedSizeBytes });
+    // A shared directory: this process's share of the files (the others are found on disk when asked for).
+    const mine = this.shared ? found.filter((s) => ownsAtOpen(this.shared!, s.digest.hash)) : found;
+    for (const s of mine) this.index.own(s.digest, s.sizeBytes);
+    this.logger.info('Opened filesystem blob store', { path: this.root, blobCount: this.index.ownedCount, sizeBytes: this.index.ownedBytes, ...(this.shared && { share: `${this.shared.rank + 1}/${this.shared.processes}` }) });
     // The capacity may have been lowered since the last run.
-    const newest = found.at(-1);
+    const newest = mine.at(-1);
     if (newest) this.evict(newest.digest);
   }
-}
-
-function notFound(digest: Digest): StatusError {
-  return StatusError.notFound(`Blob ${digest.toString()} not found`);
-}
-
-/** Keeps StatusErrors and AbortErrors; maps a full disk to RESOURCE_EXHAUSTED and anything else to INTERNAL. */
-function fsError(err: unknown, step: string): unknown {
-  if (err instanceof StatusError || isAbortError(err)) return err;
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC' || code === 'EDQUOT') return StatusError.resourceExhausted(`${step}: no space left on device (${code})`);
-  const message = err instanceof Error ? err.message : String(err);
-  return StatusError.internal(`${step}: ${message}`, err);
 }
