@@ -25,6 +25,25 @@ export interface DiskBlobStoreConfig {
   disk: { path: string; max_size_bytes: SizeSetting; fsync?: boolean };
 }
 
+/**
+ * Small blobs (at most `max_blob_size_bytes`, default 64 KiB) appended to pack files under `path`,
+ * larger ones stored by `backend`. A node of its own rather than a `disk` option: it composes over
+ * any backend for the large blobs (disk, sharding, grpc), keeps the per-file store simple, and a
+ * tree says which blobs live where. The oldest pack is dropped beyond `max_size_bytes`, its
+ * recently used records copied forward first. CAS only (every read is checked against its digest).
+ */
+export interface PackedBlobStoreConfig {
+  packed: {
+    path: string;
+    max_size_bytes: SizeSetting;
+    max_blob_size_bytes?: SizeSetting;
+    pack_size_bytes?: SizeSetting;
+    max_index_entries?: number;
+    fsync?: boolean;
+    backend: BlobStoreConfig;
+  };
+}
+
 /** Blobs in process memory, least recently used evicted beyond `max_size_bytes`. Lost on exit. */
 export interface MemoryBlobStoreConfig {
   memory: { max_size_bytes: SizeSetting };
@@ -94,6 +113,7 @@ export interface ShardingBlobStoreConfig {
 
 export type BlobStoreConfig =
   | DiskBlobStoreConfig
+  | PackedBlobStoreConfig
   | MemoryBlobStoreConfig
   | GrpcBlobStoreConfig
   | VerifyingBlobStoreConfig
@@ -103,7 +123,7 @@ export type BlobStoreConfig =
   | ShardingBlobStoreConfig;
 
 /** The kind names a BlobStoreConfig node may have. */
-export const BLOB_STORE_KINDS = ['disk', 'memory', 'grpc', 'verifying', 'small_blob_caching', 'existence_caching', 'read_caching', 'sharding'] as const;
+export const BLOB_STORE_KINDS = ['disk', 'packed', 'memory', 'grpc', 'verifying', 'small_blob_caching', 'existence_caching', 'read_caching', 'sharding'] as const;
 export type BlobStoreKind = (typeof BLOB_STORE_KINDS)[number];
 
 /** The kind of a node (its one key). */

@@ -16,12 +16,13 @@ import { readSecretFile } from '../util/secret-file.js';
 import { collectedGauge, type Registry } from '../util/metrics.js';
 import { parseDurationMs, parseSizeBytes } from '../util/units.js';
 import type { BlobStore } from './blob-store.js';
-import { BLOB_STORE_KINDS, type BlobStoreConfig, type GrpcBlobStoreConfig, type ShardConfig, type ShardingBlobStoreConfig, shardKey } from './config.js';
+import { BLOB_STORE_KINDS, type BlobStoreConfig, type GrpcBlobStoreConfig, type PackedBlobStoreConfig, type ShardConfig, type ShardingBlobStoreConfig, shardKey } from './config.js';
 import { ExistenceCachingBlobStore } from './existence-caching-blob-store.js';
 import { FilesystemBlobStore } from './filesystem-blob-store.js';
 import { GrpcBlobStore } from './grpc-blob-store.js';
 import { MemoryBlobStore } from './memory-blob-store.js';
 import { MetricsBlobStore } from './metrics-blob-store.js';
+import { PackedBlobStore } from './packed-blob-store.js';
 import { ReadCachingBlobStore } from './read-caching-blob-store.js';
 import { type Shard, ShardingBlobStore } from './sharding-blob-store.js';
 import type { SharedDirectory } from './shared-blob-directory.js';
@@ -81,6 +82,7 @@ async function createNode(config: BlobStoreConfig, deps: CreateBlobStoreDeps, pa
     });
     return store;
   }
+  if ('packed' in config) return createPacked(config.packed, deps, path, at);
   if ('memory' in config) {
     return new MemoryBlobStore({ maxSizeBytes: size(config.memory.max_size_bytes, `${at}.max_size_bytes`) });
   }
@@ -109,6 +111,32 @@ async function createNode(config: BlobStoreConfig, deps: CreateBlobStoreDeps, pa
   return new ReadCachingBlobStore(slowStore, fastStore, { logger: logger.child('read_caching') });
 }
 
+/** A `packed` node: small blobs in pack files, the rest in its backend built at `<at>.backend`. */
+async function createPacked(config: PackedBlobStoreConfig['packed'], deps: CreateBlobStoreDeps, path: string, at: string): Promise<BlobStore> {
+  const { path: dir, max_size_bytes, max_blob_size_bytes, pack_size_bytes, max_index_entries, fsync, backend } = config;
+  // Reads are checked against the digest: an action cache's keys (action digests) never match.
+  if (!deps.contentAddressed) throw configError(at, 'holds content-addressed blobs only (storage.cas), not an action cache or an asset index');
+  if (typeof dir !== 'string' || dir === '') throw configError(`${at}.path`, 'must be a non-empty string');
+  if (max_index_entries !== undefined && (!Number.isSafeInteger(max_index_entries) || max_index_entries <= 0)) throw configError(`${at}.max_index_entries`, 'must be a positive integer');
+  const opts = {
+    path: dir,
+    maxSizeBytes: size(max_size_bytes, `${at}.max_size_bytes`),
+    maxBlobSizeBytes: max_blob_size_bytes === undefined ? undefined : size(max_blob_size_bytes, `${at}.max_blob_size_bytes`),
+    packSizeBytes: pack_size_bytes === undefined ? undefined : size(pack_size_bytes, `${at}.pack_size_bytes`),
+    maxIndexEntries: max_index_entries,
+    fsync,
+    logger: (deps.logger ?? silentLogger).child('packed'),
+  };
+  const large = await createBlobStore(requireNode(backend, `${at}.backend`), deps, `${at}.backend`);
+  const store = await PackedBlobStore.open(opts, large);
+  const unregister = deps.metrics ? diskGauges(deps.metrics, store, path) : undefined;
+  deps.onClose?.(() => {
+    unregister?.();
+    return store.close();
+  });
+  return store;
+}
+
 /** A `sharding` node: each shard's backend built at `<at>.shards[i].backend`. */
 async function createSharding(config: ShardingBlobStoreConfig['sharding'], deps: CreateBlobStoreDeps, at: string): Promise<BlobStore> {
   const list: unknown = config.shards;
@@ -129,7 +157,7 @@ async function createSharding(config: ShardingBlobStoreConfig['sharding'], deps:
 }
 
 /** Scrape-time gauges of a disk node: bytes and blobs stored, blobs evicted so far. */
-function diskGauges(registry: Registry, store: FilesystemBlobStore, path: string): () => void {
+function diskGauges(registry: Registry, store: Pick<FilesystemBlobStore, 'sizeBytes' | 'blobCount' | 'evictedBlobCount'>, path: string): () => void {
   const labels = { store: path };
   const unregister = [
     collectedGauge(registry, { name: 'bzutil_disk_store_bytes', help: 'Bytes stored by a disk node of the storage tree.', labelNames: ['store'] }, (set) =>
