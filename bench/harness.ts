@@ -24,6 +24,7 @@ import { runBaselines } from './suites/baselines.js';
 import { runQueueScaleBenchmark } from './suites/queue-scale.js';
 import { runFindMissingBenchmark } from './suites/find-missing.js';
 import { runShardingBenchmark } from './suites/sharding.js';
+import { runPackedBenchmark } from './suites/packed.js';
 import { runStorageBenchmarks } from './suites/storage.js';
 import { runCompressionBenchmarks } from './suites/compression.js';
 import { runTlsBenchmarks } from './suites/tls.js';
@@ -72,7 +73,7 @@ interface Options {
 
 const PROFILE_TOP_FRAMES = 25;
 
-const USAGE = `Usage: npm run bench -- [--quick] [--no-bazel] [--save] [--only=C1,C5,E1,Q1,S1,CZ,H1,TLS,SP,B] [--profile=DIR]
+const USAGE = `Usage: npm run bench -- [--quick] [--no-bazel] [--save] [--only=C1,C5,E1,Q1,S1,PK,CZ,H1,TLS,SP,B] [--profile=DIR]
   --quick     smaller sizes and fewer repetitions (finishes in under 3 minutes)
   --no-bazel  skip the Bazel builds (B1/B2) in bench/bazel
   --save      also write bench/results/<mode>-<date>.json
@@ -110,6 +111,7 @@ const SUITES: Suite[] = [
   { name: 'storage (C1, C2, M1, C3)', ids: ['C1', 'C2', 'C3', 'M1'], run: runStorageBenchmarks },
   { name: 'FindMissingBlobs (C5)', ids: ['C5'], run: runFindMissingBenchmark },
   { name: 'sharded CAS (S1)', ids: ['S1'], run: runShardingBenchmark },
+  { name: 'small blobs, one file each vs pack files (PK)', ids: ['PK'], run: runPackedBenchmark },
   { name: 'execution (E1)', ids: ['E1'], run: runExecutionBenchmark },
   { name: 'queue scale (Q1)', ids: ['Q1'], run: runQueueScaleBenchmark },
   { name: 'compression and hashing (CZ, H1)', ids: ['CZ', 'H1'], run: runCompressionBenchmarks },

@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { readCpuSeconds } from '../lib/cpu-time.js';
 import { startListeningProcess, type ServeProcess } from '../lib/processes.js';
 
 /** Resident-set figures of a process, in bytes. */
@@ -34,29 +35,8 @@ export function readMemoryUsage(pid: number): MemoryUsage | undefined {
   return rssBytes === undefined || peakRssBytes === undefined ? undefined : { rssBytes, peakRssBytes };
 }
 
-/**
- * CPU time (user + system) `pid` itself has used, in seconds, from /proc/<pid>/stat (its children,
- * the actions a worker runs, are not included); undefined when unavailable.
- */
-export function readCpuSeconds(pid: number): number | undefined {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined;
-  }
-  // The command name (field 2) may hold spaces; the fields after its closing parenthesis do not.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const utime = Number(fields[11]);
-  const stime = Number(fields[12]);
-  return Number.isFinite(utime) && Number.isFinite(stime) ? (utime + stime) / clockTicksPerSecond() : undefined;
-}
-
-let clockTicks: number | undefined;
-function clockTicksPerSecond(): number {
-  clockTicks ??= Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
-  return clockTicks;
-}
+// readCpuSeconds moved to ../lib/cpu-time.ts (the PK suite reads it too); re-exported for the Bazel suite.
+export { readCpuSeconds };
 
 /** A running `bzutil serve all` child with its own temp storage. */
 export interface ServeAll {
