@@ -116,6 +116,8 @@ async function createPacked(config: PackedBlobStoreConfig['packed'], deps: Creat
   const { path: dir, max_size_bytes, max_blob_size_bytes, pack_size_bytes, max_index_entries, fsync, backend } = config;
   // Reads are checked against the digest: an action cache's keys (action digests) never match.
   if (!deps.contentAddressed) throw configError(at, 'holds content-addressed blobs only (storage.cas), not an action cache or an asset index');
+  // Each process would index only its own appends: a blob found present through one process could be missing through another.
+  if ((deps.sharedDirectory?.processes ?? 1) > 1) throw configError(at, 'cannot be shared by several processes (--processes): run one apiserver process over a packed CAS');
   if (typeof dir !== 'string' || dir === '') throw configError(`${at}.path`, 'must be a non-empty string');
   if (max_index_entries !== undefined && (!Number.isSafeInteger(max_index_entries) || max_index_entries <= 0)) throw configError(`${at}.max_index_entries`, 'must be a positive integer');
   const opts = {

@@ -9,6 +9,7 @@ import { ExistenceCachingBlobStore } from '../../../src/lib/blobstore/existence-
 import { FilesystemBlobStore } from '../../../src/lib/blobstore/filesystem-blob-store.js';
 import { GrpcBlobStore } from '../../../src/lib/blobstore/grpc-blob-store.js';
 import { MemoryBlobStore } from '../../../src/lib/blobstore/memory-blob-store.js';
+import { PackedBlobStore } from '../../../src/lib/blobstore/packed-blob-store.js';
 import { ReadCachingBlobStore } from '../../../src/lib/blobstore/read-caching-blob-store.js';
 import { SmallBlobCachingBlobStore } from '../../../src/lib/blobstore/small-blob-caching-blob-store.js';
 import { VerifyingBlobStore } from '../../../src/lib/blobstore/verifying-blob-store.js';
@@ -79,5 +80,28 @@ describe('createBlobStore', () => {
       expectCode(err, Code.INVALID_ARGUMENT);
       expect(err.fieldViolations().map((v) => v.field)).toEqual([field]);
     }
+  });
+
+  it('builds a packed node over its backend for a CAS, and refuses it where reads cannot be checked or processes share it', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'bzutil-create-'));
+    dirs.push(dir);
+    const packed = { packed: { path: path.join(dir, 'packs'), max_size_bytes: '1MiB', max_blob_size_bytes: 10, backend: { memory: { max_size_bytes: '1MiB' } } } };
+    const closers: (() => unknown)[] = [];
+    const store = await createBlobStore(packed, { contentAddressed: true, onClose: (c) => closers.push(c) });
+    expect(store).toBeInstanceOf(PackedBlobStore);
+    const small = bytes('tiny');
+    const large = bytes('more than ten bytes');
+    await store.put(Digest.ofBytes(small), small);
+    await store.put(Digest.ofBytes(large), large);
+    expect((store as PackedBlobStore).blobCount).toBe(1);
+    expect(closers).toHaveLength(1);
+    for (const c of closers) await c();
+
+    const notCas = (await rejectionOf(createBlobStore(packed))) as StatusError;
+    expectCode(notCas, Code.INVALID_ARGUMENT);
+    expect(notCas.fieldViolations().map((v) => v.field)).toEqual(['blob_store.packed']);
+    const shared = (await rejectionOf(createBlobStore(packed, { contentAddressed: true, sharedDirectory: { processes: 2, rank: 0 } }))) as StatusError;
+    expectCode(shared, Code.INVALID_ARGUMENT);
+    expect(shared.message).toContain('--processes');
   });
 });
