@@ -28,6 +28,7 @@ import { type Digest, DigestSet } from '../digest/digest.js';
 import { newHasher } from '../digest/digest-function.js';
 import { StatusError } from '../errors/status-error.js';
 import { abortable, throwIfAborted, toChunks } from '../util/abort.js';
+import { notFound } from './filesystem-errors.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { type BlobStore, type CallOptions, type GetOptions, type ReadOptions } from './blob-store.js';
 import { LruIndex, digestKeyScheme } from './lru-index.js';
@@ -243,7 +244,7 @@ export class PackedBlobStore implements BlobStore {
     try {
       ({ bytesRead } = await readAt(pack.fd, payload, 0, payload.length, entry.offset + entry.headerBytes));
     } catch (err) {
-      throw StatusError.internal(`Failed to read blob ${digest.toString()}: ${(err as Error).message}`, err);
+      throw packError(err, `Failed to read blob ${digest.toString()}`);
     } finally {
       this.release(pack);
     }
@@ -261,17 +262,18 @@ export class PackedBlobStore implements BlobStore {
   private append(digest: Digest, payload: Uint8Array): void {
     const record = encodeRecord(digest, payload);
     const active = this.activePack;
-    // Full by bytes, or by records: a pack holds at most an eighth of the index bound, so dropping packs can always meet it.
-    if (active.sizeBytes > 0 && (active.sizeBytes + record.length > this.packSizeBytes || active.digests.length >= this.maxRecordsPerPack)) this.startPack();
-    const pack = this.activePack;
     try {
+      // Full by bytes, or by records: a pack holds at most an eighth of the index bound, so dropping packs can always meet it.
+      if (active.sizeBytes > 0 && (active.sizeBytes + record.length > this.packSizeBytes || active.digests.length >= this.maxRecordsPerPack)) this.startPack();
+      const pack = this.activePack;
       // A small record written synchronously: one system call, no round trip through the thread pool.
+      // A partial write (disk full) is overwritten by the next append at the same offset, or truncated at open.
       fs.writeSync(pack.fd, record, 0, record.length, pack.sizeBytes);
       if (this.fsync) fs.fdatasyncSync(pack.fd);
     } catch (err) {
-      // A partial write is overwritten by the next append at the same offset; at open, truncated.
-      throw StatusError.internal(`Failed to store blob ${digest.toString()}: ${(err as Error).message}`, err);
+      throw packError(err, `Failed to store blob ${digest.toString()}`);
     }
+    const pack = this.activePack;
     this.index.set(digest, { pack, offset: pack.sizeBytes, headerBytes: record.length - payload.length, usedIn: pack.seq });
     pack.digests.push(digest);
     pack.sizeBytes += record.length;
@@ -419,6 +421,9 @@ function closing(digest: Digest): StatusError {
   return StatusError.unavailable(`Failed to access blob ${digest.toString()}: the packed store is closing`);
 }
 
-function notFound(digest: Digest): StatusError {
-  return StatusError.notFound(`Blob ${digest.toString()} not found`);
+/** A full disk is RESOURCE_EXHAUSTED, anything else INTERNAL; the text names the error code, never a path. */
+function packError(err: unknown, step: string): StatusError {
+  const code = (err as NodeJS.ErrnoException).code ?? 'unknown error';
+  if (code === 'ENOSPC' || code === 'EDQUOT') return StatusError.resourceExhausted(`${step}: no space left on device (${code})`);
+  return StatusError.internal(`${step}: pack file error (${code})`, err);
 }
