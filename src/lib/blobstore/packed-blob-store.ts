@@ -74,6 +74,8 @@ interface Entry {
 }
 
 const PACK_NAME = /^(\d{12})\.pack$/;
+/** Largest max_blob_size_bytes: a packed blob is held whole in memory. */
+const MAX_PACKED_BLOB_BYTES = 16 * 1024 * 1024;
 
 export class PackedBlobStore implements BlobStore {
   private readonly index = new LruIndex<Entry, Digest>(digestKeyScheme);
@@ -111,6 +113,10 @@ export class PackedBlobStore implements BlobStore {
       if (value !== undefined && (!Number.isSafeInteger(value) || value <= 0)) {
         throw StatusError.invalidArgument(`Failed to open packed blob store: ${field} ${JSON.stringify(value)} is not a positive integer`, [{ field, description: 'Must be a positive integer' }]);
       }
+    }
+    if ((opts.maxBlobSizeBytes ?? 0) > MAX_PACKED_BLOB_BYTES) {
+      const description = `At most ${MAX_PACKED_BLOB_BYTES} bytes: packed blobs are held whole in memory while written and read`;
+      throw StatusError.invalidArgument(`Failed to open packed blob store: maxBlobSizeBytes ${opts.maxBlobSizeBytes} is too large`, [{ field: 'maxBlobSizeBytes', description }]);
     }
     const dir = path.resolve(opts.path);
     const store = new PackedBlobStore(dir, backend, opts.maxSizeBytes, opts.fsync ?? false, opts);
@@ -368,7 +374,8 @@ export class PackedBlobStore implements BlobStore {
       let kept = false;
       try {
         const { size } = fs.fstatSync(fd);
-        const scan = await scanPack(fd, size, this.maxBlobSizeBytes);
+        // Not this store's threshold: records written under a larger one are still whole records (never read here).
+        const scan = await scanPack(fd, size, MAX_PACKED_BLOB_BYTES);
         if (scan.validBytes < size) {
           this.logger.warn('Truncating a torn pack tail', { pack: name, validBytes: scan.validBytes, droppedBytes: size - scan.validBytes });
           fs.ftruncateSync(fd, scan.validBytes);

@@ -106,6 +106,21 @@ describe('PackedBlobStore', () => {
     expect(Buffer.from(await second.get(blobs[0]!.digest.withInstanceName('team/x'))).toString()).toBe('one');
   });
 
+  it('keeps the records after a larger one when reopened with a lower threshold', async () => {
+    const first = await open({ maxBlobSizeBytes: 1024 });
+    const large = patternBytes(600);
+    const small = blob('small');
+    await first.put(Digest.ofBytes(large), large);
+    await first.put(small.digest, small.data);
+    await first.close();
+
+    const second = await open({ maxBlobSizeBytes: 100 });
+    expect(Buffer.from(await second.get(small.digest)).toString()).toBe('small');
+    // The 600-byte blob is now the backend's to hold, which never had it.
+    expect(await missing(second, [Digest.ofBytes(large), small.digest])).toEqual([Digest.ofBytes(large).key]);
+    expectCode(await rejectionOf(PackedBlobStore.open({ path: dir, maxSizeBytes: 1 << 20, maxBlobSizeBytes: 32 * 1024 * 1024 }, backend)), Code.INVALID_ARGUMENT);
+  });
+
   it('truncates a torn tail (a crash mid-append) and never serves it', async () => {
     const first = await open();
     const [a, b, c] = ['first', 'second', 'third, torn'].map(blob);
