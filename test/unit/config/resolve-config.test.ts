@@ -109,7 +109,7 @@ describe('resolveConfig', () => {
 
   it('names the path of an unknown key, with the keys that are allowed there', () => {
     expect(issuesOf({ scheduler: { worker_leases: '1s' } })).toEqual(['scheduler.worker_leases: unknown key (expected one of tls, listen_address, worker_listen_address, worker_tokens_file, worker_tls, worker_lease, allow_ac_updates, digest_functions, compressors, max_concurrent_streams, max_receive_message_size, max_parked_upload_memory, max_pending_uploads, max_queued_actions_per_instance, max_queued_bytes_per_instance, max_worker_slots, state, worker_grace, operation_retention)']);
-    expect(issuesOf({ storage: { cas: { s3: {} } } })[0]).toMatch(/^storage\.cas\.s3: unknown key \(expected one of disk, memory, grpc/);
+    expect(issuesOf({ storage: { cas: { s3: {} } } })[0]).toMatch(/^storage\.cas\.s3: unknown key \(expected one of disk, packed, memory, grpc/);
     // Planned sections are refused, not silently ignored; implemented ones are checked.
     expect(issuesOf({ scheduler: { tls: {} } })).toEqual(['scheduler.tls.cert_file: is required', 'scheduler.tls.key_file: is required']);
     expect(resolveConfig({ role: 'all', file: { tree: { scheduler: { state: 'memory' } }, source: 'a.yaml' } }).scheduler!.state).toBe('memory');
