@@ -28,11 +28,11 @@ import { type Digest, DigestSet } from '../digest/digest.js';
 import { newHasher } from '../digest/digest-function.js';
 import { StatusError } from '../errors/status-error.js';
 import { abortable, throwIfAborted, toChunks } from '../util/abort.js';
-import { notFound } from './filesystem-errors.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { type BlobStore, type CallOptions, type GetOptions, type ReadOptions } from './blob-store.js';
+import { notFound } from './filesystem-errors.js';
 import { LruIndex, digestKeyScheme } from './lru-index.js';
-import { encodeRecord, recordHeaderBytes, scanPack } from './pack-file.js';
+import { encodeRecord, scanPack } from './pack-file.js';
 import { resolveReadRange, sliceChunks } from './read-range.js';
 
 const readAt = promisify(fs.read);
