@@ -115,7 +115,7 @@ async function redisQueueScale(params: QueueScaleParams): Promise<QueueScaleResu
     const platforms = makePlatforms();
     const unlimited = params.queued + 1;
     const started = performance.now();
-    // Queued as RedisBuildQueue.execute queues them (createOperation, then enqueue), 500 in flight.
+    // Queued as RedisBuildQueue.execute queues them (submit, then enqueue), 500 in flight.
     const BATCH = 500;
     for (let first = 0; first < params.queued; first += BATCH) {
       const batch: Promise<void>[] = [];
@@ -127,7 +127,7 @@ async function redisQueueScale(params: QueueScaleParams): Promise<QueueScaleResu
         const pairs = platformPairs(platform);
         batch.push(
           (async () => {
-            const seq = Number(await state.run('createOperation', Date.now(), name, digest));
+            const [seq] = (await state.run('submit', Date.now(), name, digest)) as [number, string | null];
             // The arguments of RedisBuildQueue's enqueue call; doNotCache so each is its own execution.
             const [outcome] = (await state.run(
               'enqueue',
@@ -163,9 +163,11 @@ async function redisQueueScale(params: QueueScaleParams): Promise<QueueScaleResu
       const pairs = platformPairs(platform);
       const t0 = performance.now();
       // One worker per claim, so that no worker runs out of slots.
-      const claimed = (await state.run('claim', Date.now(), `q1-worker-${i}`, 1, 5_000, `task-${i}`, `token-${i}`, pairs.length, ...pairs)) as [string, string] | null;
+      // The take arguments of RedisBuildQueue: worker, slots, grace, budget, ids, tokens, platform.
+      const [, claims] = (await state.run('take', Date.now(), `q1-worker-${i}`, 1, 5_000, 3 * 1024 * 1024, 1, `task-${i}`, `token-${i}`, pairs.length, ...pairs)) as [string[], [number, string, string][]];
+      const claimed = claims[0];
       if (!claimed) throw new Error('The queue ran dry');
-      if (!claimed[1] || !readLoaded(claimed[1], platform).command) throw new Error(`Execution ${claimed[0]} lost its Action`);
+      if (!claimed[2] || !readLoaded(claimed[2], platform).command) throw new Error(`Execution ${claimed[1]} lost its Action`);
       claimLatenciesMs.push(performance.now() - t0);
     }
     const info = await state.commands.info('memory');

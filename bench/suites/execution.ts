@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NoopActionsResult } from '../jobs/execution-jobs.js';
 import { runDriver, serveAllArgs } from '../lib/processes.js';
-import { startBenchRedis } from '../lib/redis.js';
+import { commandStatsDelta, redisCommandStats, startBenchRedis } from '../lib/redis.js';
 import { row, rowsOrFailure } from '../lib/rows.js';
 import { percentile } from '../lib/stats.js';
 import type { BenchContext, BenchmarkRow } from '../lib/types.js';
@@ -103,16 +103,22 @@ interface E1Samples {
   p50s: number[];
   p99s: number[];
   rates: number[];
+  /** With Redis state: scripts run (EVALSHA, one round trip each) and redis-server's time in them, per action. */
+  redisScriptsPerAction: number[];
+  redisUsecPerAction: number[];
+  /** The last repetition's redis-server calls and time per action, by command (scripts' own commands included). */
+  redisByCommand?: Record<string, { calls: number; us: number }>;
 }
 
 /** E1's repetitions against a fresh `serve all` started with `extraArgs`. */
-async function measure(ctx: BenchContext, name: string, extraArgs: string[]): Promise<E1Samples> {
+async function measure(ctx: BenchContext, name: string, extraArgs: string[], redisUrl?: string): Promise<E1Samples> {
   const { settings } = ctx;
   const server = await ctx.startServe([...serveAllArgs(join(ctx.tmpDir, `${name}-storage`), join(ctx.tmpDir, `${name}-work`), SLOTS), ...extraArgs], ['apiserver', 'scheduler']);
-  const samples: E1Samples = { p50s: [], p99s: [], rates: [] };
+  const samples: E1Samples = { p50s: [], p99s: [], rates: [], redisScriptsPerAction: [], redisUsecPerAction: [] };
   try {
     for (let rep = 0; rep < settings.repetitions; rep++) {
       ctx.log(`${name}: ${settings.executeSequential} sequential + ${settings.executeThroughput} concurrent no-op actions, repetition ${rep + 1}/${settings.repetitions}`);
+      const before = redisUrl ? await redisCommandStats(redisUrl) : undefined;
       const r = await runDriver<NoopActionsResult>(
         'noop-actions',
         {
@@ -128,6 +134,18 @@ async function measure(ctx: BenchContext, name: string, extraArgs: string[]): Pr
       samples.p50s.push(percentile(r.latenciesMs, 50));
       samples.p99s.push(percentile(r.latenciesMs, 99));
       samples.rates.push(r.throughputActions / r.seconds);
+      if (redisUrl && before) {
+        const delta = commandStatsDelta(before, await redisCommandStats(redisUrl));
+        const actions = settings.executeSequential + settings.executeThroughput;
+        samples.redisScriptsPerAction.push((delta.byCommand.evalsha?.calls ?? 0) / actions);
+        // A script's usec includes the commands it calls (which commandstats also counts on their own).
+        samples.redisUsecPerAction.push((delta.byCommand.evalsha?.usec ?? 0) / actions);
+        samples.redisByCommand = Object.fromEntries(
+          Object.entries(delta.byCommand)
+            .sort(([, x], [, y]) => y.usec - x.usec)
+            .map(([command, { calls, usec }]) => [command, { calls: Math.round((calls / actions) * 100) / 100, us: Math.round(usec / actions) }]),
+        );
+      }
     }
   } finally {
     await server.stop();
@@ -160,7 +178,7 @@ export async function runExecutionBenchmark(ctx: BenchContext): Promise<Benchmar
           const redis = backend === 'redis' ? await startBenchRedis(ctx.tmpDir) : undefined;
           let samples: E1Samples;
           try {
-            samples = await measure(ctx, prefix, backend === 'memory' ? ['--state=memory'] : redis ? [`--state=${redis.url}/0`] : []);
+            samples = await measure(ctx, prefix, backend === 'memory' ? ['--state=memory'] : redis ? [`--state=${redis.url}/0`] : [], redis?.url);
           } finally {
             await redis?.stop();
           }
@@ -186,6 +204,12 @@ export async function runExecutionBenchmark(ctx: BenchContext): Promise<Benchmar
               target: `>= ${MIN_ACTIONS_PER_S}/s`,
               meets: (v) => v >= MIN_ACTIONS_PER_S,
             }),
+            ...(backend === 'redis'
+              ? [
+                  row({ id: 'E1-redis-scripts', what: `${what}: Lua scripts run per action (EVALSHA calls, one round trip each, INFO commandstats)`, unit: 'calls', samples: samples.redisScriptsPerAction }),
+                  row({ id: 'E1-redis-server-us', what: `${what}: redis-server's time in those scripts per action (EVALSHA usec, INFO commandstats)`, unit: 'us', samples: samples.redisUsecPerAction, details: { byCommand: samples.redisByCommand } }),
+                ]
+              : []),
           ];
         },
       )),

@@ -282,6 +282,61 @@ describe.skipIf(!available)('RedisBuildQueue (two schedulers on one Redis)', () 
     expect((answer as workerapi.ISynchronizeResponse).tasks!.map((t) => t.operationName)).toEqual([second.name]);
   });
 
+  it('fills every free slot of a worker in one call, never more than its free slots', async () => {
+    const a = await open();
+    const b = await open();
+    const submitted = [];
+    for (let i = 0; i < 4; i++) submitted.push(await submit(i % 2 ? a : b, ['/bin/echo', `slot-${i}`]));
+    const first = await sync(a, 'w1', { slots: 3 });
+    expect(first.tasks!.map((t) => t.operationName)).toEqual(submitted.slice(0, 3).map((s) => s.name));
+    expect(new Set(first.tasks!.map((t) => t.taskId)).size).toBe(3);
+    expect(new Set(first.tasks!.map((t) => t.leaseToken)).size).toBe(3);
+    // All three slots are busy: the fourth stays queued.
+    const busy = await sync(b, 'w1', { slots: 3, running: first.tasks!.map((t) => t.taskId!) });
+    expect(busy.tasks).toEqual([]);
+    // One result frees one slot: the next call takes exactly the fourth.
+    const done = first.tasks![1]!;
+    await b.completeTask({ taskId: done.taskId, workerId: 'w1', leaseToken: done.leaseToken, response: okResponse(0, 'two') });
+    const running = first.tasks!.filter((t) => t !== done).map((t) => t.taskId!);
+    const next = await sync(a, 'w1', { slots: 3, running });
+    expect(next.tasks!.map((t) => t.operationName)).toEqual([submitted[3]!.name]);
+    // Each claimed task completes with its own lease token on either scheduler.
+    for (const task of [first.tasks![0]!, first.tasks![2]!, next.tasks![0]!]) {
+      await (task === next.tasks![0] ? a : b).completeTask({ taskId: task.taskId, workerId: 'w1', leaseToken: task.leaseToken, response: okResponse(0, task.taskId!) });
+    }
+    for (const s of submitted) expect((await untilCompleted(s.it)).response!.status?.code ?? Code.OK).toBe(Code.OK);
+  });
+
+  it('does not lose a completion that lands between Execute queuing the action and its caller reading on', async () => {
+    // A keep-alive far beyond the test's timeout: only the change notification can end the wait.
+    const a = await open({ keepAliveMs: 120_000 });
+    const b = await open({ keepAliveMs: 120_000 });
+    const queued = await submit(a, ['/bin/echo', 'fast']);
+    // The worker takes and finishes the action on B before the caller asks for the next snapshot.
+    const task = (await sync(b, 'w1')).tasks![0]!;
+    await b.completeTask({ taskId: task.taskId, workerId: 'w1', leaseToken: task.leaseToken, response: okResponse(0, 'raced') });
+    // Time for the notifications to reach scheduler A before its caller reads on.
+    await new Promise((r) => setTimeout(r, 300));
+    const done = await untilCompleted(queued.it);
+    expect(Buffer.from(done.response!.result!.stdoutRaw!).toString()).toBe('raced');
+  }, 20_000);
+
+  it('answers an action cache hit at once, and any scheduler knows the completed operation', async () => {
+    const a = await open();
+    const b = await open();
+    const action = await uploadAction(stores.cas, { args: ['/bin/echo', 'cached'] });
+    await stores.actionCache.updateActionResult(action.actionDigest, okResponse(0, 'from the cache').result!);
+    const it = a.execute({ actionDigest: action.actionDigest, skipCacheLookup: false, priority: 0 })[Symbol.asyncIterator]();
+    const hit = await nextSnapshot(it);
+    expect(hit.stage).toBe('COMPLETED');
+    expect(hit.response!.cachedResult).toBe(true);
+    expect(Buffer.from(hit.response!.result!.stdoutRaw!).toString()).toBe('from the cache');
+    const seen = await b.getOperation(hit.name);
+    expect(seen.stage).toBe('COMPLETED');
+    expect(seen.response!.cachedResult).toBe(true);
+    expect((await b.listOperations({ name: 'operations' })).operations.map((o) => o.name)).toContain(hit.name);
+  });
+
   it('refuses a result from a caller without the lease', async () => {
     const a = await open();
     const b = await open();

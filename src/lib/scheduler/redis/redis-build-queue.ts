@@ -23,7 +23,7 @@
  */
 import type { CallOptions } from '../../blobstore/blob-store.js';
 import { Code, StatusError } from '../../errors/status-error.js';
-import type { workerapi } from '../../proto/index.js';
+import type { reapi, workerapi } from '../../proto/index.js';
 import { durationToMs, msToDuration } from '../../proto/proto-time.js';
 import { lookupActionCache } from '../action-cache-lookup.js';
 import type { BuildQueue, ExecuteRequest, ListOperationsRequest, ListOperationsResult } from '../build-queue.js';
@@ -94,21 +94,33 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
     const { actionDigest } = request;
     const id = this.newId();
     const name = formatOperationName(actionDigest.instanceName, id);
-    const seq = Number(await this.state.run('createOperation', this.clock.now(), name, digestText(actionDigest)));
+    // Watched from before the operation exists: no change to it can be missed.
+    const watch = this.events.watch(`op ${name}`);
     try {
-      await this.startOrJoin(name, seq, request, opts.signal);
-    } catch (err) {
-      // The caller gets the error, never the name: nothing to keep.
-      await this.state.run('forget', this.clock.now(), name).catch(() => {});
-      throw err;
+      const seen = watch.version();
+      let first: OperationSnapshot | undefined;
+      try {
+        first = await this.start(name, request, opts.signal);
+      } catch (err) {
+        // The caller gets the error, never the name: nothing to keep.
+        await this.state.run('forget', this.clock.now(), name).catch(() => {});
+        throw err;
+      }
+      yield* this.follow(name, opts.signal, watch, first && { snapshot: first, seen });
+    } finally {
+      watch.close();
     }
-    yield* this.follow(name, opts.signal);
   }
 
   async *waitExecution(name: string, opts: CallOptions = {}): AsyncGenerator<OperationSnapshot> {
     this.throwIfClosed();
     await this.getOperation(name);
-    yield* this.follow(name, opts.signal);
+    const watch = this.events.watch(`op ${name}`);
+    try {
+      yield* this.follow(name, opts.signal, watch);
+    } finally {
+      watch.close();
+    }
   }
 
   async getOperation(name: string): Promise<OperationSnapshot> {
@@ -191,7 +203,17 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
     const seen = watch.version();
     try {
       const listed = request.runningTaskIds ?? [];
-      const [cancels, unknown] = (await this.state.run('synchronize', this.clock.now(), id, this.limits.workerGraceMs, this.limits.maxAttempts, listed.length, ...listed)) as [string[], string[]];
+      const take = this.takeArguments(worker);
+      const [cancels, unknown, claims] = (await this.state.run(
+        'synchronize',
+        this.clock.now(),
+        id,
+        this.limits.workerGraceMs,
+        this.limits.maxAttempts,
+        listed.length,
+        ...listed,
+        ...take.argv,
+      )) as [string[], string[], Claim[]];
       // Tasks the worker runs that the queue does not give it: cancel each once (see WorkerRegistry.reconcile).
       const cancelIds = [...cancels];
       for (const taskId of unknown) {
@@ -201,7 +223,7 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
       }
       for (const taskId of worker.unknownCancelled) if (!unknown.includes(taskId)) worker.unknownCancelled.delete(taskId);
 
-      const first = await this.takeWork(worker, cancelIds);
+      const first = await this.toResponse(worker, take, cancelIds, claims);
       if (first.tasks!.length || first.cancelTaskIds!.length || opts.signal?.aborted) return first;
       const requestedWaitMs = durationToMs(request.maxWait);
       const waitMs = requestedWaitMs > 0 ? Math.min(requestedWaitMs, this.limits.longPollMs) : this.limits.longPollMs;
@@ -270,16 +292,23 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
 
   // ---------------------------------------------------------------------------------------------
 
-  private async startOrJoin(name: string, seq: number, request: ExecuteRequest, signal?: AbortSignal): Promise<void> {
+  /**
+   * Creates the operation `name` and starts it: completed from the action cache, attached to the
+   * action's execution in flight, or queued. Returns its snapshot when it is known without reading
+   * the state again (completed or queued here), undefined when it joined.
+   */
+  private async start(name: string, request: ExecuteRequest, signal?: AbortSignal): Promise<OperationSnapshot | undefined> {
     const { actionDigest } = request;
     if (!request.skipCacheLookup) {
       const cached = await lookupActionCache(this.actionCache, actionDigest, this.logger, signal);
       if (cached) {
-        await this.state.run('completeOwn', this.clock.now(), name, storeResponse({ result: cached, cachedResult: true, status: { code: Code.OK } }));
-        return;
+        const response: reapi.IExecuteResponse = { result: cached, cachedResult: true, status: { code: Code.OK } };
+        await this.state.run('createCompleted', this.clock.now(), name, digestText(actionDigest), storeResponse(response));
+        return { name, actionDigest, stage: 'COMPLETED', response };
       }
     }
-    if (await this.state.run('join', this.clock.now(), name, digestText(actionDigest))) return;
+    const [seq, joined] = (await this.state.run('submit', this.clock.now(), name, digestText(actionDigest))) as [number, string | null];
+    if (joined) return undefined;
     const loaded = await loadActionToQueue(this.cas, actionDigest, this.limits, signal);
     this.throwIfClosed();
     const pairs = platformPairs(loaded.platform);
@@ -304,20 +333,19 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
     )) as [string, QueueLimitBroken?];
     if (outcome === 'FULL') throw queueFullError(broken ?? 'total', actionDigest, this.limits);
     this.logger.debug('Queued action', { operation: name, actionDigest: actionDigest.toString(), outcome });
+    return outcome === 'QUEUED' ? { name, actionDigest, stage: 'QUEUED', platform: loaded.platform } : undefined;
   }
 
-  private async *follow(name: string, signal?: AbortSignal): AsyncGenerator<OperationSnapshot> {
-    const watch = this.events.watch(`op ${name}`);
-    try {
-      for (;;) {
-        const seen = watch.version();
-        const snapshot = await this.getOperation(name);
-        yield snapshot;
-        if (snapshot.stage === 'COMPLETED') return;
-        await this.waitChange(watch, seen, this.limits.keepAliveMs, signal);
-      }
-    } finally {
-      watch.close();
+  /** Yields the operation's snapshots until it completes: `first` (read before version `seen` of `watch`), then after each change. */
+  private async *follow(name: string, signal: AbortSignal | undefined, watch: Watch, first?: { snapshot: OperationSnapshot; seen: number }): AsyncGenerator<OperationSnapshot> {
+    let known = first;
+    for (;;) {
+      const seen = known?.seen ?? watch.version();
+      const snapshot = known?.snapshot ?? (await this.getOperation(name));
+      known = undefined;
+      yield snapshot;
+      if (snapshot.stage === 'COMPLETED') return;
+      await this.waitChange(watch, seen, this.limits.keepAliveMs, signal);
     }
   }
 
@@ -339,27 +367,37 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
     return { ...base, stage: stage as OperationSnapshot['stage'], ...(platform ? { platform: platformFromText(platform) } : {}) };
   }
 
-  /** Pending cancellations plus executions claimed for the worker's free slots, within the response budget. */
-  private async takeWork(worker: LocalWorker, cancelTaskIds: string[]): Promise<workerapi.ISynchronizeResponse> {
+  /** The take arguments of the scripts (see take_work in redis-scripts.ts): an id and a lease token ready for each slot. */
+  private takeArguments(worker: LocalWorker): Take {
+    const taskIds = Array.from({ length: worker.slots }, () => this.newId());
+    const leaseTokens = taskIds.map(() => newLeaseToken());
+    return {
+      taskIds,
+      leaseTokens,
+      argv: [worker.id, worker.slots, this.limits.workerGraceMs, SYNCHRONIZE_RESPONSE_BUDGET_BYTES, worker.slots, ...taskIds, ...leaseTokens, worker.pairs.length, ...worker.pairs],
+    };
+  }
+
+  /** Pending cancellations and executions claimed for the worker's free slots (within the response budget), in one script. */
+  private async takeWork(worker: LocalWorker): Promise<workerapi.ISynchronizeResponse> {
+    const take = this.takeArguments(worker);
+    const [cancels, claims] = (await this.state.run('take', this.clock.now(), ...take.argv)) as [string[], Claim[]];
+    return this.toResponse(worker, take, cancels, claims);
+  }
+
+  /** The worker's answer: its cancellations and a task for each execution claimed. */
+  private async toResponse(worker: LocalWorker, take: Take, cancelTaskIds: string[], claims: Claim[]): Promise<workerapi.ISynchronizeResponse> {
     const response = { tasks: [] as workerapi.ITask[], cancelTaskIds, lease: msToDuration(this.limits.workerGraceMs) };
-    let budgetBytes = SYNCHRONIZE_RESPONSE_BUDGET_BYTES;
-    while (budgetBytes > 0 && response.tasks.length < worker.slots) {
-      const taskId = this.newId();
-      const leaseToken = newLeaseToken();
-      const claimed = (await this.state.run('claim', this.clock.now(), worker.id, worker.slots, this.limits.workerGraceMs, taskId, leaseToken, worker.pairs.length, ...worker.pairs)) as
-        | [string, string, string, string, string, number]
-        | null;
-      if (!claimed) break;
-      const [, loadedText, digest, queuedAt, firstOp, attempts] = claimed;
+    for (const [index, , loadedText, digest, queuedAt, firstOp, attempts] of claims) {
+      const taskId = take.taskIds[index - 1]!;
+      const leaseToken = take.leaseTokens[index - 1]!;
       const actionDigest = digestFromText(digest);
       if (!loadedText) {
         await this.state.run('finish', this.clock.now(), taskId, storeResponse({ status: StatusError.internal(`Failed to hand out action ${actionDigest}: its Action is no longer in the scheduler state`).toProto() }));
         continue;
       }
       const loaded = readLoaded(loadedText, PlatformProperties.empty());
-      const { task, sizeBytes } = toTaskProto({ actionDigest, queuedAtMs: Number(queuedAt), operationName: firstOp }, loaded, taskId, leaseToken);
-      budgetBytes -= sizeBytes;
-      response.tasks.push(task);
+      response.tasks.push(toTaskProto({ actionDigest, queuedAtMs: Number(queuedAt), operationName: firstOp }, loaded, taskId, leaseToken).task);
       this.logger.debug('Assigned task', { taskId, worker: worker.name, actionDigest: actionDigest.toString(), attempt: attempts });
     }
     return response;
@@ -389,15 +427,14 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
             await watch.waitPast(seen, remainingMs, abort);
             if (settled || abort.aborted) break;
             seen = watch.version();
-            const cancels = (await this.state.run('cancels', this.clock.now(), worker.id)) as string[];
-            if (settled) {
-              // Superseded meanwhile: the worker's next call takes them.
-              if (cancels.length) await this.state.commands.sadd(`${this.state.prefix}wcancel:${worker.id}`, ...cancels);
-              break;
-            }
             // Tasks claimed for a call superseded meanwhile are not listed by the worker's next calls:
             // reconciliation requeues them (as for a lost answer).
-            const response = await this.takeWork(worker, cancels);
+            const response = await this.takeWork(worker);
+            if (settled) {
+              // Superseded meanwhile: the worker's next call takes the cancellations.
+              if (response.cancelTaskIds!.length) await this.state.commands.sadd(`${this.state.prefix}wcancel:${worker.id}`, ...response.cancelTaskIds!);
+              break;
+            }
             if (response.tasks!.length || response.cancelTaskIds!.length) return answer(response);
           }
         } catch (err) {
@@ -434,6 +471,15 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
     return { tasks: [], cancelTaskIds: [], lease: msToDuration(this.limits.workerGraceMs) };
   }
 
+}
+
+/** What the scripts return for an execution claimed: its index among the take's ids, then seq, loaded, digest, queuedAt, firstOp, attempts. */
+type Claim = [number, string, string, string, string, string, number];
+
+interface Take {
+  taskIds: string[];
+  leaseTokens: string[];
+  argv: (string | number)[];
 }
 
 function notFound(name: string): StatusError {

@@ -112,31 +112,106 @@ local function forget(name)
     end
   end
 end
-local function attach(name, seq)
+-- quiet: the operation was created in this same Execute call, so only its caller follows it (and
+-- reads the state after this script); nobody needs waking.
+local function attach(name, seq, quiet)
   redis.call('HSET', P .. 'op:' .. name, 'x', seq)
   redis.call('SADD', P .. 'exops:' .. seq, name)
   redis.call('ZREM', P .. 'checking', name)
-  publish('op ' .. name)
+  if not quiet then publish('op ' .. name) end
+end
+local function create_op(name, d)
+  local seq = redis.call('INCR', P .. 'seq')
+  redis.call('HSET', P .. 'op:' .. name, 's', seq, 'd', d)
+  redis.call('ZADD', P .. 'ops', seq, name)
+  return seq
+end
+-- Claims the first queued execution (lowest priority, then oldest) whose platform the worker
+-- offers, as task tid with lease token tok. Returns {seq, loaded, digest, queuedAt, firstOp, attempts} or false.
+local function claim(wid, grace, tid, tok, offered)
+  local bestPlat, bestScore, bestMember
+  for _, plat in ipairs(redis.call('SMEMBERS', P .. 'qplats')) do
+    local head = redis.call('ZRANGE', P .. 'q:' .. plat, 0, 0, 'WITHSCORES')
+    if #head == 0 then
+      redis.call('SREM', P .. 'qplats', plat)
+      redis.call('DEL', P .. 'qreq:' .. plat)
+    else
+      local ok = true
+      for _, pair in ipairs(redis.call('SMEMBERS', P .. 'qreq:' .. plat)) do
+        if not offered[pair] then ok = false break end
+      end
+      local score = tonumber(head[2])
+      if ok and (not bestPlat or score < bestScore or (score == bestScore and head[1] < bestMember)) then
+        bestPlat, bestScore, bestMember = plat, score, head[1]
+      end
+    end
+  end
+  if not bestPlat then return false end
+  redis.call('ZREM', P .. 'q:' .. bestPlat, bestMember)
+  redis.call('DECR', P .. 'qsize')
+  local seq = tostring(tonumber(bestMember))
+  count_queued(seq, -1)
+  local ex = P .. 'ex:' .. seq
+  local sync = redis.call('HGET', P .. 'wsync', wid) or '0'
+  redis.call('HSET', ex, 'st', 'EXECUTING', 't', tid, 'w', wid, 'tok', tok, 'ts', NOW, 'tsync', sync)
+  local attempts = redis.call('HINCRBY', ex, 'at', 1)
+  redis.call('SET', P .. 'task:' .. tid, seq)
+  redis.call('SADD', P .. 'wtasks:' .. wid, tid)
+  local f = redis.call('HMGET', ex, 'ld', 'd', 'qa', 'op', 'to')
+  if f[5] and f[5] ~= '' then redis.call('ZADD', P .. 'deadlines', NOW + tonumber(f[5]) + grace, tid) end
+  touch_ops(seq)
+  return {seq, f[1] or '', f[2], f[3], f[4] or '', attempts}
+end
+-- The worker's pending cancellations and executions claimed for its free slots, from the take
+-- arguments at ARGV[a]: worker, slots, grace, budget, k, k task ids, k lease tokens, npairs, pairs...
+-- Claims while the worker has a free slot and the Actions handed out stay within budget bytes
+-- (the first one always). Returns {cancels, {index into the ids, claim...}...}.
+local function take_work(a)
+  local wid, slots, grace, budget, k = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  local cancels = redis.call('SMEMBERS', P .. 'wcancel:' .. wid)
+  redis.call('DEL', P .. 'wcancel:' .. wid)
+  local offered = {}
+  local np = a + 5 + 2 * k
+  for i = 1, tonumber(ARGV[np]) do offered[ARGV[np + i]] = true end
+  local claims = {}
+  local free = slots - redis.call('SCARD', P .. 'wtasks:' .. wid)
+  for i = 1, math.min(k, free) do
+    if budget <= 0 then break end
+    local c = claim(wid, grace, ARGV[a + 4 + i], ARGV[a + 4 + k + i], offered)
+    if not c then break end
+    table.insert(c, 1, i)
+    table.insert(claims, c)
+    -- Loaded Actions are stored as base64: 3 bytes for 4 characters.
+    budget = budget - math.floor(#c[3] * 3 / 4)
+  end
+  return {cancels, claims}
 end
 `;
 
 /** name -> body; each is prefixed with LIBRARY. */
 const BODIES = {
-  /** ARGV: name, digest. Returns the operation's seq. */
-  createOperation: `
-local seq = redis.call('INCR', P .. 'seq')
-redis.call('HSET', P .. 'op:' .. ARGV[3], 's', seq, 'd', ARGV[4])
-redis.call('ZADD', P .. 'ops', seq, ARGV[3])
-redis.call('ZADD', P .. 'checking', NOW, ARGV[3])
-return seq`,
+  /**
+   * ARGV: name, digest. Creates the operation (its action cache lookup missed) and attaches it to the
+   * in-flight execution of the action if there is one. Returns {seq, the execution's seq or false}.
+   */
+  submit: `
+local name, d = ARGV[3], ARGV[4]
+local seq = create_op(name, d)
+local x = redis.call('GET', P .. 'inflight:' .. d)
+if x then
+  attach(name, x, true)
+  return {seq, x}
+end
+redis.call('ZADD', P .. 'checking', NOW, name)
+return {seq, false}`,
 
-  /** ARGV: name, digest. Attaches to the in-flight execution of the action: its seq, or false. */
-  join: `
-if not redis.call('HGET', P .. 'op:' .. ARGV[3], 's') then return false end
-local x = redis.call('GET', P .. 'inflight:' .. ARGV[4])
-if not x then return false end
-attach(ARGV[3], x)
-return x`,
+  /** ARGV: name, digest, response. Creates an operation completed on its own (an action cache hit). */
+  createCompleted: `
+local name = ARGV[3]
+create_op(name, ARGV[4])
+redis.call('HSET', P .. 'op:' .. name, 'own', ARGV[5])
+mark_done(name)
+return 1`,
 
   /**
    * ARGV: name, digest, nocache, platform, priority, qm, timeout, loaded, maxQueued, maxActionsPerInstance,
@@ -149,7 +224,7 @@ local op = redis.call('HMGET', P .. 'op:' .. name, 's', 'own')
 if not op[1] or op[2] then return {'GONE'} end
 if nc == '0' then
   local x = redis.call('GET', P .. 'inflight:' .. d)
-  if x then attach(name, x) return {'JOINED', x} end
+  if x then attach(name, x, true) return {'JOINED', x} end
 end
 if tonumber(redis.call('GET', P .. 'qsize') or '0') >= tonumber(ARGV[11]) then return {'FULL', 'total'} end
 local inst, bytes = ARGV[14], tonumber(ARGV[15])
@@ -165,57 +240,18 @@ redis.call('ZADD', P .. 'q:' .. plat, ARGV[7], ARGV[8])
 redis.call('INCR', P .. 'qsize')
 count_queued(seq, 1)
 if nc == '0' then redis.call('SET', P .. 'inflight:' .. d, seq) end
-attach(name, seq)
+attach(name, seq, true)
 publish('work')
 return {'QUEUED'}`,
 
-  /**
-   * ARGV: worker, slots, grace, taskId, token, npairs, pairs... Claims the first queued execution
-   * (lowest priority, then oldest) whose platform the worker offers, if the worker has a free slot.
-   * Returns {seq, loaded, digest, queuedAt, firstOp, attempts} or false.
-   */
-  claim: `
-local wid, slots, grace, tid, tok = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7]
-if slots - redis.call('SCARD', P .. 'wtasks:' .. wid) <= 0 then return false end
-local offered = {}
-for i = 1, tonumber(ARGV[8]) do offered[ARGV[8 + i]] = true end
-local bestPlat, bestScore, bestMember
-for _, plat in ipairs(redis.call('SMEMBERS', P .. 'qplats')) do
-  local head = redis.call('ZRANGE', P .. 'q:' .. plat, 0, 0, 'WITHSCORES')
-  if #head == 0 then
-    redis.call('SREM', P .. 'qplats', plat)
-    redis.call('DEL', P .. 'qreq:' .. plat)
-  else
-    local ok = true
-    for _, pair in ipairs(redis.call('SMEMBERS', P .. 'qreq:' .. plat)) do
-      if not offered[pair] then ok = false break end
-    end
-    local score = tonumber(head[2])
-    if ok and (not bestPlat or score < bestScore or (score == bestScore and head[1] < bestMember)) then
-      bestPlat, bestScore, bestMember = plat, score, head[1]
-    end
-  end
-end
-if not bestPlat then return false end
-redis.call('ZREM', P .. 'q:' .. bestPlat, bestMember)
-redis.call('DECR', P .. 'qsize')
-local seq = tostring(tonumber(bestMember))
-count_queued(seq, -1)
-local ex = P .. 'ex:' .. seq
-local sync = redis.call('HGET', P .. 'wsync', wid) or '0'
-redis.call('HSET', ex, 'st', 'EXECUTING', 't', tid, 'w', wid, 'tok', tok, 'ts', NOW, 'tsync', sync)
-local attempts = redis.call('HINCRBY', ex, 'at', 1)
-redis.call('SET', P .. 'task:' .. tid, seq)
-redis.call('SADD', P .. 'wtasks:' .. wid, tid)
-local f = redis.call('HMGET', ex, 'ld', 'd', 'qa', 'op', 'to')
-if f[5] and f[5] ~= '' then redis.call('ZADD', P .. 'deadlines', NOW + tonumber(f[5]) + grace, tid) end
-touch_ops(seq)
-return {seq, f[1] or '', f[2], f[3], f[4] or '', attempts}`,
+  /** ARGV: the take arguments (see take_work). Returns {cancels, claims}. */
+  take: `return take_work(3)`,
 
   /**
-   * ARGV: worker, grace, maxAttempts, nlisted, listed... A worker synchronized: extends its grace,
-   * loses the tasks it no longer lists (handed out before its previous call), and takes its
-   * pending cancellations. Returns {cancels, listed ids the queue does not give this worker}.
+   * ARGV: worker, grace, maxAttempts, nlisted, listed..., then the take arguments (see take_work).
+   * A worker synchronized: extends its grace, loses the tasks it no longer lists (handed out before
+   * its previous call), takes its pending cancellations and claims work for its free slots.
+   * Returns {cancels, listed ids the queue does not give this worker, claims}.
    */
   synchronize: `
 local wid, grace, max = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -234,15 +270,8 @@ local unknown = {}
 for i = 1, tonumber(ARGV[6]) do
   if redis.call('SISMEMBER', P .. 'wtasks:' .. wid, ARGV[6 + i]) == 0 then table.insert(unknown, ARGV[6 + i]) end
 end
-local cancels = redis.call('SMEMBERS', P .. 'wcancel:' .. wid)
-redis.call('DEL', P .. 'wcancel:' .. wid)
-return {cancels, unknown}`,
-
-  /** ARGV: worker. Takes the worker's pending cancellations. */
-  cancels: `
-local cancels = redis.call('SMEMBERS', P .. 'wcancel:' .. ARGV[3])
-redis.call('DEL', P .. 'wcancel:' .. ARGV[3])
-return cancels`,
+local taken = take_work(7 + tonumber(ARGV[6]))
+return {taken[1], unknown, taken[2]}`,
 
   /** ARGV: name. Forgets an operation whatever its state (its Execute call failed before it was queued). */
   forget: `
