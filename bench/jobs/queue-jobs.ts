@@ -115,7 +115,7 @@ async function redisQueueScale(params: QueueScaleParams): Promise<QueueScaleResu
     const platforms = makePlatforms();
     const unlimited = params.queued + 1;
     const started = performance.now();
-    // Queued as RedisBuildQueue.execute queues them (submit, then enqueue), 500 in flight.
+    // Queued as RedisBuildQueue.execute queues them (one enqueue script each), 500 in flight.
     const BATCH = 500;
     for (let first = 0; first < params.queued; first += BATCH) {
       const batch: Promise<void>[] = [];
@@ -127,7 +127,6 @@ async function redisQueueScale(params: QueueScaleParams): Promise<QueueScaleResu
         const pairs = platformPairs(platform);
         batch.push(
           (async () => {
-            const [seq] = (await state.run('submit', Date.now(), name, digest)) as [number, string | null];
             // The arguments of RedisBuildQueue's enqueue call; doNotCache so each is its own execution.
             const [outcome] = (await state.run(
               'enqueue',
@@ -137,7 +136,6 @@ async function redisQueueScale(params: QueueScaleParams): Promise<QueueScaleResu
               '1',
               platformText(platform),
               0,
-              String(seq).padStart(16, '0'),
               loaded.timeoutMs ?? '',
               storeLoaded(loaded),
               unlimited,

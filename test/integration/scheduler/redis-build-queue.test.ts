@@ -361,6 +361,32 @@ describe.skipIf(!available)('RedisBuildQueue (two schedulers on one Redis)', () 
     expect(done.response?.status?.code).toBe(Code.CANCELLED);
   });
 
+  it('records as cancelled an action cancelled while it ran, even when its worker reports success to the scheduler that handed it out', async () => {
+    const a = await open();
+    const b = await open();
+    const queued = await submit(a, ['/bin/echo', 'cancel me too']);
+    const task = (await sync(a, 'w1')).tasks![0]!;
+    await b.cancelOperation(queued.name);
+    await a.completeTask({ taskId: task.taskId, workerId: 'w1', leaseToken: task.leaseToken, response: okResponse(0, 'finished anyway') });
+    const done = await untilCompleted(queued.it);
+    expect(done.response?.status?.code).toBe(Code.CANCELLED);
+    expect(done.response?.result).toBeFalsy();
+  });
+
+  it('refuses a wrong lease token on the scheduler that handed the task out, and still takes the holder\'s result there', async () => {
+    const a = await open();
+    const queued = await submit(a, ['/bin/echo', 'guarded here']);
+    const task = (await sync(a, 'w1')).tasks![0]!;
+    await expect(a.completeTask({ taskId: task.taskId, workerId: 'w1', leaseToken: 'f'.repeat(32), response: okResponse(0, 'forged') })).rejects.toMatchObject({ code: Code.PERMISSION_DENIED });
+    await expect(a.completeTask({ taskId: task.taskId, workerId: 'intruder', leaseToken: task.leaseToken, response: okResponse(0, 'forged') })).rejects.toMatchObject({ code: Code.PERMISSION_DENIED });
+    await a.completeTask({ taskId: task.taskId, workerId: 'w1', leaseToken: task.leaseToken, response: okResponse(0, 'genuine') });
+    const done = await untilCompleted(queued.it);
+    expect(Buffer.from(done.response!.result!.stdoutRaw!).toString()).toBe('genuine');
+    // A second report of the same task finds nothing to complete.
+    await expect(a.completeTask({ taskId: task.taskId, workerId: 'w1', leaseToken: task.leaseToken, response: okResponse(0, 'again') })).rejects.toMatchObject({ code: Code.NOT_FOUND });
+    expect(Buffer.from((await a.getOperation(queued.name)).response!.result!.stdoutRaw!).toString()).toBe('genuine');
+  });
+
   it('deletes only finished operations and forgets them on every scheduler', async () => {
     const a = await open();
     const b = await open();

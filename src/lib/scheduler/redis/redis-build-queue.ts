@@ -22,6 +22,7 @@
  * agree to well within `workerGraceMs` (NTP).
  */
 import type { CallOptions } from '../../blobstore/blob-store.js';
+import type { Digest } from '../../digest/digest.js';
 import { Code, StatusError } from '../../errors/status-error.js';
 import type { reapi, workerapi } from '../../proto/index.js';
 import { durationToMs, msToDuration } from '../../proto/proto-time.js';
@@ -29,13 +30,13 @@ import { lookupActionCache } from '../action-cache-lookup.js';
 import type { BuildQueue, ExecuteRequest, ListOperationsRequest, ListOperationsResult } from '../build-queue.js';
 import type { InMemoryBuildQueueOptions } from '../build-queue-options.js';
 import { BuildQueueBase } from '../build-queue-base.js';
-import { loadActionToQueue } from '../load-action.js';
+import { type LoadedAction, loadActionToQueue } from '../load-action.js';
 import { type QueueLimitBroken, queueFullError } from '../queue-limits.js';
 import type { OperationSnapshot } from '../operation-snapshot.js';
 import { formatOperationName, parseOperationName } from '../operation-names.js';
 import { parseListRequest } from '../operation-table.js';
 import { PlatformProperties } from '../platform-properties.js';
-import { cancelledResponse, shuttingDown } from '../scheduler-state.js';
+import { shuttingDown } from '../scheduler-state.js';
 import { digestFromText, digestText, platformFromText, platformText } from '../state-codec.js';
 import { normalizeResponse, SYNCHRONIZE_RESPONSE_BUDGET_BYTES, toTaskProto } from '../task-messages.js';
 import { admitSynchronize, newLeaseToken, sameToken } from '../worker-admission.js';
@@ -54,6 +55,8 @@ const CHECKING_TIMEOUT_MS = 10 * 60_000;
 /** Most items one sweep handles of each kind (the script blocks Redis while it runs). */
 const SWEEP_LIMIT = 500;
 const LIST_BATCH = 500;
+/** Tasks handed out whose completion this scheduler can admit without asking Redis (beyond: it asks). */
+const MAX_HANDED_OUT = 10_000;
 
 interface LocalWorker {
   id: string;
@@ -71,6 +74,8 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
   private readonly state: RedisState;
   private readonly events: RedisEvents;
   private readonly workers = new Map<string, LocalWorker>();
+  /** Tasks this scheduler handed out and not yet completed here: their results need no lease lookup in Redis. */
+  private readonly handedOut = new Map<string, HandedOut>();
 
   private constructor(opts: RedisBuildQueueOptions) {
     super(opts);
@@ -236,11 +241,17 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
   async completeTask(request: workerapi.ICompleteTaskRequest): Promise<void> {
     const taskId = request.taskId ?? '';
     const fields = { taskId, workerId: request.workerId };
-    const found = (await this.state.run('task', this.clock.now(), taskId)) as string[] | null;
-    if (!found) {
-      this.logger.info('Refusing the result of an unknown task', fields);
-      throw StatusError.notFound(`Failed to complete task ${JSON.stringify(taskId)}: the scheduler has no such task (cancelled, or requeued after its worker was lost)`);
+    const mine = this.handedOut.get(taskId);
+    if (mine && request.workerId === mine.workerId && sameToken(request.leaseToken ?? '', mine.leaseToken)) {
+      this.handedOut.delete(taskId);
+      // Handed out here, to this caller with this token: the lease holder, known without a round trip.
+      // The finish script still completes the execution only if the task is its current attempt, and
+      // as cancelled if it was cancelled meanwhile; a result of a lease lost meanwhile or of a
+      // cancelled run is still a real run of the action, so it may enter the action cache.
+      return this.finishTask(taskId, mine, request);
     }
+    const found = (await this.state.run('task', this.clock.now(), taskId)) as string[] | null;
+    if (!found) throw this.unknownTask(fields);
     const [, workerId, token, currentTask, stage, cancel, digest, queuedAt, noCache] = found as [string, string, string, string, string, string, string, string, string];
     if (request.workerId !== workerId || !sameToken(request.leaseToken ?? '', token)) {
       this.logger.warn('Refusing a result from a worker that does not hold the lease', { ...fields, holder: workerId });
@@ -251,16 +262,24 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
       await this.state.run('finish', now, taskId, '');
       return;
     }
-    if ((request.response?.status?.code ?? Code.OK) === Code.UNAVAILABLE && cancel !== '1') {
-      this.logger.warn('Requeuing an action its worker could not run', { ...fields, message: request.response?.status?.message ?? '' });
-      await this.state.run('lose', now, taskId, this.limits.maxAttempts, `worker reported UNAVAILABLE: ${request.response?.status?.message ?? ''}`);
+    if (cancel === '1') {
+      // The finish script records it as cancelled.
+      await this.state.run('finish', now, taskId, '');
       return;
     }
-    const actionDigest = digestFromText(digest);
-    const response = normalizeResponse({ actionDigest, queuedAtMs: Number(queuedAt) }, this.workers.get(workerId)?.name || workerId, request.response);
-    if (cancel === '1') {
-      response.status = cancelledResponse('The operation was cancelled while it ran').status;
-    } else if ((response.status!.code ?? Code.OK) === Code.OK && (response.result?.exitCode ?? 0) === 0 && noCache !== '1') {
+    await this.finishTask(taskId, { workerId, actionDigest: digestFromText(digest), queuedAtMs: Number(queuedAt), noCache: noCache === '1' }, request);
+  }
+
+  /** Completes a task whose caller holds the lease: requeued if the worker could not run it, else its result cached (when it may be) and stored. */
+  private async finishTask(taskId: string, task: Omit<HandedOut, 'leaseToken'>, request: workerapi.ICompleteTaskRequest): Promise<void> {
+    const { actionDigest } = task;
+    if ((request.response?.status?.code ?? Code.OK) === Code.UNAVAILABLE) {
+      this.logger.warn('Requeuing an action its worker could not run', { taskId, workerId: task.workerId, message: request.response?.status?.message ?? '' });
+      await this.state.run('lose', this.clock.now(), taskId, this.limits.maxAttempts, `worker reported UNAVAILABLE: ${request.response?.status?.message ?? ''}`);
+      return;
+    }
+    const response = normalizeResponse({ actionDigest, queuedAtMs: task.queuedAtMs }, this.workers.get(task.workerId)?.name || task.workerId, request.response);
+    if ((response.status!.code ?? Code.OK) === Code.OK && (response.result?.exitCode ?? 0) === 0 && !task.noCache) {
       try {
         await this.actionCache.updateActionResult(actionDigest, response.result!);
       } catch (err) {
@@ -268,7 +287,12 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
         response.message = [response.message, `Failed to store the result in the action cache: ${(err as Error).message}`].filter(Boolean).join('; ');
       }
     }
-    await this.state.run('finish', this.clock.now(), taskId, storeResponse(response));
+    if (Number(await this.state.run('finish', this.clock.now(), taskId, storeResponse(response))) < 0) throw this.unknownTask({ taskId, workerId: task.workerId });
+  }
+
+  private unknownTask(fields: { taskId: string; workerId?: string | null }): StatusError {
+    this.logger.info('Refusing the result of an unknown task', fields);
+    return StatusError.notFound(`Failed to complete task ${JSON.stringify(fields.taskId)}: the scheduler has no such task (cancelled, or requeued after its worker was lost)`);
   }
 
   /** Counts for logs, metrics and tests: the queue is the fleet's, the workers this scheduler's. */
@@ -307,9 +331,17 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
         return { name, actionDigest, stage: 'COMPLETED', response };
       }
     }
-    const [seq, joined] = (await this.state.run('submit', this.clock.now(), name, digestText(actionDigest))) as [number, string | null];
-    if (joined) return undefined;
-    const loaded = await loadActionToQueue(this.cas, actionDigest, this.limits, signal);
+    // Loaded before asking whether the action is in flight, so that creating, deduplicating and
+    // queuing are one round trip; a joining operation has loaded it for nothing (a few CAS reads).
+    let loaded: LoadedAction;
+    try {
+      loaded = await loadActionToQueue(this.cas, actionDigest, this.limits, signal);
+    } catch (err) {
+      // An execution in flight needs nothing of this caller's CAS (as in InMemoryBuildQueue).
+      const [, joined] = (await this.state.run('submit', this.clock.now(), name, digestText(actionDigest))) as [number, string | null];
+      if (joined) return undefined;
+      throw err;
+    }
     this.throwIfClosed();
     const pairs = platformPairs(loaded.platform);
     const [outcome, broken] = (await this.state.run(
@@ -320,7 +352,6 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
       loaded.action.doNotCache ? '1' : '0',
       platformText(loaded.platform),
       request.priority,
-      String(seq).padStart(16, '0'),
       loaded.timeoutMs ?? '',
       storeLoaded(loaded),
       this.limits.maxQueuedOperations,
@@ -367,6 +398,12 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
     return { ...base, stage: stage as OperationSnapshot['stage'], ...(platform ? { platform: platformFromText(platform) } : {}) };
   }
 
+  /** Keeps what completing `taskId` needs, for at most MAX_HANDED_OUT tasks (the oldest forgotten first). */
+  private remember(taskId: string, task: HandedOut): void {
+    this.handedOut.set(taskId, task);
+    if (this.handedOut.size > MAX_HANDED_OUT) this.handedOut.delete(this.handedOut.keys().next().value!);
+  }
+
   /** The take arguments of the scripts (see take_work in redis-scripts.ts): an id and a lease token ready for each slot. */
   private takeArguments(worker: LocalWorker): Take {
     const taskIds = Array.from({ length: worker.slots }, () => this.newId());
@@ -397,6 +434,7 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
         continue;
       }
       const loaded = readLoaded(loadedText, PlatformProperties.empty());
+      this.remember(taskId, { workerId: worker.id, leaseToken, actionDigest, queuedAtMs: Number(queuedAt), noCache: loaded.action.doNotCache === true });
       response.tasks.push(toTaskProto({ actionDigest, queuedAtMs: Number(queuedAt), operationName: firstOp }, loaded, taskId, leaseToken).task);
       this.logger.debug('Assigned task', { taskId, worker: worker.name, actionDigest: actionDigest.toString(), attempt: attempts });
     }
@@ -475,6 +513,15 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
 
 /** What the scripts return for an execution claimed: its index among the take's ids, then seq, loaded, digest, queuedAt, firstOp, attempts. */
 type Claim = [number, string, string, string, string, string, number];
+
+/** A task as its scheduler handed it out. */
+interface HandedOut {
+  workerId: string;
+  leaseToken: string;
+  actionDigest: Digest;
+  queuedAtMs: number;
+  noCache: boolean;
+}
 
 interface Take {
   taskIds: string[];

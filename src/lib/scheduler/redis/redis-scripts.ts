@@ -2,7 +2,8 @@
  * The Redis build queue's state changes, each one Lua script so that it is atomic across every
  * scheduler sharing the Redis: two schedulers cannot claim the same execution, complete it twice,
  * or requeue a task that its worker is completing. Scripts build their keys from the prefix in
- * ARGV[1] (one Redis node; not Redis Cluster), ARGV[2] is the caller's clock in ms.
+ * ARGV[1] (one Redis node; not Redis Cluster), ARGV[2] is the caller's clock in ms, and the last
+ * argument names the calling scheduler (its messages carry it, so that it skips its own).
  *
  * Keys under the prefix:
  * - `seq`: counter naming operations and executions; `ops` zset name by seq (ListOperations order)
@@ -20,8 +21,9 @@
  * - `task:<id>` its execution; `wtasks:<worker>` the worker's tasks; `wcancel:<worker>` cancellations
  *   to send; `workers` zset worker by the time its grace runs out; `wsync` hash worker -> sync count;
  *   `deadlines` zset task by action timeout + grace
- * Every visible change publishes `op <name>` on `events`; new work `work`; a cancellation for a
- * worker, or a slot of it freed (a task finished, lost or expired), `worker <id>`.
+ * Every visible change publishes `<origin> op <name>` on `events`; new work `<origin> work`; a
+ * cancellation for a worker, or a slot of it freed (a task finished, lost or expired),
+ * `<origin> worker <id>`.
  *
  * Responses written by the scripts themselves are `s:<code>:<message>` (a status only); responses
  * from JS are base64 ExecuteResponse bytes. redis-state.ts decodes both.
@@ -30,7 +32,12 @@
 const LIBRARY = `
 local P = ARGV[1]
 local NOW = tonumber(ARGV[2])
-local function publish(msg) redis.call('PUBLISH', P .. 'events', msg) end
+local ORIGIN = ARGV[#ARGV]
+local PUB = {}
+local function publish(msg)
+  redis.call('PUBLISH', P .. 'events', ORIGIN .. ' ' .. msg)
+  table.insert(PUB, msg)
+end
 local function mark_done(name)
   redis.call('HSET', P .. 'op:' .. name, 'c', NOW)
   redis.call('ZADD', P .. 'done', NOW, name)
@@ -191,8 +198,8 @@ end
 /** name -> body; each is prefixed with LIBRARY. */
 const BODIES = {
   /**
-   * ARGV: name, digest. Creates the operation (its action cache lookup missed) and attaches it to the
-   * in-flight execution of the action if there is one. Returns {seq, the execution's seq or false}.
+   * ARGV: name, digest. Creates the operation and attaches it to the in-flight execution of the
+   * action if there is one (when its Action could not be loaded). Returns {seq, the execution's seq or false}.
    */
   submit: `
 local name, d = ARGV[3], ARGV[4]
@@ -214,29 +221,33 @@ mark_done(name)
 return 1`,
 
   /**
-   * ARGV: name, digest, nocache, platform, priority, qm, timeout, loaded, maxQueued, maxActionsPerInstance,
-   * maxBytesPerInstance, instance, bytes, npairs, pairs...
-   * Returns {'QUEUED'}, {'JOINED', seq}, {'FULL', 'total'|'actions'|'bytes'} or {'GONE'} (cancelled or expired meanwhile).
+   * ARGV: name, digest, nocache, platform, priority, timeout, loaded, maxQueued, maxActionsPerInstance,
+   * maxBytesPerInstance, instance, bytes, npairs, pairs... Creates the operation (its action cache
+   * lookup missed, its Action is loaded) and attaches it to the action's execution in flight, or
+   * queues a new one. Returns {'QUEUED'}, {'JOINED', seq} or {'FULL', 'total'|'actions'|'bytes'}
+   * (the operation is created even then: the caller forgets it).
    */
   enqueue: `
 local name, d, nc, plat = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local op = redis.call('HMGET', P .. 'op:' .. name, 's', 'own')
-if not op[1] or op[2] then return {'GONE'} end
+local seq = create_op(name, d)
+-- Until attached: if its caller dies before forgetting it (FULL), the sweep ends it.
+redis.call('ZADD', P .. 'checking', NOW, name)
 if nc == '0' then
   local x = redis.call('GET', P .. 'inflight:' .. d)
   if x then attach(name, x, true) return {'JOINED', x} end
 end
-if tonumber(redis.call('GET', P .. 'qsize') or '0') >= tonumber(ARGV[11]) then return {'FULL', 'total'} end
-local inst, bytes = ARGV[14], tonumber(ARGV[15])
-if tonumber(redis.call('HGET', P .. 'qinst', inst) or '0') >= tonumber(ARGV[12]) then return {'FULL', 'actions'} end
-if tonumber(redis.call('HGET', P .. 'qbytes', inst) or '0') + bytes > tonumber(ARGV[13]) then return {'FULL', 'bytes'} end
-local seq = op[1]
+if tonumber(redis.call('GET', P .. 'qsize') or '0') >= tonumber(ARGV[10]) then return {'FULL', 'total'} end
+local inst, bytes = ARGV[13], tonumber(ARGV[14])
+if tonumber(redis.call('HGET', P .. 'qinst', inst) or '0') >= tonumber(ARGV[11]) then return {'FULL', 'actions'} end
+if tonumber(redis.call('HGET', P .. 'qbytes', inst) or '0') + bytes > tonumber(ARGV[12]) then return {'FULL', 'bytes'} end
+-- The queue member: the zero-padded seq, so that members of one priority sort oldest first.
+local qm = string.format('%016d', seq)
 local ex = P .. 'ex:' .. seq
-redis.call('HSET', ex, 'd', d, 'p', plat, 'nc', nc, 'pr', ARGV[7], 'qm', ARGV[8], 'qa', NOW, 'st', 'QUEUED', 'at', 0, 'cx', 0, 'to', ARGV[9], 'ld', ARGV[10], 'op', name, 'in', inst, 'qb', bytes)
-local n = tonumber(ARGV[16])
-for i = 1, n do redis.call('SADD', P .. 'qreq:' .. plat, ARGV[16 + i]) end
+redis.call('HSET', ex, 'd', d, 'p', plat, 'nc', nc, 'pr', ARGV[7], 'qm', qm, 'qa', NOW, 'st', 'QUEUED', 'at', 0, 'cx', 0, 'to', ARGV[8], 'ld', ARGV[9], 'op', name, 'in', inst, 'qb', bytes)
+local n = tonumber(ARGV[15])
+for i = 1, n do redis.call('SADD', P .. 'qreq:' .. plat, ARGV[15 + i]) end
 redis.call('SADD', P .. 'qplats', plat)
-redis.call('ZADD', P .. 'q:' .. plat, ARGV[7], ARGV[8])
+redis.call('ZADD', P .. 'q:' .. plat, ARGV[7], qm)
 redis.call('INCR', P .. 'qsize')
 count_queued(seq, 1)
 if nc == '0' then redis.call('SET', P .. 'inflight:' .. d, seq) end
@@ -281,7 +292,7 @@ return 1`,
   /** ARGV: workers... Extends the grace of workers whose long-poll this scheduler holds. */
   heartbeat: `
 local grace = tonumber(ARGV[3])
-for i = 4, #ARGV do redis.call('ZADD', P .. 'workers', 'XX', NOW + grace, ARGV[i]) end
+for i = 4, #ARGV - 1 do redis.call('ZADD', P .. 'workers', 'XX', NOW + grace, ARGV[i]) end
 return 0`,
 
   /** ARGV: taskId. The task's execution, for admission: {seq, worker, token, current task, stage, cancel, digest, queuedAt} or false. */
@@ -291,15 +302,18 @@ if not seq then return false end
 local f = redis.call('HMGET', P .. 'ex:' .. seq, 'w', 'tok', 't', 'st', 'cx', 'd', 'qa', 'nc')
 return {seq, f[1] or '', f[2] or '', f[3] or '', f[4] or '', f[5] or '0', f[6] or '', f[7] or '0', f[8] or '0'}`,
 
-  /** ARGV: taskId, response. Completes the task's execution if the task is still its current attempt. */
+  /**
+   * ARGV: taskId, response. Completes the task's execution if the task is still its current attempt
+   * (as cancelled if it was cancelled while it ran). Returns 1 if it did, 0 if not, -1 for an unknown task.
+   */
   finish: `
 local seq = redis.call('GET', P .. 'task:' .. ARGV[3])
-if not seq then return 0 end
-local f = redis.call('HMGET', P .. 'ex:' .. seq, 'w', 't', 'st')
+if not seq then return -1 end
+local f = redis.call('HMGET', P .. 'ex:' .. seq, 'w', 't', 'st', 'cx')
 local current = f[2] == ARGV[3] and f[3] == 'EXECUTING'
 release_task(seq, ARGV[3], f[1], current)
 if not current then return 0 end
-complete_exec(seq, ARGV[4])
+if f[4] == '1' then complete_exec(seq, 's:1:The operation was cancelled while it ran') else complete_exec(seq, ARGV[4]) end
 return 1`,
 
   /** ARGV: taskId, maxAttempts, reason. */
@@ -425,5 +439,11 @@ return {lost, expired, forgotten}`,
 
 export type ScriptName = keyof typeof BODIES;
 
-/** Every script with the shared library in front, by name. */
-export const SCRIPTS: Record<ScriptName, string> = Object.fromEntries(Object.entries(BODIES).map(([name, body]) => [name, LIBRARY + body])) as Record<ScriptName, string>;
+/**
+ * Every script with the shared library in front, by name. A script answers {topics published, its
+ * reply} (redis-state.ts unwraps it), so that its own scheduler wakes its local waiters at once
+ * instead of when the message comes back through the subscription.
+ */
+export const SCRIPTS: Record<ScriptName, string> = Object.fromEntries(
+  Object.entries(BODIES).map(([name, body]) => [name, `${LIBRARY}local function body()\n${body}\nend\nreturn {PUB, body()}`]),
+) as Record<ScriptName, string>;

@@ -2,6 +2,7 @@
  * The Redis build queue's connection: the scripts of redis-scripts.ts behind typed methods, and the
  * values they store (through the codec the SQLite store uses too: state-codec.ts).
  */
+import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { Code, StatusError } from '../../errors/status-error.js';
 import type { reapi } from '../../proto/index.js';
@@ -46,6 +47,9 @@ export class RedisState {
   readonly commands: Redis;
   readonly subscriber: Redis;
   private readonly shas = new Map<ScriptName, string>();
+  /** Names this scheduler in the messages its scripts publish. */
+  private readonly origin = randomBytes(8).toString('hex');
+  private onChange: (topic: string) => void = () => {};
 
   constructor(
     target: RedisTarget,
@@ -69,12 +73,20 @@ export class RedisState {
     this.subscriber.on('error', () => {});
   }
 
-  /** Connects both connections, loads the scripts and subscribes; UNAVAILABLE if Redis is unreachable. */
-  async open(target: RedisTarget, onMessage: (message: string) => void): Promise<void> {
+  /**
+   * Connects both connections, loads the scripts and subscribes; UNAVAILABLE if Redis is unreachable.
+   * `onChange` gets every topic a script published: this scheduler's own as soon as the script
+   * answers, the other schedulers' through the subscription.
+   */
+  async open(target: RedisTarget, onChange: (topic: string) => void): Promise<void> {
     try {
       await Promise.all([this.commands.connect(), this.subscriber.connect()]);
       for (const [name, source] of Object.entries(SCRIPTS)) this.shas.set(name as ScriptName, (await this.commands.script('LOAD', source)) as string);
-      this.subscriber.on('message', (_channel: string, message: string) => onMessage(message));
+      this.onChange = onChange;
+      this.subscriber.on('message', (_channel: string, message: string) => {
+        const space = message.indexOf(' ');
+        if (space > 0 && message.slice(0, space) !== this.origin) onChange(message.slice(space + 1));
+      });
       await this.subscriber.subscribe(this.prefix + 'events');
     } catch (err) {
       this.close();
@@ -83,20 +95,24 @@ export class RedisState {
     }
   }
 
-  /** Runs a script with `now` (ARGV[2]); reloads it if Redis lost it (restarted). */
+  /** Runs a script with `now` (ARGV[2]) and returns its reply; reloads it if Redis lost it (restarted). */
   async run(name: ScriptName, nowMs: number, ...args: (string | number)[]): Promise<Reply> {
-    const argv = [this.prefix, nowMs, ...args];
+    const argv = [this.prefix, nowMs, ...args, this.origin];
+    let answer: Reply[];
     try {
-      return (await this.commands.evalsha(this.shas.get(name)!, 0, ...argv)) as Reply;
+      answer = (await this.commands.evalsha(this.shas.get(name)!, 0, ...argv)) as Reply[];
     } catch (err) {
       if (!/NOSCRIPT/.test((err as Error).message)) throw wrap(err);
       try {
         this.shas.set(name, (await this.commands.script('LOAD', SCRIPTS[name])) as string);
-        return (await this.commands.evalsha(this.shas.get(name)!, 0, ...argv)) as Reply;
+        answer = (await this.commands.evalsha(this.shas.get(name)!, 0, ...argv)) as Reply[];
       } catch (again) {
         throw wrap(again);
       }
     }
+    const [published, reply] = answer as [string[], Reply?];
+    for (const topic of published) this.onChange(topic);
+    return reply ?? null;
   }
 
   close(): void {
