@@ -8,8 +8,10 @@
  *   execution is claimed once, a completion lands once and a lease is requeued once;
  * - changes are published on one channel; each scheduler wakes its own followers and held worker
  *   polls (redis-events.ts) and they read the state again;
- * - what is process-local stays here: the long-poll a worker holds on this scheduler and the
- *   names/platforms of the workers calling it;
+ * - what is process-local stays in this process: the long-poll a worker holds on this scheduler, the
+ *   names/platforms of the workers calling it and the tasks it handed out (redis-worker-side.ts);
+ * - a scheduler wakes its own waiters from its scripts' answers, and learns of the others' changes
+ *   through the subscription; the operations it completes are handed to its own followers directly;
  * - time's housekeeping (workers past their grace, tasks past their deadline, retention) is one
  *   script every schedulers runs every sweep interval: running it twice is harmless.
  *
@@ -22,10 +24,8 @@
  * agree to well within `workerGraceMs` (NTP).
  */
 import type { CallOptions } from '../../blobstore/blob-store.js';
-import type { Digest } from '../../digest/digest.js';
 import { Code, StatusError } from '../../errors/status-error.js';
 import type { reapi, workerapi } from '../../proto/index.js';
-import { durationToMs, msToDuration } from '../../proto/proto-time.js';
 import { lookupActionCache } from '../action-cache-lookup.js';
 import type { BuildQueue, ExecuteRequest, ListOperationsRequest, ListOperationsResult } from '../build-queue.js';
 import type { InMemoryBuildQueueOptions } from '../build-queue-options.js';
@@ -35,13 +35,11 @@ import { type QueueLimitBroken, queueFullError } from '../queue-limits.js';
 import type { OperationSnapshot } from '../operation-snapshot.js';
 import { formatOperationName, parseOperationName } from '../operation-names.js';
 import { parseListRequest } from '../operation-table.js';
-import { PlatformProperties } from '../platform-properties.js';
 import { shuttingDown } from '../scheduler-state.js';
 import { digestFromText, digestText, platformFromText, platformText } from '../state-codec.js';
-import { normalizeResponse, SYNCHRONIZE_RESPONSE_BUDGET_BYTES, toTaskProto } from '../task-messages.js';
-import { admitSynchronize, newLeaseToken, sameToken } from '../worker-admission.js';
 import { RedisEvents, type Watch } from './redis-events.js';
-import { platformPairs, readLoaded, readResponse, RedisState, storeLoaded, storeResponse } from './redis-state.js';
+import { RedisWorkerSide } from './redis-worker-side.js';
+import { platformPairs, readResponse, RedisState, storeLoaded, storeResponse } from './redis-state.js';
 import type { RedisTarget } from './redis-url.js';
 
 export interface RedisBuildQueueOptions extends Omit<InMemoryBuildQueueOptions, 'state'> {
@@ -55,32 +53,31 @@ const CHECKING_TIMEOUT_MS = 10 * 60_000;
 /** Most items one sweep handles of each kind (the script blocks Redis while it runs). */
 const SWEEP_LIMIT = 500;
 const LIST_BATCH = 500;
-/** Tasks handed out whose completion this scheduler can admit without asking Redis (beyond: it asks). */
-const MAX_HANDED_OUT = 10_000;
-
-interface LocalWorker {
-  id: string;
-  name: string;
-  platform: PlatformProperties;
-  pairs: string[];
-  slots: number;
-  /** Answers the poll this scheduler holds for the worker, if any. */
-  poll?: (response: workerapi.ISynchronizeResponse) => void;
-  /** Unknown tasks the worker listed that it was already told to cancel (each once). */
-  readonly unknownCancelled: Set<string>;
-}
+/** Completed snapshots kept for local followers not yet woken. */
+const MAX_HINTS = 4096;
 
 export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
   private readonly state: RedisState;
   private readonly events: RedisEvents;
-  private readonly workers = new Map<string, LocalWorker>();
-  /** Tasks this scheduler handed out and not yet completed here: their results need no lease lookup in Redis. */
-  private readonly handedOut = new Map<string, HandedOut>();
+  private readonly workerSide: RedisWorkerSide;
+  /** Operations completed by this scheduler, by name, for its followers (see hintCompleted). */
+  private readonly completedHints = new Map<string, OperationSnapshot>();
 
   private constructor(opts: RedisBuildQueueOptions) {
     super(opts);
     this.state = new RedisState(opts.redis, opts.keyPrefix ?? 'bzutil:scheduler:');
     this.events = new RedisEvents(this.clock);
+    this.workerSide = new RedisWorkerSide({
+      state: this.state,
+      events: this.events,
+      actionCache: this.actionCache,
+      clock: this.clock,
+      logger: this.logger,
+      newId: this.newId,
+      limits: this.limits,
+      closing: this.closing.signal,
+      onCompleted: (snapshot) => this.hintCompleted(snapshot),
+    });
   }
 
   /** Connects to Redis and starts sweeping; the caller opens its ports only after this. */
@@ -185,126 +182,44 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
   }
 
   // ---------------------------------------------------------------------------------------------
-  // Worker side
+  // Worker side (redis-worker-side.ts)
 
-  async synchronize(request: workerapi.ISynchronizeRequest, opts: CallOptions = {}): Promise<workerapi.ISynchronizeResponse> {
+  synchronize(request: workerapi.ISynchronizeRequest, opts: CallOptions = {}): Promise<workerapi.ISynchronizeResponse> {
     this.throwIfClosed();
-    const slots = admitSynchronize(request, this.limits.maxWorkerSlots, this.logger);
-    const id = request.workerId!;
-    let worker = this.workers.get(id);
-    // A worker keeps one call outstanding; a new one supersedes whatever is still held.
-    worker?.poll?.(this.emptyResponse());
-    if (!worker) {
-      worker = { id, name: '', platform: PlatformProperties.empty(), pairs: [], slots: 0, unknownCancelled: new Set() };
-      this.workers.set(id, worker);
-      this.logger.info('Worker joined', { workerId: id, workerName: request.workerName || id, slots });
-    }
-    worker.name = request.workerName || id;
-    worker.platform = PlatformProperties.fromProto(request.platform);
-    worker.pairs = platformPairs(worker.platform);
-    worker.slots = slots;
-    // Watched from before the state is read: a change published meanwhile wakes the held call.
-    const watch = this.events.watch('work', `worker ${id}`);
-    const seen = watch.version();
-    try {
-      const listed = request.runningTaskIds ?? [];
-      const take = this.takeArguments(worker);
-      const [cancels, unknown, claims] = (await this.state.run(
-        'synchronize',
-        this.clock.now(),
-        id,
-        this.limits.workerGraceMs,
-        this.limits.maxAttempts,
-        listed.length,
-        ...listed,
-        ...take.argv,
-      )) as [string[], string[], Claim[]];
-      // Tasks the worker runs that the queue does not give it: cancel each once (see WorkerRegistry.reconcile).
-      const cancelIds = [...cancels];
-      for (const taskId of unknown) {
-        if (worker.unknownCancelled.has(taskId)) continue;
-        worker.unknownCancelled.add(taskId);
-        cancelIds.push(taskId);
-      }
-      for (const taskId of worker.unknownCancelled) if (!unknown.includes(taskId)) worker.unknownCancelled.delete(taskId);
-
-      const first = await this.toResponse(worker, take, cancelIds, claims);
-      if (first.tasks!.length || first.cancelTaskIds!.length || opts.signal?.aborted) return first;
-      const requestedWaitMs = durationToMs(request.maxWait);
-      const waitMs = requestedWaitMs > 0 ? Math.min(requestedWaitMs, this.limits.longPollMs) : this.limits.longPollMs;
-      return await this.hold(worker, watch, seen, waitMs, opts.signal);
-    } finally {
-      watch.close();
-    }
+    return this.workerSide.synchronize(request, opts);
   }
 
-  async completeTask(request: workerapi.ICompleteTaskRequest): Promise<void> {
-    const taskId = request.taskId ?? '';
-    const fields = { taskId, workerId: request.workerId };
-    const mine = this.handedOut.get(taskId);
-    if (mine && request.workerId === mine.workerId && sameToken(request.leaseToken ?? '', mine.leaseToken)) {
-      this.handedOut.delete(taskId);
-      // Handed out here, to this caller with this token: the lease holder, known without a round trip.
-      // The finish script still completes the execution only if the task is its current attempt, and
-      // as cancelled if it was cancelled meanwhile; a result of a lease lost meanwhile or of a
-      // cancelled run is still a real run of the action, so it may enter the action cache.
-      return this.finishTask(taskId, mine, request);
-    }
-    const found = (await this.state.run('task', this.clock.now(), taskId)) as string[] | null;
-    if (!found) throw this.unknownTask(fields);
-    const [, workerId, token, currentTask, stage, cancel, digest, queuedAt, noCache] = found as [string, string, string, string, string, string, string, string, string];
-    if (request.workerId !== workerId || !sameToken(request.leaseToken ?? '', token)) {
-      this.logger.warn('Refusing a result from a worker that does not hold the lease', { ...fields, holder: workerId });
-      throw StatusError.permissionDenied(`Failed to complete task ${JSON.stringify(taskId)}: the caller does not hold its lease`);
-    }
-    const now = this.clock.now();
-    if (currentTask !== taskId || stage !== 'EXECUTING') {
-      await this.state.run('finish', now, taskId, '');
-      return;
-    }
-    if (cancel === '1') {
-      // The finish script records it as cancelled.
-      await this.state.run('finish', now, taskId, '');
-      return;
-    }
-    await this.finishTask(taskId, { workerId, actionDigest: digestFromText(digest), queuedAtMs: Number(queuedAt), noCache: noCache === '1' }, request);
+  completeTask(request: workerapi.ICompleteTaskRequest): Promise<void> {
+    return this.workerSide.completeTask(request);
   }
 
-  /** Completes a task whose caller holds the lease: requeued if the worker could not run it, else its result cached (when it may be) and stored. */
-  private async finishTask(taskId: string, task: Omit<HandedOut, 'leaseToken'>, request: workerapi.ICompleteTaskRequest): Promise<void> {
-    const { actionDigest } = task;
-    if ((request.response?.status?.code ?? Code.OK) === Code.UNAVAILABLE) {
-      this.logger.warn('Requeuing an action its worker could not run', { taskId, workerId: task.workerId, message: request.response?.status?.message ?? '' });
-      await this.state.run('lose', this.clock.now(), taskId, this.limits.maxAttempts, `worker reported UNAVAILABLE: ${request.response?.status?.message ?? ''}`);
-      return;
-    }
-    const response = normalizeResponse({ actionDigest, queuedAtMs: task.queuedAtMs }, this.workers.get(task.workerId)?.name || task.workerId, request.response);
-    if ((response.status!.code ?? Code.OK) === Code.OK && (response.result?.exitCode ?? 0) === 0 && !task.noCache) {
-      try {
-        await this.actionCache.updateActionResult(actionDigest, response.result!);
-      } catch (err) {
-        this.logger.error('Failed to store an action result in the action cache', { actionDigest: actionDigest.toString(), error: err });
-        response.message = [response.message, `Failed to store the result in the action cache: ${(err as Error).message}`].filter(Boolean).join('; ');
-      }
-    }
-    if (Number(await this.state.run('finish', this.clock.now(), taskId, storeResponse(response))) < 0) throw this.unknownTask({ taskId, workerId: task.workerId });
+  private takeHint(name: string): OperationSnapshot | undefined {
+    const hinted = this.completedHints.get(name);
+    if (hinted) this.completedHints.delete(name);
+    return hinted;
   }
 
-  private unknownTask(fields: { taskId: string; workerId?: string | null }): StatusError {
-    this.logger.info('Refusing the result of an unknown task', fields);
-    return StatusError.notFound(`Failed to complete task ${JSON.stringify(fields.taskId)}: the scheduler has no such task (cancelled, or requeued after its worker was lost)`);
+  /**
+   * Keeps a completed operation's snapshot for its followers on this scheduler (if it has any): the
+   * woken follower yields it instead of reading the state again. A completed snapshot cannot go
+   * stale (at worst the operation was deleted since: it did complete). At most MAX_HINTS are kept.
+   */
+  private hintCompleted(snapshot: OperationSnapshot): void {
+    if (!this.events.isWatched(`op ${snapshot.name}`)) return;
+    this.completedHints.set(snapshot.name, snapshot);
+    if (this.completedHints.size > MAX_HINTS) this.completedHints.delete(this.completedHints.keys().next().value!);
   }
 
   /** Counts for logs, metrics and tests: the queue is the fleet's, the workers this scheduler's. */
   async stats(): Promise<{ queuedOperations: number; workers: number }> {
     const queued = Number((await this.state.commands.get(this.state.prefix + 'qsize')) ?? 0);
-    return { queuedOperations: queued, workers: this.workers.size };
+    return { queuedOperations: queued, workers: this.workerSide.size };
   }
 
   close(): void {
     if (this.closing.signal.aborted) return;
     this.closing.abort();
-    for (const worker of this.workers.values()) worker.poll?.(this.emptyResponse());
+    this.workerSide.releasePolls();
     this.events.wakeAll();
   }
 
@@ -372,7 +287,7 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
     let known = first;
     for (;;) {
       const seen = known?.seen ?? watch.version();
-      const snapshot = known?.snapshot ?? (await this.getOperation(name));
+      const snapshot = known?.snapshot ?? this.takeHint(name) ?? (await this.getOperation(name));
       known = undefined;
       yield snapshot;
       if (snapshot.stage === 'COMPLETED') return;
@@ -398,91 +313,6 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
     return { ...base, stage: stage as OperationSnapshot['stage'], ...(platform ? { platform: platformFromText(platform) } : {}) };
   }
 
-  /** Keeps what completing `taskId` needs, for at most MAX_HANDED_OUT tasks (the oldest forgotten first). */
-  private remember(taskId: string, task: HandedOut): void {
-    this.handedOut.set(taskId, task);
-    if (this.handedOut.size > MAX_HANDED_OUT) this.handedOut.delete(this.handedOut.keys().next().value!);
-  }
-
-  /** The take arguments of the scripts (see take_work in redis-scripts.ts): an id and a lease token ready for each slot. */
-  private takeArguments(worker: LocalWorker): Take {
-    const taskIds = Array.from({ length: worker.slots }, () => this.newId());
-    const leaseTokens = taskIds.map(() => newLeaseToken());
-    return {
-      taskIds,
-      leaseTokens,
-      argv: [worker.id, worker.slots, this.limits.workerGraceMs, SYNCHRONIZE_RESPONSE_BUDGET_BYTES, worker.slots, ...taskIds, ...leaseTokens, worker.pairs.length, ...worker.pairs],
-    };
-  }
-
-  /** Pending cancellations and executions claimed for the worker's free slots (within the response budget), in one script. */
-  private async takeWork(worker: LocalWorker): Promise<workerapi.ISynchronizeResponse> {
-    const take = this.takeArguments(worker);
-    const [cancels, claims] = (await this.state.run('take', this.clock.now(), ...take.argv)) as [string[], Claim[]];
-    return this.toResponse(worker, take, cancels, claims);
-  }
-
-  /** The worker's answer: its cancellations and a task for each execution claimed. */
-  private async toResponse(worker: LocalWorker, take: Take, cancelTaskIds: string[], claims: Claim[]): Promise<workerapi.ISynchronizeResponse> {
-    const response = { tasks: [] as workerapi.ITask[], cancelTaskIds, lease: msToDuration(this.limits.workerGraceMs) };
-    for (const [index, , loadedText, digest, queuedAt, firstOp, attempts] of claims) {
-      const taskId = take.taskIds[index - 1]!;
-      const leaseToken = take.leaseTokens[index - 1]!;
-      const actionDigest = digestFromText(digest);
-      if (!loadedText) {
-        await this.state.run('finish', this.clock.now(), taskId, storeResponse({ status: StatusError.internal(`Failed to hand out action ${actionDigest}: its Action is no longer in the scheduler state`).toProto() }));
-        continue;
-      }
-      const loaded = readLoaded(loadedText, PlatformProperties.empty());
-      this.remember(taskId, { workerId: worker.id, leaseToken, actionDigest, queuedAtMs: Number(queuedAt), noCache: loaded.action.doNotCache === true });
-      response.tasks.push(toTaskProto({ actionDigest, queuedAtMs: Number(queuedAt), operationName: firstOp }, loaded, taskId, leaseToken).task);
-      this.logger.debug('Assigned task', { taskId, worker: worker.name, actionDigest: actionDigest.toString(), attempt: attempts });
-    }
-    return response;
-  }
-
-  /** Holds the worker's call until work or a cancellation for it appears (on any scheduler), or `waitMs`. */
-  private hold(worker: LocalWorker, watch: Watch, seenBefore: number, waitMs: number, signal?: AbortSignal): Promise<workerapi.ISynchronizeResponse> {
-    return new Promise((resolve) => {
-      const stop = new AbortController();
-      let settled = false;
-      const answer = (response: workerapi.ISynchronizeResponse) => {
-        if (settled) return;
-        settled = true;
-        stop.abort();
-        if (worker.poll === answer) worker.poll = undefined;
-        resolve(response);
-      };
-      worker.poll = answer;
-      const deadline = this.clock.now() + waitMs;
-      const abort = AbortSignal.any([stop.signal, this.closing.signal, ...(signal ? [signal] : [])]);
-      void (async () => {
-        try {
-          let seen = seenBefore;
-          for (;;) {
-            const remainingMs = deadline - this.clock.now();
-            if (remainingMs <= 0) break;
-            await watch.waitPast(seen, remainingMs, abort);
-            if (settled || abort.aborted) break;
-            seen = watch.version();
-            // Tasks claimed for a call superseded meanwhile are not listed by the worker's next calls:
-            // reconciliation requeues them (as for a lost answer).
-            const response = await this.takeWork(worker);
-            if (settled) {
-              // Superseded meanwhile: the worker's next call takes the cancellations.
-              if (response.cancelTaskIds!.length) await this.state.commands.sadd(`${this.state.prefix}wcancel:${worker.id}`, ...response.cancelTaskIds!);
-              break;
-            }
-            if (response.tasks!.length || response.cancelTaskIds!.length) return answer(response);
-          }
-        } catch (err) {
-          if (!abort.aborted) this.logger.warn('Failed to hand out work to a waiting worker', { workerId: worker.id, error: err });
-        }
-        answer(this.emptyResponse());
-      })();
-    });
-  }
-
   private async sweepLoop(): Promise<void> {
     const signal = this.closing.signal;
     while (!signal.aborted) {
@@ -493,40 +323,17 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
       }
       try {
         const now = this.clock.now();
-        const held = [...this.workers.values()].filter((w) => w.poll).map((w) => w.id);
+        const held = this.workerSide.heldWorkerIds();
         if (held.length) await this.state.run('heartbeat', now, this.limits.workerGraceMs, ...held);
         const [lost, expired] = (await this.state.run('sweep', now, this.limits.maxAttempts, now - this.limits.keepCompletedMs, now - CHECKING_TIMEOUT_MS, SWEEP_LIMIT)) as number[];
         if (lost || expired) this.logger.warn('Swept the shared queue', { workersLost: lost, tasksPastDeadline: expired });
-        // Forget local workers that stopped calling this scheduler.
-        for (const worker of this.workers.values()) if (!worker.poll && !(await this.state.commands.zscore(this.state.prefix + 'workers', worker.id))) this.workers.delete(worker.id);
+        await this.workerSide.forgetGoneWorkers();
       } catch (err) {
         if (!signal.aborted) this.logger.error('Failed to sweep the build queue', { error: err });
       }
     }
   }
 
-  private emptyResponse(): workerapi.ISynchronizeResponse {
-    return { tasks: [], cancelTaskIds: [], lease: msToDuration(this.limits.workerGraceMs) };
-  }
-
-}
-
-/** What the scripts return for an execution claimed: its index among the take's ids, then seq, loaded, digest, queuedAt, firstOp, attempts. */
-type Claim = [number, string, string, string, string, string, number];
-
-/** A task as its scheduler handed it out. */
-interface HandedOut {
-  workerId: string;
-  leaseToken: string;
-  actionDigest: Digest;
-  queuedAtMs: number;
-  noCache: boolean;
-}
-
-interface Take {
-  taskIds: string[];
-  leaseTokens: string[];
-  argv: (string | number)[];
 }
 
 function notFound(name: string): StatusError {

@@ -30,6 +30,11 @@ export class RedisEvents {
     for (const wake of [...topic.wakers]) wake();
   }
 
+  /** Whether someone here watches `topic`. */
+  isWatched(topic: string): boolean {
+    return this.topics.has(topic);
+  }
+
   /** Wakes every waiter (on close: they see the queue closing). */
   wakeAll(): void {
     for (const topic of this.topics.values()) {
