@@ -28,6 +28,7 @@ import { runPackedBenchmark } from './suites/packed.js';
 import { runStorageBenchmarks } from './suites/storage.js';
 import { runCompressionBenchmarks } from './suites/compression.js';
 import { runTlsBenchmarks } from './suites/tls.js';
+import { runProcessesBenchmarks } from './suites/processes.js';
 import { runSpliceBenchmarks } from './suites/splice.js';
 // Type only (erased at run time): the Bazel suite itself is loaded on demand, if it is there.
 import type { BenchRow as BazelRow } from './bazel/index.js';
@@ -118,6 +119,7 @@ const SUITES: Suite[] = [
   { name: 'split/splice (SP)', ids: ['SP'], run: runSpliceBenchmarks },
   { name: 'execution by runner (E1-local, E1-bwrap)', ids: ['E1'], run: runRunnerComparison },
   { name: 'TLS beside plaintext (C1-*-tls, E1-tls-*)', ids: ['TLS'], run: runTlsBenchmarks },
+  { name: 'apiserver processes (C1-procs*)', ids: ['PROCS'], run: runProcessesBenchmarks },
 ];
 
 /**

@@ -7,6 +7,7 @@ import type { AssetIndex } from '../lib/asset/asset-index.js';
 import type { AssetDownloader } from '../lib/asset/remote-asset.js';
 import type { ActionCache } from '../lib/actioncache/action-cache.js';
 import type { BlobStore } from '../lib/blobstore/blob-store.js';
+import type { SharedDirectory } from '../lib/blobstore/shared-blob-directory.js';
 import type { StorageSection } from '../lib/config/config.js';
 import { createStorage } from '../lib/config/create-storage.js';
 import { DEFAULT_APISERVER_LISTEN_ADDRESS, type LocalStorageOptions, localStorageConfig } from '../lib/config/defaults.js';
@@ -51,6 +52,8 @@ export interface ApiServerConfig extends LocalStorageOptions {
   metrics?: Registry;
   /** How Remote Asset Fetch downloads what its index lacks. @default none (index only) */
   assetDownloaders?: readonly AssetDownloader[];
+  /** This process's share of disk stores that other processes use too (apiserver-cluster.ts). @default not shared */
+  sharedDirectory?: SharedDirectory;
 }
 
 export interface ApiServer {
@@ -87,7 +90,7 @@ export async function startApiServer(config: ApiServerConfig = {}): Promise<ApiS
   const clock = config.clock ?? systemClock;
   const storage = await createStorage(
     { cas: tree.cas, cas_instance_scoping: tree.cas_instance_scoping, action_cache: tree.action_cache, asset: tree.asset },
-    { clock, logger: logger.child('storage'), metrics: config.metrics },
+    { clock, logger: logger.child('storage'), metrics: config.metrics, sharedDirectory: config.sharedDirectory },
   );
   const { contentAddressableStorage } = storage;
   const actionCache = storage.actionCache!;

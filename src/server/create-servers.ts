@@ -21,6 +21,7 @@ import type { Authenticator } from '../lib/auth/authenticator.js';
 import { createAuthenticator } from '../lib/auth/create-authenticator.js';
 import { TokenFileAuthenticator } from '../lib/auth/token-file.js';
 import type { BlobStore } from '../lib/blobstore/blob-store.js';
+import type { SharedDirectory } from '../lib/blobstore/shared-blob-directory.js';
 import { ConfigError, type PortLimitsSection, type ResolvedConfig, type TlsSection } from '../lib/config/config.js';
 import { createStorage, unsharedActionCacheWarning } from '../lib/config/create-storage.js';
 import type { Clock } from '../lib/util/clock.js';
@@ -44,6 +45,8 @@ export interface ServerDeps {
   clock?: Clock;
   /** The process's metrics registry, shared by its servers. @default no metrics */
   metrics?: Registry;
+  /** This process's share of disk stores used by several processes (apiserver-cluster.ts). @default not shared */
+  sharedDirectory?: SharedDirectory;
 }
 
 /**
@@ -91,6 +94,7 @@ export async function createApiServer(config: ResolvedConfig, deps: ServerDeps):
     logger: deps.logger,
     clock: deps.clock,
     metrics: deps.metrics,
+    sharedDirectory: deps.sharedDirectory,
   });
   return withSighupReload(server, [tls, authenticator], deps.logger);
 }

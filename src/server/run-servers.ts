@@ -56,7 +56,7 @@ export async function shutdownGracefully(servers: Drainable, graceMs: number, cu
 }
 
 /** Resolves at the next SIGINT or SIGTERM. */
-function nextSignal(): Promise<NodeJS.Signals> {
+export function nextSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
     const onSignal = (signal: NodeJS.Signals) => {
       process.off('SIGINT', onSignal);

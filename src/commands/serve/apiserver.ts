@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BzutilCommand } from '../../lib/cli/base-command.js';
-import { assetAllowFlag, actionCacheFlag, allowAcUpdatesFlag, authFlags, configFlags, logLevelFlag, operatorFlags, serverTlsFlags, storageFlags } from '../../lib/cli/serve-flags.js';
+import { assetAllowFlag, actionCacheFlag, allowAcUpdatesFlag, authFlags, configFlags, logLevelFlag, operatorFlags, processesFlag, serverTlsFlags, storageFlags } from '../../lib/cli/serve-flags.js';
 import { configToServe } from '../../lib/cli/serve-overrides.js';
 import { createLogger } from '../../lib/util/logger.js';
 import { createApiServer } from '../../server/create-servers.js';
@@ -25,6 +25,7 @@ Prints "apiserver listening on <host:port>" on stdout when ready.`;
   static override flags = {
     ...configFlags,
     listen: Flags.string({ summary: 'host:port to listen on, port 0 picks a free port (apiserver.listen_address; default 127.0.0.1:12100).' }),
+    ...processesFlag,
     ...storageFlags,
     ...actionCacheFlag,
     ...allowAcUpdatesFlag,
@@ -40,6 +41,11 @@ Prints "apiserver listening on <host:port>" on stdout when ready.`;
     const config = await configToServe('apiserver', flags);
     if (!config) return;
     const logger = createLogger({ level: config.log_level, component: 'apiserver' });
+    if (config.apiserver!.processes > 1) {
+      const { serveApiServerProcesses } = await import('../../server/apiserver-cluster.js');
+      await serveApiServerProcesses(config, logger, (address) => process.stdout.write(`apiserver listening on ${address}\n`));
+      return;
+    }
     await runServersUntilSignal(
       config,
       logger,

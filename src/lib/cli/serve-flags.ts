@@ -94,6 +94,17 @@ export const allowAcUpdatesFlag = {
   }),
 };
 
+/** serve apiserver only: apiserver.processes. */
+export const processesFlag = {
+  processes: Flags.integer({
+    summary: 'Processes serving the port, sharing the disk stores (apiserver.processes; default 1).',
+    description:
+      'With N > 1 this process forks N apiserver processes on the same port (node:cluster, connections handed out in turn), restarts one that crashes, and serves the HTTP port itself (/metrics sums them). Each evicts only what it wrote, within max_size / N. Not with --in_memory.',
+    min: 1,
+    max: 64,
+  }),
+};
+
 /** TLS on the client ports (apiserver.tls / scheduler.tls); serve all sets both. */
 export const serverTlsFlags = {
   tls_cert: Flags.string({ summary: 'Serve TLS with this certificate chain (PEM; *.tls.cert_file); needs --tls_key. Re-read on SIGHUP.', helpValue: 'FILE', aliases: ['tls-cert'] }),

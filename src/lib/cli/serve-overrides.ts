@@ -25,6 +25,7 @@ export interface ServeFlagValues {
   max_worker_slots?: number;
   worker_listen?: string;
   allow_ac_updates?: boolean;
+  processes?: number;
   asset_allow?: string[];
   tls_cert?: string;
   tls_key?: string;
@@ -70,6 +71,7 @@ export function flagOverrides(role: ServeRole, flags: ServeFlagValues): BzutilCo
   const schedulerListen = role === 'scheduler' ? flags.listen : flags.scheduler_listen;
   const allowAc = flags.allow_ac_updates ? true : undefined;
   if (apiserverListen !== undefined || (allowAc && role !== 'scheduler')) tree.apiserver = { listen_address: apiserverListen, allow_ac_updates: role === 'scheduler' ? undefined : allowAc };
+  if (flags.processes !== undefined && role === 'apiserver') tree.apiserver = { ...tree.apiserver, processes: flags.processes };
   const state = stateOverride(role, flags);
   const schedulerDurations = ['worker_lease', 'worker_grace', 'operation_retention'] as const;
   if (

@@ -47,6 +47,8 @@ export interface ApiServerSection extends PortLimitsSection {
   digest_functions?: DigestFunction[];
   /** Transfer compressors served and advertised; default zstd and deflate. */
   compressors?: TransferCompressor[];
+  /** Processes serving the port (`serve apiserver` only; node:cluster); default 1. See server/apiserver-cluster.ts. */
+  processes?: number;
 }
 
 export interface SchedulerSection extends PortLimitsSection {

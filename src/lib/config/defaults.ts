@@ -206,7 +206,7 @@ function roleDefaults(role: ServeRole): BzutilConfig {
     case 'all':
       return {
         log_level: 'info',
-        apiserver: { listen_address: DEFAULT_APISERVER_LISTEN_ADDRESS, upload_idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT, allow_ac_updates: false, ...DEFAULT_PORT_LIMITS },
+        apiserver: { listen_address: DEFAULT_APISERVER_LISTEN_ADDRESS, upload_idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT, allow_ac_updates: false, processes: 1, ...DEFAULT_PORT_LIMITS },
         scheduler: schedulerDefaults(join(defaultCacheDir(), 'storage')),
         worker: { ...worker, work_dir: join(defaultCacheDir(), 'work') },
         storage: localStorageConfig(),
@@ -214,7 +214,7 @@ function roleDefaults(role: ServeRole): BzutilConfig {
     case 'apiserver':
       return {
         log_level: 'info',
-        apiserver: { listen_address: DEFAULT_APISERVER_LISTEN_ADDRESS, upload_idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT, allow_ac_updates: false, ...DEFAULT_PORT_LIMITS },
+        apiserver: { listen_address: DEFAULT_APISERVER_LISTEN_ADDRESS, upload_idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT, allow_ac_updates: false, processes: 1, ...DEFAULT_PORT_LIMITS },
         storage: localStorageConfig(),
       };
     case 'scheduler':

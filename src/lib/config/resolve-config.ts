@@ -51,7 +51,7 @@ export function resolveConfig(input: ResolveConfigInput): ResolvedConfig {
   const issues = validateConfigTree(merged);
   issues.push(...roleIssues(merged, role));
   if (role === 'worker' && merged.worker?.slots === 0) issues.push({ path: 'worker.slots', message: 'must be at least 1 for serve worker' });
-  if (issues.length === 0) issues.push(...runnerIssues(merged), ...workerPortIssues(merged));
+  if (issues.length === 0) issues.push(...runnerIssues(merged), ...workerPortIssues(merged), ...processesIssues(merged, role));
   if (issues.length > 0) throw new ConfigError(issues, input.overrides && input.file ? `${input.file.source} with the flags` : input.file?.source);
   return merged as ResolvedConfig;
 }
@@ -70,6 +70,29 @@ function roleIssues(tree: BzutilConfig, role: ServeRole): ConfigIssue[] {
     issues.push({ path: 'worker.scheduler_address', message: 'is not used by "serve all": its worker dials the scheduler of the same process' });
   }
   return issues;
+}
+
+/**
+ * Several apiserver processes share only what is on disk: a memory store would be one per process
+ * (a blob uploaded through one missing through the others), and serve all keeps one process.
+ */
+function processesIssues(tree: BzutilConfig, role: ServeRole): ConfigIssue[] {
+  if ((tree.apiserver?.processes ?? 1) === 1) return [];
+  if (role !== 'apiserver') return [{ path: 'apiserver.processes', message: `is only for "serve apiserver" ("serve ${role}" runs one process)` }];
+  const memory = memoryNodePath(tree.storage, 'storage');
+  return memory ? [{ path: 'apiserver.processes', message: `needs stores on disk, but ${memory} is in memory, one per process (drop --in_memory or the memory node)` }] : [];
+}
+
+/** The key path of the first `memory` node in a storage tree, if any. */
+function memoryNodePath(node: unknown, at: string): string | undefined {
+  if (Array.isArray(node)) return node.map((child, i) => memoryNodePath(child, `${at}[${i}]`)).find((p) => p !== undefined);
+  if (!isPlainObject(node)) return undefined;
+  for (const [key, child] of Object.entries(node)) {
+    if (key === 'memory') return `${at}.memory`;
+    const found = memoryNodePath(child, `${at}.${key}`);
+    if (found) return found;
+  }
+  return undefined;
 }
 
 /** Combinations of runner keys that the worker would refuse at start, refused here with their paths. */

@@ -22,7 +22,7 @@ describe('resolveConfig', () => {
   it('fills every key serve all reads with today\'s defaults', () => {
     const config = resolveConfig({ role: 'all' });
     const portLimits = { max_concurrent_streams: 512, max_receive_message_size: '4160KiB', max_parked_upload_memory: '64MiB', max_pending_uploads: 1000 };
-    expect(config.apiserver).toEqual({ listen_address: '127.0.0.1:12100', upload_idle_timeout: '1m', allow_ac_updates: false, ...portLimits });
+    expect(config.apiserver).toEqual({ listen_address: '127.0.0.1:12100', upload_idle_timeout: '1m', allow_ac_updates: false, processes: 1, ...portLimits });
     expect(config.scheduler).toEqual({
       listen_address: '127.0.0.1:9099',
       worker_lease: '5s',
