@@ -258,13 +258,7 @@ export class FilesystemBlobStore implements BlobStore {
       freed += this.index.forget(digest) ?? 0;
       victims.push(digest);
     }
-    await Promise.all(
-      victims.map((digest) =>
-        this.withKeyLock(digest.key, async () => {
-          if (!this.index.has(digest)) await fsp.unlink(this.blobPath(digest)).catch(() => {});
-        }),
-      ),
-    );
+    await Promise.all(victims.map((digest) => this.deleteEvicted(digest)));
     return freed;
   }
 
@@ -387,16 +381,23 @@ export class FilesystemBlobStore implements BlobStore {
       if (foreign) continue;
       this.evicted++;
       this.logger.debug('Evicting blob', { digest: digest.toString(), instanceName: digest.instanceName, sizeBytes });
-      void this.withKeyLock(digest.key, async () => {
-        // Re-uploaded since it was chosen for eviction: the new file must stay.
-        if (this.index.has(digest)) return;
-        try {
-          await fsp.unlink(this.blobPath(digest));
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.logger.warn('Failed to delete evicted blob', { digest: digest.toString(), err });
-        }
-      });
+      void this.deleteEvicted(digest);
     }
+  }
+
+  /** Deletes the file of a blob dropped from the index, after any commit of the same key. */
+  private deleteEvicted(digest: Digest): Promise<void> {
+    return this.withKeyLock(digest.key, async () => {
+      // Re-uploaded since it was chosen for eviction: the new file must stay. (Found on disk as
+      // another process's meanwhile, in a shared directory: it is this one's file, and it goes.)
+      if (this.index.isOwned(digest)) return;
+      this.index.forget(digest);
+      try {
+        await fsp.unlink(this.blobPath(digest));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.logger.warn('Failed to delete evicted blob', { digest: digest.toString(), err });
+      }
+    });
   }
 
   private withKeyLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
