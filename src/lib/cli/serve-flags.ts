@@ -99,7 +99,7 @@ export const processesFlag = {
   processes: Flags.integer({
     summary: 'Processes serving the port, sharing the disk stores (apiserver.processes; default 1).',
     description:
-      'With N > 1 this process forks N apiserver processes on the same port (node:cluster, connections handed out in turn), restarts one that crashes, and serves the HTTP port itself (/metrics sums them). Each evicts only what it wrote, within max_size / N. Not with --in_memory.',
+      'With N > 1 this process forks N apiserver processes on the same port (node:cluster, connections handed out in turn), restarts one that crashes, and serves the HTTP port itself (/metrics sums them). Each evicts only what it wrote, within max_size / N. Not with --in_memory or a packed store.',
     min: 1,
     max: 64,
   }),

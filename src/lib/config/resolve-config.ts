@@ -79,17 +79,19 @@ function roleIssues(tree: BzutilConfig, role: ServeRole): ConfigIssue[] {
 function processesIssues(tree: BzutilConfig, role: ServeRole): ConfigIssue[] {
   if ((tree.apiserver?.processes ?? 1) === 1) return [];
   if (role !== 'apiserver') return [{ path: 'apiserver.processes', message: `is only for "serve apiserver" ("serve ${role}" runs one process)` }];
-  const memory = memoryNodePath(tree.storage, 'storage');
-  return memory ? [{ path: 'apiserver.processes', message: `needs stores on disk, but ${memory} is in memory, one per process (drop --in_memory or the memory node)` }] : [];
+  const memory = nodePath(tree.storage, 'storage', 'memory');
+  if (memory) return [{ path: 'apiserver.processes', message: `needs stores on disk, but ${memory} is in memory, one per process (drop --in_memory or the memory node)` }];
+  const packed = nodePath(tree.storage, 'storage', 'packed');
+  return packed ? [{ path: 'apiserver.processes', message: `cannot share ${packed}: each process would index only its own appends` }] : [];
 }
 
-/** The key path of the first `memory` node in a storage tree, if any. */
-function memoryNodePath(node: unknown, at: string): string | undefined {
-  if (Array.isArray(node)) return node.map((child, i) => memoryNodePath(child, `${at}[${i}]`)).find((p) => p !== undefined);
+/** The key path of the first node of `kind` in a storage tree, if any. */
+function nodePath(node: unknown, at: string, kind: string): string | undefined {
+  if (Array.isArray(node)) return node.map((child, i) => nodePath(child, `${at}[${i}]`, kind)).find((p) => p !== undefined);
   if (!isPlainObject(node)) return undefined;
   for (const [key, child] of Object.entries(node)) {
-    if (key === 'memory') return `${at}.memory`;
-    const found = memoryNodePath(child, `${at}.${key}`);
+    if (key === kind) return `${at}.${kind}`;
+    const found = nodePath(child, `${at}.${key}`, kind);
     if (found) return found;
   }
   return undefined;

@@ -31,12 +31,15 @@ describe('apiserver.processes', () => {
     expect(message).toMatch(/apiserver\.processes: is only for "serve apiserver"/);
   });
 
-  it('is refused with a memory store anywhere in the storage tree: each process would have its own', () => {
+  it('is refused with a memory store anywhere in the storage tree (each process would have its own) or a packed one', () => {
     const inMemory = refusal(() => resolveConfig({ role: 'apiserver', overrides: flagOverrides('apiserver', { processes: 2, in_memory: true }) }));
     expect(inMemory).toMatch(/apiserver\.processes: needs stores on disk, but storage\.cas\.memory is in memory/);
     const tree = { storage: { cas: { read_caching: { slow: { disk: { path: '/d', max_size_bytes: '1G' } }, fast: { memory: { max_size_bytes: '1G' } } } }, action_cache: { disk: { path: '/a', max_size_bytes: '1G' } } } };
     const nested = refusal(() => resolveConfig({ role: 'apiserver', file: { source: 'c.yaml', tree }, overrides: { apiserver: { processes: 2 } } }));
     expect(nested).toMatch(/storage\.cas\.read_caching\.fast\.memory/);
+    const packedTree = { storage: { ...tree.storage, cas: { packed: { path: '/p', max_size_bytes: '1G', backend: tree.storage.cas.read_caching.slow } } } };
+    const packed = refusal(() => resolveConfig({ role: 'apiserver', file: { source: 'c.yaml', tree: packedTree }, overrides: { apiserver: { processes: 2 } } }));
+    expect(packed).toMatch(/apiserver\.processes: cannot share storage\.cas\.packed/);
     expect(resolveConfig({ role: 'apiserver', file: { source: 'c.yaml', tree: { storage: { ...tree.storage, cas: tree.storage.cas.read_caching.slow } } }, overrides: { apiserver: { processes: 2 } } }).apiserver!.processes).toBe(2);
   });
 });
