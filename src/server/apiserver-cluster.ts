@@ -15,12 +15,13 @@
  * `bzutil_apiserver_processes` telling how many there are; the web UI, which reads the stores, is
  * not served. It restarts a worker that dies (at most MAX_RESTARTS in RESTART_WINDOW_MS, then it
  * stops all and fails), and fails at once if a worker cannot start (e.g. the port is taken).
- * SIGTERM or SIGINT: each worker is asked to shut down gracefully (health NOT_SERVING, running
+ * SIGHUP is passed on to the workers (TLS and token files re-read). SIGTERM or SIGINT: each worker is asked to shut down gracefully (health NOT_SERVING, running
  * calls get shutdown_grace_period), and the primary exits when all have. If the primary dies
  * without that (SIGKILL), the workers see their IPC channel close and exit (node:cluster does it).
  */
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type PrometheusContentType } from 'prom-client';
+import { authEnabled } from '../lib/auth/create-authenticator.js';
 import type { ResolvedConfig } from '../lib/config/config.js';
 import type { Logger } from '../lib/util/logger.js';
 import { counter, gauge } from '../lib/util/metrics.js';
@@ -74,6 +75,7 @@ class Primary {
       http = await createHttpServer(this.config, { logger: this.logger.child('http'), metrics: this.metrics });
       ready(addresses[0]!);
       if (http) process.stdout.write(`http listening on ${http.address}\n`);
+      this.forwardSighup();
       const signal = await Promise.race([nextSignal(), failed]);
       this.logger.info(`Received ${signal}, shutting down ${this.processes} apiserver processes`);
     } catch (err) {
@@ -131,6 +133,18 @@ class Primary {
     });
   }
 
+  /**
+   * With TLS or tokens configured, SIGHUP to the primary makes every worker re-read its files, as
+   * in one process (the primary's HTTP port re-reads its own); without, SIGHUP ends the primary, as
+   * it ends a single apiserver.
+   */
+  private forwardSighup(): void {
+    if (this.config.apiserver!.tls === undefined && !authEnabled(this.config.auth)) return;
+    process.on('SIGHUP', () => {
+      for (const w of this.workers.values()) if (!w.isDead()) w.process.kill('SIGHUP');
+    });
+  }
+
   /** Asks every worker to shut down gracefully; kills those still running after the grace period and a margin. */
   private async stopAll(): Promise<void> {
     this.stopping = true;
@@ -155,10 +169,14 @@ class Primary {
   }
 }
 
-/** The primary's /metrics: its own series (processes, restarts) and the sum of the workers' registries. */
+/**
+ * The primary's /metrics: its own series (processes, restarts) and the sum of the workers'
+ * registries. A worker that dies during a scrape leaves prom-client waiting (5 s) and failing: the
+ * scrape then has the primary's series and a comment saying why the rest is missing.
+ */
 class ClusterMetricsRegistry extends AggregatorRegistry<PrometheusContentType> {
   override async metrics(): Promise<string> {
-    const [own, workers] = await Promise.all([super.metrics(), this.clusterMetrics()]);
+    const [own, workers] = await Promise.all([super.metrics(), this.clusterMetrics().catch((err: Error) => `# the apiserver processes' metrics are missing from this scrape: ${err.message}\n`)]);
     return `${own}\n${workers}`;
   }
 }

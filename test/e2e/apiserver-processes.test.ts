@@ -7,7 +7,7 @@
  * primary's pid (`ps --ppid`) and only ever signalled by pid.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,7 +16,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CasClient } from '../../src/lib/client/cas-client.js';
 import { RemoteConnection } from '../../src/lib/client/connection.js';
 import { Digest } from '../../src/lib/digest/digest.js';
+import type { TokenCreateResult } from '../../src/commands/token/create.js';
 import { MAX_RESTARTS } from '../../src/server/apiserver-cluster.js';
+import { runCli } from '../helpers/run-cli.js';
 import { type ServeProcess, startServe, stopChild } from '../helpers/serve-process.js';
 
 /** A connection of its own (grpc-js shares one TCP connection between channels to an address unless told not to). */
@@ -184,6 +186,48 @@ describe('serve apiserver --processes 2', () => {
   }, 60_000);
 });
 
+describe('serve apiserver --processes 2 with a token file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bzutil-procs-auth-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('passes SIGHUP on to every process: a token added to the file works through both, and no process restarts', async () => {
+    const token = async (name: string) => {
+      const run = await runCli(['token', 'create', '--json', `--name=${name}`, '--instances=', '--permissions=cas.read']);
+      expect(run.exitCode, run.stderr).toBe(0);
+      return JSON.parse(run.stdout) as TokenCreateResult;
+    };
+    const [first, second] = [await token('first'), await token('second')];
+    const tokenFile = join(dir, 'tokens.json');
+    writeFileSync(tokenFile, JSON.stringify({ tokens: [first.entry] }));
+    const serve = await startServe(serveArgs(join(dir, 'storage'), `--auth_tokens=${tokenFile}`), ['apiserver', 'http']);
+    try {
+      const pids = await waitFor(() => (childPids(serve.child.pid!).length === 2 ? childPids(serve.child.pid!) : undefined), 'two apiserver processes');
+      const findMissing = async (t: string) => {
+        const connection = new RemoteConnection(serve.addresses.apiserver!, { metadata: { authorization: `Bearer ${t}` }, channelOptions: { 'grpc.use_local_subchannel_pool': 1 } });
+        try {
+          return await new CasClient(connection).findMissingBlobs([blobOf(1).digest]).then(
+            () => 'ok',
+            (err: Error) => err.message,
+          );
+        } finally {
+          connection.close();
+        }
+      };
+      expect(await findMissing(first.token)).toBe('ok');
+      expect(await findMissing(second.token)).toMatch(/UNAUTHENTICATED|not known/);
+      writeFileSync(tokenFile, JSON.stringify({ tokens: [first.entry, second.entry] }));
+      serve.child.kill('SIGHUP');
+      // Four fresh connections in a row: both processes (connections are handed out in turn) know it.
+      await waitFor(async () => (await Promise.all([1, 2, 3, 4].map(() => findMissing(second.token)))).every((r) => r === 'ok'), 'the new token accepted');
+      for (let c = 0; c < 4; c++) expect(await findMissing(second.token)).toBe('ok');
+      expect(isAlive(serve.child.pid!)).toBe(true);
+      expect(childPids(serve.child.pid!).sort()).toEqual([...pids].sort());
+    } finally {
+      await serve.stop();
+    }
+  }, 90_000);
+});
+
 describe('serve apiserver --processes 2, failing', () => {
   const dir = mkdtempSync(join(tmpdir(), 'bzutil-procs-fail-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -199,13 +243,19 @@ describe('serve apiserver --processes 2, failing', () => {
     const serve = await startServe(serveArgs(join(dir, 'crashing')), ['apiserver', 'http']);
     const exit = new Promise<number | null>((resolve) => serve.child.once('exit', (code) => resolve(code)));
     let all: number[] = [];
+    const killed = new Set<number>();
     for (let death = 0; death <= MAX_RESTARTS; death++) {
+      // Two processes, none of them one already killed, both listening (the primary counts them).
       const pids = await waitFor(async () => {
         const now = childPids(serve.child.pid!);
-        return now.length === 2 && (await metric(serve.addresses.http!, 'bzutil_apiserver_processes')) === 2 ? now : undefined;
+        if (now.length !== 2 || now.some((pid) => killed.has(pid))) return undefined;
+        const listening = await metric(serve.addresses.http!, 'bzutil_apiserver_processes').catch(() => undefined);
+        return listening === 2 ? now : undefined;
       }, 'two processes listening');
       all = [...new Set([...all, ...pids])];
-      process.kill(pids[death % 2]!, 'SIGKILL');
+      const victim = pids[death % 2]!;
+      killed.add(victim);
+      process.kill(victim, 'SIGKILL');
     }
     expect(await exit).not.toBe(0);
     expect(serve.logs()).toMatch(/died 6 times within 60s .*giving up/);
