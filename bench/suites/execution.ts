@@ -10,7 +10,8 @@ import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NoopActionsResult } from '../jobs/execution-jobs.js';
-import { runDriver, serveAllArgs } from '../lib/processes.js';
+import { runDriver, type ServeProcess, serveAllArgs } from '../lib/processes.js';
+import type { RedisServer } from '../../test/helpers/redis-server.js';
 import { commandStatsDelta, redisCommandStats, startBenchRedis } from '../lib/redis.js';
 import { row, rowsOrFailure } from '../lib/rows.js';
 import { percentile } from '../lib/stats.js';
@@ -110,61 +111,103 @@ interface E1Samples {
   redisByCommand?: Record<string, { calls: number; us: number }>;
 }
 
-/** E1's repetitions against a fresh `serve all` started with `extraArgs`. */
-async function measure(ctx: BenchContext, name: string, extraArgs: string[], redisUrl?: string): Promise<E1Samples> {
+type Backend = 'sqlite' | 'memory' | 'redis';
+
+/** One scheduler state under test: its `serve all` (and redis-server), and what its repetitions measured. */
+interface E1Target {
+  backend: Backend;
+  prefix: string;
+  server?: ServeProcess;
+  redis?: RedisServer;
+  samples: E1Samples;
+  /** Why it could not be started or measured: its rows are failures. */
+  error?: unknown;
+}
+
+/** One repetition of E1 against `target`'s server: `sequential` one by one, then `throughput` 16 in flight. */
+async function measureOnce(target: E1Target, sequential: number, throughput: number): Promise<NoopActionsResult> {
+  const server = target.server!;
+  return runDriver<NoopActionsResult>(
+    'noop-actions',
+    { casAddress: server.addresses.scheduler, schedulerAddress: server.addresses.scheduler, runId: randomUUID(), sequential, throughput, concurrency: IN_FLIGHT },
+    10 * 60_000,
+  );
+}
+
+/** Records a repetition, with redis-server's counts over it when the target uses Redis. */
+async function recordRepetition(ctx: BenchContext, target: E1Target): Promise<void> {
   const { settings } = ctx;
-  const server = await ctx.startServe([...serveAllArgs(join(ctx.tmpDir, `${name}-storage`), join(ctx.tmpDir, `${name}-work`), SLOTS), ...extraArgs], ['apiserver', 'scheduler']);
-  const samples: E1Samples = { p50s: [], p99s: [], rates: [], redisScriptsPerAction: [], redisUsecPerAction: [] };
-  try {
-    for (let rep = 0; rep < settings.repetitions; rep++) {
-      ctx.log(`${name}: ${settings.executeSequential} sequential + ${settings.executeThroughput} concurrent no-op actions, repetition ${rep + 1}/${settings.repetitions}`);
-      const before = redisUrl ? await redisCommandStats(redisUrl) : undefined;
-      const r = await runDriver<NoopActionsResult>(
-        'noop-actions',
-        {
-          casAddress: server.addresses.scheduler,
-          schedulerAddress: server.addresses.scheduler,
-          runId: randomUUID(),
-          sequential: settings.executeSequential,
-          throughput: settings.executeThroughput,
-          concurrency: IN_FLIGHT,
-        },
-        10 * 60_000,
-      );
-      samples.p50s.push(percentile(r.latenciesMs, 50));
-      samples.p99s.push(percentile(r.latenciesMs, 99));
-      samples.rates.push(r.throughputActions / r.seconds);
-      if (redisUrl && before) {
-        const delta = commandStatsDelta(before, await redisCommandStats(redisUrl));
-        const actions = settings.executeSequential + settings.executeThroughput;
-        samples.redisScriptsPerAction.push((delta.byCommand.evalsha?.calls ?? 0) / actions);
-        // A script's usec includes the commands it calls (which commandstats also counts on their own).
-        samples.redisUsecPerAction.push((delta.byCommand.evalsha?.usec ?? 0) / actions);
-        samples.redisByCommand = Object.fromEntries(
-          Object.entries(delta.byCommand)
-            .sort(([, x], [, y]) => y.usec - x.usec)
-            .map(([command, { calls, usec }]) => [command, { calls: Math.round((calls / actions) * 100) / 100, us: Math.round(usec / actions) }]),
-        );
-      }
-    }
-  } finally {
-    await server.stop();
+  const { samples, redis } = target;
+  const before = redis ? await redisCommandStats(redis.url) : undefined;
+  const r = await measureOnce(target, settings.executeSequential, settings.executeThroughput);
+  samples.p50s.push(percentile(r.latenciesMs, 50));
+  samples.p99s.push(percentile(r.latenciesMs, 99));
+  samples.rates.push(r.throughputActions / r.seconds);
+  if (redis && before) {
+    const delta = commandStatsDelta(before, await redisCommandStats(redis.url));
+    const actions = settings.executeSequential + settings.executeThroughput;
+    samples.redisScriptsPerAction.push((delta.byCommand.evalsha?.calls ?? 0) / actions);
+    // A script's usec includes the commands it calls (which commandstats also counts on their own).
+    samples.redisUsecPerAction.push((delta.byCommand.evalsha?.usec ?? 0) / actions);
+    samples.redisByCommand = Object.fromEntries(
+      Object.entries(delta.byCommand)
+        .sort(([, x], [, y]) => y.usec - x.usec)
+        .map(([command, { calls, usec }]) => [command, { calls: Math.round((calls / actions) * 100) / 100, us: Math.round(usec / actions) }]),
+    );
   }
-  return samples;
 }
 
 /**
  * E1 for each scheduler state, side by side: the default (`sqlite`, <storage_dir>/scheduler.db) as
  * E1-*, `memory` as E1-memory-*, `redis` (a redis-server the bench starts on loopback) as
  * E1-redis-*, and what durability costs over memory (E1-sqlite-overhead-p50,
- * E1-redis-overhead-p50: at most 3 ms each, issue 12).
+ * E1-redis-overhead-p50: at most 3 ms each, issue 12). The three `serve all` run side by side (idle
+ * but for the one measured); each gets a warm-up run first (not counted), then the repetitions go
+ * round the three, starting one later each time, so that each repetition of a durable state has a
+ * memory one measured in the same minute to be compared with.
  */
 export async function runExecutionBenchmark(ctx: BenchContext): Promise<BenchmarkRow[]> {
   const { settings } = ctx;
+  const targets: E1Target[] = (['sqlite', 'memory', 'redis'] as const).map((backend) => ({
+    backend,
+    prefix: backend === 'sqlite' ? 'E1' : `E1-${backend}`,
+    samples: { p50s: [], p99s: [], rates: [], redisScriptsPerAction: [], redisUsecPerAction: [] },
+  }));
+  try {
+    for (const target of targets) {
+      try {
+        if (target.backend === 'redis') target.redis = await startBenchRedis(ctx.tmpDir);
+        const extraArgs = target.backend === 'memory' ? ['--state=memory'] : target.redis ? [`--state=${target.redis.url}/0`] : [];
+        const { prefix } = target;
+        target.server = await ctx.startServe([...serveAllArgs(join(ctx.tmpDir, `${prefix}-storage`), join(ctx.tmpDir, `${prefix}-work`), SLOTS), ...extraArgs], ['apiserver', 'scheduler']);
+        ctx.log(`${prefix}: warm-up, ${Math.ceil(settings.executeSequential / 4)} sequential no-op actions (not counted)`);
+        await measureOnce(target, Math.ceil(settings.executeSequential / 4), 0);
+      } catch (err) {
+        target.error = err;
+      }
+    }
+    for (let rep = 0; rep < settings.repetitions; rep++) {
+      for (let k = 0; k < targets.length; k++) {
+        const target = targets[(rep + k) % targets.length]!;
+        if (target.error) continue;
+        ctx.log(`${target.prefix}: ${settings.executeSequential} sequential + ${settings.executeThroughput} concurrent no-op actions, repetition ${rep + 1}/${settings.repetitions}`);
+        try {
+          await recordRepetition(ctx, target);
+        } catch (err) {
+          target.error = err;
+        }
+      }
+    }
+  } finally {
+    for (const target of targets) {
+      await target.server?.stop();
+      await target.redis?.stop();
+    }
+  }
   const rows: BenchmarkRow[] = [];
   const p50ByBackend = new Map<string, number[]>();
-  for (const backend of ['sqlite', 'memory', 'redis'] as const) {
-    const prefix = backend === 'sqlite' ? 'E1' : `E1-${backend}`;
+  for (const target of targets) {
+    const { backend, prefix, samples } = target;
     const what = `Execute of distinct \`true\` actions, skip_cache_lookup, ${SLOTS} slots, ${backend} scheduler state`;
     rows.push(
       ...(await rowsOrFailure(
@@ -175,13 +218,7 @@ export async function runExecutionBenchmark(ctx: BenchContext): Promise<Benchmar
         ],
         ctx.log,
         async () => {
-          const redis = backend === 'redis' ? await startBenchRedis(ctx.tmpDir) : undefined;
-          let samples: E1Samples;
-          try {
-            samples = await measure(ctx, prefix, backend === 'memory' ? ['--state=memory'] : redis ? [`--state=${redis.url}/0`] : [], redis?.url);
-          } finally {
-            await redis?.stop();
-          }
+          if (target.error) throw target.error;
           const { p50s, p99s, rates } = samples;
           p50ByBackend.set(backend, p50s);
           return [

@@ -337,6 +337,59 @@ describe.skipIf(!available)('RedisBuildQueue (two schedulers on one Redis)', () 
     expect((await b.listOperations({ name: 'operations' })).operations.map((o) => o.name)).toContain(hit.name);
   });
 
+  it('hands an action queued on a scheduler straight to a worker waiting there, in the queuing script', async () => {
+    const a = await open({ longPollMs: 10_000 });
+    const state = (a as unknown as { state: { run: (name: string, ...args: unknown[]) => Promise<unknown> } }).state;
+    const held = sync(a, 'w1', { waitMs: 10_000 });
+    await new Promise((r) => setTimeout(r, 100));
+    const scripts: string[] = [];
+    const run = state.run.bind(state);
+    state.run = (name: string, ...args: unknown[]) => {
+      scripts.push(name);
+      return run(name, ...args);
+    };
+    const queued = await submit(a, ['/bin/echo', 'direct']);
+    const response = await held;
+    expect(response.tasks!.map((t) => t.operationName)).toEqual([queued.name]);
+    // The worker's held poll did not need a take script of its own.
+    expect(scripts.filter((n) => n === 'take')).toEqual([]);
+    await a.completeTask({ taskId: response.tasks![0]!.taskId, workerId: 'w1', leaseToken: response.tasks![0]!.leaseToken, response: okResponse(0, 'direct') });
+    expect(Buffer.from((await untilCompleted(queued.it)).response!.result!.stdoutRaw!).toString()).toBe('direct');
+  });
+
+  it('gives each of two waiting workers one of two actions queued at once', async () => {
+    const a = await open({ longPollMs: 10_000 });
+    const held = [sync(a, 'w1', { waitMs: 10_000 }), sync(a, 'w2', { waitMs: 10_000 })];
+    await new Promise((r) => setTimeout(r, 100));
+    const queued = await Promise.all([submit(a, ['/bin/echo', 'one']), submit(a, ['/bin/echo', 'two'])]);
+    const answers = await Promise.all(held);
+    expect(answers.map((r) => r.tasks!.length)).toEqual([1, 1]);
+    expect(answers.flatMap((r) => r.tasks!.map((t) => t.operationName)).sort()).toEqual(queued.map((q) => q.name).sort());
+  });
+
+  it('keeps work claimed for a worker whose poll ended meanwhile for its next call', async () => {
+    const a = await open({ longPollMs: 10_000 });
+    const state = (a as unknown as { state: { run: (name: string, ...args: unknown[]) => Promise<unknown> } }).state;
+    const first = sync(a, 'w1', { waitMs: 10_000 });
+    await new Promise((r) => setTimeout(r, 100));
+    let second: Promise<workerapi.ISynchronizeResponse> | undefined;
+    const run = state.run.bind(state);
+    state.run = async (name: string, ...args: unknown[]) => {
+      const reply = await run(name, ...args);
+      // The worker's next call supersedes the held one after the queuing script claimed work for it,
+      // before the claim is handed over.
+      if (name === 'enqueue' && !second) second = sync(a, 'w1', { waitMs: 10_000 });
+      return reply;
+    };
+    const queued = await submit(a, ['/bin/echo', 'kept']);
+    const answers = [await first, await second!];
+    const handed = answers.flatMap((r) => r.tasks!);
+    expect(handed.map((t) => t.operationName)).toEqual([queued.name]);
+    const task = handed[0]!;
+    await a.completeTask({ taskId: task.taskId, workerId: 'w1', leaseToken: task.leaseToken, response: okResponse(0, 'kept') });
+    expect(Buffer.from((await untilCompleted(queued.it)).response!.result!.stdoutRaw!).toString()).toBe('kept');
+  }, 20_000);
+
   it('refuses a result from a caller without the lease', async () => {
     const a = await open();
     const b = await open();

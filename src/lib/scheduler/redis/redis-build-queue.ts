@@ -38,7 +38,7 @@ import { parseListRequest } from '../operation-table.js';
 import { shuttingDown } from '../scheduler-state.js';
 import { digestFromText, digestText, platformFromText, platformText } from '../state-codec.js';
 import { RedisEvents, type Watch } from './redis-events.js';
-import { RedisWorkerSide } from './redis-worker-side.js';
+import { type Claim, RedisWorkerSide } from './redis-worker-side.js';
 import { platformPairs, readResponse, RedisState, storeLoaded, storeResponse } from './redis-state.js';
 import type { RedisTarget } from './redis-url.js';
 
@@ -259,27 +259,36 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
     }
     this.throwIfClosed();
     const pairs = platformPairs(loaded.platform);
-    const [outcome, broken] = (await this.state.run(
-      'enqueue',
-      this.clock.now(),
-      name,
-      digestText(actionDigest),
-      loaded.action.doNotCache ? '1' : '0',
-      platformText(loaded.platform),
-      request.priority,
-      loaded.timeoutMs ?? '',
-      storeLoaded(loaded),
-      this.limits.maxQueuedOperations,
-      this.limits.maxQueuedActionsPerInstance,
-      this.limits.maxQueuedBytesPerInstance,
-      actionDigest.instanceName,
-      loaded.sizeBytes,
-      pairs.length,
-      ...pairs,
-    )) as [string, QueueLimitBroken?];
-    if (outcome === 'FULL') throw queueFullError(broken ?? 'total', actionDigest, this.limits);
-    this.logger.debug('Queued action', { operation: name, actionDigest: actionDigest.toString(), outcome });
-    return outcome === 'QUEUED' ? { name, actionDigest, stage: 'QUEUED', platform: loaded.platform } : undefined;
+    // A worker of this scheduler waiting for work gets it from the same script (no second round trip).
+    const idle = this.workerSide.reserveIdle();
+    let taken: [string[], Claim[]] | undefined;
+    try {
+      const [outcome, second, claims] = (await this.state.run(
+        'enqueue',
+        this.clock.now(),
+        name,
+        digestText(actionDigest),
+        loaded.action.doNotCache ? '1' : '0',
+        platformText(loaded.platform),
+        request.priority,
+        loaded.timeoutMs ?? '',
+        storeLoaded(loaded),
+        this.limits.maxQueuedOperations,
+        this.limits.maxQueuedActionsPerInstance,
+        this.limits.maxQueuedBytesPerInstance,
+        actionDigest.instanceName,
+        loaded.sizeBytes,
+        pairs.length,
+        ...pairs,
+        ...(idle?.take.argv ?? []),
+      )) as [string, (QueueLimitBroken | string[])?, Claim[]?];
+      if (outcome === 'FULL') throw queueFullError((second as QueueLimitBroken | undefined) ?? 'total', actionDigest, this.limits);
+      if (outcome === 'QUEUED' && claims) taken = [second as string[], claims];
+      this.logger.debug('Queued action', { operation: name, actionDigest: actionDigest.toString(), outcome });
+      return outcome === 'QUEUED' ? { name, actionDigest, stage: 'QUEUED', platform: loaded.platform } : undefined;
+    } finally {
+      if (idle) await this.workerSide.handOver(idle, taken);
+    }
   }
 
   /** Yields the operation's snapshots until it completes: `first` (read before version `seen` of `watch`), then after each change. */

@@ -58,10 +58,11 @@ return 1`,
 
   /**
    * ARGV: name, digest, nocache, platform, priority, timeout, loaded, maxQueued, maxActionsPerInstance,
-   * maxBytesPerInstance, instance, bytes, npairs, pairs... Creates the operation (its action cache
-   * lookup missed, its Action is loaded) and attaches it to the action's execution in flight, or
-   * queues a new one. Returns {'QUEUED'}, {'JOINED', seq} or {'FULL', 'total'|'actions'|'bytes'}
-   * (the operation is created even then: the caller forgets it).
+   * maxBytesPerInstance, instance, bytes, npairs, pairs..., then optionally the take arguments of an
+   * idle worker of the caller's (see take_work). Creates the operation (its action cache lookup
+   * missed, its Action is loaded) and attaches it to the action's execution in flight, or queues a new
+   * one and claims work for that worker. Returns {'QUEUED', cancels, claims}, {'JOINED', seq} or
+   * {'FULL', 'total'|'actions'|'bytes'} (the operation is created even then: the caller forgets it).
    */
   enqueue: `
 local name, d, nc, plat = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -88,8 +89,12 @@ redis.call('INCR', P .. 'qsize')
 count_queued(seq, 1)
 if nc == '0' then redis.call('SET', P .. 'inflight:' .. d, seq) end
 attach(name, seq, true)
-publish('work')
-return {'QUEUED'}`,
+-- Handed straight to an idle worker of the calling scheduler, if it named one (take arguments after
+-- the pairs); the other schedulers' workers are woken only for what is still queued.
+local taken = {{}, {}}
+if #ARGV - 1 > 15 + n then taken = take_work(16 + n) end
+if tonumber(redis.call('GET', P .. 'qsize') or '0') > 0 then publish('work') end
+return {'QUEUED', taken[1], taken[2]}`,
 
   /** ARGV: the take arguments (see take_work). Returns {cancels, claims}. */
   take: `return take_work(3)`,

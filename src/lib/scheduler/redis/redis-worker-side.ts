@@ -53,10 +53,22 @@ interface LocalWorker {
   poll?: (response: workerapi.ISynchronizeResponse) => void;
   /** Unknown tasks the worker listed that it was already told to cancel (each once). */
   readonly unknownCancelled: Set<string>;
+  /** Its held poll is waiting for a change (not reading the state). */
+  waiting?: boolean;
+  /** An Execute on this scheduler is claiming work for it (its held poll does not take meanwhile). */
+  reserved?: boolean;
+  /** Tasks claimed for it whose poll had ended before they could be handed over: its next answer carries them. */
+  pending?: workerapi.ITask[];
+}
+
+/** A worker reserved by an Execute, with the take arguments to claim work for it. */
+export interface Reservation {
+  worker: LocalWorker;
+  take: Take;
 }
 
 /** What the scripts return for an execution claimed: its index among the take's ids, then seq, loaded, digest, queuedAt, firstOp, attempts. */
-type Claim = [number, string, string, string, string, string, number];
+export type Claim = [number, string, string, string, string, string, number];
 
 /** A task as its scheduler handed it out. */
 interface HandedOut {
@@ -114,6 +126,40 @@ export class RedisWorkerSide {
     for (const worker of this.workers.values()) if (!worker.poll && !(await this.state.commands.zscore(this.state.prefix + 'workers', worker.id))) this.workers.delete(worker.id);
   }
 
+  /**
+   * Reserves a worker whose poll is held and waiting, so that an Execute queuing an action claims work
+   * for it in the same script (handOver then answers its poll); undefined if there is none.
+   */
+  reserveIdle(): Reservation | undefined {
+    for (const worker of this.workers.values()) {
+      if (!worker.poll || !worker.waiting || worker.reserved) continue;
+      worker.reserved = true;
+      return { worker, take: this.takeArguments(worker) };
+    }
+    return undefined;
+  }
+
+  /**
+   * Ends a reservation: hands what the script claimed (`taken`, its {cancels, claims}) to the worker's
+   * held poll, or keeps it for the worker's next answer if the poll ended meanwhile; with nothing
+   * claimed, wakes the poll to look for work itself (changes it skipped while reserved). Never throws.
+   */
+  async handOver(reservation: Reservation, taken?: [string[], Claim[]]): Promise<void> {
+    const { worker, take } = reservation;
+    try {
+      const response = taken ? await this.toResponse(worker, take, taken[0], taken[1]) : this.emptyResponse();
+      if (worker.poll && (response.tasks!.length || response.cancelTaskIds!.length)) return worker.poll(response);
+      if (response.tasks!.length) worker.pending = [...(worker.pending ?? []), ...response.tasks!];
+      if (response.cancelTaskIds!.length) await this.state.commands.sadd(`${this.state.prefix}wcancel:${worker.id}`, ...response.cancelTaskIds!);
+    } catch (err) {
+      // What was claimed stays the worker's in Redis: reconciliation requeues it (as for a lost answer).
+      this.logger.warn('Failed to hand out work to a waiting worker', { workerId: worker.id, error: err });
+    } finally {
+      worker.reserved = false;
+      this.events.deliver(`worker ${worker.id}`);
+    }
+  }
+
   /** Answers every held poll (on close). */
   releasePolls(): void {
     for (const worker of this.workers.values()) worker.poll?.(this.emptyResponse());
@@ -161,6 +207,7 @@ export class RedisWorkerSide {
       for (const taskId of worker.unknownCancelled) if (!unknown.includes(taskId)) worker.unknownCancelled.delete(taskId);
 
       const first = await this.toResponse(worker, take, cancelIds, claims);
+      this.takePending(worker, first);
       if (first.tasks!.length || first.cancelTaskIds!.length || opts.signal?.aborted) return first;
       const requestedWaitMs = durationToMs(request.maxWait);
       const waitMs = requestedWaitMs > 0 ? Math.min(requestedWaitMs, this.limits.longPollMs) : this.limits.longPollMs;
@@ -294,9 +341,18 @@ export class RedisWorkerSide {
           for (;;) {
             const remainingMs = deadline - this.clock.now();
             if (remainingMs <= 0) break;
-            await watch.waitPast(seen, remainingMs, abort);
+            worker.waiting = true;
+            try {
+              await watch.waitPast(seen, remainingMs, abort);
+            } finally {
+              worker.waiting = false;
+            }
             if (settled || abort.aborted) break;
             seen = watch.version();
+            const handed = this.takePending(worker, this.emptyResponse());
+            if (handed.tasks!.length) return answer(handed);
+            // An Execute is claiming work for this worker: its answer comes from there (handOver).
+            if (worker.reserved) continue;
             // Tasks claimed for a call superseded meanwhile are not listed by the worker's next calls:
             // reconciliation requeues them (as for a lost answer).
             const response = await this.takeWork(worker);
@@ -313,6 +369,15 @@ export class RedisWorkerSide {
         answer(this.emptyResponse());
       })();
     });
+  }
+
+  /** Moves the tasks kept for the worker (see handOver) into `response`. */
+  private takePending(worker: LocalWorker, response: workerapi.ISynchronizeResponse): workerapi.ISynchronizeResponse {
+    if (worker.pending) {
+      response.tasks = [...worker.pending, ...response.tasks!];
+      worker.pending = undefined;
+    }
+    return response;
   }
 
   private emptyResponse(): workerapi.ISynchronizeResponse {
