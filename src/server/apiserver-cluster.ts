@@ -92,6 +92,8 @@ class Primary {
   private fork(rank: number): Promise<string> {
     const worker = cluster.fork({ [PROCESS_RANK_ENV]: String(rank) });
     this.workers.set(rank, worker);
+    // A message to a process that has just exited fails with EPIPE: its 'exit' handler below deals with it.
+    worker.on('error', (err: Error) => this.logger.debug('Apiserver process channel error', { rank, error: err.message }));
     return new Promise((resolve, reject) => {
       let started = false;
       worker.on('message', (message: ProcessMessage) => {
@@ -151,7 +153,8 @@ class Primary {
     const workers = [...this.workers.values()].filter((w) => !w.isDead());
     if (workers.length === 0) return;
     const exited = Promise.all(workers.map((w) => new Promise<void>((resolve) => (w.isDead() ? resolve() : w.once('exit', () => resolve())))));
-    for (const w of workers) if (w.isConnected()) w.send(SHUTDOWN_MESSAGE);
+    // A process exiting meanwhile (it failed to start) cannot take the message: its exit is awaited anyway.
+    for (const w of workers) if (w.isConnected()) w.send(SHUTDOWN_MESSAGE, () => {});
     // A second signal cuts the workers' grace period short, as it would in one process.
     const again = () => {
       for (const w of workers) if (!w.isDead()) w.process.kill('SIGTERM');
