@@ -253,8 +253,7 @@ export class RedisBuildQueue extends BuildQueueBase implements BuildQueue {
       loaded = await loadActionToQueue(this.cas, actionDigest, this.limits, signal);
     } catch (err) {
       // An execution in flight needs nothing of this caller's CAS (as in InMemoryBuildQueue).
-      const [, joined] = (await this.state.run('submit', this.clock.now(), name, digestText(actionDigest))) as [number, string | null];
-      if (joined) return undefined;
+      if (await this.state.run('submit', this.clock.now(), name, digestText(actionDigest))) return undefined;
       throw err;
     }
     this.throwIfClosed();

@@ -35,18 +35,18 @@ import { LIBRARY } from './redis-script-library.js';
 const BODIES = {
   /**
    * ARGV: name, digest. Creates the operation and attaches it to the in-flight execution of the
-   * action if there is one (when its Action could not be loaded). Returns {seq, the execution's seq or false}.
+   * action if there is one (when its Action could not be loaded). Returns the execution's seq, or false.
    */
   submit: `
 local name, d = ARGV[3], ARGV[4]
-local seq = create_op(name, d)
+create_op(name, d)
 local x = redis.call('GET', P .. 'inflight:' .. d)
 if x then
   attach(name, x, true)
-  return {seq, x}
+  return x
 end
 redis.call('ZADD', P .. 'checking', NOW, name)
-return {seq, false}`,
+return false`,
 
   /** ARGV: name, digest, response. Creates an operation completed on its own (an action cache hit). */
   createCompleted: `
@@ -169,13 +169,6 @@ if op[3] then return {op[1], op[3], 'COMPLETED', ''} end
 if not op[2] then return {op[1], '', 'CACHE_CHECK', ''} end
 local ex = redis.call('HMGET', P .. 'ex:' .. op[2], 'st', 'r', 'p')
 return {op[1], '', ex[1] or 'COMPLETED', ex[2] or '', ex[3] or ''}`,
-
-  /** ARGV: name, response. Completes an operation on its own (cache hit, or failed before it was queued). */
-  completeOwn: `
-if not redis.call('HGET', P .. 'op:' .. ARGV[3], 's') then return 0 end
-redis.call('HSET', P .. 'op:' .. ARGV[3], 'own', ARGV[4])
-mark_done(ARGV[3])
-return 1`,
 
   /**
    * ARGV: name. Returns 'NOTFOUND', 'DONE' (nothing to do), 'CANCELLED' (ended now) or 'KILLING'

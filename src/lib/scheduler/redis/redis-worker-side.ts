@@ -236,14 +236,9 @@ export class RedisWorkerSide {
       this.logger.warn('Refusing a result from a worker that does not hold the lease', { ...fields, holder: workerId });
       throw StatusError.permissionDenied(`Failed to complete task ${JSON.stringify(taskId)}: the caller does not hold its lease`);
     }
-    const now = this.clock.now();
-    if (currentTask !== taskId || stage !== 'EXECUTING') {
-      await this.state.run('finish', now, taskId, '');
-      return;
-    }
-    if (cancel === '1') {
-      // The finish script records it as cancelled.
-      await this.state.run('finish', now, taskId, '');
+    if (currentTask !== taskId || stage !== 'EXECUTING' || cancel === '1') {
+      // Nothing to cache: a stale attempt is only released, a cancelled one recorded as cancelled (by the script).
+      await this.state.run('finish', this.clock.now(), taskId, '');
       return;
     }
     await this.finishTask(taskId, { workerId, actionDigest: digestFromText(digest), queuedAtMs: Number(queuedAt), noCache: noCache === '1' }, request);
