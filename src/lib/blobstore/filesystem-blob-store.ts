@@ -433,13 +433,15 @@ export class FilesystemBlobStore implements BlobStore {
 
   /** Indexes the blobs already on disk, oldest first, then evicts down to the capacity. */
   private async rebuildIndex(sizesFromFileNames: boolean): Promise<void> {
-    const found = await scanBlobDirectory(this.root, { sizesFromFileNames, logger: this.logger });
-    // A shared directory: this process's share of the files (the others are found on disk when asked for).
-    const mine = this.shared ? found.filter((s) => ownsAtOpen(this.shared!, s.digest.hash)) : found;
-    for (const s of mine) this.index.own(s.digest, s.sizeBytes);
+    let newest: Digest | undefined;
+    await scanBlobDirectory(this.root, { sizesFromFileNames, logger: this.logger }, (s) => {
+      // A shared directory: this process's share of the files (the others are found on disk when asked for).
+      if (this.shared && !ownsAtOpen(this.shared, s.digest.hash)) return;
+      this.index.own(s.digest, s.sizeBytes);
+      newest = s.digest;
+    });
     this.logger.info('Opened filesystem blob store', { path: this.root, blobCount: this.index.ownedCount, sizeBytes: this.index.ownedBytes, ...(this.shared && { share: `${this.shared.rank + 1}/${this.shared.processes}` }) });
     // The capacity may have been lowered since the last run.
-    const newest = mine.at(-1);
-    if (newest) this.evict(newest.digest);
+    if (newest) this.evict(newest);
   }
 }
