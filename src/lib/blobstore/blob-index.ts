@@ -22,7 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { Digest } from '../digest/digest.js';
 import { type DigestFunction, hexLength } from '../digest/digest-function.js';
 
-/** Uint32 words per record. */
+/** Int32 words per record. */
 const RECORD = 16;
 /** Words of a record holding the hash: its first 32 bytes (64 hex digits). */
 const HASH_WORDS = 8;
@@ -181,7 +181,7 @@ export class BlobIndex {
     if (id < 0) return undefined;
     const foreign = this.isForeign(id);
     const sizeBytes = this.storedSize(id);
-    this.remove(id, this.chainOf(id));
+    this.remove(id);
     if (foreign) return undefined;
     this.uncount(sizeBytes);
     return sizeBytes;
@@ -220,7 +220,7 @@ export class BlobIndex {
 
   /** The namespace id of `digest`'s function and instance name, or -1 if none is indexed (and `create` is false). */
   private namespaceOf(digest: Digest, create: boolean): number {
-    if (digest.digestFunction === this.lastFunction && digest.instanceName === this.lastInstance && this.lastNamespace >= 0) return this.lastNamespace;
+    if (digest.digestFunction === this.lastFunction && digest.instanceName === this.lastInstance) return this.lastNamespace;
     const name = `${digest.digestFunction}\u0000${digest.instanceName}`;
     let id = this.namespaceIds.get(name);
     if (id === undefined) {
@@ -281,7 +281,7 @@ export class BlobIndex {
       const base = (link - 1) * RECORD;
       if (r[base] !== w0 || r[base + 1] !== w1 || r[base + SIZE_LO] !== sizeLo || r[base + SIZE_HI] !== sizeHi || r[base + NAMESPACE] !== namespace) continue;
       for (let k = MIXED_WORDS; k < words; k++) if (r[base + k] !== hexWord(hex, k * 8)) continue next;
-      if (hex.length > HASH_WORDS * 8 && this.tails.get(link - 1) !== digest.hash.slice(HASH_WORDS * 8)) continue;
+      if (hex.length > HASH_WORDS * 8 && this.tails.get(link - 1) !== hex.slice(HASH_WORDS * 8)) continue;
       return link - 1;
     }
     return -1;
@@ -298,16 +298,14 @@ export class BlobIndex {
   /** The record of `digest`, made most recently used, added if absent. */
   private upsert(digest: Digest): { id: number; existed: boolean } {
     const namespace = this.namespaceOf(digest, true);
-    let chain = this.loadKey(digest, namespace) & (this.heads.length - 1);
-    const found = this.findIn(digest, namespace, chain);
+    const key = this.loadKey(digest, namespace);
+    const found = this.findIn(digest, namespace, key & (this.heads.length - 1));
     if (found >= 0) {
       this.makeNewest(found);
       return { id: found, existed: true };
     }
-    if (this.count + 1 > this.heads.length) {
-      this.rehash(this.heads.length * 2);
-      chain = this.loadKey(digest, namespace) & (this.heads.length - 1);
-    }
+    if (this.count + 1 > this.heads.length) this.rehash(this.heads.length * 2);
+    const chain = key & (this.heads.length - 1);
     const id = this.allocate();
     const r = this.records;
     const base = id * RECORD;
@@ -337,8 +335,9 @@ export class BlobIndex {
     return this.used++;
   }
 
-  /** Unfiles record `id` from chain `chain` and the recency list, and frees it. */
-  private remove(id: number, chain: number): void {
+  /** Unfiles record `id` from its chain and the recency list, and frees it. */
+  private remove(id: number): void {
+    const chain = this.chainOf(id);
     const r = this.records;
     const base = id * RECORD;
     if (this.heads[chain] === id + 1) {
@@ -400,10 +399,10 @@ export class BlobIndex {
     const base = id * RECORD;
     const namespace = this.namespaces[r[base + NAMESPACE]!]!;
     const parts: string[] = [];
-    const hexDigits = hexLength(namespace.digestFunction);
     for (let k = 0; k < namespace.words; k++) parts.push(wordHex(r[base + k]!));
-    if (hexDigits > HASH_WORDS * 8) parts.push(this.tails.get(id)!);
-    const hash = parts.join('').slice(0, hexDigits);
+    const tail = this.tails.get(id);
+    if (tail !== undefined) parts.push(tail);
+    const hash = parts.join('');
     const sizeBytes = r[base + SIZE_HI]! * TWO_32 + (r[base + SIZE_LO]! >>> 0);
     return Digest.create(namespace.instanceName, namespace.digestFunction, hash, sizeBytes, 'digest', true);
   }
